@@ -1,0 +1,27 @@
+# Helpers shared by every folder's CMakeLists.txt.
+
+# cellflux_torch_target(TARGET): compile TARGET against LibTorch with the shared precompiled
+# header. All LibTorch targets reuse one PCH (built by cellflux_pch) so torch/torch.h is parsed
+# once per build instead of once per target.
+function(cellflux_torch_target target)
+  target_link_libraries(${target} PUBLIC ${TORCH_LIBRARIES})
+  target_compile_options(${target} PRIVATE ${TORCH_CXX_FLAGS_LIST})
+  if(NOT target STREQUAL "cellflux_pch")
+    target_precompile_headers(${target} REUSE_FROM cellflux_pch)
+  endif()
+endfunction()
+
+# cellflux_add_test(NAME SOURCES... LIBS...): one GoogleTest executable registered with CTest.
+# Tests run from the source root so ../shared/fixtures resolves as documented.
+function(cellflux_add_test name)
+  cmake_parse_arguments(ARG "TORCH" "" "SOURCES;LIBS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main GTest::gmock)
+  if(ARG_TORCH)
+    cellflux_torch_target(${name})
+  endif()
+  gtest_discover_tests(${name}
+    WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}
+    PROPERTIES ENVIRONMENT "CELLFLUX_SOURCE_DIR=${PROJECT_SOURCE_DIR};CELLFLUX_BUILD_DIR=${PROJECT_BINARY_DIR}"
+    DISCOVERY_TIMEOUT 60)
+endfunction()

@@ -1,0 +1,34 @@
+// What LibTorch runs on: version, device, threads and BLAS. Every binary logs this at start-up.
+#ifndef CELLFLUX_COMMON_TORCH_RUNTIME_H_
+#define CELLFLUX_COMMON_TORCH_RUNTIME_H_
+
+#include <string>
+
+#include <c10/core/Device.h>
+
+#include "absl/status/statusor.h"
+
+namespace cellflux {
+
+struct RuntimeInfo {
+  std::string torch_version;
+  std::string blas_library;  // path of the BLAS mapped into this process, or "unknown"
+  bool slow_blas = false;    // the reference (netlib) BLAS: ~20× slower than OpenBLAS here
+  int threads = 1;           // intra-op threads
+  bool cuda_available = false;
+  int cuda_devices = 0;
+};
+
+RuntimeInfo GetRuntimeInfo();
+
+// "cpu", "cuda", "cuda:N" or "auto" (CUDA when available). INVALID_ARGUMENT names the bad value;
+// FAILED_PRECONDITION when CUDA is asked for but absent.
+absl::StatusOr<c10::Device> ParseDevice(const std::string& spec);
+
+// Sets intra-op threads when threads > 0, then logs one line with the LibTorch version, device,
+// thread count and BLAS, plus a WARNING when the slow reference BLAS is in use.
+void LogRuntime(const std::string& binary, const c10::Device& device, int threads = 0);
+
+}  // namespace cellflux
+
+#endif  // CELLFLUX_COMMON_TORCH_RUNTIME_H_
