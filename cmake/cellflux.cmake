@@ -25,3 +25,18 @@ function(cellflux_add_test name)
     PROPERTIES ENVIRONMENT "CELLFLUX_SOURCE_DIR=${PROJECT_SOURCE_DIR};CELLFLUX_BUILD_DIR=${PROJECT_BINARY_DIR}"
     DISCOVERY_TIMEOUT 60)
 endfunction()
+
+# cellflux_add_tests_in_dir(LIBS... [TORCH]): one test executable per *_test.cc in the current
+# folder, named after the file, so a test file being edited never blocks the others' builds.
+function(cellflux_add_tests_in_dir)
+  cmake_parse_arguments(ARG "TORCH" "" "LIBS" ${ARGN})
+  file(GLOB test_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*_test.cc)
+  foreach(src ${test_sources})
+    get_filename_component(name ${src} NAME_WE)
+    if(ARG_TORCH)
+      cellflux_add_test(${name} TORCH SOURCES ${src} LIBS ${ARG_LIBS})
+    else()
+      cellflux_add_test(${name} SOURCES ${src} LIBS ${ARG_LIBS})
+    endif()
+  endforeach()
+endfunction()
