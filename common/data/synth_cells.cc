@@ -155,7 +155,7 @@ void DrawOrganelles(const std::vector<Cell>& cells, const MorphologyDelta& delta
       const cv::Point p = CytoPoint(c, u, v);
       if (Rho(p.x - kMargin, p.y - kMargin, c.cx, c.cy, c.ncos, c.nsin, c.na, c.nb) < 1.0) continue;
       const double length = 7.0 * std::exp(-1.2 * frag) * rng.Uniform(0.2, 1.0);
-      const cv::Scalar value(c.stain[kMito] * rng.Uniform(0.8, 1.6));
+      const cv::Scalar value(c.stain[kMito] * rng.Uniform(0.4, 0.9));
       if (length < 1.5) {
         cv::circle(mito, p, 1, value, cv::FILLED, cv::LINE_8);
       } else {
@@ -308,10 +308,10 @@ std::array<cv::Mat, kNumChannels> RenderSite(const SiteRenderOptions& options,
         const double thin = 0.55 + 0.45 * std::min(1.0, (1 - d1) / 0.3);  // cells flatten at edges
         v[kDna] = 0;
         v[kRna] = c.stain[kRna] * (0.18 + 0.3 * wp) * (1 + 0.2 * tc) * thin;
-        v[kEr] = c.stain[kEr] * ((0.18 + 0.9 * wp) * (0.35 + 1.1 * ridge) * thin +
+        v[kEr] = c.stain[kEr] * ((0.2 + 0.9 * wp) * (0.6 + 0.6 * ridge) * thin +
                                  0.45 * std::exp(-std::pow((rn - 1) / 0.12, 2)));
         v[kAgp] = c.stain[kAgp] * (0.35 * (1 + 0.2 * tc) + 0.55 * cortex);
-        v[kMito] = c.stain[kMito] * (0.12 + 0.2 * wp) * (1 + 0.3 * tc) * thin;
+        v[kMito] = c.stain[kMito] * (0.15 + 0.45 * wp) * (1 + 0.3 * tc) * thin;
       }
       for (int ch = 0; ch < kNumChannels; ++ch) signal[ch].at<float>(y, x) = static_cast<float>(std::max(0.0, v[ch]));
       // Organelles count only inside a cell (fibres and Golgi may not leak into background).
@@ -335,8 +335,8 @@ std::array<cv::Mat, kNumChannels> RenderSite(const SiteRenderOptions& options,
       for (int x = 0; x < w; ++x) {
         const double illum = 1.0 - 0.12 * ((x - cx) * (x - cx) + (y - cy) * (y - cy)) * norm;
         const double mean = gains[ch] * illum * s[x];
-        const double value = kOffset[ch] + mean + std::sqrt(kShotNoise * mean) * rng.Normal() +
-                             kReadNoise * rng.Normal();
+        // Shot noise (Gaussian approximation of Poisson) and read noise, as one normal draw.
+        const double value = kOffset[ch] + mean + std::sqrt(kShotNoise * mean + kReadNoise * kReadNoise) * rng.Normal();
         o[x] = static_cast<uint16_t>(std::clamp(std::lround(value), 0L, 4095L));
       }
     }
