@@ -123,6 +123,10 @@ absl::Status PrepareOptions::Validate() const {
   if (!(val_fraction >= 0.0 && val_fraction < 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat("prepare: val_fraction must be in [0, 1), got ", val_fraction));
   }
+  if (split_level != "perturbation" && split_level != "pair") {
+    return absl::InvalidArgumentError(absl::StrCat("prepare: split_level must be perturbation or pair, got '",
+                                                   split_level, "'"));
+  }
   return absl::OkStatus();
 }
 
@@ -241,9 +245,23 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& o) {
   for (const Pair& p : pr.pairs) perts.push_back(p.perturbation);
   m.split = SplitPerturbations(perts, o.test_perturbations, o.val_fraction, o.seed);
 
+  // Pair-level split: one held-out pair per test/val perturbation, chosen by the seed.
+  std::map<size_t, Split> held_out_pair;
+  if (o.split_level == "pair") {
+    std::map<std::string, std::vector<size_t>> by_pert;
+    for (size_t i = 0; i < pr.pairs.size(); ++i) by_pert[pr.pairs[i].perturbation].push_back(i);
+    for (const auto& [pert, idx] : by_pert) {
+      Split sp = m.split.at(pert);
+      if (sp == Split::kTrain) continue;
+      uint64_t h = 0xcbf29ce484222325ULL ^ (o.seed * 0x9E3779B97F4A7C15ULL);  // FNV-1a: stable everywhere
+      for (unsigned char ch : pert) h = (h ^ ch) * 0x100000001b3ULL;
+      held_out_pair[idx[h % idx.size()]] = sp;
+    }
+  }
   std::set<int64_t> stat_rows;
   std::map<std::string, std::map<std::string, int64_t>> train_doses;  // perturbation → dose → pairs
-  for (const Pair& p : pr.pairs) {
+  for (size_t pair_index = 0; pair_index < pr.pairs.size(); ++pair_index) {
+    const Pair& p = pr.pairs[pair_index];
     const CpWell& w = wells[p.cp_well];
     const CpWell& c = wells[p.control_cp_well];
     ManifestPair mp;
@@ -252,6 +270,10 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& o) {
     mp.key = p.key;
     mp.dose = p.key.substr(p.perturbation.size() + 1);
     mp.split = m.split.at(p.perturbation);
+    if (o.split_level == "pair") {
+      auto h = held_out_pair.find(pair_index);
+      mp.split = h == held_out_pair.end() ? Split::kTrain : h->second;
+    }
     mp.cp_plate = w.plate;
     mp.well = w.well;
     mp.site_ids = w.site_ids;

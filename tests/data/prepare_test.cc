@@ -256,6 +256,27 @@ TEST_F(PrepareTest, DeterministicGivenSeedAndSeedChangesSplit) {
   EXPECT_FALSE(fs::exists(root_ + "/a.tmp-" + std::to_string(::getpid())));
 }
 
+TEST_F(PrepareTest, PairLevelSplitHoldsOutOnePairPerHeldOutPerturbation) {
+  PrepareOptions o = Options("pairs", 3);
+  o.split_level = "pair";
+  ASSERT_TRUE(PrepareDataset(o).ok());
+  auto m = LoadManifest(root_ + "/pairs", /*load_expression=*/false);
+  ASSERT_TRUE(m.ok()) << m.status();
+  std::map<std::string, int> held_out, in_train;
+  for (const auto& p : m->pairs) {
+    if (p.split == Split::kTrain) ++in_train[p.perturbation];
+    else ++held_out[p.perturbation];
+  }
+  ASSERT_FALSE(held_out.empty());
+  for (const auto& [pert, n] : held_out) {
+    EXPECT_EQ(n, 1) << pert << ": exactly one held-out pair per held-out perturbation";
+    // Perturbations with more than one pair keep the rest in training, hence in the vocabulary.
+    if (in_train.count(pert)) EXPECT_GE(m->VocabRow(pert), 0) << pert;
+  }
+  o.split_level = "compound";
+  EXPECT_FALSE(PrepareDataset(o).ok());
+}
+
 TEST_F(PrepareTest, BadInputsFailWithNamedFiles) {
   PrepareOptions o = Options("out", 0);
   o.val_fraction = 1.5;
