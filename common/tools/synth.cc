@@ -27,10 +27,7 @@ absl::Status ParseImageSize(const std::string& text, SynthOptions& options) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
-CF_TOOL_COMMAND(synth, "Write a synthetic CDRP-like dataset (images, plate maps, L1000, ground truth)",
-                [](CLI::App* app) -> RunFn {
+RunFn SetupSynth(CLI::App* app) {
   auto options = std::make_shared<SynthOptions>();
   auto out = std::make_shared<std::string>();
   auto size = std::make_shared<std::string>("160x160");
@@ -57,6 +54,12 @@ CF_TOOL_COMMAND(synth, "Write a synthetic CDRP-like dataset (images, plate maps,
               << seconds << " s\n";
     return 0;
   };
-});
+}
+
+}  // namespace
+
+// A named setup function: the macro cannot take a lambda whose body contains commas.
+CF_TOOL_COMMAND(synth, "Write a synthetic CDRP-like dataset (images, plate maps, L1000, ground truth)",
+                SetupSynth);
 
 }  // namespace cellflux::tool
