@@ -1,0 +1,60 @@
+// A screen plan: a CSV with one row per prediction.
+//
+// Required column: perturbation_id (a Broad ID from the model's vocabulary). Each row names its
+// control by exactly one of
+//   control_ref           "PLATE:WELL[:SITE]" into the server's control bank (e.g. "24277:a01:1"),
+//   control_dir (+ control_expression)  a folder of five channel images (control_dir.h) and an
+//                         expression spec (expression_source.h); control_expression is required
+//                         for models with a gene branch (checked when the row is sent).
+// Optional column: seed (an unsigned integer overriding the screen's seed for this row).
+// Every column, including unknown ones, is carried into results.csv and the GCT column metadata.
+// Relative control_dir / control_expression paths are resolved against the plan's folder.
+// Errors are INVALID_ARGUMENT naming the file, line and column.
+#ifndef CELLFLUX_CLIENT_PLAN_H_
+#define CELLFLUX_CLIENT_PLAN_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace cellflux::client {
+
+struct ControlRefSpec {
+  std::string plate;
+  std::string well;
+  int site = 0;  // 0 = lowest site in the bank
+};
+// Parses "PLATE:WELL[:SITE]"; INVALID_ARGUMENT with the expected form.
+absl::StatusOr<ControlRefSpec> ParseControlRef(const std::string& text);
+
+struct PlanRow {
+  int index = 0;       // 0-based data row (the prediction's stable id: "r000012")
+  int64_t line = 0;    // 1-based line in the plan file
+  std::string perturbation_id;
+  std::optional<ControlRefSpec> control_ref;
+  std::string control_dir;         // resolved path; empty when control_ref is used
+  std::string control_expression; // resolved spec; may be empty
+  std::optional<uint64_t> seed;    // from a "seed" column
+  std::vector<std::string> fields; // all fields as written, parallel to Plan::header
+};
+
+struct Plan {
+  std::string path;
+  std::vector<std::string> header;
+  std::vector<PlanRow> rows;
+};
+
+absl::StatusOr<Plan> ReadPlan(const std::string& path);
+
+// "r000012": the id of a row in file names, the journal and the GCT.
+std::string RowName(int index);
+
+// Stable 64-bit FNV-1a hash (hex) of `parts`, the same in every run (absl::Hash is not).
+std::string Fingerprint(const std::vector<std::string>& parts);
+
+}  // namespace cellflux::client
+
+#endif  // CELLFLUX_CLIENT_PLAN_H_

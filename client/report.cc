@@ -1,0 +1,222 @@
+#include "client/report.h"
+
+#include <algorithm>
+#include <ctime>
+#include <numeric>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "client/plan.h"
+#include "common/util/files.h"
+#include "common/util/status_macros.h"
+
+namespace cellflux::client {
+namespace {
+
+constexpr char kStyle[] = R"(
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:24px;color:#222;background:#fafafa}
+h1{margin:0 0 4px}
+.meta{color:#555;margin-bottom:16px}
+.legend{font-size:13px;color:#555;margin-bottom:20px}
+h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:32px}
+.row{background:#fff;border:1px solid #ddd;border-radius:6px;padding:12px;margin:12px 0}
+.row h3{margin:0 0 8px;font-size:15px;font-weight:600}
+.panels{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}
+figure{margin:0;text-align:center}
+figure img{width:220px;height:220px;object-fit:contain;background:#000;border-radius:3px;display:block}
+figcaption{font-size:12px;color:#444;margin-top:3px}
+.bank{width:220px;height:220px;background:#eee;color:#666;display:flex;align-items:center;justify-content:center;text-align:center;font-size:13px;border-radius:3px;padding:8px;box-sizing:border-box}
+.genes{display:flex;gap:14px;margin-left:8px}
+table{border-collapse:collapse;font-size:12px}
+th,td{padding:2px 6px;text-align:left;border-bottom:1px solid #eee}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.up{color:#b00020}.down{color:#0044aa}
+.note{font-size:11px;color:#777;max-width:260px}
+.fail td{vertical-align:top}
+)";
+
+absl::StatusOr<std::string> DataUri(const std::string& out_dir, const std::string& relative) {
+  CF_ASSIGN_OR_RETURN(std::string bytes, ReadFile(absl::StrCat(out_dir, "/", relative)));
+  return absl::StrCat("data:image/png;base64,", absl::Base64Escape(bytes));
+}
+
+// Mean over samples of the generated expression.
+std::vector<double> MeanExpression(const RowRecord& record) {
+  std::vector<double> mean(record.gene_ids.size(), 0.0);
+  if (record.samples.empty()) return mean;
+  for (const SampleRecord& sample : record.samples) {
+    for (size_t g = 0; g < mean.size() && g < sample.expression.size(); ++g) {
+      mean[g] += sample.expression[g];
+    }
+  }
+  for (double& v : mean) v /= static_cast<double>(record.samples.size());
+  return mean;
+}
+
+std::string GeneTable(const char* title, const char* css, const std::vector<size_t>& genes,
+                      const std::vector<double>& delta, const RowRecord& record) {
+  std::string html = absl::StrCat("<table><tr><th colspan=3 class=", css, ">", title,
+                                  "</th></tr><tr><th>gene</th><th>probe</th><th>&Delta;</th></tr>");
+  for (size_t g : genes) {
+    absl::StrAppend(&html, "<tr><td>", HtmlEscape(GeneSymbol(record.gene_ids[g])), "</td><td>",
+                    HtmlEscape(record.gene_ids[g]), "</td><td class='num ", css, "'>",
+                    absl::StrFormat("%+.3f", delta[g]), "</td></tr>");
+  }
+  absl::StrAppend(&html, "</table>");
+  return html;
+}
+
+std::string GenesHtml(const RowRecord& record, const std::vector<double>& screen_mean,
+                      int top_genes) {
+  if (record.gene_ids.empty() || record.samples.empty()) return "";
+  const std::vector<double> mean = MeanExpression(record);
+  const bool has_control = record.control_expression.size() == mean.size();
+  std::vector<double> delta(mean.size());
+  for (size_t g = 0; g < mean.size(); ++g) {
+    const double reference = has_control ? record.control_expression[g] : screen_mean[g];
+    delta[g] = mean[g] - reference;
+  }
+  std::vector<size_t> order(delta.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return delta[a] > delta[b]; });
+  const size_t n = std::min<size_t>(top_genes, order.size());
+  std::vector<size_t> up(order.begin(), order.begin() + n);
+  std::vector<size_t> down(order.rbegin(), order.rbegin() + n);
+  std::string note = has_control
+                         ? "&Delta; = generated (mean over samples) &minus; control expression"
+                         : "control is in the server's bank: &Delta; = generated &minus; mean of "
+                           "all predictions in this screen";
+  return absl::StrCat("<div class=genes>", GeneTable("up-regulated", "up", up, delta, record),
+                      GeneTable("down-regulated", "down", down, delta, record),
+                      "<div class=note>", note, "</div></div>");
+}
+
+absl::StatusOr<std::string> RowHtml(const std::string& out_dir, const RowRecord& record,
+                                    const std::vector<double>& screen_mean,
+                                    const ReportOptions& options) {
+  std::string html = absl::StrCat("<div class=row><h3>", RowName(record.row), " &middot; control ",
+                                  HtmlEscape(record.control), "</h3><div class=panels>");
+  if (!record.control_composite.empty()) {
+    CF_ASSIGN_OR_RETURN(std::string uri, DataUri(out_dir, record.control_composite));
+    absl::StrAppend(&html, "<figure><img alt='control' src='", uri,
+                    "'><figcaption>control</figcaption></figure>");
+  } else {
+    absl::StrAppend(&html, "<figure><div class=bank>control image held in the server's control "
+                           "bank</div><figcaption>control</figcaption></figure>");
+  }
+  const int shown = std::min<int>(options.max_samples_shown, record.samples.size());
+  for (int k = 0; k < shown; ++k) {
+    const SampleRecord& sample = record.samples[k];
+    CF_ASSIGN_OR_RETURN(std::string uri, DataUri(out_dir, sample.composite));
+    absl::StrAppend(&html, "<figure><img alt='generated sample ", sample.sample, "' src='", uri,
+                    "'><figcaption>generated s", sample.sample, " &middot; seed ", sample.seed,
+                    "</figcaption></figure>");
+  }
+  if (shown < static_cast<int>(record.samples.size())) {
+    absl::StrAppend(&html, "<div class=note>+", record.samples.size() - shown,
+                    " more samples in ", HtmlEscape(RowName(record.row)), "/</div>");
+  }
+  absl::StrAppend(&html, GenesHtml(record, screen_mean, options.top_genes), "</div></div>\n");
+  return html;
+}
+
+std::vector<double> ScreenMean(const std::vector<RowRecord>& records) {
+  std::vector<double> sum;
+  int64_t count = 0;
+  for (const RowRecord& record : records) {
+    for (const SampleRecord& sample : record.samples) {
+      if (sum.empty()) sum.assign(sample.expression.size(), 0.0);
+      if (sample.expression.size() != sum.size()) continue;
+      for (size_t g = 0; g < sum.size(); ++g) sum[g] += sample.expression[g];
+      ++count;
+    }
+  }
+  for (double& v : sum) v /= std::max<int64_t>(count, 1);
+  return sum;
+}
+
+}  // namespace
+
+std::string HtmlEscape(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+absl::Status WriteReport(const std::string& out_dir, const Plan& plan,
+                         const std::vector<RowRecord>& records,
+                         const std::vector<RowFailure>& failures, const ReportOptions& options) {
+  const std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", std::localtime(&now));
+  std::string models;
+  for (const RowRecord& record : records) {
+    if (models.find(record.model_id) == std::string::npos) {
+      absl::StrAppend(&models, models.empty() ? "" : ", ", record.model_id);
+    }
+  }
+  std::string html = absl::StrCat(
+      "<!DOCTYPE html><html><head><meta charset='utf-8'><title>CellFlux screen report</title><style>",
+      kStyle, "</style></head><body><h1>CellFlux screen report</h1><div class=meta>plan ",
+      HtmlEscape(plan.path), " &middot; ", plan.rows.size(), " rows: ", records.size(), " done, ",
+      failures.size(), " failed &middot; model ", HtmlEscape(models.empty() ? "-" : models),
+      " &middot; ", stamp, "</div><div class=legend>Composites: DNA &rarr; red, RNA &rarr; green, "
+      "ER &rarr; blue; each channel contrast-stretched to its 0.5&ndash;99.5 percentile.</div>\n");
+
+  // Group by perturbation in order of first appearance in the plan.
+  std::vector<std::string> order;
+  absl::flat_hash_map<std::string, std::vector<const RowRecord*>> groups;
+  for (const RowRecord& record : records) {
+    auto [it, inserted] = groups.try_emplace(record.perturbation_id);
+    if (inserted) order.push_back(record.perturbation_id);
+    it->second.push_back(&record);
+  }
+  const std::vector<double> screen_mean = ScreenMean(records);
+  int shown = 0;
+  for (const std::string& perturbation : order) {
+    if (shown >= options.max_rows) break;
+    const auto& rows = groups[perturbation];
+    absl::StrAppend(&html, "<h2>", HtmlEscape(perturbation), " <small>(", rows.size(),
+                    rows.size() == 1 ? " row" : " rows", ")</small></h2>\n");
+    for (const RowRecord* record : rows) {
+      if (shown >= options.max_rows) break;
+      CF_ASSIGN_OR_RETURN(std::string row_html, RowHtml(out_dir, *record, screen_mean, options));
+      absl::StrAppend(&html, row_html);
+      ++shown;
+    }
+  }
+  if (shown < static_cast<int>(records.size())) {
+    absl::StrAppend(&html, "<p>", records.size() - shown,
+                    " more rows are not shown here; see results.csv.</p>");
+  }
+  if (!failures.empty()) {
+    absl::StrAppend(&html, "<h2>Failures (", failures.size(),
+                    ")</h2><table class=fail><tr><th>row</th><th>line</th><th>perturbation</th>"
+                    "<th>code</th><th>message</th></tr>");
+    for (const RowFailure& failure : failures) {
+      const PlanRow& row = plan.rows[failure.row];
+      absl::StrAppend(&html, "<tr><td>", RowName(row.index), "</td><td>", row.line, "</td><td>",
+                      HtmlEscape(row.perturbation_id), "</td><td>",
+                      absl::StatusCodeToString(failure.status.code()), "</td><td>",
+                      HtmlEscape(std::string(failure.status.message())), "</td></tr>");
+    }
+    absl::StrAppend(&html, "</table>");
+  }
+  absl::StrAppend(&html, "</body></html>\n");
+  return WriteFileAtomic(absl::StrCat(out_dir, "/report.html"), html);
+}
+
+}  // namespace cellflux::client

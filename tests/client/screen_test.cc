@@ -1,0 +1,293 @@
+// End-to-end tests of `screen` against the in-process fake service: failures, retries, resume,
+// the GCT output and the report. Backoff is shortened to milliseconds; nothing is timed.
+#include "client/screen.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "client/connection.h"
+#include "client/plan.h"
+#include "common/io/gct.h"
+#include "common/util/logging.h"
+#include "tests/client/fake_cellflux_service.h"
+#include "tests/client/test_util.h"
+
+namespace cellflux::client {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::FakeOptions;
+using testing::FakeServer;
+
+constexpr char kBad[] = "BRD-BAD00000-000-00-0";
+
+std::string Pert(int i) { return absl::StrFormat("BRD-K%08d-001-01-1", 10000000 + i); }
+
+// A plan of `n` bank-control rows with an extra metadata column; row `bad` (if ≥ 0) is unknown.
+std::string WritePlan(const std::string& dir, int n, int bad) {
+  std::string text = "perturbation_id,control_ref,compound_name\n";
+  for (int i = 0; i < n; ++i) {
+    absl::StrAppend(&text, i == bad ? kBad : Pert(i), ",24277:a0", 1 + i % 3, ":1,cpd ", i, "\n");
+  }
+  const std::string path = dir + "/plan.csv";
+  testing::WriteText(path, text);
+  return path;
+}
+
+class ScreenTest : public ::testing::Test {
+ protected:
+  void SetUp() override { SetMinLogLevel(LogLevel::kWARNING); }
+
+  void Start(FakeOptions fake = {}) {
+    server_ = std::make_unique<FakeServer>(fake);
+    ASSERT_TRUE(server_->ok());
+    ConnectionOptions options;
+    options.server = server_->address();
+    auto connection = Connection::Create(options);
+    ASSERT_TRUE(connection.ok()) << connection.status();
+    connection_ = *std::move(connection);
+  }
+
+  ScreenOptions Options(const std::string& out) {
+    ScreenOptions options;
+    options.out_dir = out;
+    options.concurrency = 3;
+    options.deadline_seconds = 30;
+    options.retry.max_retries = 4;
+    options.retry.initial_backoff_seconds = 0.001;
+    options.retry.max_backoff_seconds = 0.004;
+    options.progress = false;
+    options.sampling.seed = 100;
+    return options;
+  }
+
+  std::unique_ptr<FakeServer> server_;
+  std::unique_ptr<Connection> connection_;
+};
+
+TEST_F(ScreenTest, TwentyRowsWithOneBadRowGiveNineteenResultsAndOneFailure) {
+  Start();
+  const std::string dir = testing::MakeTempDir("screen20");
+  auto plan = ReadPlan(WritePlan(dir, 20, /*bad=*/7));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  auto summary = RunScreen(*connection_, *plan, Options(dir + "/out"), nullptr);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+
+  EXPECT_EQ(summary->rows_succeeded, 19);
+  EXPECT_EQ(summary->rows_failed, 1);
+  EXPECT_FALSE(summary->AllSucceeded());
+  ASSERT_EQ(summary->failures.size(), 1u);
+  EXPECT_EQ(summary->failures[0].row, 7);
+  EXPECT_EQ(summary->failures[0].status.code(), absl::StatusCode::kInvalidArgument);
+  // INVALID_ARGUMENT is not retried: one call for the bad row, one per good row.
+  EXPECT_EQ(server_->service().calls_for("r000007"), 1);
+  EXPECT_EQ(server_->service().calls(), 20);
+  EXPECT_EQ(summary->retries, 0);
+
+  const auto results = testing::Lines(dir + "/out/results.csv");
+  ASSERT_EQ(results.size(), 20u);  // header + 19
+  EXPECT_THAT(results[0], HasSubstr("row,perturbation_id,control_ref,compound_name,sample,seed"));
+  const auto failures = testing::Lines(dir + "/out/failures.csv");
+  ASSERT_EQ(failures.size(), 2u);
+  EXPECT_THAT(failures[1], HasSubstr("r000007"));
+  EXPECT_THAT(failures[1], HasSubstr("INVALID_ARGUMENT"));
+  EXPECT_THAT(failures[1], HasSubstr("unknown perturbation"));
+
+  // Per prediction: one TIFF per channel and a composite.
+  struct stat st;
+  for (const char* file : {"s0_DNA.tif", "s0_RNA.tif", "s0_ER.tif", "s0_AGP.tif", "s0_Mito.tif",
+                           "s0_composite.png"}) {
+    EXPECT_EQ(stat((dir + "/out/predictions/r000003/" + file).c_str(), &st), 0) << file;
+  }
+  EXPECT_NE(stat((dir + "/out/predictions/r000007").c_str(), &st), 0);
+  const std::string report = testing::ReadText(dir + "/out/report.html");
+  EXPECT_THAT(report, HasSubstr("data:image/png;base64,"));
+  EXPECT_THAT(report, HasSubstr(Pert(3)));
+  EXPECT_THAT(report, HasSubstr("Failures (1)"));
+}
+
+TEST_F(ScreenTest, RetriesUnavailableThenSucceeds) {
+  FakeOptions fake;
+  fake.unavailable_first = 3;
+  Start(fake);
+  const std::string dir = testing::MakeTempDir("retry");
+  auto plan = ReadPlan(WritePlan(dir, 1, -1));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ScreenOptions options = Options(dir + "/out");
+  options.concurrency = 1;
+  auto summary = RunScreen(*connection_, *plan, options, nullptr);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_TRUE(summary->AllSucceeded());
+  EXPECT_EQ(summary->retries, 3);
+  EXPECT_EQ(server_->service().calls_for("r000000"), 4);
+}
+
+TEST_F(ScreenTest, GivesUpAfterMaxRetries) {
+  FakeOptions fake;
+  fake.unavailable_first = 100;
+  Start(fake);
+  const std::string dir = testing::MakeTempDir("giveup");
+  auto plan = ReadPlan(WritePlan(dir, 1, -1));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ScreenOptions options = Options(dir + "/out");
+  options.retry.max_retries = 2;
+  auto summary = RunScreen(*connection_, *plan, options, nullptr);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->rows_failed, 1);
+  ASSERT_EQ(summary->failures.size(), 1u);
+  EXPECT_EQ(summary->failures[0].status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(summary->failures[0].attempts, 3);
+  EXPECT_EQ(server_->service().calls_for("r000000"), 3);
+}
+
+TEST_F(ScreenTest, StoppedScreenResumesWithoutRedoingRows) {
+  Start();
+  const std::string dir = testing::MakeTempDir("resume");
+  auto plan = ReadPlan(WritePlan(dir, 20, -1));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  StopSignal stop;
+  // The same call Ctrl-C makes, after the 6th successful prediction.
+  server_->service().set_on_success([&stop](int64_t successes) {
+    if (successes == 6) stop.RequestStop();
+  });
+  auto first = RunScreen(*connection_, *plan, Options(dir + "/out"), &stop);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->stopped);
+  EXPECT_FALSE(first->AllSucceeded());
+  // Rows in flight when the stop came finish (≤ concurrency of them), nothing else starts.
+  EXPECT_GE(first->rows_succeeded, 6);
+  EXPECT_LE(first->rows_succeeded, 6 + 2);
+  EXPECT_EQ(first->rows_failed, 0);
+  EXPECT_EQ(first->rows_not_run, 20 - first->rows_succeeded);
+  const int64_t calls_first = server_->service().calls();
+  EXPECT_EQ(calls_first, first->rows_succeeded);
+
+  server_->service().set_on_success(nullptr);
+  StopSignal fresh;
+  auto second = RunScreen(*connection_, *plan, Options(dir + "/out"), &fresh);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_TRUE(second->AllSucceeded());
+  EXPECT_EQ(second->rows_skipped, first->rows_succeeded);
+  EXPECT_EQ(second->rows_succeeded, 20 - first->rows_succeeded);
+  EXPECT_EQ(server_->service().calls(), 20);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(server_->service().calls_for(RowName(i)), 1) << i;
+  EXPECT_EQ(testing::Lines(dir + "/out/results.csv").size(), 21u);
+
+  // A third run has nothing left to do.
+  auto third = RunScreen(*connection_, *plan, Options(dir + "/out"), nullptr);
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(third->rows_skipped, 20);
+  EXPECT_EQ(server_->service().calls(), 20);
+}
+
+TEST_F(ScreenTest, ChangedOptionsRedoRows) {
+  Start();
+  const std::string dir = testing::MakeTempDir("changed");
+  auto plan = ReadPlan(WritePlan(dir, 2, -1));
+  ASSERT_TRUE(plan.ok());
+  ASSERT_TRUE(RunScreen(*connection_, *plan, Options(dir + "/out"), nullptr).ok());
+  ScreenOptions options = Options(dir + "/out");
+  options.sampling.seed = 5;  // different seeds: earlier outputs no longer match
+  auto summary = RunScreen(*connection_, *plan, options, nullptr);
+  ASSERT_TRUE(summary.ok());
+  EXPECT_EQ(summary->rows_skipped, 0);
+  EXPECT_EQ(server_->service().calls(), 4);
+}
+
+TEST_F(ScreenTest, PredictionsGctParsesBackWithShapeIdsAndValues) {
+  FakeOptions fake;
+  fake.num_genes = 50;
+  Start(fake);
+  const std::string dir = testing::MakeTempDir("gct");
+  auto plan = ReadPlan(WritePlan(dir, 20, /*bad=*/4));
+  ASSERT_TRUE(plan.ok());
+  ScreenOptions options = Options(dir + "/out");
+  options.sampling.num_samples = 2;
+  auto summary = RunScreen(*connection_, *plan, options, nullptr);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+
+  auto gct = io::ReadGct(dir + "/out/predictions.gct");
+  ASSERT_TRUE(gct.ok()) << gct.status();
+  EXPECT_EQ(gct->rows(), 50);
+  EXPECT_EQ(gct->cols(), 19 * 2);
+  EXPECT_EQ(gct->row_ids, server_->service().gene_ids());
+  EXPECT_EQ(gct->col_ids[0], "r000000_s0");
+  EXPECT_EQ(gct->col_ids[1], "r000000_s1");
+  EXPECT_EQ(gct->col_ids[8], "r000005_s0");  // row 4 failed
+  ASSERT_NE(gct->RowMeta("pr_gene_symbol"), nullptr);
+  EXPECT_EQ((*gct->RowMeta("pr_gene_symbol"))[0], "PSME1");  // 200814_at
+  for (const char* field : {"perturbation_id", "control_ref", "compound_name", "row", "sample",
+                            "seed", "model_id", "control"}) {
+    EXPECT_NE(gct->ColMeta(field), nullptr) << field;
+  }
+  EXPECT_EQ((*gct->ColMeta("model_id"))[0], "fake-model-v1");
+  EXPECT_EQ((*gct->ColMeta("compound_name"))[8], "cpd 5");
+  // Seeds: row i uses seed + i × samples, sample k adds k.
+  EXPECT_EQ((*gct->ColMeta("seed"))[9], absl::StrCat(100 + 5 * 2 + 1));
+  // Values: exactly what the fake generated for row 5, sample 1, gene 7.
+  EXPECT_EQ(gct->at(7, 9), testing::FakeCellFlux::Effect(Pert(5), 100 + 5 * 2 + 1, 7));
+}
+
+TEST_F(ScreenTest, ControlDirRowsSendImageAndExpression) {
+  FakeOptions fake;
+  fake.image_size = 64;
+  Start(fake);
+  const std::string dir = testing::MakeTempDir("ctrldir");
+  const std::string site = testing::kFixtures + "/bbbc047-site";
+  const std::string gct = std::string(testing::kFixtures) + "/l1000/test_l1000.gct";
+  // Absolute paths (the plan's folder is a temp dir).
+  char cwd[4096];
+  ASSERT_NE(getcwd(cwd, sizeof cwd), nullptr);
+  testing::WriteText(dir + "/plan.csv",
+                     absl::StrCat("perturbation_id,control_dir,control_expression\n", Pert(1), ",",
+                                  cwd, "/", site, ",", cwd, "/", gct,
+                                  ":LJP005_A375_24H_X1_B19:A03\n"));
+  auto plan = ReadPlan(dir + "/plan.csv");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  auto summary = RunScreen(*connection_, *plan, Options(dir + "/out"), nullptr);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  ASSERT_TRUE(summary->AllSucceeded()) << summary->failures[0].status;
+
+  const auto request = server_->service().last_request();
+  ASSERT_TRUE(request.has_data());
+  EXPECT_EQ(request.data().image().height(), 64);  // centre-cropped by the client
+  ASSERT_EQ(request.data().image().channels_size(), 5);
+  EXPECT_EQ(request.data().image().channels(1).name(), "RNA");
+  EXPECT_EQ(request.data().expression().values_size(), 978);
+  EXPECT_EQ(request.data().expression().gene_ids(0), "200814_at");
+  struct stat st;
+  EXPECT_EQ(stat((dir + "/out/predictions/r000000/control_composite.png").c_str(), &st), 0);
+  const std::string report = testing::ReadText(dir + "/out/report.html");
+  EXPECT_THAT(report, HasSubstr("alt='control'"));
+  EXPECT_THAT(report, HasSubstr("generated (mean over samples) &minus; control"));
+}
+
+TEST_F(ScreenTest, TokenIsSentAsBearerMetadata) {
+  FakeOptions fake;
+  fake.required_token = "s3cret";
+  Start(fake);
+  const std::string dir = testing::MakeTempDir("token");
+  testing::WriteText(dir + "/token", "s3cret\n");
+  ConnectionOptions with_token;
+  with_token.server = server_->address();
+  with_token.auth_token_file = dir + "/token";
+  auto connection = Connection::Create(with_token);
+  ASSERT_TRUE(connection.ok());
+  auto plan = ReadPlan(WritePlan(dir, 1, -1));
+  ASSERT_TRUE(plan.ok());
+  EXPECT_TRUE(RunScreen(**connection, *plan, Options(dir + "/out"), nullptr)->AllSucceeded());
+  // Without the token the server refuses GetModelInfo: the screen cannot start.
+  auto refused = RunScreen(*connection_, *plan, Options(dir + "/out2"), nullptr);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnauthenticated);
+}
+
+}  // namespace
+}  // namespace cellflux::client
