@@ -2,6 +2,13 @@
 // screen (0 all good, 1 a row failed) and predict, and bad flags (2).
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <signal.h>
+#include <spawn.h>
+
+#include <atomic>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -81,6 +88,58 @@ TEST_F(CliTest, PredictWritesImagesAndGct) {
   EXPECT_EQ(stat((dir + "/predictions/r000000/s1_composite.png").c_str(), &st), 0);
   EXPECT_EQ(stat((dir + "/predictions.gct").c_str(), &st), 0);
   EXPECT_EQ(stat((dir + "/report.html").c_str(), &st), 0);
+}
+
+// A real SIGINT (what Ctrl-C sends) to the running binary: it exits 130 with the rows done so far
+// journaled, and the same command then finishes the screen without redoing any row.
+TEST_F(CliTest, SigintStopsTheScreenAndARerunResumes) {
+  const std::string dir = testing::MakeTempDir("clisigint");
+  std::string plan = "perturbation_id,control_ref\n";
+  for (int i = 0; i < 12; ++i) absl::StrAppend(&plan, "BRD-K", i, ",1:a01\n");
+  testing::WriteText(dir + "/plan.csv", plan);
+  const std::string binary = Binary();
+  const std::string address = server_.address();
+  const std::string out = dir + "/out";
+  const std::string log = dir + "/log.txt";
+  std::vector<std::string> args = {binary, "screen", "--server", address, "--plan",
+                                   dir + "/plan.csv", "--out", out, "--concurrency", "2",
+                                   "--no-progress"};
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+
+  std::atomic<pid_t> child{0};
+  server_.service().set_on_success([&child](int64_t successes) {
+    const pid_t pid = child.load();
+    if (successes == 4 && pid > 0) kill(pid, SIGINT);  // never kill(0): that is our own group
+  });
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = 0;
+  // `child` is set right after spawning; the child needs a process start and five RPCs before the
+  // hook fires, and if it ever won that race the hook would do nothing and the test fail.
+  ASSERT_EQ(posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), environ), 0);
+  child.store(pid);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  posix_spawn_file_actions_destroy(&actions);
+  ASSERT_TRUE(WIFEXITED(status)) << testing::ReadText(log);
+  EXPECT_EQ(WEXITSTATUS(status), 130) << testing::ReadText(log);
+  const int64_t first_calls = server_.service().calls();
+  EXPECT_GE(first_calls, 4);
+  EXPECT_LT(first_calls, 12);
+  EXPECT_EQ(testing::Lines(out + "/journal.jsonl").size(), static_cast<size_t>(first_calls));
+
+  server_.service().set_on_success(nullptr);
+  std::string output;
+  EXPECT_EQ(RunClient(absl::StrCat("screen --server ", address, " --plan ", dir,
+                                   "/plan.csv --out ", out, " --no-progress"),
+                      &output),
+            0)
+      << output;
+  EXPECT_EQ(server_.service().calls(), 12);
+  EXPECT_THAT(output, HasSubstr("12/12 rows done (" + std::to_string(first_calls) + " from an earlier run)"));
 }
 
 TEST_F(CliTest, BadFlagsExitWithTwo) {

@@ -9,6 +9,7 @@
 #ifndef CELLFLUX_TESTS_CLIENT_FAKE_CELLFLUX_SERVICE_H_
 #define CELLFLUX_TESTS_CLIENT_FAKE_CELLFLUX_SERVICE_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -171,8 +172,22 @@ class FakeCellFlux final : public cellflux::v1::CellFlux::Service {
         channel->set_name(name);
         channel->set_encoding(cellflux::v1::RAW_U16_LE);
         std::string bytes(static_cast<size_t>(n) * n * 2, '\0');
+        // With a control image of the model's size, "perturb" it (a per-channel gain) so the
+        // output looks like cells; otherwise deterministic noise.
+        const std::string* control_bytes = nullptr;
+        if (request->has_data() && request->data().image().height() == n &&
+            request->data().image().width() == n &&
+            request->data().image().channels(c).encoding() == cellflux::v1::RAW_U16_LE) {
+          control_bytes = &request->data().image().channels(c).data();
+        }
+        const double gain = 0.6 + (Mix(HashString(request->perturbation_id()) + c + k) % 800) / 1000.0;
         for (int i = 0; i < n * n; ++i) {
-          const uint16_t v = Pixel(request->perturbation_id(), seed + k, c, i);
+          uint16_t v = Pixel(request->perturbation_id(), seed + k, c, i);
+          if (control_bytes != nullptr) {
+            const int control = static_cast<uint8_t>((*control_bytes)[2 * i]) |
+                                (static_cast<uint8_t>((*control_bytes)[2 * i + 1]) << 8);
+            v = static_cast<uint16_t>(std::min(4095.0, control * gain));
+          }
           bytes[2 * i] = static_cast<char>(v & 0xff);
           bytes[2 * i + 1] = static_cast<char>(v >> 8);
         }

@@ -270,6 +270,47 @@ TEST_F(ScreenTest, ControlDirRowsSendImageAndExpression) {
   EXPECT_THAT(report, HasSubstr("generated (mean over samples) &minus; control"));
 }
 
+// Also the input of scripts/check_report.sh, which renders this test's report in Chromium.
+TEST_F(ScreenTest, ReportShowsControlAndGeneratedPanels) {
+  FakeOptions fake;
+  fake.image_size = 192;
+  Start(fake);
+  const std::string dir = testing::MakeTempDir("report");
+  char cwd[4096];
+  ASSERT_NE(getcwd(cwd, sizeof cwd), nullptr);
+  const std::string site = absl::StrCat(cwd, "/", testing::kFixtures, "/bbbc047-site");
+  const std::string gct = absl::StrCat(cwd, "/", testing::kFixtures, "/l1000/test_l1000.gct");
+  std::string plan_text = "perturbation_id,control_ref,control_dir,control_expression,compound\n";
+  absl::StrAppend(&plan_text, Pert(1), ",,", site, ",", gct, ":LJP005_A375_24H_X1_B19:A03,a\n");
+  absl::StrAppend(&plan_text, Pert(1), ",,", site, ",", gct, ":LJP005_A375_24H_X1_B19:A04,a\n");
+  absl::StrAppend(&plan_text, Pert(2), ",24277:a01:1,,,b\n");
+  absl::StrAppend(&plan_text, kBad, ",24277:a02:1,,,c\n");
+  testing::WriteText(dir + "/plan.csv", plan_text);
+  auto plan = ReadPlan(dir + "/plan.csv");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ScreenOptions options = Options(dir + "/out");
+  options.sampling.num_samples = 2;
+  auto summary = RunScreen(*connection_, *plan, options, nullptr);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->rows_succeeded, 3);
+  EXPECT_EQ(summary->rows_failed, 1);
+
+  const std::string report = testing::ReadText(dir + "/out/report.html");
+  // Two perturbation sections, three rows, 2 controls from disk, 6 generated panels.
+  EXPECT_THAT(report, HasSubstr(absl::StrCat("<h2>", Pert(1), " <small>(2 rows)")));
+  EXPECT_THAT(report, HasSubstr(absl::StrCat("<h2>", Pert(2), " <small>(1 row)")));
+  size_t images = 0;
+  for (size_t at = report.find("src='data:image/png;base64,"); at != std::string::npos;
+       at = report.find("src='data:image/png;base64,", at + 1)) {
+    ++images;
+  }
+  EXPECT_EQ(images, 2u + 6u);
+  EXPECT_THAT(report, HasSubstr("server's control bank"));
+  EXPECT_THAT(report, HasSubstr("up-regulated"));
+  EXPECT_THAT(report, HasSubstr("Failures (1)"));
+  EXPECT_EQ(report.find("src='/"), std::string::npos);  // nothing outside the page
+}
+
 TEST_F(ScreenTest, TokenIsSentAsBearerMetadata) {
   FakeOptions fake;
   fake.required_token = "s3cret";
