@@ -15,6 +15,9 @@ endfunction()
 # Tests run from the source root so ../shared/fixtures resolves as documented.
 function(cellflux_add_test name)
   cmake_parse_arguments(ARG "TORCH" "" "SOURCES;LIBS" ${ARGN})
+  if(ARG_TORCH AND NOT CELLFLUX_WITH_TORCH)
+    return()  # LibTorch-free build (e.g. the client alone): skip tests that need it
+  endif()
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main GTest::gmock)
   if(ARG_TORCH)

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The main job, in one command, on the built-in synthetic dataset:
+#   set-up → build → synthetic CDRP plates → prepare → train (gene AE, VAE, encode, flow, eval)
+#   → start cellflux-server → batch screen with cellflux-client → summary → stop the server.
+# Everything is written under out/demo/ (override with CELLFLUX_DEMO_OUT). Re-running reuses what
+# is already generated/trained when its inputs have not changed. Bigger runs:
+#   scripts/demo.sh --plates 8 --compounds 96 --set flow.steps=3000 --model-config configs/tiny.json
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+OUT=${CELLFLUX_DEMO_OUT:-out/demo}
+BUILD=${CELLFLUX_BUILD_DIR:-build}
+PLATES=4
+COMPOUNDS=48
+SCREEN_ROWS=36
+SETS=()
+MODEL_CONFIG=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --plates) PLATES=$2; shift 2 ;;
+    --compounds) COMPOUNDS=$2; shift 2 ;;
+    --screen-rows) SCREEN_ROWS=$2; shift 2 ;;
+    --set) SETS+=(--set "$2"); shift 2 ;;
+    --model-config) MODEL_CONFIG=$2; shift 2 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "demo: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "$OUT/logs"
+LOGS=$OUT/logs
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT INT TERM
+
+START=$(date +%s)
+declare -A PHASE_SECONDS
+phase() {  # phase NAME LOG CMD...: runs CMD, logs to LOG, stops the run naming the phase on failure
+  local name=$1 log=$2; shift 2
+  local t0=$(date +%s)
+  echo "== $name"
+  if ! "$@" 2>&1 | tee "$log"; then
+    echo "demo: phase '$name' failed; log: $log" >&2
+    exit 1
+  fi
+  PHASE_SECONDS[$name]=$(( $(date +%s) - t0 ))
+}
+
+phase setup "$LOGS/setup.log" bash scripts/setup.sh
+phase build "$LOGS/build.log" bash scripts/build.sh
+TOOL=$BUILD/common/tools/cellflux-tool
+TRAIN=$BUILD/trainer/cellflux-train
+SERVER=$BUILD/server/cellflux-server
+CLIENT=$BUILD/client/cellflux-client
+JOB_START=$(date +%s)
+
+# Synthetic plates: regenerated only when the parameters change.
+SYNTH_KEY="plates=$PLATES compounds=$COMPOUNDS seed=1"
+if [ "$(cat "$OUT/synth/.params" 2>/dev/null)" != "$SYNTH_KEY" ]; then
+  rm -rf "$OUT/synth"
+  phase synth "$LOGS/synth.log" "$TOOL" synth --out "$OUT/synth" --plates "$PLATES" --compounds "$COMPOUNDS" --seed 1
+  echo "$SYNTH_KEY" > "$OUT/synth/.params"
+  rm -rf "$OUT/data"
+fi
+if [ ! -f "$OUT/data/summary.json" ]; then
+  phase prepare "$LOGS/prepare.log" "$TRAIN" prepare --images "$OUT/synth/images" \
+    --platemaps "$OUT/synth/platemaps" --l1000 "$OUT/synth/l1000/replicate_level_l1k.csv" \
+    --out "$OUT/data" --test-perturbations 12 --val-fraction 0.1 --seed 0 --split-level pair
+fi
+TRAIN_ARGS=(--config configs/demo.yaml --data-dir "$OUT/data" --work-dir "$OUT/run" "${SETS[@]}")
+[ -n "$MODEL_CONFIG" ] && TRAIN_ARGS+=(--model-config "$MODEL_CONFIG")
+for stage in gene-ae vae encode; do
+  phase "$stage" "$LOGS/$stage.log" "$TRAIN" "$stage" "${TRAIN_ARGS[@]}"
+done
+# Flow resumes from its last checkpoint; it is a no-op when the steps are already done.
+phase flow "$LOGS/flow.log" "$TRAIN" flow --resume "${TRAIN_ARGS[@]}"
+phase eval "$LOGS/eval.log" "$TRAIN" eval "${TRAIN_ARGS[@]}"
+
+# Serve the best checkpoint with the prepared data's DMSO wells as the control bank.
+CKPT=$OUT/run/checkpoints
+PORT=$(( 20000 + RANDOM % 20000 )); MPORT=$(( PORT + 1 ))
+echo "== serve (127.0.0.1:$PORT, metrics 127.0.0.1:$MPORT)"
+"$SERVER" --checkpoint "$CKPT" --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$MPORT" \
+  --controls "$OUT/data" --max-batch 32 > "$LOGS/server.log" 2>&1 &
+SERVER_PID=$!
+for i in $(seq 1 120); do
+  if "$CLIENT" info --server "127.0.0.1:$PORT" > "$LOGS/info.txt" 2>/dev/null; then break; fi
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then echo "demo: phase 'serve' failed; log: $LOGS/server.log" >&2; exit 1; fi
+  sleep 1
+done
+cat "$LOGS/info.txt"
+
+# Screen plan: test perturbations on same-plate DMSO controls from the bank.
+/usr/bin/python3 scripts/demo_plan.py "$OUT/data" "$SCREEN_ROWS" > "$OUT/plan.csv"
+T0=$(date +%s)
+phase screen "$LOGS/screen.log" "$CLIENT" screen --server "127.0.0.1:$PORT" --plan "$OUT/plan.csv" \
+  --out "$OUT/screen" --concurrency 8 --samples 1 --seed 7
+SCREEN_S=$(( $(date +%s) - T0 ))
+cleanup
+SERVER_PID=""
+
+END=$(date +%s)
+/usr/bin/python3 scripts/demo_summary.py "$OUT" "$SCREEN_S" $(( END - JOB_START )) \
+  "$(for k in "${!PHASE_SECONDS[@]}"; do printf '%s=%s,' "$k" "${PHASE_SECONDS[$k]}"; done)"

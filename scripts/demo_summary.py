@@ -1,0 +1,34 @@
+"""Prints the demo's final summary from the files the phases wrote.
+
+usage: demo_summary.py OUT_DIR SCREEN_SECONDS JOB_SECONDS "phase=s,phase=s,..."
+"""
+import csv
+import json
+import os
+import sys
+
+out, screen_s, job_s, phases = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+ev = json.load(open(f"{out}/run/eval/metrics.json"))
+results = list(csv.DictReader(open(f"{out}/screen/results.csv")))
+failures = list(csv.DictReader(open(f"{out}/screen/failures.csv"))) if os.path.exists(f"{out}/screen/failures.csv") else []
+print()
+print("=" * 72)
+print("cellflux demo: done")
+print("=" * 72)
+print(f"outputs          {out}/screen/report.html")
+print(f"                 {out}/screen/predictions.gct  ({len(results)} predictions, {len(failures)} failures)")
+print(f"                 {out}/screen/  (16-bit TIFF per channel + RGB composite per prediction)")
+print(f"                 {out}/run/eval/figure.png  (control / real / generated)")
+print(f"checkpoint       {out}/run/checkpoints  (model {ev.get('model_id', '?')})")
+if "gene_mae" in ev:
+    print(f"gene MAE         {ev['gene_mae']:.4f}  (standardized units, {ev['split']} pairs: {ev['pairs']})")
+    print(f"  baselines      control-as-prediction {ev['gene_mae_baseline_control']:.4f}, "
+          f"train-mean {ev.get('gene_mae_baseline_train_mean', float('nan')):.4f}")
+for key in ("fid", "fd_fallback"):
+    if key in ev:
+        vals = ", ".join(f"{k}: {v:.2f}" for k, v in ev[key].items())
+        label = "FID" if key == "fid" else "image FD (fallback extractor, not FID)"
+        print(f"{label:16s} {vals}")
+rate = len(results) / screen_s if screen_s > 0 else 0.0
+print(f"throughput       screen of {len(results)} predictions in {screen_s:.0f} s ({rate:.2f} predictions/s)")
+print(f"time             main job {job_s:.0f} s; phases: {phases.rstrip(',')}")

@@ -1,0 +1,209 @@
+#include "trainer/flow_trainer.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <torch/torch.h>
+
+#include "common/util/logging.h"
+#include "gtest/gtest.h"
+#include "trainer/latent_cache.h"
+
+namespace cellflux::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+
+ModelConfig TinyConfig() {
+  ModelConfig c;
+  c.image_size = 16;
+  c.vae.block_out_channels = {8, 8};
+  c.vae.layers_per_block = 1;
+  c.vae.norm_num_groups = 4;
+  c.vae.scaling_factor = 1.0;
+  c.sit.input_size = 8;
+  c.sit.patch_size = 4;
+  c.sit.in_channels = 20;
+  c.sit.hidden_size = 32;
+  c.sit.depth = 2;
+  c.sit.num_heads = 2;
+  c.sit.num_classes = 4;
+  c.sit.gene_latent_dim = 8;
+  c.sit.gene_tokens = 2;
+  c.gene_ae.num_genes = 16;
+  c.gene_ae.hidden_dims = {16};
+  c.gene_ae.latent_dim = 8;
+  return c;
+}
+
+// A cache where perturbation y shifts every latent by (y + 1) · 0.5: learnable, known answer.
+// Two plates; 4 control wells and 8 perturbed wells per plate; 2 crops per well.
+std::string MakeCache(const std::string& dir, bool poison = false) {
+  fs::remove_all(dir);
+  torch::manual_seed(11);
+  LatentCacheWriter w(dir, /*rows_per_shard=*/16);
+  LatentIndex index;
+  std::vector<torch::Tensor> genes;
+  int64_t gene_row = 0;
+  for (int plate = 0; plate < 2; ++plate) {
+    const std::string p = "P" + std::to_string(plate);
+    for (int i = 0; i < 12; ++i) {
+      const bool control = i < 4;
+      const int64_t y = control ? -1 : i % 4;
+      const double shift = control ? 0.0 : 0.5 * (y + 1);
+      torch::Tensor mean = torch::randn({2, 20, 8, 8}) * 0.3 + shift;
+      if (poison && plate == 1 && i == 7) mean.fill_(std::numeric_limits<float>::quiet_NaN());
+      auto first = w.AppendImages(mean, torch::full({2, 20, 8, 8}, 0.05));
+      const int64_t wi = static_cast<int64_t>(index.wells.size());
+      index.wells.push_back({p, "A" + std::to_string(i), {*first, *first + 1}});
+      genes.push_back(torch::randn({1, 8}) * 0.3 + shift);
+      if (control) {
+        index.cp_controls[p].push_back(wi);
+        index.l1000_controls["L" + p].push_back(gene_row);
+      } else {
+        index.pairs.push_back({y, wi, gene_row, "train", p, "L" + p});
+      }
+      ++gene_row;
+    }
+  }
+  torch::Tensor g = torch::cat(genes);
+  EXPECT_TRUE(w.Finish(index, g, torch::randn({g.size(0), 16})).ok());
+  return dir;
+}
+
+FlowTrainerOptions Options(int64_t steps, int64_t global_batch) {
+  FlowTrainerOptions o;
+  o.config.steps = steps;
+  o.config.global_batch = global_batch;
+  o.config.micro_batch = 4;
+  o.config.lr = 3e-3;
+  o.config.checkpoint_every = 1000;
+  o.config.val_every = 1000;
+  o.ema_decay = 0.9;
+  o.seed = 5;
+  o.show_progress = false;
+  return o;
+}
+
+CellFluxModel NewModel() {
+  torch::manual_seed(0);
+  return CellFluxModel(TinyConfig());
+}
+
+class FlowTrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SetMinLogLevel(LogLevel::kWARNING);
+    unsetenv("WORLD_SIZE");
+    unsetenv("RANK");
+    dir_ = (fs::temp_directory_path() / ("cellflux_flow_trainer_" + std::to_string(getpid()))).string();
+    MakeCache(dir_);
+    auto cache = LatentCache::Open(dir_);
+    ASSERT_TRUE(cache.ok()) << cache.status();
+    cache_ = std::move(*cache);
+    auto d = Distributed::FromEnv(torch::kCPU);
+    ASSERT_TRUE(d.ok());
+    dist_ = std::move(*d);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string dir_;
+  std::unique_ptr<LatentCache> cache_;
+  std::unique_ptr<Distributed> dist_;
+};
+
+TEST_F(FlowTrainerTest, LossFalls) {
+  FlowTrainer trainer(NewModel(), cache_.get(), dist_.get(), Options(40, 8));
+  ASSERT_TRUE(trainer.Run({}).ok());
+  const auto& h = trainer.history();
+  ASSERT_EQ(h.size(), 40u);
+  double first = 0, last = 0;
+  for (int i = 0; i < 5; ++i) first += h[i].loss / 5;
+  for (int i = 35; i < 40; ++i) last += h[i].loss / 5;
+  EXPECT_LT(last, 0.7 * first) << "loss " << first << " -> " << last;
+  EXPECT_GT(h.back().gene_loss, 0.0);
+}
+
+TEST_F(FlowTrainerTest, ResumeIsBitIdentical) {
+  FlowTrainer straight(NewModel(), cache_.get(), dist_.get(), Options(6, 8));
+  ASSERT_TRUE(straight.Run({}).ok());
+
+  FlowTrainer first(NewModel(), cache_.get(), dist_.get(), Options(3, 8));
+  ASSERT_TRUE(first.Run({}).ok());
+  FlowTrainerState state = first.State();
+  FlowTrainer second(NewModel(), cache_.get(), dist_.get(), Options(6, 8));
+  ASSERT_TRUE(second.Restore(state).ok());
+  ASSERT_TRUE(second.Run({}).ok());
+
+  TensorMap a = straight.State().raw, b = second.State().raw;
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
+  TensorMap ea = straight.State().ema, eb = second.State().ema;
+  for (const auto& [name, t] : ea) EXPECT_TRUE(torch::equal(t, eb.at(name))) << "ema " << name;
+}
+
+TEST_F(FlowTrainerTest, NonFiniteLossStopsWithTheStep) {
+  std::string bad = dir_ + "_nan";
+  MakeCache(bad, /*poison=*/true);
+  auto cache = LatentCache::Open(bad);
+  ASSERT_TRUE(cache.ok());
+  FlowTrainer trainer(NewModel(), cache->get(), dist_.get(), Options(50, 16));
+  int checkpoints = 0;
+  FlowHooks hooks;
+  hooks.checkpoint = [&](int64_t, bool) { ++checkpoints; return absl::OkStatus(); };
+  absl::Status s = trainer.Run(hooks);
+  fs::remove_all(bad);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(std::string(s.message()).find("non-finite loss at step"), std::string::npos) << s;
+  EXPECT_EQ(checkpoints, 0) << "no checkpoint may be written from a non-finite step";
+}
+
+// Two Gloo ranks (fork) with global batch 8 end with identical parameters, equal (1e-5) to one
+// process trained on the same global batch.
+TEST_F(FlowTrainerTest, TwoRanksMatchOneProcess) {
+  const std::string out = dir_ + "_rank1.safetensors";
+  const int port = 29900 + (getpid() % 90);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    setenv("WORLD_SIZE", "2", 1);
+    setenv("RANK", "1", 1);
+    setenv("MASTER_ADDR", "127.0.0.1", 1);
+    setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+    auto d = Distributed::FromEnv(torch::kCPU);
+    if (!d.ok()) _exit(2);
+    FlowTrainer t(NewModel(), cache_.get(), d->get(), Options(3, 8));
+    if (!t.Run({}).ok()) _exit(3);
+    _exit(SaveSafetensors(out, t.State().raw).ok() ? 0 : 4);
+  }
+  setenv("WORLD_SIZE", "2", 1);
+  setenv("RANK", "0", 1);
+  setenv("MASTER_ADDR", "127.0.0.1", 1);
+  setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+  auto d = Distributed::FromEnv(torch::kCPU);
+  unsetenv("WORLD_SIZE");
+  unsetenv("RANK");
+  ASSERT_TRUE(d.ok()) << d.status();
+  FlowTrainer rank0(NewModel(), cache_.get(), d->get(), Options(3, 8));
+  ASSERT_TRUE(rank0.Run({}).ok());
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  auto rank1 = LoadSafetensors(out);
+  ASSERT_TRUE(rank1.ok());
+  fs::remove(out);
+
+  FlowTrainer single(NewModel(), cache_.get(), dist_.get(), Options(3, 8));
+  ASSERT_TRUE(single.Run({}).ok());
+  TensorMap r0 = rank0.State().raw, one = single.State().raw;
+  for (const auto& [name, t] : r0) {
+    EXPECT_TRUE(torch::equal(t, rank1->at(name))) << "ranks differ at " << name;
+    EXPECT_TRUE(torch::allclose(t, one.at(name), /*rtol=*/1e-5, /*atol=*/1e-5)) << "rank 0 vs single process at " << name;
+  }
+}
+
+}  // namespace
+}  // namespace cellflux::trainer

@@ -1,0 +1,65 @@
+#include "trainer/components.h"
+
+#include <cstdlib>
+#include <filesystem>
+
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/torch/tensors.h"
+#include "common/util/status_macros.h"
+
+namespace cellflux::trainer {
+namespace {
+
+absl::StatusOr<TensorMap> StageWeights(const StageContext& ctx, const std::string& stage, const std::string& file) {
+  const std::string path = absl::StrCat(StageDir(ctx, stage), "/", file);
+  if (!std::filesystem::exists(path)) {
+    return absl::FailedPreconditionError(absl::StrCat("'", path, "' does not exist: run `cellflux-train ", stage,
+                                                      "` first"));
+  }
+  return LoadSafetensors(path);
+}
+
+}  // namespace
+
+absl::StatusOr<CellFluxModel> BuildModelWithComponents(const StageContext& ctx) {
+  CellFluxModel model(nullptr);
+  CF_RETURN_IF_ERROR(TorchCall("building the model", [&] {
+    torch::manual_seed(ctx.config.seed);
+    model = CellFluxModel(ctx.model);
+  }));
+  CF_ASSIGN_OR_RETURN(TensorMap gene, StageWeights(ctx, "gene_ae", "gene_autoencoder.safetensors"));
+  CF_RETURN_IF_ERROR(LoadStateDict(*model->gene_ae(), gene, StageDir(ctx, "gene_ae") + "/gene_autoencoder.safetensors"));
+  CF_ASSIGN_OR_RETURN(TensorMap vae, StageWeights(ctx, "vae", "image_vae.safetensors"));
+  CF_RETURN_IF_ERROR(LoadVaeWeights(model->vae()->autoencoder(), vae, StageDir(ctx, "vae") + "/image_vae.safetensors"));
+  CF_RETURN_IF_ERROR(TorchCall("moving the model", [&] { model->to(ctx.device); }));
+  model->vae()->eval();
+  model->gene_ae()->eval();
+  return model;
+}
+
+std::vector<PerturbationEntry> VocabularyEntries(const data::Manifest& m) {
+  std::vector<PerturbationEntry> out;
+  for (const auto& v : m.vocabulary) {
+    PerturbationEntry e;
+    e.id = v.perturbation_id;
+    char* end = nullptr;
+    double dose = std::strtod(v.dose.c_str(), &end);
+    if (end != v.dose.c_str()) e.dose = dose;
+    e.smiles = v.smiles;
+    e.name = v.name;
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+std::vector<GeneEntry> GeneEntries(const data::Manifest& m) {
+  std::vector<GeneEntry> out;
+  for (size_t i = 0; i < m.gene_ids.size(); ++i) {
+    out.push_back({m.gene_ids[i], i < m.gene_symbols.size() ? m.gene_symbols[i] : ""});
+  }
+  return out;
+}
+
+}  // namespace cellflux::trainer

@@ -1,0 +1,124 @@
+// Stage flow: train the SiT on the latent cache, write checkpoint bundles (EMA weights) with the
+// trainer state for resuming, validate periodically and keep `best`.
+#include <filesystem>
+
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/checkpoint/checkpoint.h"
+#include "common/checkpoint/checkpoint_dir.h"
+#include "common/checkpoint/model_bundle.h"
+#include "common/data/manifest.h"
+#include "common/flow/sampler.h"
+#include "common/util/files.h"
+#include "common/util/logging.h"
+#include "common/util/status_macros.h"
+#include "trainer/components.h"
+#include "trainer/flow_trainer.h"
+#include "trainer/stages.h"
+#include "trainer/validation.h"
+
+namespace cellflux::trainer {
+namespace {
+
+TrainerState ToTrainerState(const FlowTrainerState& s) {
+  TrainerState t;
+  t.tensors["raw"] = s.raw;
+  t.tensors["ema"] = s.ema;
+  t.tensors["optimizer"] = s.optimizer;
+  t.state = {{"step", s.step}, {"best_metric", s.best_metric}, {"has_best", s.has_best}};
+  return t;
+}
+
+absl::StatusOr<FlowTrainerState> FromTrainerState(const TrainerState& t, const std::string& dir) {
+  FlowTrainerState s;
+  for (const char* stem : {"raw", "ema", "optimizer"}) {
+    auto it = t.tensors.find(stem);
+    if (it == t.tensors.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint '", dir, "': trainer_state/", stem,
+                                                     ".safetensors is missing; cannot resume from it"));
+    }
+  }
+  s.raw = t.tensors.at("raw");
+  s.ema = t.tensors.at("ema");
+  s.optimizer = t.tensors.at("optimizer");
+  s.step = t.state.value("step", int64_t{0});
+  s.best_metric = t.state.value("best_metric", 0.0);
+  s.has_best = t.state.value("has_best", false);
+  return s;
+}
+
+}  // namespace
+
+absl::Status RunFlowStage(const StageContext& ctx, bool resume) {
+  const std::string root = CheckpointsRoot(ctx);
+  CF_ASSIGN_OR_RETURN(CellFluxModel model, BuildModelWithComponents(ctx));
+  CF_ASSIGN_OR_RETURN(std::unique_ptr<LatentCache> cache, LatentCache::Open(StageDir(ctx, "latents")));
+  CF_ASSIGN_OR_RETURN(data::Manifest manifest, data::LoadManifest(ctx.config.data_dir, /*load_expression=*/false));
+
+  FlowTrainerOptions options;
+  options.config = ctx.config.flow;
+  options.beta = ctx.config.flow.beta >= 0 ? ctx.config.flow.beta : ctx.model.flow.beta;
+  options.ema_decay = ctx.config.flow.ema_decay >= 0 ? ctx.config.flow.ema_decay : ctx.model.flow.ema_decay;
+  options.seed = ctx.config.seed;
+  // Identical initial weights on every rank: same seed, then rank 0's copy wins.
+  CF_RETURN_IF_ERROR(ctx.dist->Broadcast(model->sit()->parameters()));
+  FlowTrainer trainer(model, cache.get(), ctx.dist, options);
+
+  if (resume) {
+    CF_RETURN_IF_ERROR(CleanupCheckpointLeftovers(root).status());
+    absl::StatusOr<std::string> latest = ResolveCheckpointDir(root);
+    if (!latest.ok()) {
+      CF_LOG(WARNING) << "flow --resume: no checkpoint under " << root << " (" << latest.status().message()
+                      << "); starting from step 0";
+    } else {
+      CF_ASSIGN_OR_RETURN(TrainerState ts, ReadTrainerState(*latest));
+      CF_ASSIGN_OR_RETURN(FlowTrainerState fs, FromTrainerState(ts, *latest));
+      CF_RETURN_IF_ERROR(trainer.Restore(fs));
+      CF_LOG(INFO) << "flow: resumed from " << *latest << " at step " << trainer.step();
+    }
+  }
+
+  std::vector<PerturbationEntry> vocab = VocabularyEntries(manifest);
+  std::vector<GeneEntry> genes = GeneEntries(manifest);
+  Validator validator(cache.get(), ctx);
+
+  FlowHooks hooks;
+  hooks.log = [&](const StepStats& s) {
+    if (!ctx.dist->is_main()) return;
+    CF_LOG(INFO) << absl::StrFormat("flow step %d: loss %.5f (image %.5f, gene %.5f) grad-norm %.3f %.1f samples/s",
+                                    s.step, s.loss, s.image_loss, s.gene_loss, s.grad_norm, s.samples_per_second);
+  };
+  hooks.validate = [&](int64_t step) -> absl::StatusOr<double> {
+    // EMA weights into the live SiT for sampling, raw weights back afterwards.
+    TensorMap raw = StateDict(*model->sit());
+    TensorMap saved;
+    for (const auto& [k, v] : raw) saved[k] = v.detach().clone();
+    trainer.CopyEmaTo(model->sit());
+    absl::StatusOr<ValidationMetrics> m = validator.Run(model, step);
+    CF_RETURN_IF_ERROR(LoadStateDict(*model->sit(), saved, "raw weights"));
+    if (!m.ok()) return m.status();
+    if (ctx.dist->is_main()) CF_LOG(INFO) << "validation step " << step << ": " << m->Summary();
+    return m->metric;
+  };
+  hooks.checkpoint = [&](int64_t step, bool is_best) -> absl::Status {
+    if (!ctx.dist->is_main()) return absl::OkStatus();
+    SiT ema_sit(ctx.model.sit);
+    trainer.CopyEmaTo(ema_sit);
+    TensorMap ema_weights = StateDict(*ema_sit);
+    CheckpointBundle bundle = BundleFromModel(model, vocab, genes, step, &ema_weights);
+    TrainerState ts = ToTrainerState(trainer.State());
+    const std::string name = absl::StrFormat("step-%07d", step);
+    CF_RETURN_IF_ERROR(WriteCheckpoint(absl::StrCat(root, "/", name), bundle, &ts));
+    CF_RETURN_IF_ERROR(UpdateLatestPointer(root, name));
+    if (is_best) CF_RETURN_IF_ERROR(UpdateCheckpointPointer(root, kBestPointer, name));
+    CF_RETURN_IF_ERROR(PruneCheckpoints(root, static_cast<int>(ctx.config.flow.keep_last)).status());
+    CF_LOG(INFO) << "flow: checkpoint " << root << "/" << name << (is_best ? " (best)" : "");
+    return absl::OkStatus();
+  };
+  CF_RETURN_IF_ERROR(trainer.Run(hooks));
+  return ctx.dist->Barrier();
+}
+
+}  // namespace cellflux::trainer

@@ -1,0 +1,106 @@
+// cellflux-train configuration: one YAML file drives every stage; command-line flags override
+// single keys. Every key, its default and unit is listed here and in README "Configuration".
+//
+//   model_config: configs/tiny.json   # ModelConfig JSON (architecture, normalization, sampling)
+//   data_dir: out/data                # output of `cellflux-train prepare`
+//   work_dir: out/run                 # stage outputs: gene_ae/, vae/, latents/, checkpoints/, eval/
+//   seed: 0
+//   device: cpu                       # cpu | cuda | cuda:N | auto
+//   threads: 0                        # intra-op threads, 0 = LibTorch default
+//   on_bad_sample: error              # error | skip (count and report)
+//   gene_ae: {steps: 2000, batch_size: 256, lr: 1.0e-4, weight_decay: 0.0}
+//   vae: {pretrained: "", steps: 1000, batch_size: 16, lr: 1.0e-4, kl_weight: 1.0e-6}
+//   encode: {crops_per_site: 4, batch_size: 32}
+//   flow: {steps: 2000, global_batch: 64, micro_batch: 64, lr: 1.0e-4, weight_decay: 1.0e-2,
+//          grad_clip: 1.0, condition_drop: 0.1, beta: 1.0, ema_decay: 0.9999, warmup_steps: 0,
+//          checkpoint_every: 500, keep_last: 3, val_every: 500, val_pairs: 64,
+//          val_num_steps: 10, log_every: 10}
+//   eval: {num_steps: 50, guidance: 1.2, max_pairs: 5000, extractor: "", sample_sizes: [1000, 2500, 5000],
+//          grid_perturbations: 8}
+#ifndef CELLFLUX_TRAINER_TRAIN_CONFIG_H_
+#define CELLFLUX_TRAINER_TRAIN_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace cellflux::trainer {
+
+struct GeneAeStageConfig {
+  int64_t steps = 2000;
+  int64_t batch_size = 256;
+  double lr = 1e-4;
+  double weight_decay = 0.0;
+};
+
+struct VaeStageConfig {
+  std::string pretrained;  // diffusers AutoencoderKL safetensors (e.g. sd-vae-ft-mse); "" = train
+  int64_t steps = 1000;
+  int64_t batch_size = 16;  // pseudo-RGB single-channel crops per step
+  double lr = 1e-4;
+  double kl_weight = 1e-6;
+};
+
+struct EncodeStageConfig {
+  int64_t crops_per_site = 4;  // random training crops cached per site (plus the centre crop)
+  int64_t batch_size = 32;     // images per encoder call
+};
+
+struct FlowStageConfig {
+  int64_t steps = 2000;           // optimizer steps
+  int64_t global_batch = 64;      // samples per optimizer step, summed over ranks
+  int64_t micro_batch = 64;       // per rank per forward; global/(world·micro) accumulation steps
+  double lr = 1e-4;
+  double weight_decay = 1e-2;
+  double grad_clip = 1.0;         // max global gradient norm
+  double condition_drop = 0.1;    // CFG training drop probability
+  double beta = -1;               // gene-loss weight; < 0 = the model config's flow.beta
+  double ema_decay = -1;          // < 0 = the model config's flow.ema_decay
+  int64_t warmup_steps = 0;       // linear lr warm-up
+  int64_t checkpoint_every = 500; // steps between checkpoint bundles
+  int64_t keep_last = 3;          // step checkpoints kept (best and latest are never pruned)
+  int64_t val_every = 500;        // steps between validations (and at the end)
+  int64_t val_pairs = 64;         // validation pairs generated per validation
+  int64_t val_num_steps = 10;     // Euler steps for validation samples
+  int64_t log_every = 10;
+};
+
+struct EvalStageConfig {
+  int64_t num_steps = 50;
+  double guidance = 1.2;
+  int64_t max_pairs = 5000;
+  std::string extractor;  // TorchScript Inception (NVlabs inception-2015-12-05.pt); "" = fallback
+  std::vector<int64_t> sample_sizes = {1000, 2500, 5000};
+  int64_t grid_perturbations = 8;
+  int64_t batch_size = 32;
+};
+
+struct TrainConfig {
+  std::string model_config = "configs/tiny.json";
+  std::string data_dir = "out/data";
+  std::string work_dir = "out/run";
+  uint64_t seed = 0;
+  std::string device = "cpu";
+  int threads = 0;
+  std::string on_bad_sample = "error";
+  GeneAeStageConfig gene_ae;
+  VaeStageConfig vae;
+  EncodeStageConfig encode;
+  FlowStageConfig flow;
+  EvalStageConfig eval;
+
+  absl::Status Validate() const;
+  // Loads YAML; unknown keys are errors (they are usually typos), naming the key.
+  static absl::StatusOr<TrainConfig> Load(const std::string& path);
+  static absl::StatusOr<TrainConfig> FromYamlString(const std::string& text, const std::string& label);
+  // "flow.steps=100" style override; error names the key.
+  absl::Status Set(const std::string& assignment);
+  std::string ToYaml() const;
+};
+
+}  // namespace cellflux::trainer
+
+#endif  // CELLFLUX_TRAINER_TRAIN_CONFIG_H_
