@@ -1,0 +1,65 @@
+// The model as the scheduler sees it: encode controls into source latents, advance a batch of
+// rows by one guided Euler step, decode finished rows. One implementation runs the real
+// CellFluxModel (model_backend.h); tests use a small fake with the same contract.
+//
+// Contract every implementation keeps:
+//  * Row-wise: row i of every output depends only on row i of the inputs (its latent, t, dt,
+//    guidance, label, seed), never on which other rows share the call or on the row's position.
+//    This is what makes a request's output identical whether it runs alone or batched.
+//  * Randomness only in Encode, from a generator seeded by each row's seed (never a global RNG).
+//  * Threads: info() may be called from any thread at any time (immutable). Encode, Step and
+//    Decode are called only from the scheduler's batch thread (with c10::InferenceMode set), one
+//    at a time; they may block for as long as the model runs.
+//  * Errors come back as absl::Status (LibTorch exceptions converted with TorchCall:
+//    out-of-memory → RESOURCE_EXHAUSTED, anything else → INTERNAL). Nothing throws.
+#ifndef CELLFLUX_SERVER_BACKEND_H_
+#define CELLFLUX_SERVER_BACKEND_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "absl/status/statusor.h"
+#include "common/flow/joint_latent.h"
+#include "server/model_info.h"
+
+namespace cellflux::server {
+
+// One control and the seeds of the rows to draw from it (one row per seed, in order).
+struct EncodeItem {
+  std::shared_ptr<const ControlInput> control;
+  std::vector<uint64_t> seeds;
+};
+
+// A batch of N rows to advance by one step: z ← z + dt·v_guided(z, t). z is on the backend's
+// device (as Encode/Step returned it); the per-row scalars are CPU tensors the backend moves.
+struct StepBatch {
+  JointLatent z;           // image [N, C, h, w], gene [N, Lg] (undefined for image-only)
+  torch::Tensor t;         // [N] float32 CPU: each row's current time i/num_steps
+  torch::Tensor dt;        // [N] float32 CPU: each row's step 1/num_steps
+  torch::Tensor guidance;  // [N] float32 CPU: α per row (1 = conditional only)
+  torch::Tensor labels;    // [N] int64 CPU: perturbation row per row
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // Request-facing facts about the model. Immutable; any thread.
+  virtual const ModelInfo& info() const = 0;
+
+  // Source latents z_0 for Σ seeds rows, item by item and seed by seed in order.
+  virtual absl::StatusOr<JointLatent> Encode(const std::vector<EncodeItem>& items) = 0;
+
+  // The rows advanced by one guided Euler step (same shapes as batch.z).
+  virtual absl::StatusOr<JointLatent> Step(const StepBatch& batch) = 0;
+
+  // Decodes N finished rows into N samples in the request scale (12-bit pixels, raw expression).
+  virtual absl::StatusOr<std::vector<SampleOutput>> Decode(const JointLatent& z) = 0;
+};
+
+}  // namespace cellflux::server
+
+#endif  // CELLFLUX_SERVER_BACKEND_H_

@@ -1,0 +1,465 @@
+#include "server/scheduler.h"
+
+#include <algorithm>
+#include <utility>
+
+#include <torch/torch.h>
+
+#include "absl/strings/str_format.h"
+#include "common/torch/tensors.h"
+#include "common/util/logging.h"
+
+namespace cellflux::server {
+
+// A task the scheduler owns. `next_sample` and `first_admitted` change under mu_ (admission);
+// `outputs`, `remaining` and `finished` belong to the batch thread.
+struct Scheduler::TaskState {
+  std::unique_ptr<PredictTask> task;
+  absl::Time enqueued;
+  absl::Time first_admitted = absl::InfiniteFuture();
+  int next_sample = 0;  // samples admitted so far
+  int remaining = 0;    // samples not yet decoded
+  bool finished = false;
+  std::vector<SampleOutput> outputs;
+};
+
+// One sample = one row of the batch.
+struct Scheduler::Row {
+  std::shared_ptr<TaskState> task;
+  int sample = 0;  // index within the task (seed = task seed + sample)
+  int step = 0;    // Euler steps done
+  JointLatent z;   // [1, ...] rows on the backend's device; undefined until encoded
+};
+
+namespace {
+
+bool Dead(const PredictTask& task, absl::Time now, absl::Status* why) {
+  if (task.cancelled != nullptr && task.cancelled->load(std::memory_order_relaxed)) {
+    *why = absl::CancelledError("request cancelled by the client");
+    return true;
+  }
+  if (now >= task.deadline) {
+    *why = absl::DeadlineExceededError("deadline exceeded before all samples were generated");
+    return true;
+  }
+  return false;
+}
+
+// Rows of `rows` grouped by backend, each group in row order (usually a single group).
+template <typename RowT>
+std::vector<std::pair<Backend*, std::vector<RowT*>>> GroupByBackend(std::vector<RowT>& rows) {
+  std::vector<std::pair<Backend*, std::vector<RowT*>>> groups;
+  for (RowT& row : rows) {
+    Backend* backend = row.task->task->backend.get();
+    auto it = std::find_if(groups.begin(), groups.end(),
+                           [&](const auto& g) { return g.first == backend; });
+    if (it == groups.end()) {
+      groups.push_back({backend, {}});
+      it = groups.end() - 1;
+    }
+    it->second.push_back(&row);
+  }
+  return groups;
+}
+
+JointLatent RowOf(const JointLatent& z, int64_t i) {
+  JointLatent row;
+  row.image = z.image.narrow(0, i, 1);
+  if (z.gene.defined()) row.gene = z.gene.narrow(0, i, 1);
+  return row;
+}
+
+template <typename RowT>
+JointLatent Concat(const std::vector<RowT*>& rows) {
+  std::vector<torch::Tensor> images, genes;
+  for (const RowT* r : rows) {
+    images.push_back(r->z.image);
+    if (r->z.gene.defined()) genes.push_back(r->z.gene);
+  }
+  JointLatent z;
+  z.image = torch::cat(images, 0);
+  if (!genes.empty()) z.gene = torch::cat(genes, 0);
+  return z;
+}
+
+}  // namespace
+
+absl::Status SchedulerOptions::Validate() const {
+  if (max_batch < 1) {
+    return absl::InvalidArgumentError(absl::StrFormat("max_batch must be ≥ 1, got %d", max_batch));
+  }
+  if (max_queue < 1) {
+    return absl::InvalidArgumentError(absl::StrFormat("max_queue must be ≥ 1, got %d", max_queue));
+  }
+  if (max_queue_delay < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("max_queue_delay must be ≥ 0");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOptions& options,
+                                                             ServerMetrics* metrics) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  std::unique_ptr<Scheduler> scheduler(new Scheduler(options, metrics));
+  Scheduler* self = scheduler.get();
+  scheduler->thread_ = std::thread([self] { self->Run(); });
+  return scheduler;
+}
+
+Scheduler::Scheduler(const SchedulerOptions& options, ServerMetrics* metrics)
+    : options_(options),
+      metrics_(metrics),
+      clock_(options.clock != nullptr ? options.clock : DefaultClock()) {}
+
+Scheduler::~Scheduler() { Stop(absl::ZeroDuration()); }
+
+absl::Status Scheduler::Schedule(std::unique_ptr<PredictTask>* task) {
+  if (task == nullptr || *task == nullptr) return absl::InvalidArgumentError("null task");
+  const PredictTask& t = **task;
+  if (t.backend == nullptr || t.control == nullptr || !t.done) {
+    return absl::InvalidArgumentError("task needs a backend, a control and a done callback");
+  }
+  if (t.num_samples < 1 || t.num_steps < 1) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "task needs num_samples ≥ 1 and num_steps ≥ 1, got %d and %d", t.num_samples,
+        t.num_steps));
+  }
+  auto state = std::make_shared<TaskState>();
+  state->enqueued = clock_->Now();
+  state->remaining = t.num_samples;
+  state->outputs.resize(t.num_samples);
+  int64_t depth = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::UnavailableError("server is shutting down; retry on another replica");
+    if (queued_samples_ + t.num_samples > options_.max_queue) {
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "queue full: %d samples waiting, limit %d, this request needs %d; retry later",
+          queued_samples_, options_.max_queue, t.num_samples));
+    }
+    queued_samples_ += t.num_samples;
+    depth = queued_samples_;
+    state->task = std::move(*task);
+    queue_.push_back(std::move(state));
+  }
+  if (metrics_ != nullptr) metrics_->SetQueueDepth(depth);
+  return absl::OkStatus();
+}
+
+size_t Scheduler::NumEnqueuedTasks() const {
+  absl::MutexLock lock(&mu_);
+  return queue_.size();
+}
+
+int64_t Scheduler::SchedulingCapacity() const {
+  absl::MutexLock lock(&mu_);
+  return stopping_ ? 0 : options_.max_queue - queued_samples_;
+}
+
+int64_t Scheduler::NumActiveSamples() const {
+  absl::MutexLock lock(&mu_);
+  return active_samples_;
+}
+
+void Scheduler::Stop(absl::Duration grace) {
+  absl::MutexLock stop_lock(&stop_mu_);
+  if (!thread_.joinable()) return;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    const absl::Time deadline =
+        grace == absl::InfiniteDuration() ? absl::InfiniteFuture() : clock_->Now() + grace;
+    auto exited = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return exited_; };
+    if (!clock_->AwaitWithDeadline(&mu_, absl::Condition(&exited), deadline)) abort_ = true;
+  }
+  thread_.join();
+}
+
+void Scheduler::Run() {
+  // Thread-local: every tensor op of this thread skips autograd bookkeeping.
+  c10::InferenceMode inference_mode;
+  while (Iterate()) {
+  }
+  absl::MutexLock lock(&mu_);
+  exited_ = true;
+}
+
+bool Scheduler::Iterate() {
+  std::vector<Row> admitted;
+  std::vector<std::pair<std::shared_ptr<TaskState>, absl::Status>> failed;
+  const bool keep_going = WaitAndAdmit(&admitted, &failed);
+  for (auto& [task, status] : failed) Fail(task, status);
+  if (!keep_going) {
+    // Abort (grace over) or drained: fail whatever is still in the batch.
+    for (Row& row : active_) Fail(row.task, absl::UnavailableError("server shut down before the request finished"));
+    for (Row& row : admitted) Fail(row.task, absl::UnavailableError("server shut down before the request finished"));
+    active_.clear();
+    PublishGauges();
+    return false;
+  }
+  DropDeadActive(clock_->Now());
+  EncodeAdmitted(std::move(admitted));
+  StepActive();
+  RetireFinished();
+  PublishGauges();
+  return true;
+}
+
+bool Scheduler::HasWorkLocked() const { return !queue_.empty() || stopping_ || abort_; }
+
+bool Scheduler::RequestBatchReadyLocked(absl::Time now) const {
+  return queued_samples_ >= options_.max_batch || stopping_ ||
+         now >= queue_.front()->enqueued + options_.max_queue_delay;
+}
+
+void Scheduler::DropDeadQueuedLocked(
+    absl::Time now, std::vector<std::pair<std::shared_ptr<TaskState>, absl::Status>>* failed) {
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    absl::Status why;
+    if (Dead(*(*it)->task, now, &why)) {
+      queued_samples_ -= (*it)->task->num_samples - (*it)->next_sample;
+      failed->push_back({*it, why});
+      it = queue_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Scheduler::AdmitLocked(int free_rows, absl::Time now, std::vector<Row>* admitted) {
+  while (free_rows > 0 && !queue_.empty()) {
+    std::shared_ptr<TaskState>& front = queue_.front();
+    const int take = std::min(free_rows, front->task->num_samples - front->next_sample);
+    if (front->next_sample == 0) front->first_admitted = now;
+    for (int i = 0; i < take; ++i) admitted->push_back(Row{front, front->next_sample++, 0, {}});
+    queued_samples_ -= take;
+    free_rows -= take;
+    if (front->next_sample == front->task->num_samples) queue_.pop_front();
+  }
+}
+
+bool Scheduler::WaitAndAdmit(
+    std::vector<Row>* admitted,
+    std::vector<std::pair<std::shared_ptr<TaskState>, absl::Status>>* failed) {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    if (abort_) {
+      for (auto& task : queue_) {
+        failed->push_back({task, absl::UnavailableError("server shut down before the request ran")});
+      }
+      queue_.clear();
+      queued_samples_ = 0;
+      active_samples_ = 0;
+      return false;
+    }
+    const absl::Time now = clock_->Now();
+    DropDeadQueuedLocked(now, failed);
+    if (!active_.empty()) {
+      // Busy: keep stepping; continuous batching fills the free rows, request mode does not.
+      if (options_.mode == BatchingMode::kStep) {
+        AdmitLocked(options_.max_batch - static_cast<int>(active_.size()), now, admitted);
+      }
+      break;
+    }
+    if (queue_.empty()) {
+      if (stopping_) {
+        active_samples_ = 0;
+        return false;
+      }
+      if (!failed->empty()) break;  // deliver those failures before sleeping
+      mu_.Await(absl::Condition(this, &Scheduler::HasWorkLocked));
+      continue;
+    }
+    if (options_.mode == BatchingMode::kRequest && !RequestBatchReadyLocked(now)) {
+      auto full = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return queued_samples_ >= options_.max_batch || stopping_ || abort_;
+      };
+      clock_->AwaitWithDeadline(&mu_, absl::Condition(&full),
+                                queue_.front()->enqueued + options_.max_queue_delay);
+      continue;
+    }
+    AdmitLocked(options_.max_batch, now, admitted);
+    break;
+  }
+  active_samples_ = static_cast<int64_t>(active_.size() + admitted->size());
+  return true;
+}
+
+void Scheduler::EncodeAdmitted(std::vector<Row> admitted) {
+  admitted.erase(std::remove_if(admitted.begin(), admitted.end(),
+                                [](const Row& r) { return r.task->finished; }),
+                 admitted.end());
+  if (admitted.empty()) return;
+  for (auto& group : GroupByBackend(admitted)) {
+    Backend* const backend = group.first;
+    std::vector<Row*>& rows = group.second;
+    // Consecutive rows of one task share one control: one EncodeItem with their seeds.
+    std::vector<EncodeItem> items;
+    const TaskState* last = nullptr;
+    for (Row* row : rows) {
+      if (row->task.get() != last) {
+        items.push_back(EncodeItem{row->task->task->control, {}});
+        last = row->task.get();
+      }
+      items.back().seeds.push_back(row->task->task->seed + static_cast<uint64_t>(row->sample));
+    }
+    absl::StatusOr<JointLatent> z = backend->Encode(items);
+    absl::Status status = z.status();
+    if (status.ok()) {
+      status = TorchCall("splitting encoded rows", [&] {
+        TORCH_CHECK(z->image.size(0) == static_cast<int64_t>(rows.size()), "Encode returned ",
+                    z->image.size(0), " rows for ", rows.size(), " seeds");
+        for (size_t i = 0; i < rows.size(); ++i) rows[i]->z = RowOf(*z, static_cast<int64_t>(i));
+      });
+    }
+    if (!status.ok()) {
+      for (Row* row : rows) Fail(row->task, status);
+    }
+  }
+  for (Row& row : admitted) {
+    if (!row.task->finished) active_.push_back(std::move(row));
+  }
+}
+
+void Scheduler::StepActive() {
+  if (active_.empty()) return;
+  int64_t rows_stepped = 0;
+  for (auto& group : GroupByBackend(active_)) {
+    Backend* const backend = group.first;
+    std::vector<Row*>& rows = group.second;
+    const int64_t n = static_cast<int64_t>(rows.size());
+    std::vector<float> t(n), dt(n), guidance(n);
+    std::vector<int64_t> labels(n);
+    for (int64_t i = 0; i < n; ++i) {
+      const PredictTask& task = *rows[i]->task->task;
+      // t_i = i/N and dt = 1/N computed in double, rounded once: the same bits in every batch.
+      t[i] = static_cast<float>(static_cast<double>(rows[i]->step) / task.num_steps);
+      dt[i] = static_cast<float>(1.0 / task.num_steps);
+      guidance[i] = static_cast<float>(task.guidance);
+      labels[i] = task.label;
+    }
+    StepBatch batch;
+    absl::Status status = TorchCall("assembling the step batch", [&] {
+      batch.z = Concat(rows);
+      batch.t = torch::tensor(t, torch::kFloat32);
+      batch.dt = torch::tensor(dt, torch::kFloat32);
+      batch.guidance = torch::tensor(guidance, torch::kFloat32);
+      batch.labels = torch::tensor(labels, torch::kInt64);
+    });
+    absl::StatusOr<JointLatent> next =
+        status.ok() ? backend->Step(batch) : absl::StatusOr<JointLatent>(status);
+    batch = StepBatch();  // drop the concatenated inputs before splitting the outputs
+    status = next.status();
+    if (status.ok()) {
+      status = TorchCall("splitting stepped rows", [&] {
+        TORCH_CHECK(next->image.size(0) == n, "Step returned ", next->image.size(0),
+                    " rows for ", n);
+        for (int64_t i = 0; i < n; ++i) {
+          rows[i]->z = RowOf(*next, i);
+          rows[i]->step += 1;
+        }
+      });
+    }
+    if (!status.ok()) {
+      for (Row* row : rows) Fail(row->task, status);
+      continue;
+    }
+    rows_stepped += n;
+    if (metrics_ != nullptr) metrics_->ObserveBatch(n);
+  }
+  active_.erase(std::remove_if(active_.begin(), active_.end(),
+                               [](const Row& r) { return r.task->finished; }),
+                active_.end());
+  if (metrics_ != nullptr && rows_stepped > 0) metrics_->AddEulerSteps(rows_stepped);
+}
+
+void Scheduler::RetireFinished() {
+  auto done_end = std::stable_partition(active_.begin(), active_.end(), [](const Row& r) {
+    return r.step < r.task->task->num_steps;
+  });
+  if (done_end == active_.end()) return;
+  std::vector<Row> finished(std::make_move_iterator(done_end),
+                            std::make_move_iterator(active_.end()));
+  active_.erase(done_end, active_.end());
+  for (auto& group : GroupByBackend(finished)) {
+    Backend* const backend = group.first;
+    std::vector<Row*>& rows = group.second;
+    absl::StatusOr<std::vector<SampleOutput>> out;
+    absl::Status status = TorchCall("assembling the decode batch", [&] {
+      JointLatent z = Concat(rows);
+      for (Row* row : rows) row->z = JointLatent();  // the batch owns the data now
+      out = backend->Decode(z);
+    });
+    if (status.ok()) status = out.status();
+    if (status.ok() && out->size() != rows.size()) {
+      status = absl::InternalError(absl::StrFormat("Decode returned %d samples for %d rows",
+                                                   out->size(), rows.size()));
+    }
+    if (!status.ok()) {
+      for (Row* row : rows) Fail(row->task, status);
+      continue;
+    }
+    for (size_t i = 0; i < rows.size(); ++i) {
+      TaskState& task = *rows[i]->task;
+      if (task.finished) continue;
+      task.outputs[rows[i]->sample] = std::move((*out)[i]);
+      if (--task.remaining == 0) Complete(rows[i]->task);
+    }
+  }
+}
+
+void Scheduler::DropDeadActive(absl::Time now) {
+  for (Row& row : active_) {
+    absl::Status why;
+    if (!row.task->finished && Dead(*row.task->task, now, &why)) Fail(row.task, why);
+  }
+  active_.erase(std::remove_if(active_.begin(), active_.end(),
+                               [](const Row& r) { return r.task->finished; }),
+                active_.end());
+}
+
+void Scheduler::Fail(const std::shared_ptr<TaskState>& task, const absl::Status& status) {
+  if (task->finished) return;
+  task->finished = true;
+  {
+    // A partly admitted task may still hold queued samples.
+    absl::MutexLock lock(&mu_);
+    auto it = std::find(queue_.begin(), queue_.end(), task);
+    if (it != queue_.end()) {
+      queued_samples_ -= task->task->num_samples - task->next_sample;
+      queue_.erase(it);
+    }
+  }
+  task->outputs.clear();
+  task->task->done(status);
+}
+
+void Scheduler::Complete(const std::shared_ptr<TaskState>& task) {
+  task->finished = true;
+  const absl::Time now = clock_->Now();
+  PredictResult result;
+  result.samples = std::move(task->outputs);
+  result.queue_seconds = absl::ToDoubleSeconds(task->first_admitted - task->enqueued);
+  result.compute_seconds = absl::ToDoubleSeconds(now - task->first_admitted);
+  if (metrics_ != nullptr) {
+    metrics_->ObserveQueueSeconds(result.queue_seconds);
+    metrics_->ObserveComputeSeconds(result.compute_seconds);
+    metrics_->AddSamples(static_cast<int64_t>(result.samples.size()));
+  }
+  task->task->done(std::move(result));
+}
+
+void Scheduler::PublishGauges() {
+  int64_t depth = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    active_samples_ = static_cast<int64_t>(active_.size());
+    depth = queued_samples_;
+  }
+  if (metrics_ != nullptr) {
+    metrics_->SetQueueDepth(depth);
+    metrics_->SetActiveSamples(static_cast<int64_t>(active_.size()));
+  }
+}
+
+}  // namespace cellflux::server

@@ -1,0 +1,131 @@
+#include "server/server.h"
+
+#include <exception>
+#include <utility>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/util/files.h"
+#include "common/util/logging.h"
+#include "common/util/status_macros.h"
+
+namespace cellflux::server {
+namespace {
+
+constexpr char kServiceName[] = "cellflux.v1.CellFlux";
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& o) {
+  if (o.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
+  CF_ASSIGN_OR_RETURN(std::string cert, ReadFile(o.tls_cert_file));
+  CF_ASSIGN_OR_RETURN(std::string key, ReadFile(o.tls_key_file));
+  grpc::SslServerCredentialsOptions ssl;
+  ssl.pem_key_cert_pairs.push_back({std::move(key), std::move(cert)});
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
+absl::Status ServerOptions::Validate() const {
+  if (listen.empty()) return absl::InvalidArgumentError("listen address is empty");
+  if (tls_cert_file.empty() != tls_key_file.empty()) {
+    return absl::InvalidArgumentError("TLS needs both a certificate and a key (--tls-cert, --tls-key)");
+  }
+  if (drain_grace < absl::ZeroDuration()) return absl::InvalidArgumentError("drain grace must be ≥ 0");
+  if (max_message_bytes < (1 << 20)) {
+    return absl::InvalidArgumentError("max_message_bytes must be at least 1 MiB");
+  }
+  if (service.response_threads < 1) {
+    return absl::InvalidArgumentError("response_threads must be ≥ 1");
+  }
+  return scheduler.Validate();
+}
+
+absl::StatusOr<std::unique_ptr<CellFluxServer>> CellFluxServer::Start(
+    const ServerOptions& options) {
+  CF_RETURN_IF_ERROR(options.Validate());
+  std::unique_ptr<CellFluxServer> s(new CellFluxServer());
+  s->options_ = options;
+  s->registry_ = std::make_shared<prometheus::Registry>();
+  s->metrics_ = std::make_unique<ServerMetrics>(*s->registry_);
+  CF_ASSIGN_OR_RETURN(s->scheduler_, Scheduler::Create(options.scheduler, s->metrics_.get()));
+  s->service_ =
+      std::make_unique<CellFluxService>(options.service, s->scheduler_.get(), s->metrics_.get());
+  CF_ASSIGN_OR_RETURN(auto credentials, Credentials(options));
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, credentials, &s->port_);
+  builder.RegisterService(s->service_.get());
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || s->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+  }
+  s->SetServing(false);  // until a model is set
+
+  if (!options.metrics_listen.empty()) {
+    try {
+      s->exposer_ = std::make_unique<prometheus::Exposer>(options.metrics_listen);
+      s->exposer_->RegisterCollectable(s->registry_);
+    } catch (const std::exception& e) {
+      s->Shutdown();
+      return absl::UnavailableError(
+          absl::StrCat("cannot serve metrics on ", options.metrics_listen, ": ", e.what()));
+    }
+  }
+  CF_LOG(INFO) << "cellflux-server listening on port " << s->port_
+               << (options.tls_cert_file.empty() ? " (plaintext)" : " (TLS)")
+               << (options.service.auth_token.empty() ? "" : ", token auth on");
+  return s;
+}
+
+CellFluxServer::~CellFluxServer() { Shutdown(); }
+
+std::vector<int> CellFluxServer::metrics_ports() const {
+  return exposer_ != nullptr ? exposer_->GetListeningPorts() : std::vector<int>();
+}
+
+void CellFluxServer::SetServing(bool serving) {
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus(serving);  // overall ("")
+  health->SetServingStatus(kServiceName, serving);
+}
+
+void CellFluxServer::SetBackend(std::shared_ptr<Backend> backend, double load_seconds) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+  }
+  const ModelInfo& info = backend->info();
+  metrics_->SetModel(info.model_id, info.step, load_seconds);
+  service_->SetBackend(std::move(backend));
+  SetServing(true);
+  CF_LOG(INFO) << "serving model " << info.model_id << " (step " << info.step << ", "
+               << info.perturbations.size() << " perturbations, " << info.controls.size()
+               << " bank controls), loaded in " << load_seconds << " s";
+}
+
+void CellFluxServer::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  if (server_ != nullptr) SetServing(false);
+  if (service_ != nullptr) service_->StartDraining();
+  if (scheduler_ != nullptr) scheduler_->Stop(options_.drain_grace);  // in-flight finish
+  if (service_ != nullptr) service_->WaitForResponses();              // and are answered
+  if (server_ != nullptr) {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    server_->Wait();
+  }
+  exposer_.reset();
+  CF_LOG(INFO) << "cellflux-server stopped";
+}
+
+}  // namespace cellflux::server

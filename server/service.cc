@@ -1,0 +1,267 @@
+#include "server/service.h"
+
+#include <random>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "common/util/logging.h"
+#include "server/grpc_status.h"
+#include "server/image_codec.h"
+#include "server/validate.h"
+
+namespace cellflux::server {
+namespace {
+
+uint64_t RandomSeed() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return rng();
+}
+
+// Compares without an early exit, so response time does not leak how much of a token matched.
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+// For the log line: bounded and printable.
+std::string LogSafe(const std::string& s) { return absl::CEscape(s.substr(0, 128)); }
+
+double Ms(double seconds) { return 1000.0 * seconds; }
+
+absl::Status BuildResponse(const PredictResult& result, const ValidatedPredict& request,
+                           const ModelInfo& info, v1::PredictResponse* response) {
+  const int s = info.image_size;
+  const size_t plane = static_cast<size_t>(s) * s;
+  for (size_t k = 0; k < result.samples.size(); ++k) {
+    const SampleOutput& sample = result.samples[k];
+    if (sample.pixels.size() != plane * info.channel_names.size()) {
+      return absl::InternalError(absl::StrFormat("sample %d has %d pixels, expected %d", k,
+                                                 sample.pixels.size(),
+                                                 plane * info.channel_names.size()));
+    }
+    v1::Prediction* p = response->add_predictions();
+    v1::Image* image = p->mutable_image();
+    image->set_height(s);
+    image->set_width(s);
+    for (size_t c = 0; c < info.channel_names.size(); ++c) {
+      absl::StatusOr<std::string> bytes =
+          EncodeChannel(sample.pixels.data() + c * plane, s, s, request.output_encoding);
+      if (!bytes.ok()) return bytes.status();
+      v1::Channel* ch = image->add_channels();
+      ch->set_name(info.channel_names[c]);
+      ch->set_encoding(request.output_encoding);
+      ch->set_data(*std::move(bytes));
+    }
+    p->mutable_expression()->Add(sample.expression.begin(), sample.expression.end());
+    p->set_seed(request.seed + k);
+  }
+  response->set_model_id(info.model_id);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+class CellFluxService::PredictReactor final : public grpc::ServerUnaryReactor {
+ public:
+  const std::shared_ptr<std::atomic<bool>>& cancelled() const { return cancelled_; }
+  // gRPC calls this on client cancellation or an expired deadline; the scheduler drops the
+  // samples at its next step and the done callback finishes the call.
+  void OnCancel() override { cancelled_->store(true); }
+  void OnDone() override { delete this; }
+
+ private:
+  std::shared_ptr<std::atomic<bool>> cancelled_ = std::make_shared<std::atomic<bool>>(false);
+};
+
+CellFluxService::CellFluxService(const ServiceOptions& options, Scheduler* scheduler,
+                                 ServerMetrics* metrics)
+    : options_(options),
+      scheduler_(scheduler),
+      metrics_(metrics),
+      responses_(options.response_threads) {}
+
+CellFluxService::~CellFluxService() = default;
+
+void CellFluxService::SetBackend(std::shared_ptr<Backend> backend) {
+  absl::MutexLock lock(&mu_);
+  backend_ = std::move(backend);
+}
+
+std::shared_ptr<Backend> CellFluxService::backend() const {
+  absl::MutexLock lock(&mu_);
+  return backend_;
+}
+
+void CellFluxService::StartDraining() { draining_.store(true); }
+
+void CellFluxService::WaitForResponses() { responses_.Drain(); }
+
+absl::Status CellFluxService::Admit(grpc::CallbackServerContext* context,
+                                    std::shared_ptr<Backend>* backend) {
+  if (!options_.auth_token.empty()) {
+    const auto& md = context->client_metadata();
+    auto it = md.find("authorization");
+    const std::string expected = "Bearer " + options_.auth_token;
+    if (it == md.end() ||
+        !ConstantTimeEquals(absl::string_view(it->second.data(), it->second.size()), expected)) {
+      return absl::UnauthenticatedError(
+          "this server needs metadata \"authorization: Bearer <token>\"");
+    }
+  }
+  if (draining_.load()) {
+    return absl::UnavailableError("server is shutting down; retry on another replica");
+  }
+  *backend = this->backend();
+  if (*backend == nullptr) return absl::UnavailableError("no model loaded yet; retry shortly");
+  return absl::OkStatus();
+}
+
+void CellFluxService::Record(const char* method, absl::Time start, const grpc::Status& status) {
+  if (metrics_ != nullptr) {
+    metrics_->RequestDone(method, GrpcCodeName(status.error_code()),
+                          absl::ToDoubleSeconds(absl::Now() - start));
+  }
+}
+
+grpc::ServerUnaryReactor* CellFluxService::FinishNow(grpc::CallbackServerContext* context,
+                                                     const char* method, absl::Time start,
+                                                     const absl::Status& status) {
+  grpc::Status wire = ToGrpcStatus(status);
+  Record(method, start, wire);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(wire);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CellFluxService::Predict(grpc::CallbackServerContext* context,
+                                                   const v1::PredictRequest* request,
+                                                   v1::PredictResponse* response) {
+  const absl::Time start = absl::Now();
+  std::shared_ptr<Backend> backend;
+  absl::Status status = Admit(context, &backend);
+  if (!status.ok()) return FinishNow(context, "Predict", start, status);
+  absl::StatusOr<ValidatedPredict> valid =
+      ValidatePredict(*request, backend->info(), RandomSeed());
+  if (!valid.ok()) {
+    CF_LOG(INFO) << absl::StrFormat("rpc=Predict id=\"%s\" perturbation=\"%s\" code=%s msg=\"%s\"",
+                                    LogSafe(request->request_id()),
+                                    LogSafe(request->perturbation_id()),
+                                    GrpcCodeName(ToGrpcStatus(valid.status()).error_code()),
+                                    LogSafe(std::string(valid.status().message())));
+    return FinishNow(context, "Predict", start, valid.status());
+  }
+
+  auto* reactor = new PredictReactor();
+  auto task = std::make_unique<PredictTask>();
+  task->backend = backend;
+  task->control = valid->control;
+  task->label = valid->label;
+  task->num_steps = valid->num_steps;
+  task->guidance = valid->guidance;
+  task->seed = valid->seed;
+  task->num_samples = valid->num_samples;
+  task->deadline = absl::FromChrono(context->deadline());
+  task->cancelled = reactor->cancelled();
+  auto request_info = std::make_shared<const ValidatedPredict>(*std::move(valid));
+  const std::string request_id = request->request_id();
+  task->done = [this, reactor, response, backend, request_info, request_id,
+                start](absl::StatusOr<PredictResult> result) {
+    // Batch thread: hand off at once, encode and finish elsewhere.
+    auto shared = std::make_shared<absl::StatusOr<PredictResult>>(std::move(result));
+    responses_.Submit([this, reactor, response, backend, request_info, request_id, start,
+                       shared] {
+      absl::Status status = shared->status();
+      double queue_s = 0, compute_s = 0;
+      if (status.ok()) {
+        queue_s = (*shared)->queue_seconds;
+        compute_s = (*shared)->compute_seconds;
+        status = BuildResponse(**shared, *request_info, backend->info(), response);
+      }
+      const double total_s = absl::ToDoubleSeconds(absl::Now() - start);
+      if (status.ok()) {
+        v1::Timing* timing = response->mutable_timing();
+        timing->set_queue_seconds(queue_s);
+        timing->set_compute_seconds(compute_s);
+        timing->set_total_seconds(total_s);
+      } else {
+        response->Clear();
+      }
+      const grpc::Status wire = ToGrpcStatus(status);
+      CF_LOG(INFO) << absl::StrFormat(
+          "rpc=Predict id=\"%s\" perturbation=\"%s\" samples=%d steps=%d guidance=%g "
+          "queue_ms=%.1f compute_ms=%.1f total_ms=%.1f code=%s",
+          LogSafe(request_id), LogSafe(request_info->perturbation_id), request_info->num_samples,
+          request_info->num_steps, request_info->guidance, Ms(queue_s), Ms(compute_s),
+          Ms(total_s), GrpcCodeName(wire.error_code()));
+      Record("Predict", start, wire);
+      reactor->Finish(wire);  // last touch of the reactor and the response
+    });
+  };
+  status = scheduler_->Schedule(&task);
+  if (!status.ok()) {
+    const grpc::Status wire = ToGrpcStatus(status);
+    CF_LOG(INFO) << absl::StrFormat("rpc=Predict id=\"%s\" perturbation=\"%s\" samples=%d code=%s",
+                                    LogSafe(request_id), LogSafe(request_info->perturbation_id),
+                                    request_info->num_samples, GrpcCodeName(wire.error_code()));
+    Record("Predict", start, wire);
+    reactor->Finish(wire);
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CellFluxService::GetModelInfo(grpc::CallbackServerContext* context,
+                                                        const v1::GetModelInfoRequest*,
+                                                        v1::GetModelInfoResponse* response) {
+  const absl::Time start = absl::Now();
+  std::shared_ptr<Backend> backend;
+  if (absl::Status s = Admit(context, &backend); !s.ok()) {
+    return FinishNow(context, "GetModelInfo", start, s);
+  }
+  const ModelInfo& info = backend->info();
+  response->set_model_id(info.model_id);
+  response->set_step(info.step);
+  for (const std::string& c : info.channel_names) response->add_channel_names(c);
+  response->set_image_size(info.image_size);
+  for (const std::string& g : info.gene_ids) response->add_gene_ids(g);
+  response->set_num_perturbations(static_cast<int32_t>(info.perturbations.size()));
+  response->mutable_defaults()->set_num_steps(info.sampling.num_steps);
+  response->mutable_defaults()->set_guidance_scale(info.sampling.guidance_scale);
+  response->mutable_defaults()->set_num_samples(info.sampling.num_samples);
+  response->mutable_limits()->set_max_steps(info.sampling.max_steps);
+  response->mutable_limits()->set_max_samples(info.sampling.max_samples);
+  response->mutable_limits()->set_max_guidance_scale(info.sampling.max_guidance_scale);
+  response->set_num_controls(static_cast<int32_t>(info.controls.size()));
+  return FinishNow(context, "GetModelInfo", start, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* CellFluxService::ListPerturbations(
+    grpc::CallbackServerContext* context, const v1::ListPerturbationsRequest* request,
+    v1::ListPerturbationsResponse* response) {
+  const absl::Time start = absl::Now();
+  std::shared_ptr<Backend> backend;
+  if (absl::Status s = Admit(context, &backend); !s.ok()) {
+    return FinishNow(context, "ListPerturbations", start, s);
+  }
+  const ModelInfo& info = backend->info();
+  absl::StatusOr<Page> page = ValidatePageRequest(*request, info);
+  if (!page.ok()) return FinishNow(context, "ListPerturbations", start, page.status());
+  for (int64_t i = page->offset; i < page->offset + page->size; ++i) {
+    const PerturbationEntry& e = info.perturbations[i];
+    v1::Perturbation* p = response->add_perturbations();
+    p->set_id(e.id);
+    p->set_dose(e.dose);
+    p->set_name(e.name);
+  }
+  const int64_t next = page->offset + page->size;
+  if (next < static_cast<int64_t>(info.perturbations.size())) {
+    response->set_next_page_token(MakePageToken(info, next));
+  }
+  response->set_total_size(static_cast<int32_t>(info.perturbations.size()));
+  return FinishNow(context, "ListPerturbations", start, absl::OkStatus());
+}
+
+}  // namespace cellflux::server

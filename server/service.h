@@ -1,0 +1,96 @@
+// cellflux.v1.CellFlux on gRPC's callback API.
+//
+// Each handler runs on a gRPC thread and never blocks on the model: it authorizes, validates
+// (validate.h), hands a PredictTask to the Scheduler and returns a reactor. When the task is done
+// the batch thread posts the result to a WorkQueue, which encodes the images, writes the
+// response, updates metrics, logs one line and finishes the RPC, so neither the batch thread nor
+// a gRPC thread ever waits for image encoding or for a slow client.
+//
+// Codes: see proto/cellflux/v1/cellflux.proto. In short: UNAUTHENTICATED (token configured and
+// missing/wrong), UNAVAILABLE (no model yet, or draining), INVALID_ARGUMENT / NOT_FOUND
+// (validation), RESOURCE_EXHAUSTED (queue full), DEADLINE_EXCEEDED / CANCELLED (the call's own
+// deadline or cancellation; the samples leave the batch at the next step), INTERNAL (model
+// failure).
+//
+// One structured log line per request:
+//   rpc=Predict id=<request_id> perturbation=<id> samples=N steps=N queue_ms=.. compute_ms=..
+//   total_ms=.. code=OK
+//
+// Thread-safety: all public methods are thread-safe. The model is swapped with SetBackend();
+// requests validated against the old model finish on it.
+#ifndef CELLFLUX_SERVER_SERVICE_H_
+#define CELLFLUX_SERVER_SERVICE_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "cellflux/v1/cellflux.grpc.pb.h"
+#include "server/backend.h"
+#include "server/metrics.h"
+#include "server/scheduler.h"
+#include "server/work_queue.h"
+
+namespace cellflux::server {
+
+struct ServiceOptions {
+  // When non-empty, every CellFlux call needs metadata "authorization: Bearer <auth_token>".
+  std::string auth_token;
+  // Threads that build responses (image encoding) and finish Predict calls; ≥ 1.
+  int response_threads = 2;
+};
+
+class CellFluxService final : public v1::CellFlux::CallbackService {
+ public:
+  // scheduler and metrics are not owned and must outlive the service; metrics may be null.
+  CellFluxService(const ServiceOptions& options, Scheduler* scheduler, ServerMetrics* metrics);
+  ~CellFluxService() override;
+
+  // The model new requests use (null = none: UNAVAILABLE).
+  void SetBackend(std::shared_ptr<Backend> backend);
+  std::shared_ptr<Backend> backend() const;
+
+  // From now on every call gets UNAVAILABLE ("draining"). Irreversible.
+  void StartDraining();
+  // Waits until every accepted Predict has been answered (call after Scheduler::Stop).
+  void WaitForResponses();
+
+  grpc::ServerUnaryReactor* Predict(grpc::CallbackServerContext* context,
+                                    const v1::PredictRequest* request,
+                                    v1::PredictResponse* response) override;
+  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
+                                         const v1::GetModelInfoRequest* request,
+                                         v1::GetModelInfoResponse* response) override;
+  grpc::ServerUnaryReactor* ListPerturbations(grpc::CallbackServerContext* context,
+                                              const v1::ListPerturbationsRequest* request,
+                                              v1::ListPerturbationsResponse* response) override;
+
+ private:
+  class PredictReactor;
+
+  // OK, or UNAUTHENTICATED / UNAVAILABLE; on OK *backend is the model to use.
+  absl::Status Admit(grpc::CallbackServerContext* context, std::shared_ptr<Backend>* backend);
+  // Finishes a unary call with `status` right away (counts and logs it).
+  grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const char* method,
+                                      absl::Time start, const absl::Status& status);
+  void Record(const char* method, absl::Time start, const grpc::Status& status);
+
+  const ServiceOptions options_;
+  Scheduler* const scheduler_;
+  ServerMetrics* const metrics_;
+  std::atomic<bool> draining_{false};
+
+  mutable absl::Mutex mu_;
+  std::shared_ptr<Backend> backend_ ABSL_GUARDED_BY(mu_);
+
+  WorkQueue responses_;
+};
+
+}  // namespace cellflux::server
+
+#endif  // CELLFLUX_SERVER_SERVICE_H_

@@ -1,0 +1,64 @@
+// Request validation: a cellflux.v1 request + the serving model's ModelInfo → either a plain,
+// checked request the scheduler can run, or an absl::Status a person can act on.
+//
+// Predict, in this order (the first problem found is reported):
+//   perturbation_id   empty or not in the vocabulary               INVALID_ARGUMENT
+//   options           num_steps ∉ [1, max_steps], num_samples ∉ [1, max_samples],
+//                     guidance_scale not finite or ∉ [0, max_guidance_scale], unknown
+//                     output_encoding                               INVALID_ARGUMENT
+//   request_id        longer than 128 characters                   INVALID_ARGUMENT
+//   control           neither ref nor data                         INVALID_ARGUMENT
+//   control.ref       empty plate/well, negative site               INVALID_ARGUMENT
+//                     (plate, well, site) not in the bank           NOT_FOUND
+//   control.data      image missing; height/width < image_size or > kMaxImageSide; channel
+//                     count; channel names not a permutation of the model's (a permutation is
+//                     reordered); per channel: encoding unset, RAW byte count, PNG/TIFF
+//                     signature, header size, undecodable bytes    INVALID_ARGUMENT
+//                     expression: missing for a gene model / present for an image-only one;
+//                     length ≠ number of genes; NaN/Inf (names the gene); gene_ids with the
+//                     wrong length, unknown or duplicate ids (a permutation is reordered)
+//                                                                  INVALID_ARGUMENT
+// Images larger than image_size are centre-cropped (offset ⌊(H−S)/2⌋, ⌊(W−S)/2⌋).
+//
+// LibTorch-free and allocation-bounded (see image_codec.h), so it is safe on any bytes; the
+// fuzz test feeds it random and mutated requests.
+#ifndef CELLFLUX_SERVER_VALIDATE_H_
+#define CELLFLUX_SERVER_VALIDATE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "cellflux/v1/cellflux.pb.h"
+#include "server/model_info.h"
+
+namespace cellflux::server {
+
+struct ValidatedPredict {
+  std::string perturbation_id;
+  int64_t label = 0;
+  std::shared_ptr<const ControlInput> control;
+  int num_steps = 0;
+  double guidance = 1.0;
+  uint64_t seed = 0;  // the request's seed, or `random_seed` when unset
+  int num_samples = 1;
+  v1::Encoding output_encoding = v1::RAW_U16_LE;
+};
+
+// `random_seed` is used when options.seed is unset (the caller draws it).
+absl::StatusOr<ValidatedPredict> ValidatePredict(const v1::PredictRequest& request,
+                                                 const ModelInfo& info, uint64_t random_seed);
+
+// ListPerturbations paging. Tokens are opaque to clients: "<model_id>@<offset>".
+struct Page {
+  int64_t offset = 0;
+  int64_t size = 0;  // entries to return (already clipped to the vocabulary)
+};
+absl::StatusOr<Page> ValidatePageRequest(const v1::ListPerturbationsRequest& request,
+                                         const ModelInfo& info);
+std::string MakePageToken(const ModelInfo& info, int64_t offset);
+
+}  // namespace cellflux::server
+
+#endif  // CELLFLUX_SERVER_VALIDATE_H_

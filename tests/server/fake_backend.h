@@ -1,0 +1,178 @@
+// A tiny deterministic Backend for server tests: no network, exact arithmetic per row.
+//
+// Latent of a sample = image [1, C, S, S] (pixels / 4095 + 0.01·ε) and gene [1, G]
+// (expression + 0.01·ε'), ε from a CPU generator seeded by the row's seed. The velocity is
+//   v = α·(0.1·(label+1) − 0.05·z + t) + (1 − α)·(−0.05·z + t)
+// computed row by row, so a row's bits never depend on its neighbours. Decode maps the image
+// back to 12-bit pixels and returns the gene part as the expression.
+//
+// Hooks for tests: counters of calls and rows, a gate that Step waits on (to hold the batch
+// thread inside the "model" while a test fills the queue), and error injection.
+#ifndef CELLFLUX_TESTS_SERVER_FAKE_BACKEND_H_
+#define CELLFLUX_TESTS_SERVER_FAKE_BACKEND_H_
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "server/backend.h"
+
+namespace cellflux::server::testing {
+
+inline ModelInfo FakeModelInfo(int image_size = 8, int num_genes = 4) {
+  ModelInfo info;
+  info.model_id = "fake-model";
+  info.step = 1234;
+  info.channel_names = {"DNA", "RNA", "ER", "AGP", "Mito"};
+  info.image_size = image_size;
+  for (int g = 0; g < num_genes; ++g) info.gene_ids.push_back("gene_" + std::to_string(g) + "_at");
+  for (int p = 0; p < 20; ++p) {
+    info.perturbations.push_back({"BRD-K" + std::to_string(10000000 + p), 1.0 + p, "cmpd" + std::to_string(p)});
+  }
+  info.sampling.num_steps = 5;
+  info.sampling.guidance_scale = 1.5;
+  info.sampling.num_samples = 1;
+  info.sampling.max_steps = 1000000;
+  info.sampling.max_samples = 8;
+  info.sampling.max_guidance_scale = 10;
+  info.controls = {{"P1", "a01", 1}, {"P1", "a01", 2}, {"P2", "b03", 1}};
+  info.BuildIndex();
+  return info;
+}
+
+class FakeBackend : public Backend {
+ public:
+  explicit FakeBackend(ModelInfo info = FakeModelInfo()) : info_(std::move(info)) {}
+
+  const ModelInfo& info() const override { return info_; }
+
+  absl::StatusOr<JointLatent> Encode(const std::vector<EncodeItem>& items) override {
+    const int c = static_cast<int>(info_.channel_names.size());
+    const int s = info_.image_size;
+    const int g = static_cast<int>(info_.gene_ids.size());
+    std::vector<torch::Tensor> images, genes;
+    for (const EncodeItem& item : items) {
+      if (fail_encode_) return absl::InternalError("fake encode failure");
+      torch::Tensor base_image, base_gene;
+      if (item.control->bank_key) {
+        const double v = static_cast<double>(item.control->bank_key->site) / 10.0;
+        base_image = torch::full({1, c, s, s}, v);
+        base_gene = torch::full({1, g}, v);
+      } else {
+        std::vector<float> px(item.control->pixels.begin(), item.control->pixels.end());
+        base_image = torch::tensor(px).view({1, c, s, s}) / 4095.0;
+        base_gene = torch::tensor(item.control->expression).view({1, g});
+      }
+      for (uint64_t seed : item.seeds) {
+        at::Generator gen = at::detail::createCPUGenerator(seed);
+        images.push_back(base_image + 0.01 * torch::randn({1, c, s, s}, gen));
+        genes.push_back(base_gene + 0.01 * torch::randn({1, g}, gen));
+      }
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      encode_calls_ += 1;
+    }
+    return JointLatent{torch::cat(images), torch::cat(genes)};
+  }
+
+  absl::StatusOr<JointLatent> Step(const StepBatch& batch) override {
+    {
+      absl::MutexLock lock(&mu_);
+      in_step_ += 1;
+      mu_.Await(absl::Condition(&gate_open_));
+      step_calls_ += 1;
+      batch_sizes_.push_back(batch.z.image.size(0));
+    }
+    if (fail_step_) return absl::ResourceExhaustedError("fake out of memory");
+    const int64_t n = batch.z.image.size(0);
+    std::vector<torch::Tensor> images, genes;
+    for (int64_t i = 0; i < n; ++i) {
+      const double t = batch.t[i].item<float>();
+      const double dt = batch.dt[i].item<float>();
+      const double a = batch.guidance[i].item<float>();
+      const double label = static_cast<double>(batch.labels[i].item<int64_t>());
+      torch::Tensor zi = batch.z.image.narrow(0, i, 1);
+      torch::Tensor gi = batch.z.gene.narrow(0, i, 1);
+      auto velocity = [&](const torch::Tensor& z) {
+        torch::Tensor cond = 0.1 * (label + 1) - 0.05 * z + t;
+        torch::Tensor uncond = -0.05 * z + t;
+        return a * cond + (1 - a) * uncond;
+      };
+      images.push_back(zi + dt * velocity(zi));
+      genes.push_back(gi + dt * velocity(gi));
+    }
+    return JointLatent{torch::cat(images), torch::cat(genes)};
+  }
+
+  absl::StatusOr<std::vector<SampleOutput>> Decode(const JointLatent& z) override {
+    std::vector<SampleOutput> out;
+    for (int64_t i = 0; i < z.image.size(0); ++i) {
+      torch::Tensor px = (z.image[i] * 4095.0).round().clamp(0, 4095).to(torch::kInt32).contiguous();
+      SampleOutput s;
+      const int32_t* p = px.data_ptr<int32_t>();
+      s.pixels.assign(p, p + px.numel());
+      torch::Tensor e = z.gene[i].contiguous();
+      s.expression.assign(e.data_ptr<float>(), e.data_ptr<float>() + e.numel());
+      out.push_back(std::move(s));
+    }
+    absl::MutexLock lock(&mu_);
+    decode_calls_ += 1;
+    return out;
+  }
+
+  // Test hooks.
+  void CloseGate() {
+    absl::MutexLock lock(&mu_);
+    gate_open_ = false;
+  }
+  void OpenGate() {
+    absl::MutexLock lock(&mu_);
+    gate_open_ = true;
+  }
+  // Blocks until the batch thread has entered Step at least `n` times in total.
+  void AwaitInStep(int n) {
+    absl::MutexLock lock(&mu_);
+    auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_step_ >= n; };
+    mu_.Await(absl::Condition(&reached));
+  }
+  void set_fail_encode(bool v) { fail_encode_ = v; }
+  void set_fail_step(bool v) { fail_step_ = v; }
+  int step_calls() {
+    absl::MutexLock lock(&mu_);
+    return step_calls_;
+  }
+  int encode_calls() {
+    absl::MutexLock lock(&mu_);
+    return encode_calls_;
+  }
+  int decode_calls() {
+    absl::MutexLock lock(&mu_);
+    return decode_calls_;
+  }
+  std::vector<int64_t> batch_sizes() {
+    absl::MutexLock lock(&mu_);
+    return batch_sizes_;
+  }
+
+ private:
+  ModelInfo info_;
+  std::atomic<bool> fail_encode_{false};
+  std::atomic<bool> fail_step_{false};
+  absl::Mutex mu_;
+  bool gate_open_ ABSL_GUARDED_BY(mu_) = true;
+  int in_step_ ABSL_GUARDED_BY(mu_) = 0;
+  int step_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  int encode_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  int decode_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<int64_t> batch_sizes_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace cellflux::server::testing
+
+#endif  // CELLFLUX_TESTS_SERVER_FAKE_BACKEND_H_
