@@ -26,6 +26,16 @@ absl::Status Invalid(const std::string& label, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("safetensors '", label, "': ", what));
 }
 
+// *out = a * b if the product is at most `limit`; false otherwise (nothing overflows).
+bool CheckedMul(uint64_t a, uint64_t b, uint64_t limit, uint64_t* out) {
+  if (a != 0 && b > limit / a) return false;
+  *out = a * b;
+  return true;
+}
+
+// Largest element count: TensorInfo::numel() is int64.
+constexpr uint64_t kMaxNumel = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+
 absl::Status InvalidTensor(const std::string& label, absl::string_view tensor,
                            absl::string_view what) {
   return absl::InvalidArgumentError(
@@ -92,9 +102,11 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
 }
 
 int64_t TensorInfo::numel() const {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
+  // Validation guarantees every prefix product fits; compute in uint64 anyway so a hand-built
+  // TensorInfo can never trigger signed-overflow UB.
+  uint64_t n = 1;
+  for (int64_t d : shape) n *= static_cast<uint64_t>(d);
+  return static_cast<int64_t>(n);
 }
 
 absl::StatusOr<SafetensorsFile> SafetensorsFile::Read(const std::string& path) {
@@ -190,23 +202,26 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Validate(std::shared_ptr<Backin
     if (static_cast<int64_t>(sh->size()) > kMaxRank) {
       return InvalidTensor(file.label_, name, absl::StrCat("rank ", sh->size(), " exceeds ", kMaxRank));
     }
-    // numel × itemsize must not overflow: bound it by the data size as we go.
-    uint64_t nbytes = DTypeSize(info.dtype);
-    bool zero = false;
+    // Every prefix product of the shape must fit in int64, as in the reference implementation:
+    // numel() and every caller multiply left to right, so a later zero does not excuse an
+    // overflowing prefix ([2^40, 2^40, 0] is rejected, [0, 2^40, 2^40] is an empty tensor).
+    uint64_t numel = 1;
     for (const auto& d : *sh) {
       if (!d.is_number_unsigned() && !(d.is_number_integer() && d.get<int64_t>() >= 0)) {
         return InvalidTensor(file.label_, name, "shape entries must be non-negative integers");
       }
-      uint64_t dim = d.get<uint64_t>();
-      if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-        return InvalidTensor(file.label_, name, "shape entry too large");
+      const uint64_t dim = d.get<uint64_t>();
+      if (!CheckedMul(numel, dim, kMaxNumel, &numel)) {
+        // sh holds only numbers here, so dump() cannot throw.
+        return InvalidTensor(file.label_, name,
+                             absl::StrCat("shape ", sh->dump(), " overflows: element count above 2^63 - 1"));
       }
       info.shape.push_back(static_cast<int64_t>(dim));
-      if (dim == 0) zero = true;
-      if (!zero && dim > 0 && nbytes > data_size / dim + 1) nbytes = data_size + 1;  // saturate
-      else if (!zero) nbytes *= dim;
     }
-    if (zero) nbytes = 0;
+    uint64_t nbytes = 0;
+    if (!CheckedMul(numel, DTypeSize(info.dtype), std::numeric_limits<uint64_t>::max(), &nbytes)) {
+      return InvalidTensor(file.label_, name, "byte size overflows 64 bits");
+    }
     for (const auto& o : *off) {
       if (!o.is_number_unsigned() && !(o.is_number_integer() && o.get<int64_t>() >= 0)) {
         return InvalidTensor(file.label_, name, "data_offsets must be non-negative integers");
@@ -228,10 +243,7 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Validate(std::shared_ptr<Backin
       return InvalidTensor(file.label_, name,
                            absl::StrCat("byte size ", info.end - info.begin, " does not match dtype ",
                                         DTypeName(info.dtype), " × shape ", ShapeString(info.shape),
-                                        " (expected ",
-                                        nbytes > data_size ? std::string("more than the file holds")
-                                                           : absl::StrCat(nbytes),
-                                        ")"));
+                                        " (expected ", nbytes, ")"));
     }
     file.tensors_.push_back(std::move(info));
   }
@@ -307,10 +319,24 @@ absl::StatusOr<std::string> SerializeSafetensors(const std::vector<TensorToWrite
     if (i > 0 && order[i - 1]->name == t.name) {
       return absl::InvalidArgumentError(absl::StrCat("duplicate tensor name '", t.name, "'"));
     }
-    uint64_t nbytes = DTypeSize(t.dtype);
+    if (static_cast<int64_t>(t.shape.size()) > kMaxRank) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", t.name, "': rank ", t.shape.size(), " exceeds ", kMaxRank));
+    }
+    uint64_t numel = 1;
     for (int64_t d : t.shape) {
-      if (d < 0) return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "': negative dim"));
-      nbytes *= static_cast<uint64_t>(d);
+      if (d < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor '", t.name, "': negative dim in shape ", ShapeString(t.shape)));
+      }
+      if (!CheckedMul(numel, static_cast<uint64_t>(d), kMaxNumel, &numel)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensor '", t.name, "': shape ", ShapeString(t.shape), " overflows: element count above 2^63 - 1"));
+      }
+    }
+    uint64_t nbytes = 0;
+    if (!CheckedMul(numel, DTypeSize(t.dtype), std::numeric_limits<uint64_t>::max(), &nbytes)) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "': byte size overflows 64 bits"));
     }
     if (nbytes != t.data.size()) {
       return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "': ", t.data.size(),
@@ -322,7 +348,14 @@ absl::StatusOr<std::string> SerializeSafetensors(const std::vector<TensorToWrite
                       {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;
   }
-  std::string h = header.dump();
+  // JSON carries UTF-8 only; dump() throws on anything else, so turn that into a status.
+  std::string h;
+  try {
+    h = header.dump();
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor names and metadata must be valid UTF-8: ", e.what()));
+  }
   // Pad the header with spaces so the data section starts 8-byte aligned (as the reference does).
   while ((8 + h.size()) % 8 != 0) h.push_back(' ');
   std::string out;

@@ -9,7 +9,7 @@
 // size, the JSON, every dtype/shape/offset, that byte ranges match dtype × shape, lie inside the
 // data section, do not overlap and leave no holes. Every error message names the file (the
 // `label`) and, where there is one, the tensor. Reading never crashes or reads out of bounds on
-// any input (fuzzed by tests/io/safetensors_fuzz.cc).
+// any input (fuzzed by tests/fuzz/safetensors_fuzz.cc).
 #ifndef CELLFLUX_COMMON_IO_SAFETENSORS_H_
 #define CELLFLUX_COMMON_IO_SAFETENSORS_H_
 
