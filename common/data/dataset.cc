@@ -269,15 +269,13 @@ absl::Status CellPaintingDataset::Index() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<torch::Tensor> CellPaintingDataset::Expression(int64_t row) const {
+absl::Status CellPaintingDataset::ExpressionInto(int64_t row, float* dst) const {
   const Manifest& m = *manifest_;
   const int64_t genes = num_genes();
   if (row < 0 || row >= static_cast<int64_t>(m.expression_rows.size())) {
     return absl::OutOfRangeError(absl::StrCat("expression.f32 row ", row, " out of range"));
   }
   const float* src = m.expression.data() + row * genes;
-  torch::Tensor out = torch::empty({genes}, torch::kFloat32);  // out: [G]
-  float* dst = out.data_ptr<float>();
   for (int64_t g = 0; g < genes; ++g) {
     if (!std::isfinite(src[g])) {
       return WithReason(absl::InvalidArgumentError(absl::StrCat(
@@ -288,10 +286,17 @@ absl::StatusOr<torch::Tensor> CellPaintingDataset::Expression(int64_t row) const
     }
     dst[g] = static_cast<float>((src[g] - m.gene_mean[g]) / std::max(m.gene_std[g], kMinGeneStd));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<torch::Tensor> CellPaintingDataset::Expression(int64_t row) const {
+  torch::Tensor out;
+  CF_RETURN_IF_ERROR(TorchCall("Expression", [&] { out = torch::empty({num_genes()}, torch::kFloat32); }));  // [G]
+  CF_RETURN_IF_ERROR(ExpressionInto(row, out.data_ptr<float>()));
   return out;
 }
 
-absl::StatusOr<torch::Tensor> CellPaintingDataset::CropSite(int site_id, bool random, std::mt19937_64* rng) const {
+absl::Status CellPaintingDataset::CropSite(int site_id, bool random, std::mt19937_64* rng, float* dst) const {
   const SiteFiles& site = manifest_->sites[site_id];
   std::shared_ptr<const SiteImages> images = cache_ ? cache_->Lookup(site_id) : nullptr;
   if (images == nullptr) {
@@ -306,78 +311,79 @@ absl::StatusOr<torch::Tensor> CellPaintingDataset::CropSite(int site_id, bool ra
                       "image_too_small");
   }
   auto [top, left] = CropOffset(h, w, s, random, rng);
-  torch::Tensor out = torch::empty({kNumChannels, s, s}, torch::kFloat32);  // out: [5, S, S]
-  float* dst = out.data_ptr<float>();
   const ImageNormalization& n = options_.normalization;
   const bool divide = n.method == "divide";
-  for (int c = 0; c < kNumChannels; ++c) {
+  for (int c = 0; c < kNumChannels; ++c) {  // dst: [5, S, S]
     const float lo = divide ? 0.0f : static_cast<float>(n.low[c]);
     const float hi = divide ? static_cast<float>(n.scale) : static_cast<float>(n.high[c]);
     CropNormalize((*images)[c], top, left, s, lo, hi, dst + c * s * s);
   }
-  return out;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Sample> CellPaintingDataset::Get(int64_t i, int64_t epoch) const {
+  Sample out;
+  const int64_t s = options_.image_size;
+  CF_RETURN_IF_ERROR(TorchCall("CellPaintingDataset::Get", [&] {
+    out.perturbed = torch::empty({kNumChannels, s, s}, torch::kFloat32);  // [5, S, S]
+    out.control = torch::empty({kNumChannels, s, s}, torch::kFloat32);    // [5, S, S]
+    out.perturbed_expr = torch::empty({num_genes()}, torch::kFloat32);    // [G]
+    out.control_expr = torch::empty({num_genes()}, torch::kFloat32);      // [G]
+  }));
+  Destination dst{out.perturbed.data_ptr<float>(), out.control.data_ptr<float>(), out.perturbed_expr.data_ptr<float>(),
+                  out.control_expr.data_ptr<float>()};
+  CF_RETURN_IF_ERROR(GetInto(i, epoch, dst, &out.label, &out.ids));
+  return out;
+}
+
+absl::Status CellPaintingDataset::GetInto(int64_t i, int64_t epoch, const Destination& dst, int64_t* label,
+                                          SampleIds* ids) const {
   if (i < 0 || i >= size()) return absl::OutOfRangeError(absl::StrCat("item ", i, " of ", size()));
   const Manifest& m = *manifest_;
   const ManifestPair& p = pair(i);
   const bool train = options_.training;
   std::mt19937_64 rng = ItemRng(options_.seed, epoch, p.pair_id);
-  Sample out;
-  out.label = labels_[i];
-  SampleIds& ids = out.ids;
-  ids.pair_id = p.pair_id;
-  ids.perturbation = p.perturbation;
-  ids.plate = p.cp_plate;
-  ids.well = p.well;
-  ids.l1000_plate = p.l1000_plate;
-  ids.l1000_row = p.l1000_row;
+  *label = labels_[i];
+  *ids = SampleIds();
+  ids->pair_id = p.pair_id;
+  ids->perturbation = p.perturbation;
+  ids->plate = p.cp_plate;
+  ids->well = p.well;
+  ids->l1000_plate = p.l1000_plate;
+  ids->l1000_row = p.l1000_row;
+  const std::string context = absl::StrCat("pair ", p.pair_id, " (", p.perturbation, ", plate ", p.cp_plate, ")");
 
   // Draw order is part of the contract (determinism): site, crop, control well, control site,
   // control crop, control L1000 row.
   const int site_id = p.site_ids[train ? UniformIndex(&rng, p.site_ids.size()) : 0];
-  ids.site = m.sites[site_id].site;
-  const std::string context = absl::StrCat("pair ", p.pair_id, " (", p.perturbation, ", plate ", p.cp_plate, ")");
-  absl::Status status;  // the item's own error, set inside the TorchCall below
-  CF_RETURN_IF_ERROR(TorchCall(context, [&] {
-    auto perturbed = CropSite(site_id, train, &rng);
-    if (!perturbed.ok()) {
-      status = Annotate(perturbed.status(), absl::StrCat(context, " perturbed image"));
-      return;
-    }
-    out.perturbed = *std::move(perturbed);
-    int control_site_id = p.control_site_ids[0];
-    if (train) {
-      const std::vector<int64_t>& wells = cp_controls_.at(p.cp_plate);
-      const ControlWell& well = m.cp_controls[wells[UniformIndex(&rng, wells.size())]];
-      control_site_id = well.site_ids[UniformIndex(&rng, well.site_ids.size())];
-    }
-    ids.control_well = m.sites[control_site_id].well;
-    ids.control_site = m.sites[control_site_id].site;
-    auto control = CropSite(control_site_id, train, &rng);
-    if (!control.ok()) {
-      status = Annotate(control.status(), absl::StrCat(context, " control image"));
-      return;
-    }
-    out.control = *std::move(control);
-    int64_t control_row = p.control_l1000_row;
-    if (train) {
-      const std::vector<int64_t>& rows = m.l1000_controls.at(p.l1000_plate);
-      control_row = rows[UniformIndex(&rng, rows.size())];
-    }
-    ids.control_l1000_row = control_row;
-    auto expr = Expression(p.l1000_row);
-    auto control_expr = expr.ok() ? Expression(control_row) : expr;
-    if (!control_expr.ok()) {
-      status = Annotate(control_expr.status(), absl::StrCat(context, expr.ok() ? " control" : " perturbed", " expression"));
-      return;
-    }
-    out.perturbed_expr = *std::move(expr);
-    out.control_expr = *std::move(control_expr);
-  }));
-  CF_RETURN_IF_ERROR(status);
-  return out;
+  ids->site = m.sites[site_id].site;
+  if (absl::Status s = CropSite(site_id, train, &rng, dst.perturbed); !s.ok()) {
+    return Annotate(s, absl::StrCat(context, " perturbed image"));
+  }
+  int control_site_id = p.control_site_ids[0];
+  if (train) {
+    const std::vector<int64_t>& wells = cp_controls_.at(p.cp_plate);
+    const ControlWell& well = m.cp_controls[wells[UniformIndex(&rng, wells.size())]];
+    control_site_id = well.site_ids[UniformIndex(&rng, well.site_ids.size())];
+  }
+  ids->control_well = m.sites[control_site_id].well;
+  ids->control_site = m.sites[control_site_id].site;
+  if (absl::Status s = CropSite(control_site_id, train, &rng, dst.control); !s.ok()) {
+    return Annotate(s, absl::StrCat(context, " control image"));
+  }
+  int64_t control_row = p.control_l1000_row;
+  if (train) {
+    const std::vector<int64_t>& rows = m.l1000_controls.at(p.l1000_plate);
+    control_row = rows[UniformIndex(&rng, rows.size())];
+  }
+  ids->control_l1000_row = control_row;
+  if (absl::Status s = ExpressionInto(p.l1000_row, dst.perturbed_expr); !s.ok()) {
+    return Annotate(s, absl::StrCat(context, " perturbed expression"));
+  }
+  if (absl::Status s = ExpressionInto(control_row, dst.control_expr); !s.ok()) {
+    return Annotate(s, absl::StrCat(context, " control expression"));
+  }
+  return absl::OkStatus();
 }
 
 CellPaintingDataset::CacheStats CellPaintingDataset::cache_stats() const {

@@ -149,6 +149,16 @@ class CellPaintingDataset {
   // Item i of `epoch` (see the header comment). Thread-safe.
   absl::StatusOr<Sample> Get(int64_t i, int64_t epoch) const;
 
+  // Get() writing into caller memory (e.g. rows of a batch): images as [5, S, S] and expressions
+  // as [G] contiguous float32. Same values as Get(); on error the destinations hold garbage.
+  struct Destination {
+    float* perturbed = nullptr;
+    float* control = nullptr;
+    float* perturbed_expr = nullptr;
+    float* control_expr = nullptr;
+  };
+  absl::Status GetInto(int64_t i, int64_t epoch, const Destination& dst, int64_t* label, SampleIds* ids) const;
+
   // Standardised expression row `row` of expression.f32 → [G]; INVALID_ARGUMENT on NaN/Inf.
   absl::StatusOr<torch::Tensor> Expression(int64_t row) const;
 
@@ -161,8 +171,9 @@ class CellPaintingDataset {
  private:
   CellPaintingDataset(std::shared_ptr<const Manifest> manifest, const DatasetOptions& options);
   absl::Status Index();
-  // Reads (or fetches from the cache) site `site_id`, crops and normalises it into a [5, S, S] tensor.
-  absl::StatusOr<torch::Tensor> CropSite(int site_id, bool random, std::mt19937_64* rng) const;
+  // Reads (or fetches from the cache) site `site_id`, crops and normalises it into dst [5, S, S].
+  absl::Status CropSite(int site_id, bool random, std::mt19937_64* rng, float* dst) const;
+  absl::Status ExpressionInto(int64_t row, float* dst) const;  // dst: [G]
 
   std::shared_ptr<const Manifest> manifest_;
   DatasetOptions options_;

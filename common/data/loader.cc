@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 
@@ -13,14 +14,54 @@
 #include "common/util/logging.h"
 
 namespace cellflux::data {
-namespace {
 
-// Copies a contiguous float tensor into row `row` of a [B, ...] batch tensor. A plain memcpy
-// instead of torch::stack: worker threads must not start intra-op thread pools of their own.
-void CopyRow(const torch::Tensor& src, torch::Tensor* dst, int64_t row) {
-  const int64_t n = src.numel();
-  std::memcpy(dst->data_ptr<float>() + row * n, src.data_ptr<float>(), n * sizeof(float));
-}
+// Recycles batch memory. A fresh multi-megabyte block comes from mmap and is page-faulted in on
+// first touch, every batch; on the 2-core development VM that cost more CPU than decoding the TIFFs
+// (bench/loader_bench.cc). Blocks go back to the pool when the last tensor of their batch dies,
+// wherever that happens (the trainer's thread), so the pool is shared with the tensors' deleters.
+class BatchMemoryPool : public std::enable_shared_from_this<BatchMemoryPool> {
+ public:
+  explicit BatchMemoryPool(size_t max_free) : max_free_(max_free) {}
+  ~BatchMemoryPool() {
+    for (auto& [bytes, ptr] : free_) std::free(ptr);
+  }
+
+  // A block of `bytes` (64-byte aligned) that returns to the pool when the last copy is dropped.
+  // Null when out of memory.
+  std::shared_ptr<void> Get(size_t bytes) {
+    void* ptr = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = free_.find(bytes);
+      if (it != free_.end()) {
+        ptr = it->second;
+        free_.erase(it);
+      }
+    }
+    if (ptr == nullptr) ptr = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (ptr == nullptr) return nullptr;
+    std::shared_ptr<BatchMemoryPool> self = shared_from_this();
+    return std::shared_ptr<void>(ptr, [self, bytes](void* p) { self->Put(p, bytes); });
+  }
+
+ private:
+  void Put(void* ptr, size_t bytes) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (free_.size() < max_free_) {
+        free_.emplace(bytes, ptr);
+        return;
+      }
+    }
+    std::free(ptr);
+  }
+
+  const size_t max_free_;
+  absl::Mutex mu_;
+  std::multimap<size_t, void*> free_ ABSL_GUARDED_BY(mu_);
+};
+
+namespace {
 
 std::string CountsText(const std::map<std::string, int64_t>& counts) {
   return absl::StrJoin(counts, ", ", [](std::string* out, const auto& kv) { absl::StrAppend(out, kv.first, ": ", kv.second); });
@@ -42,7 +83,10 @@ absl::Status LoaderOptions::Validate() const {
 }
 
 Loader::Loader(std::shared_ptr<const CellPaintingDataset> dataset, const LoaderOptions& options)
-    : dataset_(std::move(dataset)), options_(options) {}
+    : dataset_(std::move(dataset)),
+      options_(options),
+      // Enough blocks for every batch in flight (prefetched, being built, held by the trainer).
+      pool_(std::make_shared<BatchMemoryPool>(options.prefetch_batches + options.num_workers + 2)) {}
 
 absl::StatusOr<std::unique_ptr<Loader>> Loader::Create(std::shared_ptr<const CellPaintingDataset> dataset,
                                                        const LoaderOptions& options) {
@@ -142,48 +186,57 @@ Loader::Built Loader::BuildBatch(int64_t index) {
   Built built;
   const int64_t begin = index * options_.batch_size;
   const int64_t end = std::min<int64_t>(begin + options_.batch_size, static_cast<int64_t>(items_.size()));
-  std::vector<Sample> samples;
-  samples.reserve(end - begin);
-  for (int64_t pos = begin; pos < end; ++pos) {
-    if (cancelled_.load()) return built;
-    absl::StatusOr<Sample> sample = dataset_->Get(items_[pos], epoch_);
-    if (sample.ok()) {
-      samples.push_back(*std::move(sample));
-      continue;
-    }
-    std::string reason = BadSampleReason(sample.status());
-    if (options_.on_bad_sample == OnBadSample::kSkip && !reason.empty()) {
-      built.skips.push_back({std::move(reason), std::string(sample.status().message())});
-      continue;
-    }
-    built.status = sample.status();
+  const int64_t n = end - begin, s = dataset_->options().image_size, g = dataset_->num_genes();
+  const int64_t image = kNumChannels * s * s;
+  // One block per batch: [perturbed | control | perturbed_expr | control_expr] floats, then labels.
+  const size_t floats = static_cast<size_t>(n * (2 * image + 2 * g));
+  std::shared_ptr<void> block = pool_->Get(floats * sizeof(float) + n * sizeof(int64_t));
+  if (block == nullptr) {
+    built.status = absl::ResourceExhaustedError(absl::StrCat("batch ", index, ": cannot allocate ", floats * 4, " bytes"));
     return built;
   }
-  if (samples.empty()) return built;  // every item skipped: no batch
+  float* base = static_cast<float*>(block.get());
+  float* perturbed = base;
+  float* control = perturbed + n * image;
+  float* perturbed_expr = control + n * image;
+  float* control_expr = perturbed_expr + n * g;
+  int64_t* labels = reinterpret_cast<int64_t*>(base + floats);
 
-  const int64_t n = static_cast<int64_t>(samples.size());
   Batch batch;
   batch.epoch = epoch_;
   batch.index = index;
-  built.status = TorchCall(absl::StrCat("assembling batch ", index, " of epoch ", epoch_), [&] {
-    const torch::Tensor& first = samples[0].perturbed;
-    const int64_t c = first.size(0), s = first.size(1), g = samples[0].perturbed_expr.size(0);
-    batch.perturbed = torch::empty({n, c, s, s}, torch::kFloat32);  // [B, 5, S, S]
-    batch.control = torch::empty({n, c, s, s}, torch::kFloat32);    // [B, 5, S, S]
-    batch.perturbed_expr = torch::empty({n, g}, torch::kFloat32);   // [B, G]
-    batch.control_expr = torch::empty({n, g}, torch::kFloat32);     // [B, G]
-    batch.labels = torch::empty({n}, torch::kInt64);                // [B]
-    int64_t* labels = batch.labels.data_ptr<int64_t>();
-    for (int64_t i = 0; i < n; ++i) {
-      Sample& x = samples[i];
-      CopyRow(x.perturbed, &batch.perturbed, i);
-      CopyRow(x.control, &batch.control, i);
-      CopyRow(x.perturbed_expr, &batch.perturbed_expr, i);
-      CopyRow(x.control_expr, &batch.control_expr, i);
-      labels[i] = x.label;
-      batch.pair_ids.push_back(x.ids.pair_id);
-      batch.ids.push_back(std::move(x.ids));
+  int64_t k = 0;  // rows filled; a skipped item's row is reused by the next one
+  for (int64_t pos = begin; pos < end; ++pos) {
+    if (cancelled_.load()) return built;
+    CellPaintingDataset::Destination dst{perturbed + k * image, control + k * image, perturbed_expr + k * g,
+                                         control_expr + k * g};
+    SampleIds ids;
+    absl::Status status = dataset_->GetInto(items_[pos], epoch_, dst, &labels[k], &ids);
+    if (status.ok()) {
+      batch.pair_ids.push_back(ids.pair_id);
+      batch.ids.push_back(std::move(ids));
+      ++k;
+      continue;
     }
+    std::string reason = BadSampleReason(status);
+    if (options_.on_bad_sample == OnBadSample::kSkip && !reason.empty()) {
+      built.skips.push_back({std::move(reason), std::string(status.message())});
+      continue;
+    }
+    built.status = status;
+    return built;
+  }
+  if (k == 0) return built;  // every item skipped: no batch
+
+  built.status = TorchCall(absl::StrCat("assembling batch ", index, " of epoch ", epoch_), [&] {
+    // Views into the pooled block; each keeps it alive. Rows ≥ k (skipped items) are cut off.
+    auto keep = [block](void*) {};
+    auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
+    batch.perturbed = torch::from_blob(perturbed, {k, kNumChannels, s, s}, keep, f32);  // [B, 5, S, S]
+    batch.control = torch::from_blob(control, {k, kNumChannels, s, s}, keep, f32);      // [B, 5, S, S]
+    batch.perturbed_expr = torch::from_blob(perturbed_expr, {k, g}, keep, f32);         // [B, G]
+    batch.control_expr = torch::from_blob(control_expr, {k, g}, keep, f32);             // [B, G]
+    batch.labels = torch::from_blob(labels, {k}, keep, torch::TensorOptions().dtype(torch::kInt64));  // [B]
   });
   if (built.status.ok()) built.batch = std::move(batch);
   return built;

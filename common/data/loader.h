@@ -22,7 +22,8 @@
 //
 // Threads. num_workers threads per epoch, each building whole batches; at most prefetch_batches
 // batches are built or waiting beyond the one the caller holds (memory bound: prefetch × batch
-// bytes; a 64 × 5 × 256² float batch with its controls is ≈ 168 MB). Next(), StartEpoch() and the
+// bytes; a 64 × 5 × 256² float batch with its controls is ≈ 168 MB). Batch memory is recycled
+// through a small pool once the caller drops a batch (its tensors are views of one block). Next(), StartEpoch() and the
 // destructor must be called from one thread (the consumer). StartEpoch() abandons the previous
 // epoch; the destructor cancels the current one: workers stop after the item they are reading and
 // are joined, so no thread outlives the Loader.
@@ -83,6 +84,8 @@ struct Batch {
   int64_t size() const { return static_cast<int64_t>(pair_ids.size()); }
 };
 
+class BatchMemoryPool;
+
 class Loader {
  public:
   // INVALID_ARGUMENT for bad options or a null dataset.
@@ -133,6 +136,7 @@ class Loader {
 
   const std::shared_ptr<const CellPaintingDataset> dataset_;
   const LoaderOptions options_;
+  const std::shared_ptr<BatchMemoryPool> pool_;  // batch memory, shared with live batches
 
   // Set by StartEpoch() before workers start, read-only while they run.
   int64_t epoch_ = -1;
