@@ -1,0 +1,52 @@
+#include "trainer/train_config.h"
+
+#include "gtest/gtest.h"
+
+namespace cellflux::trainer {
+namespace {
+
+TEST(TrainConfigTest, ShippedDemoConfigLoads) {
+  auto c = TrainConfig::Load("configs/demo.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model_config, "configs/tiny.json");
+  EXPECT_EQ(c->flow.global_batch, 32);
+  EXPECT_TRUE(c->Validate().ok());
+}
+
+TEST(TrainConfigTest, UnknownKeyIsNamed) {
+  auto c = TrainConfig::FromYamlString("flow:\n  stepz: 3\n", "cfg.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("flow.stepz"), std::string::npos) << c.status();
+}
+
+TEST(TrainConfigTest, WrongTypeIsNamed) {
+  auto c = TrainConfig::FromYamlString("flow:\n  lr: fast\n", "cfg.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("flow.lr"), std::string::npos) << c.status();
+}
+
+TEST(TrainConfigTest, OverridesAndRoundTrip) {
+  TrainConfig c;
+  ASSERT_TRUE(c.Set("flow.steps=123").ok());
+  ASSERT_TRUE(c.Set("eval.sample_sizes=[10, 20]").ok());
+  ASSERT_TRUE(c.Set("device=cuda:1").ok());
+  EXPECT_FALSE(c.Set("flow.nope=1").ok());
+  EXPECT_FALSE(c.Set("flow.steps").ok());
+  auto back = TrainConfig::FromYamlString(c.ToYaml(), "dump");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->flow.steps, 123);
+  EXPECT_EQ(back->eval.sample_sizes, (std::vector<int64_t>{10, 20}));
+  EXPECT_EQ(back->device, "cuda:1");
+}
+
+TEST(TrainConfigTest, ValidateRejectsBadValues) {
+  TrainConfig c;
+  c.on_bad_sample = "ignore";
+  EXPECT_FALSE(c.Validate().ok());
+  c = TrainConfig();
+  c.flow.condition_drop = 1.5;
+  EXPECT_FALSE(c.Validate().ok());
+}
+
+}  // namespace
+}  // namespace cellflux::trainer
