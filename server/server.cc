@@ -1,6 +1,5 @@
 #include "server/server.h"
 
-#include <exception>
 #include <utility>
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
@@ -68,14 +67,12 @@ absl::StatusOr<std::unique_ptr<CellFluxServer>> CellFluxServer::Start(
   s->SetServing(false);  // until a model is set
 
   if (!options.metrics_listen.empty()) {
-    try {
-      s->exposer_ = std::make_unique<prometheus::Exposer>(options.metrics_listen);
-      s->exposer_->RegisterCollectable(s->registry_);
-    } catch (const std::exception& e) {
+    auto http = MetricsHttpServer::Start(options.metrics_listen, s->registry_);
+    if (!http.ok()) {
       s->Shutdown();
-      return absl::UnavailableError(
-          absl::StrCat("cannot serve metrics on ", options.metrics_listen, ": ", e.what()));
+      return http.status();
     }
+    s->metrics_http_ = std::move(http).value();
   }
   CF_LOG(INFO) << "cellflux-server listening on port " << s->port_
                << (options.tls_cert_file.empty() ? " (plaintext)" : " (TLS)")
@@ -86,7 +83,7 @@ absl::StatusOr<std::unique_ptr<CellFluxServer>> CellFluxServer::Start(
 CellFluxServer::~CellFluxServer() { Shutdown(); }
 
 std::vector<int> CellFluxServer::metrics_ports() const {
-  return exposer_ != nullptr ? exposer_->GetListeningPorts() : std::vector<int>();
+  return metrics_http_ != nullptr ? std::vector<int>{metrics_http_->port()} : std::vector<int>();
 }
 
 void CellFluxServer::SetServing(bool serving) {
@@ -124,7 +121,7 @@ void CellFluxServer::Shutdown() {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     server_->Wait();
   }
-  exposer_.reset();
+  metrics_http_.reset();
   CF_LOG(INFO) << "cellflux-server stopped";
 }
 

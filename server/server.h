@@ -21,7 +21,6 @@
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
-#include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 
 #include "absl/base/thread_annotations.h"
@@ -30,6 +29,7 @@
 #include "absl/time/time.h"
 #include "server/backend.h"
 #include "server/metrics.h"
+#include "server/metrics_http.h"
 #include "server/scheduler.h"
 #include "server/service.h"
 
@@ -78,7 +78,7 @@ class CellFluxServer {
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<CellFluxService> service_;
   std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<MetricsHttpServer> metrics_http_;
   int port_ = 0;
 
   absl::Mutex mu_;
