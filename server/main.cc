@@ -1,0 +1,192 @@
+// cellflux-server: flags → options → run. See server/server.h for what runs and
+// proto/cellflux/v1/cellflux.proto for the API.
+//
+//   cellflux-server --checkpoint DIR [--listen 0.0.0.0:50051] [--metrics-listen 0.0.0.0:9464]
+//     [--controls DATA_DIR] [--max-batch N] [--max-queue N] [--batching step|request]
+//     [--max-queue-delay-ms N] [--device cpu|cuda:0] [--threads N] [--tls-cert F --tls-key F]
+//     [--auth-token-file F] [--drain-grace-s N] [--config FILE]
+//
+// Signals: SIGTERM/SIGINT drain (health NOT_SERVING, new calls UNAVAILABLE, in-flight calls
+// finish within --drain-grace-s) and exit 0; SIGHUP reloads --checkpoint in the background and
+// swaps it in atomically (a failed reload keeps the old model and counts
+// cellflux_reload_failures_total). Exit 1 when start-up fails (the message says why).
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "common/torch/runtime.h"
+#include "common/util/files.h"
+#include "common/util/logging.h"
+#include "common/util/status_macros.h"
+#include "server/model_backend.h"
+#include "server/server.h"
+
+namespace {
+
+struct Flags {
+  std::string checkpoint;
+  std::string listen = "0.0.0.0:50051";
+  std::string metrics_listen = "0.0.0.0:9464";
+  std::string controls;
+  int max_batch = 16;
+  int max_queue = 256;
+  std::string batching = "step";
+  int max_queue_delay_ms = 10;
+  std::string device = "cpu";
+  int threads = 0;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string auth_token_file;
+  int drain_grace_s = 30;
+};
+
+absl::StatusOr<cellflux::server::ServerOptions> ToOptions(const Flags& f) {
+  cellflux::server::ServerOptions o;
+  o.listen = f.listen;
+  o.metrics_listen = f.metrics_listen;
+  o.scheduler.max_batch = f.max_batch;
+  o.scheduler.max_queue = f.max_queue;
+  if (f.batching == "step") {
+    o.scheduler.mode = cellflux::server::BatchingMode::kStep;
+  } else if (f.batching == "request") {
+    o.scheduler.mode = cellflux::server::BatchingMode::kRequest;
+  } else {
+    return absl::InvalidArgumentError("--batching must be step or request, got " + f.batching);
+  }
+  o.scheduler.max_queue_delay = absl::Milliseconds(f.max_queue_delay_ms);
+  o.tls_cert_file = f.tls_cert;
+  o.tls_key_file = f.tls_key;
+  o.drain_grace = absl::Seconds(f.drain_grace_s);
+  if (!f.auth_token_file.empty()) {
+    absl::StatusOr<std::string> token = cellflux::ReadFile(f.auth_token_file);
+    if (!token.ok()) return token.status();
+    o.service.auth_token = std::string(absl::StripAsciiWhitespace(*token));
+    if (o.service.auth_token.empty()) {
+      return absl::InvalidArgumentError("--auth-token-file " + f.auth_token_file + " is empty");
+    }
+  }
+  CF_RETURN_IF_ERROR(o.Validate());
+  return o;
+}
+
+absl::StatusOr<std::shared_ptr<cellflux::server::Backend>> Load(const Flags& f, double* seconds) {
+  cellflux::server::ModelBackendOptions o;
+  o.checkpoint_dir = f.checkpoint;
+  o.controls_dir = f.controls;
+  o.device = f.device;
+  const absl::Time start = absl::Now();
+  auto backend = cellflux::server::LoadModelBackend(o);
+  *seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  return backend;
+}
+
+int Run(const Flags& flags) {
+  absl::StatusOr<c10::Device> device = cellflux::ParseDevice(flags.device);
+  if (!device.ok()) {
+    CF_LOG(ERROR) << device.status();
+    return 1;
+  }
+  cellflux::LogRuntime("cellflux-server", *device, flags.threads);
+  absl::StatusOr<cellflux::server::ServerOptions> options = ToOptions(flags);
+  if (!options.ok()) {
+    CF_LOG(ERROR) << options.status();
+    return 1;
+  }
+
+  // Signals go to this thread's sigwait only: block them before any other thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto server = cellflux::server::CellFluxServer::Start(*options);
+  if (!server.ok()) {
+    CF_LOG(ERROR) << server.status();
+    return 1;
+  }
+  double seconds = 0;
+  auto backend = Load(flags, &seconds);
+  if (!backend.ok()) {
+    CF_LOG(ERROR) << "cannot load " << flags.checkpoint << ": " << backend.status();
+    (*server)->Shutdown();
+    return 1;
+  }
+  (*server)->SetBackend(*std::move(backend), seconds);
+
+  std::thread reloader;
+  std::atomic<bool> reloading{false};
+  while (true) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      if (reloading.exchange(true)) {
+        CF_LOG(WARNING) << "SIGHUP: a reload is already running; ignored";
+        continue;
+      }
+      if (reloader.joinable()) reloader.join();
+      CF_LOG(INFO) << "SIGHUP: reloading " << flags.checkpoint << " in the background";
+      reloader = std::thread([&flags, &server, &reloading] {
+        double s = 0;
+        auto fresh = Load(flags, &s);
+        if (fresh.ok()) {
+          (*server)->SetBackend(*std::move(fresh), s);
+        } else {
+          CF_LOG(ERROR) << "reload failed, keeping the current model: " << fresh.status();
+          (*server)->metrics().ReloadFailed();
+        }
+        reloading.store(false);
+      });
+      continue;
+    }
+    CF_LOG(INFO) << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ": draining";
+    break;
+  }
+  (*server)->Shutdown();
+  if (reloader.joinable()) reloader.join();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"cellflux-server: CellFluxMM predictions over gRPC (cellflux.v1.CellFlux)"};
+  Flags f;
+  app.add_option("--checkpoint", f.checkpoint, "checkpoint directory to serve")->required();
+  app.add_option("--listen", f.listen, "gRPC address")->capture_default_str();
+  app.add_option("--metrics-listen", f.metrics_listen, "Prometheus /metrics address (empty = off)")
+      ->capture_default_str();
+  app.add_option("--controls", f.controls, "prepared data directory whose DMSO wells form the control bank");
+  app.add_option("--max-batch", f.max_batch, "samples per velocity forward")->capture_default_str();
+  app.add_option("--max-queue", f.max_queue, "queued samples before RESOURCE_EXHAUSTED")
+      ->capture_default_str();
+  app.add_option("--batching", f.batching, "step (continuous) or request (dynamic batching)")
+      ->capture_default_str();
+  app.add_option("--max-queue-delay-ms", f.max_queue_delay_ms, "request batching: max wait to fill a batch")
+      ->capture_default_str();
+  app.add_option("--device", f.device, "cpu, cuda, cuda:N or auto")->capture_default_str();
+  app.add_option("--threads", f.threads, "intra-op CPU threads (0 = LibTorch default)");
+  app.add_option("--tls-cert", f.tls_cert, "PEM certificate chain (TLS on with --tls-key)");
+  app.add_option("--tls-key", f.tls_key, "PEM private key");
+  app.add_option("--auth-token-file", f.auth_token_file,
+                 "file holding the bearer token clients must send (auth on)");
+  app.add_option("--drain-grace-s", f.drain_grace_s, "seconds in-flight calls get on SIGTERM")
+      ->capture_default_str();
+  app.set_config("--config", "", "TOML/INI file with the long flag names as keys (flags win)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return Run(f);
+}

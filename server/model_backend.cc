@@ -1,0 +1,169 @@
+#include "server/model_backend.h"
+
+#include <cmath>
+#include <map>
+#include <utility>
+
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/checkpoint/checkpoint.h"
+#include "common/checkpoint/model_bundle.h"
+#include "common/flow/sampler.h"
+#include "common/models/cellflux_model.h"
+#include "common/models/normalization.h"
+#include "common/torch/runtime.h"
+#include "common/torch/tensors.h"
+#include "common/util/logging.h"
+#include "common/util/status_macros.h"
+
+namespace cellflux::server {
+namespace {
+
+ModelInfo InfoFrom(const CheckpointBundle& b) {
+  ModelInfo info;
+  info.model_id = b.model_id;
+  info.step = b.step;
+  info.channel_names = b.config.channel_names;
+  info.image_size = b.config.image_size;
+  if (b.config.sit.gene_latent_dim > 0) {
+    for (const GeneEntry& g : b.genes) info.gene_ids.push_back(g.probe_id);
+  }
+  for (const cellflux::PerturbationEntry& p : b.perturbations) {
+    info.perturbations.push_back({p.id, std::isnan(p.dose) ? 0.0 : p.dose,
+                                  p.name.empty() ? p.smiles : p.name});
+  }
+  const SamplingConfig& s = b.config.sampling;
+  info.sampling.num_steps = s.num_steps;
+  info.sampling.guidance_scale = s.guidance_scale;
+  info.sampling.num_samples = 1;
+  info.sampling.max_steps = s.max_steps;
+  info.sampling.max_samples = s.max_samples;
+  info.sampling.max_guidance_scale = s.max_guidance;
+  return info;
+}
+
+class ModelBackend final : public Backend {
+ public:
+  ModelBackend(ModelInfo info, CellFluxModel model, ImageNormalization norm, int vae_max_batch)
+      : info_(std::move(info)),
+        model_(std::move(model)),
+        norm_(std::move(norm)),
+        vae_max_batch_(vae_max_batch) {
+    info_.BuildIndex();
+  }
+
+  const ModelInfo& info() const override { return info_; }
+
+  absl::StatusOr<JointLatent> Encode(const std::vector<EncodeItem>& items) override {
+    JointLatent out;
+    absl::Status status = TorchCall("encoding controls", [&] {
+      std::vector<torch::Tensor> images, genes;
+      for (const EncodeItem& item : items) {
+        TORCH_CHECK(!item.control->bank_key, "control bank is not loaded in this build");
+        const ControlInput& c = *item.control;
+        const int64_t ch = static_cast<int64_t>(info_.channel_names.size());
+        const int64_t s = info_.image_size;
+        torch::Tensor raw = torch::from_blob(const_cast<uint16_t*>(c.pixels.data()),
+                                             {1, ch, s, s}, torch::kInt16)  // reinterpret below
+                                .clone();
+        // uint16 has no LibTorch dtype: widen through int32 (values ≤ 65535).
+        raw = raw.to(torch::kInt32).bitwise_and(0xFFFF).to(torch::kFloat32);
+        torch::Tensor x = NormalizeImages(raw, norm_).to(model_->device());  // [1, C, S, S]
+        LatentPosterior posterior = model_->EncodeImages(x, vae_max_batch_);
+        torch::Tensor gene_latent;
+        if (model_->has_genes()) {
+          torch::Tensor e = torch::tensor(c.expression).view({1, -1}).to(model_->device());
+          gene_latent = model_->EncodeExpression(e);  // [1, Lg]
+        }
+        JointLatent z0 = model_->DrawSource(posterior, gene_latent, item.seeds);
+        images.push_back(z0.image);
+        if (z0.gene.defined()) genes.push_back(z0.gene);
+      }
+      out.image = torch::cat(images, 0);
+      if (!genes.empty()) out.gene = torch::cat(genes, 0);
+    });
+    if (!status.ok()) return status;
+    return out;
+  }
+
+  absl::StatusOr<JointLatent> Step(const StepBatch& batch) override {
+    JointLatent next;
+    absl::Status status = TorchCall("velocity step", [&] {
+      const torch::Device d = model_->device();
+      torch::Tensor t = batch.t.to(d), dt = batch.dt.to(d);
+      JointLatent v = GuidedVelocity(model_->velocity_fn(), batch.z, t, batch.labels.to(d),
+                                     batch.guidance.to(d), model_->null_label());
+      next = EulerStep(batch.z, v, dt);
+    });
+    if (!status.ok()) return status;
+    return next;
+  }
+
+  absl::StatusOr<std::vector<SampleOutput>> Decode(const JointLatent& z) override {
+    std::vector<SampleOutput> out;
+    absl::Status status = TorchCall("decoding samples", [&] {
+      DecodedSample d = model_->Decode(z, vae_max_batch_);
+      torch::Tensor px = DenormalizeImages(d.images, norm_).clamp(0, 65535).to(torch::kInt32).cpu().contiguous();
+      torch::Tensor ex;
+      if (d.expression.defined()) ex = d.expression.to(torch::kFloat32).cpu().contiguous();
+      const int64_t n = px.size(0), per = px[0].numel();
+      for (int64_t i = 0; i < n; ++i) {
+        SampleOutput s;
+        const int32_t* p = px.data_ptr<int32_t>() + i * per;
+        s.pixels.assign(p, p + per);
+        if (ex.defined()) {
+          const float* e = ex.data_ptr<float>() + i * ex.size(1);
+          s.expression.assign(e, e + ex.size(1));
+        }
+        out.push_back(std::move(s));
+      }
+    });
+    if (!status.ok()) return status;
+    return out;
+  }
+
+ private:
+  ModelInfo info_;
+  CellFluxModel model_;
+  ImageNormalization norm_;
+  int vae_max_batch_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<Backend>> LoadModelBackend(const ModelBackendOptions& options) {
+  if (!options.controls_dir.empty()) {
+    return absl::UnimplementedError(
+        "--controls: the control bank is not implemented yet; send control.data");
+  }
+  CF_ASSIGN_OR_RETURN(c10::Device device, ParseDevice(options.device));
+  // Resolves a root's `latest` pointer, validates every file and tensor, eval mode on `device`.
+  CF_ASSIGN_OR_RETURN(LoadedModel loaded, LoadCheckpointModel(options.checkpoint_dir, device));
+  const CheckpointBundle& bundle = loaded.metadata;
+  const std::string& dir = loaded.dir;
+  CellFluxModel model = loaded.model;
+  auto backend = std::make_shared<ModelBackend>(InfoFrom(bundle), model,
+                                                bundle.config.normalization, options.vae_max_batch);
+  if (options.warm_up) {
+    // One 2-step sample through every stage, so the first request pays no lazy initialisation.
+    c10::InferenceMode guard;
+    const ModelInfo& info = backend->info();
+    auto control = std::make_shared<ControlInput>();
+    control->pixels.assign(info.channel_names.size() * info.image_size * info.image_size, 0);
+    control->expression.assign(info.gene_ids.size(), 0.0f);
+    CF_ASSIGN_OR_RETURN(JointLatent z, backend->Encode({EncodeItem{control, {0}}}));
+    StepBatch batch;
+    batch.z = z;
+    batch.t = torch::zeros({1});
+    batch.dt = torch::full({1}, 0.5f);
+    batch.guidance = torch::full({1}, 2.0f);  // exercise the uncond half too
+    batch.labels = torch::zeros({1}, torch::kInt64);
+    CF_ASSIGN_OR_RETURN(z, backend->Step(batch));
+    CF_RETURN_IF_ERROR(backend->Decode(z).status());
+  }
+  CF_LOG(INFO) << "loaded " << bundle.model_id << " from " << dir << " on " << device.str();
+  return backend;
+}
+
+}  // namespace cellflux::server

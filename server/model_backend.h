@@ -1,0 +1,41 @@
+// Backend over the real CellFluxModel (common/models/cellflux_model.h), loaded from a checkpoint
+// directory (DESIGN.md §3), with an optional control bank.
+//
+//   ModelBackendOptions o;  o.checkpoint_dir = "ckpt/latest";  o.device = "cuda:0";
+//   absl::StatusOr<std::shared_ptr<Backend>> b = LoadModelBackend(o);   // loads + warms up
+//
+// Encode: images → NormalizeImages → EncodeImages (posterior) and expression → EncodeExpression,
+// once per distinct control, then DrawSource with one seed per row (the only randomness, drawn
+// on the CPU from per-row generators). Step: GuidedVelocity (cond + uncond rows in one forward,
+// α = 1 rows skip the uncond half) + EulerStep. Decode: Decode → DenormalizeImages → uint16.
+// Bank controls keep their posterior and gene latent on the device after first use.
+//
+// Determinism: per-row randomness never depends on batch position. Whether the network's
+// kernels give bit-identical rows for different batch compositions depends on the device's
+// kernels (true for the fake backend by construction; measure on the real model).
+#ifndef CELLFLUX_SERVER_MODEL_BACKEND_H_
+#define CELLFLUX_SERVER_MODEL_BACKEND_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "server/backend.h"
+
+namespace cellflux::server {
+
+struct ModelBackendOptions {
+  std::string checkpoint_dir;  // a checkpoint directory, or a root whose `latest` names one
+  std::string controls_dir;    // prepared dataset dir with controls_cp.csv; empty = no bank
+  std::string device = "cpu";  // "cpu", "cuda", "cuda:N", "auto"
+  int vae_max_batch = 16;      // pseudo-RGB images per VAE call (memory bound); 0 = all
+  bool warm_up = true;         // run one 2-step sample before returning
+};
+
+// NOT_FOUND / INVALID_ARGUMENT from the checkpoint reader (naming file and tensor),
+// FAILED_PRECONDITION for a device that is not there, RESOURCE_EXHAUSTED when it does not fit.
+absl::StatusOr<std::shared_ptr<Backend>> LoadModelBackend(const ModelBackendOptions& options);
+
+}  // namespace cellflux::server
+
+#endif  // CELLFLUX_SERVER_MODEL_BACKEND_H_
