@@ -48,7 +48,7 @@ FlowTrainer::FlowTrainer(CellFluxModel model, const LatentCache* cache, Distribu
   ema_ = std::make_unique<Ema>(*model_->sit(), options_.ema_decay);
 }
 
-FlowTrainerState FlowTrainer::State() const {
+FlowTrainerState FlowTrainer::State() {
   FlowTrainerState s;
   s.step = step_;
   s.best_metric = best_metric_;

@@ -66,7 +66,7 @@ class FlowTrainer {
   FlowTrainer(CellFluxModel model, const LatentCache* cache, Distributed* dist, FlowTrainerOptions options);
 
   absl::Status Restore(const FlowTrainerState& state);
-  FlowTrainerState State() const;
+  FlowTrainerState State();
 
   // Trains from step() to config.steps. Stops with an error naming the step when the loss is
   // not finite (the last checkpoint written by the hook stays the good one).
