@@ -6,9 +6,11 @@
 //
 // Builds SiT-<size>/<patch> with the reference initialisation plus small random adaLN/head
 // weights (so no branch sees only zeros), then times `forward` under c10::InferenceMode.
-// Prints one line per batch: "batch=B threads=T median_ms=... min_ms=... reps=R".
+// Prints one line per batch: "batch=B threads=T median_ms=... min_ms=... cpu_ms=... reps=R"
+// (cpu_ms: median process CPU time per forward, all threads).
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -60,6 +62,13 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
   return argc % 2 == 1;
 }
 
+// CPU time of the whole process (all threads), ms: insensitive to other processes' load.
+double ProcessCpuMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -88,17 +97,23 @@ int main(int argc, char** argv) {
     torch::Tensor x = torch::randn({batch, flags.channels, flags.input, flags.input});
     torch::Tensor t = torch::rand({batch});
     torch::Tensor y = torch::randint(0, config->num_classes + 1, {batch}, torch::kInt64);
-    std::vector<double> ms;
+    std::vector<double> ms, cpu_ms;
     for (int i = 0; i < flags.warmup + flags.reps; ++i) {
+      const double cpu_start = ProcessCpuMs();
       auto start = std::chrono::steady_clock::now();
       cellflux::SiTOutput out = model->forward(x, t, y);
       auto end = std::chrono::steady_clock::now();
+      const double cpu_end = ProcessCpuMs();
       if (out.image.size(0) != batch) return 1;
-      if (i >= flags.warmup) ms.push_back(std::chrono::duration<double, std::milli>(end - start).count());
+      if (i >= flags.warmup) {
+        ms.push_back(std::chrono::duration<double, std::milli>(end - start).count());
+        cpu_ms.push_back(cpu_end - cpu_start);
+      }
     }
     std::sort(ms.begin(), ms.end());
-    std::printf("batch=%d threads=%d median_ms=%.3f min_ms=%.3f reps=%d\n", batch, at::get_num_threads(),
-                ms[ms.size() / 2], ms.front(), flags.reps);
+    std::sort(cpu_ms.begin(), cpu_ms.end());
+    std::printf("batch=%d threads=%d median_ms=%.3f min_ms=%.3f cpu_ms=%.3f reps=%d\n", batch,
+                at::get_num_threads(), ms[ms.size() / 2], ms.front(), cpu_ms[cpu_ms.size() / 2], flags.reps);
     std::fflush(stdout);
   }
   return 0;
