@@ -204,10 +204,10 @@ TEST(CellPaintingVaeTest, ChunkingDoesNotChangeResults) {
   torch::Tensor x = torch::rand({2, 5, 16, 16}) * 2 - 1;
   torch::Tensor whole = vae->Encode(x);
   torch::Tensor chunked = vae->Encode(x, std::nullopt, /*max_batch=*/3);
-  EXPECT_LT(MaxAbsDiff(whole, chunked), 1e-6);
+  EXPECT_LT(MaxAbsDiff(whole, chunked), 1e-5);  // batch size changes the conv algorithm: float32 reassociation
   torch::Tensor decoded = vae->Decode(whole);
   EXPECT_EQ(decoded.sizes(), x.sizes());
-  EXPECT_LT(MaxAbsDiff(decoded, vae->Decode(whole, /*max_batch=*/4)), 1e-6);
+  EXPECT_LT(MaxAbsDiff(decoded, vae->Decode(whole, /*max_batch=*/4)), 1e-5);
 }
 
 TEST(CellPaintingVaeTest, GeneratorSamplesDeterministically) {
