@@ -2,7 +2,7 @@
 // proto/cellflux/v1/cellflux.proto for the API.
 //
 //   cellflux-server --checkpoint DIR [--listen 0.0.0.0:50051] [--metrics-listen 0.0.0.0:9464]
-//     [--controls DATA_DIR] [--max-batch N] [--max-queue N] [--batching step|request]
+//     [--controls DATA_DIR [--max-controls N]] [--max-batch N] [--max-queue N] [--batching step|request]
 //     [--max-queue-delay-ms N] [--device cpu|cuda:0] [--threads N] [--tls-cert F --tls-key F]
 //     [--auth-token-file F] [--drain-grace-s N] [--config FILE]
 //
@@ -37,6 +37,7 @@ struct Flags {
   std::string listen = "0.0.0.0:50051";
   std::string metrics_listen = "0.0.0.0:9464";
   std::string controls;
+  int64_t max_controls = 0;
   int max_batch = 16;
   int max_queue = 256;
   std::string batching = "step";
@@ -82,6 +83,7 @@ absl::StatusOr<std::shared_ptr<cellflux::server::Backend>> Load(const Flags& f, 
   cellflux::server::ModelBackendOptions o;
   o.checkpoint_dir = f.checkpoint;
   o.controls_dir = f.controls;
+  o.max_controls = f.max_controls;
   o.device = f.device;
   const absl::Time start = absl::Now();
   auto backend = cellflux::server::LoadModelBackend(o);
@@ -167,6 +169,9 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-listen", f.metrics_listen, "Prometheus /metrics address (empty = off)")
       ->capture_default_str();
   app.add_option("--controls", f.controls, "prepared data directory whose DMSO wells form the control bank");
+  app.add_option("--max-controls", f.max_controls,
+                 "load only the first N (plate, well, site) DMSO sites into the bank (0 = all)")
+      ->capture_default_str();
   app.add_option("--max-batch", f.max_batch, "samples per velocity forward")->capture_default_str();
   app.add_option("--max-queue", f.max_queue, "queued samples before RESOURCE_EXHAUSTED")
       ->capture_default_str();

@@ -1,5 +1,7 @@
 #include "server/model_backend.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <map>
 #include <utility>
@@ -16,6 +18,7 @@
 #include "common/torch/tensors.h"
 #include "common/util/logging.h"
 #include "common/util/status_macros.h"
+#include "server/control_bank.h"
 
 namespace cellflux::server {
 namespace {
@@ -60,23 +63,21 @@ class ModelBackend final : public Backend {
     absl::Status status = TorchCall("encoding controls", [&] {
       std::vector<torch::Tensor> images, genes;
       for (const EncodeItem& item : items) {
-        TORCH_CHECK(!item.control->bank_key, "control bank is not loaded in this build");
+        if (item.control->bank_key) {
+          auto it = bank_.find(*item.control->bank_key);
+          TORCH_CHECK(it != bank_.end(), "control plate ", item.control->bank_key->plate, " well ",
+                      item.control->bank_key->well, " site ", item.control->bank_key->site,
+                      " is not in this model's control bank");
+          JointLatent z0 = model_->DrawSource(it->second.posterior, it->second.gene_latent, item.seeds);
+          images.push_back(z0.image);
+          if (z0.gene.defined()) genes.push_back(z0.gene);
+          continue;
+        }
         const ControlInput& c = *item.control;
         const int64_t ch = static_cast<int64_t>(info_.channel_names.size());
         const int64_t s = info_.image_size;
-        torch::Tensor raw = torch::from_blob(const_cast<uint16_t*>(c.pixels.data()),
-                                             {1, ch, s, s}, torch::kInt16)  // reinterpret below
-                                .clone();
-        // uint16 has no LibTorch dtype: widen through int32 (values ≤ 65535).
-        raw = raw.to(torch::kInt32).bitwise_and(0xFFFF).to(torch::kFloat32);
-        torch::Tensor x = NormalizeImages(raw, norm_).to(model_->device());  // [1, C, S, S]
-        LatentPosterior posterior = model_->EncodeImages(x, vae_max_batch_);
-        torch::Tensor gene_latent;
-        if (model_->has_genes()) {
-          torch::Tensor e = torch::tensor(c.expression).view({1, -1}).to(model_->device());
-          gene_latent = model_->EncodeExpression(e);  // [1, Lg]
-        }
-        JointLatent z0 = model_->DrawSource(posterior, gene_latent, item.seeds);
+        BankLatent latent = EncodeControls({&c}, ch, s);
+        JointLatent z0 = model_->DrawSource(latent.posterior, latent.gene_latent, item.seeds);
         images.push_back(z0.image);
         if (z0.gene.defined()) genes.push_back(z0.gene);
       }
@@ -85,6 +86,48 @@ class ModelBackend final : public Backend {
     });
     if (!status.ok()) return status;
     return out;
+  }
+
+  // Encodes every bank entry (chunks of `chunk` controls) and publishes the bank's keys in info().
+  // Called once, before the backend is shared.
+  absl::Status LoadBank(const ControlBankReader& reader, int chunk) {
+    const int64_t ch = static_cast<int64_t>(info_.channel_names.size());
+    const int64_t s = info_.image_size;
+    const size_t n = reader.size();
+    const auto start = std::chrono::steady_clock::now();
+    size_t next_log = 0;
+    for (size_t begin = 0; begin < n; begin += static_cast<size_t>(chunk)) {
+      const size_t end = std::min(n, begin + static_cast<size_t>(chunk));
+      std::vector<BankControl> controls;
+      for (size_t i = begin; i < end; ++i) {
+        CF_ASSIGN_OR_RETURN(BankControl c, reader.Read(i));
+        controls.push_back(std::move(c));
+      }
+      std::vector<const ControlInput*> inputs;
+      for (const BankControl& c : controls) inputs.push_back(&c.input);
+      BankLatent batch;
+      CF_RETURN_IF_ERROR(TorchCall("encoding the control bank", [&] {
+        c10::InferenceMode guard;
+        batch = EncodeControls(inputs, ch, s);
+      }));
+      for (size_t k = 0; k < controls.size(); ++k) {
+        const int64_t r = static_cast<int64_t>(k);
+        BankLatent one;
+        one.posterior.mean = batch.posterior.mean.slice(0, r, r + 1).clone();
+        one.posterior.std = batch.posterior.std.slice(0, r, r + 1).clone();
+        if (batch.gene_latent.defined()) one.gene_latent = batch.gene_latent.slice(0, r, r + 1).clone();
+        bank_.emplace(controls[k].key, std::move(one));
+      }
+      if (end >= next_log || end == n) {
+        const double secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        CF_LOG(INFO) << "control bank: encoded " << end << "/" << n << " DMSO sites in " << secs << " s";
+        next_log = end + std::max<size_t>(1, n / 10);
+      }
+    }
+    info_.controls = reader.keys();
+    info_.BuildIndex();
+    return absl::OkStatus();
   }
 
   absl::StatusOr<JointLatent> Step(const StepBatch& batch) override {
@@ -124,6 +167,35 @@ class ModelBackend final : public Backend {
   }
 
  private:
+  // What a control contributes to z_0 besides the seeds: its image posterior and gene latent.
+  struct BankLatent {
+    LatentPosterior posterior;   // mean/std [N, C', h, w] on the device
+    torch::Tensor gene_latent;   // [N, Lg] on the device; undefined for image-only models
+  };
+
+  // Controls (raw pixels [C, S, S] + raw expression) → their latents, N = controls.size().
+  BankLatent EncodeControls(const std::vector<const ControlInput*>& controls, int64_t ch, int64_t s) {
+    const int64_t n = static_cast<int64_t>(controls.size());
+    torch::Tensor raw = torch::empty({n, ch, s, s}, torch::kInt32);
+    for (int64_t i = 0; i < n; ++i) {
+      const std::vector<uint16_t>& px = controls[i]->pixels;
+      TORCH_CHECK(static_cast<int64_t>(px.size()) == ch * s * s, "control pixels: expected ", ch * s * s,
+                  " values, got ", px.size());
+      std::copy(px.begin(), px.end(), raw[i].data_ptr<int32_t>());  // uint16 → int32 (no uint16 dtype)
+    }
+    torch::Tensor x = NormalizeImages(raw.to(torch::kFloat32), norm_).to(model_->device());  // [N, C, S, S]
+    BankLatent out;
+    out.posterior = model_->EncodeImages(x, vae_max_batch_);
+    if (model_->has_genes()) {
+      std::vector<float> flat;
+      for (const ControlInput* c : controls) flat.insert(flat.end(), c->expression.begin(), c->expression.end());
+      torch::Tensor e = torch::tensor(flat).view({n, -1}).to(model_->device());
+      out.gene_latent = model_->EncodeExpression(e);  // [N, Lg]
+    }
+    return out;
+  }
+
+  std::map<ControlKey, BankLatent> bank_;  // written by LoadBank before sharing, then read-only
   ModelInfo info_;
   CellFluxModel model_;
   ImageNormalization norm_;
@@ -133,10 +205,6 @@ class ModelBackend final : public Backend {
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<Backend>> LoadModelBackend(const ModelBackendOptions& options) {
-  if (!options.controls_dir.empty()) {
-    return absl::UnimplementedError(
-        "--controls: the control bank is not implemented yet; send control.data");
-  }
   CF_ASSIGN_OR_RETURN(c10::Device device, ParseDevice(options.device));
   // Resolves a root's `latest` pointer, validates every file and tensor, eval mode on `device`.
   CF_ASSIGN_OR_RETURN(LoadedModel loaded, LoadCheckpointModel(options.checkpoint_dir, device));
@@ -145,6 +213,17 @@ absl::StatusOr<std::shared_ptr<Backend>> LoadModelBackend(const ModelBackendOpti
   CellFluxModel model = loaded.model;
   auto backend = std::make_shared<ModelBackend>(InfoFrom(bundle), model,
                                                 bundle.config.normalization, options.vae_max_batch);
+  if (!options.controls_dir.empty()) {
+    const ModelInfo& info = backend->info();
+    ControlBankReader::Options bank;
+    bank.dir = options.controls_dir;
+    bank.image_size = info.image_size;
+    bank.channel_names = info.channel_names;
+    bank.gene_ids = info.gene_ids;
+    bank.max_controls = options.max_controls;
+    CF_ASSIGN_OR_RETURN(std::unique_ptr<ControlBankReader> reader, ControlBankReader::Open(bank));
+    CF_RETURN_IF_ERROR(backend->LoadBank(*reader, std::max(1, options.vae_max_batch)));
+  }
   if (options.warm_up) {
     // One 2-step sample through every stage, so the first request pays no lazy initialisation.
     c10::InferenceMode guard;

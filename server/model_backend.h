@@ -8,7 +8,8 @@
 // once per distinct control, then DrawSource with one seed per row (the only randomness, drawn
 // on the CPU from per-row generators). Step: GuidedVelocity (cond + uncond rows in one forward,
 // α = 1 rows skip the uncond half) + EulerStep. Decode: Decode → DenormalizeImages → uint16.
-// Bank controls keep their posterior and gene latent on the device after first use.
+// With controls_dir, every DMSO site of that prepared dataset (control_bank.h) is encoded at
+// load time and only its posterior and gene latent are kept, on the device.
 //
 // Determinism: per-row randomness never depends on batch position. Whether the network's
 // kernels give bit-identical rows for different batch compositions depends on the device's
@@ -27,6 +28,7 @@ namespace cellflux::server {
 struct ModelBackendOptions {
   std::string checkpoint_dir;  // a checkpoint directory, or a root whose `latest` names one
   std::string controls_dir;    // prepared dataset dir with controls_cp.csv; empty = no bank
+  int64_t max_controls = 0;    // bank size cap: the first N (plate, well, site) keys; 0 = all
   std::string device = "cpu";  // "cpu", "cuda", "cuda:N", "auto"
   int vae_max_batch = 16;      // pseudo-RGB images per VAE call (memory bound); 0 = all
   bool warm_up = true;         // run one 2-step sample before returning

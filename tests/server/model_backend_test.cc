@@ -3,6 +3,7 @@
 // request's output stays bit-identical when the scheduler batches it with other requests.
 #include "server/model_backend.h"
 
+#include <filesystem>
 #include <memory>
 #include <vector>
 
@@ -12,9 +13,12 @@
 #include "absl/synchronization/notification.h"
 #include "common/checkpoint/checkpoint.h"
 #include "common/checkpoint/model_bundle.h"
+#include "common/data/manifest.h"
 #include "common/models/cellflux_model.h"
 #include "common/util/logging.h"
+#include "server/control_bank.h"
 #include "server/scheduler.h"
+#include "tests/server/tiny_dataset.h"
 
 namespace cellflux::server {
 namespace {
@@ -25,9 +29,17 @@ class ModelBackendTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     SetMinLogLevel(LogLevel::kWARNING);
+    std::vector<std::string> genes;
+    for (int g = 0; g < kGenes; ++g) genes.push_back("p" + std::to_string(g) + "_at");
+    dir_ = new std::string(::testing::TempDir() + "/cellflux_server_tiny_ckpt");
+    WriteTinyCheckpoint(*dir_, genes);
+  }
+
+  // A random tiny model (configs/tiny.json) with these probe ids as its genes.
+  static void WriteTinyCheckpoint(const std::string& dir, const std::vector<std::string>& gene_ids) {
     auto config = ModelConfig::Load("configs/tiny.json");
     ASSERT_TRUE(config.ok()) << config.status();
-    config->gene_ae.num_genes = kGenes;
+    config->gene_ae.num_genes = static_cast<int>(gene_ids.size());
     torch::manual_seed(3);
     CellFluxModel model(*config);
     std::vector<cellflux::PerturbationEntry> perts;
@@ -35,10 +47,9 @@ class ModelBackendTest : public ::testing::Test {
       perts.push_back({"BRD-T" + std::to_string(1000 + i), 10.0, "", "c" + std::to_string(i)});
     }
     std::vector<GeneEntry> genes;
-    for (int g = 0; g < kGenes; ++g) genes.push_back({"p" + std::to_string(g) + "_at", ""});
+    for (const std::string& id : gene_ids) genes.push_back({id, ""});
     CheckpointBundle bundle = BundleFromModel(model, perts, genes, /*step=*/42);
-    dir_ = new std::string(::testing::TempDir() + "/cellflux_server_tiny_ckpt");
-    absl::Status s = WriteCheckpoint(*dir_, bundle);
+    absl::Status s = WriteCheckpoint(dir, bundle);
     ASSERT_TRUE(s.ok()) << s;
   }
   static void TearDownTestSuite() { delete dir_; }
@@ -73,9 +84,10 @@ class ModelBackendTest : public ::testing::Test {
   }
 
   std::unique_ptr<PredictTask> Task(int samples, int steps, uint64_t seed, int64_t label,
-                                    double guidance) {
+                                    double guidance,
+                                    std::shared_ptr<const ControlInput> control = nullptr) {
     auto t = std::make_unique<PredictTask>();
-    t->control = Control();
+    t->control = control ? control : Control();
     t->num_samples = samples;
     t->num_steps = steps;
     t->seed = seed;
@@ -131,6 +143,67 @@ TEST_F(ModelBackendTest, SamplesAreSeededAndIndependentOfBatchmates) {
     EXPECT_EQ(m[2]->samples[k].pixels, a[0]->samples[k].pixels) << "sample " << k;
     EXPECT_EQ(m[2]->samples[k].expression, a[0]->samples[k].expression) << "sample " << k;
   }
+}
+
+// --controls: every DMSO site of a prepared dataset is encoded at load; a bank reference gives
+// exactly what sending the same site's pixels and expression as control.data gives.
+TEST_F(ModelBackendTest, ControlBankMatchesSendingTheSameControl) {
+  const std::string root = ::testing::TempDir() + "/cellflux_server_bank";
+  std::filesystem::remove_all(root);
+  auto data_dir = testing::MakeTinyPreparedDataset(root);
+  ASSERT_TRUE(data_dir.ok()) << data_dir.status();
+  auto manifest = data::LoadManifest(*data_dir, /*load_expression=*/false);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  std::vector<std::string> genes(manifest->gene_ids.begin(), manifest->gene_ids.begin() + kGenes);
+  const std::string ckpt = root + "/ckpt";
+  WriteTinyCheckpoint(ckpt, genes);
+
+  ModelBackendOptions o;
+  o.checkpoint_dir = ckpt;
+  o.controls_dir = *data_dir;
+  o.vae_max_batch = 1;  // one control per encoder call, as a single request is encoded
+  auto backend = LoadModelBackend(o);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  ControlBankReader::Options ro;
+  ro.dir = *data_dir;
+  ro.image_size = 64;
+  ro.channel_names = (*backend)->info().channel_names;
+  ro.gene_ids = genes;
+  auto reader = ControlBankReader::Open(ro);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  ASSERT_EQ((*backend)->info().controls, (*reader)->keys());
+
+  const size_t pick = (*reader)->size() / 2;
+  auto bank = std::make_shared<ControlInput>();
+  bank->bank_key = (*reader)->keys()[pick];
+  auto sent = (*reader)->Read(pick);
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  auto data = std::make_shared<ControlInput>(sent->input);
+  std::vector<std::unique_ptr<PredictTask>> tasks;
+  tasks.push_back(Task(2, 3, 21, 4, 1.5, bank));
+  tasks.push_back(Task(2, 3, 21, 4, 1.5, data));
+  auto r = Run(*backend, std::move(tasks));
+  ASSERT_TRUE(r[0].ok()) << r[0].status();
+  ASSERT_TRUE(r[1].ok()) << r[1].status();
+  for (int k = 0; k < 2; ++k) {
+    EXPECT_EQ(r[0]->samples[k].pixels, r[1]->samples[k].pixels) << "sample " << k;
+    EXPECT_EQ(r[0]->samples[k].expression, r[1]->samples[k].expression) << "sample " << k;
+  }
+
+  // A key the bank does not hold fails the task (validation normally stops it earlier).
+  auto missing = std::make_shared<ControlInput>();
+  missing->bank_key = ControlKey{"no-plate", "a01", 1};
+  std::vector<std::unique_ptr<PredictTask>> bad;
+  bad.push_back(Task(1, 2, 1, 0, 1.0, missing));
+  auto b = Run(*backend, std::move(bad));
+  EXPECT_FALSE(b[0].ok());
+
+  // The bank must cover the model's genes: the default test checkpoint's probes are not there.
+  o.checkpoint_dir = *dir_;
+  auto wrong = LoadModelBackend(o);
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kInvalidArgument) << wrong.status();
+  EXPECT_NE(wrong.status().message().find("p0_at"), std::string::npos) << wrong.status();
+  std::filesystem::remove_all(root);
 }
 
 }  // namespace
