@@ -180,7 +180,7 @@ int main(int argc, char** argv) {
   app.add_option("--max-queue-delay-ms", f.max_queue_delay_ms, "request batching: max wait to fill a batch")
       ->capture_default_str();
   app.add_option("--device", f.device, "cpu, cuda, cuda:N or auto")->capture_default_str();
-  app.add_option("--threads", f.threads, "intra-op CPU threads (0 = LibTorch default)");
+  app.add_option("--threads", f.threads, "intra-op CPU threads (0 = one per core)");
   app.add_option("--tls-cert", f.tls_cert, "PEM certificate chain (TLS on with --tls-key)");
   app.add_option("--tls-key", f.tls_key, "PEM private key");
   app.add_option("--auth-token-file", f.auth_token_file,

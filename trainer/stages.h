@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/models/config.h"
+#include "common/models/gene_autoencoder.h"
 #include "trainer/distributed.h"
 #include "trainer/train_config.h"
 
@@ -42,6 +43,10 @@ absl::Status RunVaeStage(const StageContext& ctx);
 absl::Status RunEncodeStage(const StageContext& ctx);
 absl::Status RunFlowStage(const StageContext& ctx, bool resume);
 absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint);
+
+// Mean absolute reconstruction error of `raw` expression rows [N, G], in standardized units (the
+// paper's gene-MAE space); what the gene-ae stage selects its weights by.
+double StandardizedMae(GeneAutoencoder& ae, const torch::Tensor& raw);
 
 // Paths.
 std::string StageDir(const StageContext& ctx, const std::string& stage);

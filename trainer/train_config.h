@@ -6,7 +6,7 @@
 //   work_dir: out/run                 # stage outputs: gene_ae/, vae/, latents/, checkpoints/, eval/
 //   seed: 0
 //   device: cpu                       # cpu | cuda | cuda:N | auto
-//   threads: 0                        # intra-op threads, 0 = LibTorch default
+//   threads: 0                        # intra-op threads, 0 = one per core
 //   on_bad_sample: error              # error | skip (count and report)
 //   gene_ae: {steps: 2000, batch_size: 256, lr: 1.0e-4, weight_decay: 0.0}
 //   vae: {pretrained: "", steps: 1000, batch_size: 16, lr: 1.0e-4, kl_weight: 1.0e-6}

@@ -110,6 +110,7 @@ absl::StatusOr<std::vector<std::string>> CleanupCheckpointLeftovers(const std::s
     if (!LeftoverTarget(name, ".tmp-").empty()) tmps.push_back(e.path());
     if (!LeftoverTarget(name, ".old-").empty()) olds.push_back(e.path());
   }
+  if (ec == std::errc::no_such_file_or_directory) return std::vector<std::string>{};  // nothing written yet
   if (ec) return absl::InternalError(absl::StrCat("cannot list checkpoint root '", root, "': ", ec.message()));
   std::sort(olds.begin(), olds.end());
   std::vector<std::string> done;

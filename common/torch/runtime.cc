@@ -1,5 +1,8 @@
 #include "common/torch/runtime.h"
 
+#include <algorithm>
+#include <thread>
+
 #include <fstream>
 #include <string>
 
@@ -72,7 +75,10 @@ absl::StatusOr<c10::Device> ParseDevice(const std::string& spec) {
 }
 
 void LogRuntime(const std::string& binary, const c10::Device& device, int threads) {
-  if (threads > 0) at::set_num_threads(threads);
+  // Debian's LibTorch (OpenMP) starts with ONE intra-op thread on this 2-core VM
+  // (omp_get_max_threads() = 1), so 0 means one thread per core here, not the library default.
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (at::get_num_threads() != threads) at::set_num_threads(threads);
   RuntimeInfo info = GetRuntimeInfo();
   CF_LOG(INFO) << binary << ": LibTorch " << info.torch_version << ", device " << device.str()
                << ", threads " << info.threads << ", BLAS " << info.blas_library

@@ -25,7 +25,7 @@ RuntimeInfo GetRuntimeInfo();
 // FAILED_PRECONDITION when CUDA is asked for but absent.
 absl::StatusOr<c10::Device> ParseDevice(const std::string& spec);
 
-// Sets intra-op threads when threads > 0, then logs one line with the LibTorch version, device,
+// Sets intra-op threads (0 = one per core: Debian's OpenMP LibTorch would use one), then logs one line with the LibTorch version, device,
 // thread count and BLAS, plus a WARNING when the slow reference BLAS is in use.
 void LogRuntime(const std::string& binary, const c10::Device& device, int threads = 0);
 

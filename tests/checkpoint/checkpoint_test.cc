@@ -235,6 +235,13 @@ TEST_F(CheckpointTest, CrashBetweenTheTwoRenamesIsRecovered) {
   EXPECT_EQ(r->step, 4);
 }
 
+// A first `flow --resume` runs before any checkpoint root exists: nothing to clean, not an error.
+TEST_F(CheckpointTest, CleanupOfAMissingRootIsANoOp) {
+  auto cleaned = CleanupCheckpointLeftovers((root_ / "not_created_yet").string());
+  ASSERT_TRUE(cleaned.ok()) << cleaned.status();
+  EXPECT_TRUE(cleaned->empty());
+}
+
 TEST_F(CheckpointTest, LatestPointerAndResolve) {
   ASSERT_TRUE(WriteCheckpoint(Dir("step_1"), MakeBundle(1)).ok());
   ASSERT_TRUE(WriteCheckpoint(Dir("step_2"), MakeBundle(2)).ok());

@@ -15,7 +15,7 @@
 #include "absl/strings/ascii.h"
 #include "common/data/manifest.h"
 #include "common/util/logging.h"
-#include "tests/server/tiny_dataset.h"
+#include "tests/testing/tiny_dataset.h"
 
 namespace cellflux::server {
 namespace {
@@ -28,7 +28,7 @@ class ControlBankTest : public ::testing::Test {
     SetMinLogLevel(LogLevel::kWARNING);
     root_ = new std::string(::testing::TempDir() + "/cellflux_control_bank_test");
     fs::remove_all(*root_);
-    auto dir = testing::MakeTinyPreparedDataset(*root_);
+    auto dir = cellflux::testing::MakeTinyPreparedDataset(*root_);
     ASSERT_TRUE(dir.ok()) << dir.status();
     dir_ = new std::string(*dir);
     auto m = data::LoadManifest(*dir_);

@@ -18,7 +18,7 @@
 #include "common/util/logging.h"
 #include "server/control_bank.h"
 #include "server/scheduler.h"
-#include "tests/server/tiny_dataset.h"
+#include "tests/testing/tiny_dataset.h"
 
 namespace cellflux::server {
 namespace {
@@ -150,7 +150,7 @@ TEST_F(ModelBackendTest, SamplesAreSeededAndIndependentOfBatchmates) {
 TEST_F(ModelBackendTest, ControlBankMatchesSendingTheSameControl) {
   const std::string root = ::testing::TempDir() + "/cellflux_server_bank";
   std::filesystem::remove_all(root);
-  auto data_dir = testing::MakeTinyPreparedDataset(root);
+  auto data_dir = cellflux::testing::MakeTinyPreparedDataset(root);
   ASSERT_TRUE(data_dir.ok()) << data_dir.status();
   auto manifest = data::LoadManifest(*data_dir, /*load_expression=*/false);
   ASSERT_TRUE(manifest.ok()) << manifest.status();

@@ -1,8 +1,8 @@
-// A small synthetic prepared dataset for server tests: `cellflux-tool synth` output (1 CP plate,
+// A small synthetic prepared dataset for server and trainer tests: `cellflux-tool synth` output (1 CP plate,
 // 96×96 sites, 2 sites per well) run through PrepareDataset, so the control bank reads exactly
 // what `cellflux-train prepare` writes for real data.
-#ifndef CELLFLUX_TESTS_SERVER_TINY_DATASET_H_
-#define CELLFLUX_TESTS_SERVER_TINY_DATASET_H_
+#ifndef CELLFLUX_TESTS_TESTING_TINY_DATASET_H_
+#define CELLFLUX_TESTS_TESTING_TINY_DATASET_H_
 
 #include <string>
 
@@ -11,7 +11,7 @@
 #include "common/data/synth.h"
 #include "common/util/status_macros.h"
 
-namespace cellflux::server::testing {
+namespace cellflux::testing {
 
 // Writes synth plates under root/synth and the prepared dataset under root/prepared; returns the
 // prepared directory.
@@ -41,6 +41,6 @@ inline absl::StatusOr<std::string> MakeTinyPreparedDataset(const std::string& ro
   return p.out_dir;
 }
 
-}  // namespace cellflux::server::testing
+}  // namespace cellflux::testing
 
-#endif  // CELLFLUX_TESTS_SERVER_TINY_DATASET_H_
+#endif  // CELLFLUX_TESTS_TESTING_TINY_DATASET_H_
