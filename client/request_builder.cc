@@ -62,6 +62,8 @@ absl::StatusOr<PreparedRow> PrepareRow(const PlanRow& row,
     ref->set_site(row.control_ref->site);
     prepared.control_label = absl::StrCat("ref ", row.control_ref->plate, ":",
                                           row.control_ref->well, ":", row.control_ref->site);
+    // The client has no pixels of a bank well: the server sends the crop it started from.
+    request.mutable_options()->set_return_control(true);
   } else {
     prepared.control_label = row.control_dir;
     auto image = LoadControlImage(row.control_dir, info.image_size());

@@ -58,6 +58,12 @@ class Backend {
 
   // Decodes N finished rows into N samples in the request scale (12-bit pixels, raw expression).
   virtual absl::StatusOr<std::vector<SampleOutput>> Decode(const JointLatent& z) = 0;
+
+  // The inputs of bank control `key` (its centre-cropped pixels and expression), for
+  // options.return_control. Any thread. UNIMPLEMENTED for backends without a bank.
+  virtual absl::StatusOr<ControlInput> BankControlInput(const ControlKey& key) const {
+    return absl::UnimplementedError("this backend has no control bank");
+  }
 };
 
 }  // namespace cellflux::server

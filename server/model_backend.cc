@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/checkpoint/checkpoint.h"
 #include "common/checkpoint/model_bundle.h"
 #include "common/flow/sampler.h"
@@ -130,6 +131,23 @@ class ModelBackend final : public Backend {
     return absl::OkStatus();
   }
 
+  // Keeps the reader for BankControl (options.return_control re-reads the well's TIFFs).
+  void KeepBankReader(std::shared_ptr<const ControlBankReader> reader) {
+    const std::vector<ControlKey> keys = reader->keys();
+    for (size_t i = 0; i < keys.size(); ++i) bank_index_.emplace(keys[i], i);
+    bank_reader_ = std::move(reader);
+  }
+
+  absl::StatusOr<ControlInput> BankControlInput(const ControlKey& key) const override {
+    auto it = bank_index_.find(key);
+    if (bank_reader_ == nullptr || it == bank_index_.end()) {
+      return absl::NotFoundError(absl::StrFormat("control plate \"%s\" well \"%s\" site %d is not in the bank",
+                                                 key.plate, key.well, key.site));
+    }
+    CF_ASSIGN_OR_RETURN(BankControl c, bank_reader_->Read(it->second));
+    return std::move(c.input);
+  }
+
   absl::StatusOr<JointLatent> Step(const StepBatch& batch) override {
     JointLatent next;
     absl::Status status = TorchCall("velocity step", [&] {
@@ -195,7 +213,9 @@ class ModelBackend final : public Backend {
     return out;
   }
 
-  std::map<ControlKey, BankLatent> bank_;  // written by LoadBank before sharing, then read-only
+  std::map<ControlKey, BankLatent> bank_;
+  std::shared_ptr<const ControlBankReader> bank_reader_;
+  std::map<ControlKey, size_t> bank_index_;  // written by LoadBank before sharing, then read-only
   ModelInfo info_;
   CellFluxModel model_;
   ImageNormalization norm_;
@@ -223,6 +243,7 @@ absl::StatusOr<std::shared_ptr<Backend>> LoadModelBackend(const ModelBackendOpti
     bank.max_controls = options.max_controls;
     CF_ASSIGN_OR_RETURN(std::unique_ptr<ControlBankReader> reader, ControlBankReader::Open(bank));
     CF_RETURN_IF_ERROR(backend->LoadBank(*reader, std::max(1, options.vae_max_batch)));
+    backend->KeepBankReader(std::move(reader));
   }
   if (options.warm_up) {
     // One 2-step sample through every stage, so the first request pays no lazy initialisation.

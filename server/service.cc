@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "common/util/logging.h"
+#include "common/util/status_macros.h"
 #include "server/grpc_status.h"
 #include "server/image_codec.h"
 #include "server/validate.h"
@@ -60,6 +61,36 @@ absl::Status BuildResponse(const PredictResult& result, const ValidatedPredict& 
     p->set_seed(request.seed + k);
   }
   response->set_model_id(info.model_id);
+  return absl::OkStatus();
+}
+
+// options.return_control: the control the flow started from, in the response's encoding.
+absl::Status AddControl(const Backend& backend, const ValidatedPredict& request, v1::PredictResponse* response) {
+  const ModelInfo& info = backend.info();
+  const ControlInput* control = request.control.get();
+  ControlInput bank;
+  if (control->bank_key) {
+    CF_ASSIGN_OR_RETURN(bank, backend.BankControlInput(*control->bank_key));
+    control = &bank;
+  }
+  const int s = info.image_size;
+  const size_t plane = static_cast<size_t>(s) * s;
+  if (control->pixels.size() != plane * info.channel_names.size()) {
+    return absl::InternalError(absl::StrFormat("control has %d pixels, expected %d", control->pixels.size(),
+                                               plane * info.channel_names.size()));
+  }
+  v1::Image* image = response->mutable_control_image();
+  image->set_height(s);
+  image->set_width(s);
+  for (size_t c = 0; c < info.channel_names.size(); ++c) {
+    CF_ASSIGN_OR_RETURN(std::string bytes,
+                        EncodeChannel(control->pixels.data() + c * plane, s, s, request.output_encoding));
+    v1::Channel* ch = image->add_channels();
+    ch->set_name(info.channel_names[c]);
+    ch->set_encoding(request.output_encoding);
+    ch->set_data(std::move(bytes));
+  }
+  response->mutable_control_expression()->Add(control->expression.begin(), control->expression.end());
   return absl::OkStatus();
 }
 
@@ -180,6 +211,9 @@ grpc::ServerUnaryReactor* CellFluxService::Predict(grpc::CallbackServerContext* 
         queue_s = (*shared)->queue_seconds;
         compute_s = (*shared)->compute_seconds;
         status = BuildResponse(**shared, *request_info, backend->info(), response);
+      }
+      if (status.ok() && request_info->return_control) {
+        status = AddControl(*backend, *request_info, response);
       }
       const double total_s = absl::ToDoubleSeconds(absl::Now() - start);
       if (status.ok()) {

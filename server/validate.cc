@@ -40,6 +40,7 @@ absl::Status ValidateOptions(const v1::PredictOptions& o, const SamplingPolicy& 
     return Invalid(absl::StrFormat("options.guidance_scale must be in [0, %g], got %g",
                                    p.max_guidance_scale, out->guidance));
   }
+  out->return_control = o.has_return_control() && o.return_control();
   if (o.has_output_encoding()) {
     if (!v1::Encoding_IsValid(o.output_encoding())) {
       return Invalid(absl::StrCat("options.output_encoding: unknown value ",

@@ -44,6 +44,7 @@ struct ValidatedPredict {
   uint64_t seed = 0;  // the request's seed, or `random_seed` when unset
   int num_samples = 1;
   v1::Encoding output_encoding = v1::RAW_U16_LE;
+  bool return_control = false;  // options.return_control
 };
 
 // `random_seed` is used when options.seed is unset (the caller draws it).

@@ -199,6 +199,26 @@ class FakeCellFlux final : public cellflux::v1::CellFlux::Service {
                                    Effect(request->perturbation_id(), seed + k, static_cast<int>(g)));
       }
     }
+    if (request->has_ref() && request->options().return_control()) {  // a bank well's crop
+      auto* image = response->mutable_control_image();
+      image->set_height(n);
+      image->set_width(n);
+      int c = 0;
+      for (const char* name : {"DNA", "RNA", "ER", "AGP", "Mito"}) {
+        auto* channel = image->add_channels();
+        channel->set_name(name);
+        channel->set_encoding(cellflux::v1::RAW_U16_LE);
+        std::string bytes(static_cast<size_t>(n) * n * 2, '\0');
+        for (int i = 0; i < n * n; ++i) {
+          const uint16_t v = Pixel(request->ref().well(), 0, c, i);
+          bytes[2 * i] = static_cast<char>(v & 0xff);
+          bytes[2 * i + 1] = static_cast<char>(v >> 8);
+        }
+        channel->set_data(std::move(bytes));
+        ++c;
+      }
+      for (size_t g = 0; g < gene_ids_.size(); ++g) response->add_control_expression(0.5f);
+    }
     response->set_model_id(options_.model_id);
     response->mutable_timing()->set_total_seconds(0.001);
     std::function<void(int64_t)> hook;

@@ -24,6 +24,7 @@ namespace cellflux::client {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::FakeOptions;
 using testing::FakeServer;
 
@@ -108,6 +109,9 @@ TEST_F(ScreenTest, TwentyRowsWithOneBadRowGiveNineteenResultsAndOneFailure) {
     EXPECT_EQ(stat((dir + "/out/predictions/r000003/" + file).c_str(), &st), 0) << file;
   }
   EXPECT_NE(stat((dir + "/out/predictions/r000007").c_str(), &st), 0);
+  // Bank controls: the client asks for the control back and shows it beside the predictions.
+  EXPECT_TRUE(server_->service().last_request().options().return_control());
+  EXPECT_EQ(stat((dir + "/out/predictions/r000003/control_composite.png").c_str(), &st), 0);
   const std::string report = testing::ReadText(dir + "/out/report.html");
   EXPECT_THAT(report, HasSubstr("data:image/png;base64,"));
   EXPECT_THAT(report, HasSubstr(Pert(3)));
@@ -296,7 +300,8 @@ TEST_F(ScreenTest, ReportShowsControlAndGeneratedPanels) {
   EXPECT_EQ(summary->rows_failed, 1);
 
   const std::string report = testing::ReadText(dir + "/out/report.html");
-  // Two perturbation sections, three rows, 2 controls from disk, 6 generated panels.
+  // Two perturbation sections, three rows, 2 controls from disk, 1 bank control sent back by
+  // the server (options.return_control), 6 generated panels.
   EXPECT_THAT(report, HasSubstr(absl::StrCat("<h2>", Pert(1), " <small>(2 rows)")));
   EXPECT_THAT(report, HasSubstr(absl::StrCat("<h2>", Pert(2), " <small>(1 row)")));
   size_t images = 0;
@@ -304,8 +309,8 @@ TEST_F(ScreenTest, ReportShowsControlAndGeneratedPanels) {
        at = report.find("src='data:image/png;base64,", at + 1)) {
     ++images;
   }
-  EXPECT_EQ(images, 2u + 6u);
-  EXPECT_THAT(report, HasSubstr("server's control bank"));
+  EXPECT_EQ(images, 2u + 1u + 6u);
+  EXPECT_THAT(report, Not(HasSubstr("server's control bank")));  // the placeholder for no image
   EXPECT_THAT(report, HasSubstr("up-regulated"));
   EXPECT_THAT(report, HasSubstr("Failures (1)"));
   EXPECT_EQ(report.find("src='/"), std::string::npos);  // nothing outside the page

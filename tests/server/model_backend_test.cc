@@ -190,6 +190,14 @@ TEST_F(ModelBackendTest, ControlBankMatchesSendingTheSameControl) {
     EXPECT_EQ(r[0]->samples[k].expression, r[1]->samples[k].expression) << "sample " << k;
   }
 
+  // options.return_control reads the bank entry back: the same pixels and expression.
+  auto echoed = (*backend)->BankControlInput((*reader)->keys()[pick]);
+  ASSERT_TRUE(echoed.ok()) << echoed.status();
+  EXPECT_EQ(echoed->pixels, sent->input.pixels);
+  EXPECT_EQ(echoed->expression, sent->input.expression);
+  EXPECT_EQ((*backend)->BankControlInput(ControlKey{"no-plate", "a01", 1}).status().code(),
+            absl::StatusCode::kNotFound);
+
   // A key the bank does not hold fails the task (validation normally stops it earlier).
   auto missing = std::make_shared<ControlInput>();
   missing->bank_key = ControlKey{"no-plate", "a01", 1};

@@ -3,12 +3,14 @@
 // health transitions, auth, draining, and /metrics checked by promtool.
 #include "server/server.h"
 
+#include <cstring>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <thread>
 
@@ -154,6 +156,44 @@ std::string Predictions(const v1::PredictResponse& r) {
   v1::PredictResponse copy = r;
   copy.clear_timing();
   return copy.SerializeAsString();
+}
+
+// options.return_control echoes the control the flow started from: for sent data, its centre
+// crop (the image is 2 px larger than the model's input), in the output encoding.
+TEST_F(ServiceTest, ReturnControlEchoesTheCroppedControl) {
+  StartServer();
+  Serve();
+  const ModelInfo info = testing::FakeModelInfo();
+  v1::PredictRequest r = GoodRequest(5, 1, 2);
+  v1::PredictResponse plain;
+  ASSERT_TRUE(Predict(r, &plain).ok());
+  EXPECT_FALSE(plain.has_control_image());
+  r.mutable_options()->set_return_control(true);
+  r.mutable_options()->set_output_encoding(v1::RAW_U16_LE);
+  v1::PredictResponse resp;
+  grpc::Status s = Predict(r, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(resp.control_image().channels_size(), static_cast<int>(info.channel_names.size()));
+  EXPECT_EQ(resp.control_image().height(), info.image_size);
+  const int side = info.image_size + 2, size = info.image_size;
+  for (int c = 0; c < resp.control_image().channels_size(); ++c) {
+    const std::string& bytes = resp.control_image().channels(c).data();
+    ASSERT_EQ(bytes.size(), static_cast<size_t>(2 * size * size));
+    for (int y = 0; y < size; y += 3) {
+      for (int x = 0; x < size; x += 3) {
+        uint16_t v;
+        std::memcpy(&v, bytes.data() + 2 * (y * size + x), 2);
+        const int i = (y + 1) * side + (x + 1);  // centre crop: 1 px border
+        ASSERT_EQ(v, static_cast<uint16_t>(100 * c + 7 * i)) << "channel " << c << " y " << y << " x " << x;
+      }
+    }
+  }
+  ASSERT_EQ(resp.control_expression_size(), static_cast<int>(info.gene_ids.size()));
+  EXPECT_FLOAT_EQ(resp.control_expression(3), 0.3f);
+  // The predictions themselves do not change.
+  resp.clear_control_image();
+  resp.clear_control_expression();
+  EXPECT_EQ(Predictions(resp), Predictions(plain));
 }
 
 TEST_F(ServiceTest, HealthIsServingOnlyWithAModel) {

@@ -1,0 +1,78 @@
+// Offline sampler throughput: what the server's batching is compared against (bench/RESULTS.md).
+// Loads a checkpoint, then times the whole fixed-batch pipeline a batch job would run — encode B
+// controls, SampleEuler with N steps and guidance α (common/flow/sampler.h), decode — with no
+// queue, no gRPC and no per-step re-batching.
+//
+//   offline_sampler_bench --checkpoint DIR [--batch 16] [--steps 20] [--guidance 1.2]
+//                         [--threads 2] [--repeats 3]
+//
+// Prints one line per repeat and a final "samples/s" line (median over repeats).
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <torch/torch.h>
+
+#include "common/checkpoint/model_bundle.h"
+#include "common/flow/sampler.h"
+#include "common/models/cellflux_model.h"
+#include "common/torch/runtime.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"offline_sampler_bench: fixed-batch sampling throughput (encode + N Euler steps + decode)"};
+  std::string checkpoint;
+  int batch = 16, steps = 20, threads = 2, repeats = 3;
+  double guidance = 1.2;
+  app.add_option("--checkpoint", checkpoint, "checkpoint directory (or root with `latest`)")->required();
+  app.add_option("--batch", batch, "samples per batch")->capture_default_str();
+  app.add_option("--steps", steps, "Euler steps")->capture_default_str();
+  app.add_option("--guidance", guidance, "guidance scale α")->capture_default_str();
+  app.add_option("--threads", threads, "intra-op threads")->capture_default_str();
+  app.add_option("--repeats", repeats, "timed batches (after one warm-up)")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  cellflux::LogRuntime("offline_sampler_bench", torch::kCPU, threads);
+  auto loaded = cellflux::LoadCheckpointModel(checkpoint, torch::kCPU);
+  if (!loaded.ok()) {
+    std::cerr << loaded.status() << "\n";
+    return 1;
+  }
+  cellflux::CellFluxModel model = loaded->model;
+  const auto& cfg = loaded->metadata.config;
+  const int64_t c = static_cast<int64_t>(cfg.channel_names.size()), s = cfg.image_size;
+  const int64_t genes = static_cast<int64_t>(loaded->metadata.genes.size());
+  c10::InferenceMode guard;
+  torch::manual_seed(0);
+  torch::Tensor images = torch::rand({batch, c, s, s}) * 2 - 1;  // normalised controls
+  torch::Tensor expression = torch::randn({batch, genes});
+  torch::Tensor labels = torch::arange(batch, torch::kInt64) % std::max<int64_t>(1, model->null_label());
+  std::vector<uint64_t> seeds(batch);
+  for (int i = 0; i < batch; ++i) seeds[i] = static_cast<uint64_t>(i);
+  cellflux::SamplerOptions so;
+  so.num_steps = steps;
+  so.guidance_scale = guidance;
+
+  auto run_once = [&] {
+    cellflux::LatentPosterior p = model->EncodeImages(images);
+    torch::Tensor g = model->has_genes() ? model->EncodeExpression(expression) : torch::Tensor();
+    cellflux::JointLatent z0 = model->DrawSource(p, g, seeds);
+    cellflux::JointLatent z1 = cellflux::SampleEuler(model->velocity_fn(), z0, labels, model->null_label(), so);
+    cellflux::DecodedSample out = model->Decode(z1);
+    return out.images.sum().item<float>();
+  };
+  run_once();  // warm-up
+  std::vector<double> rates;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    run_once();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rates.push_back(batch / secs);
+    std::cout << "repeat " << r << ": batch " << batch << " in " << secs << " s = " << batch / secs << " samples/s\n";
+  }
+  std::sort(rates.begin(), rates.end());
+  std::cout << "offline samples/s (median): " << rates[rates.size() / 2] << " (batch " << batch << ", steps " << steps
+            << ", guidance " << guidance << ", threads " << threads << ")\n";
+  return 0;
+}

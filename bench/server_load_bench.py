@@ -1,0 +1,248 @@
+#!/usr/bin/python3
+"""Load generator for cellflux-server (bench/RESULTS.md "Server under load").
+
+For each batching mode (step, request) it starts a real cellflux-server on loopback with a tiny
+random checkpoint (cellflux-tool init-checkpoint, configs/tiny.json), then
+  * closed loop: C clients each send Predicts back to back (C = 1 2 4 8 16 32 64), and
+  * open loop: Poisson arrivals at a fixed rate (default: half the offline capacity),
+reporting throughput (samples/s) and p50/p95/p99 latency per level. The offline reference is
+build/bench/offline_sampler_bench at batch = --max-batch with the same steps/guidance (the same
+fixed-batch work with no server around it). Prints a markdown table; --json writes raw numbers.
+
+  /usr/bin/python3 bench/server_load_bench.py --build build [--steps 20] [--max-batch 16]
+      [--concurrency 1,2,4,8,16,32,64] [--requests-per-client 3] [--open-seconds 30]
+      [--threads 2] [--modes step,request] [--json out.json]
+
+Every request has a deadline; servers are stopped (SIGTERM) on exit.
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import random
+import re
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import grpc
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def percentile(values, q):
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    k = (len(v) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+class Server:
+    def __init__(self, binary, checkpoint, mode, max_batch, threads, log_path):
+        self.port = free_port()
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen(
+            [binary, "--checkpoint", checkpoint, "--listen", f"127.0.0.1:{self.port}",
+             "--metrics-listen", "", "--device", "cpu", "--threads", str(threads),
+             "--max-batch", str(max_batch), "--max-queue", "4096", "--batching", mode,
+             "--max-queue-delay-ms", "10"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+class Client:
+    def __init__(self, pb, pb_grpc, address, steps, guidance):
+        self.pb = pb
+        self.channel = grpc.insecure_channel(address)
+        self.stub = pb_grpc.CellFluxStub(self.channel)
+        deadline = time.time() + 180
+        while True:
+            try:
+                self.info = self.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5)
+                break
+            except grpc.RpcError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+        ids = self.stub.ListPerturbations(pb.ListPerturbationsRequest(page_size=64), timeout=10)
+        self.ids = [p.id for p in ids.perturbations]
+        size = self.info.image_size
+        rng = random.Random(0)
+        self.planes = [struct.pack(f"<{size * size}H", *[rng.randrange(4096) for _ in range(size * size)])
+                       for _ in self.info.channel_names]
+        self.steps, self.guidance = steps, guidance
+
+    def request(self, i):
+        pb = self.pb
+        req = pb.PredictRequest(perturbation_id=self.ids[i % len(self.ids)], request_id=f"bench-{i}")
+        req.data.image.height = req.data.image.width = self.info.image_size
+        for name, plane in zip(self.info.channel_names, self.planes):
+            req.data.image.channels.add(name=name, encoding=pb.RAW_U16_LE, data=plane)
+        req.data.expression.values.extend([0.0] * len(self.info.gene_ids))
+        req.options.num_steps = self.steps
+        req.options.guidance_scale = self.guidance
+        req.options.num_samples = 1
+        req.options.seed = i
+        req.options.output_encoding = pb.RAW_U16_LE
+        return req
+
+    def call(self, i):
+        req = self.request(i)
+        t0 = time.perf_counter()
+        self.stub.Predict(req, timeout=600)
+        return time.perf_counter() - t0
+
+
+def closed_loop(client, concurrency, per_client):
+    latencies, lock = [], threading.Lock()
+    counter = iter(range(10**9))
+
+    def worker():
+        for _ in range(per_client):
+            i = next(counter)
+            dt = client.call(i)
+            with lock:
+                latencies.append(dt)
+
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for f in [pool.submit(worker) for _ in range(concurrency)]:
+            f.result()
+    wall = time.perf_counter() - t0
+    return {"concurrency": concurrency, "requests": len(latencies), "seconds": wall,
+            "samples_per_s": len(latencies) / wall, "p50": percentile(latencies, 0.5),
+            "p95": percentile(latencies, 0.95), "p99": percentile(latencies, 0.99)}
+
+
+def open_loop(client, rate, seconds, seed=1):
+    rng = random.Random(seed)
+    arrivals, t = [], 0.0
+    while True:
+        t += rng.expovariate(rate)
+        if t > seconds:
+            break
+        arrivals.append(t)
+    latencies, lock = [], threading.Lock()
+
+    def one(i):
+        dt = client.call(100000 + i)
+        with lock:
+            latencies.append(dt)
+
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=256) as pool:
+        futures = []
+        for i, at in enumerate(arrivals):
+            delay = start + at - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(one, i))
+        for f in futures:
+            f.result()
+    wall = time.perf_counter() - start
+    return {"rate": rate, "requests": len(latencies), "seconds": wall,
+            "samples_per_s": len(latencies) / wall, "p50": percentile(latencies, 0.5),
+            "p95": percentile(latencies, 0.95), "p99": percentile(latencies, 0.99)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--config", default="configs/tiny.json")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--guidance", type=float, default=1.2)
+    ap.add_argument("--max-batch", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--concurrency", default="1,2,4,8,16,32,64")
+    ap.add_argument("--requests-per-client", type=int, default=3)
+    ap.add_argument("--min-requests", type=int, default=32, help="at least this many requests per level")
+    ap.add_argument("--open-seconds", type=float, default=30)
+    ap.add_argument("--open-rate", type=float, default=0, help="arrivals/s; 0 = half the offline capacity")
+    ap.add_argument("--modes", default="step,request")
+    ap.add_argument("--json", default="")
+    args = ap.parse_args()
+
+    src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tmp = tempfile.mkdtemp(prefix="cellflux-load-bench.")
+    subprocess.run(["protoc", f"--proto_path={src}/proto", f"--python_out={tmp}", f"--grpc_out={tmp}",
+                    f"--plugin=protoc-gen-grpc={subprocess.check_output(['which', 'grpc_python_plugin']).decode().strip()}",
+                    f"{src}/proto/cellflux/v1/cellflux.proto"], check=True)
+    sys.path.insert(0, tmp)
+    from cellflux.v1 import cellflux_pb2 as pb
+    from cellflux.v1 import cellflux_pb2_grpc as pb_grpc
+
+    ckpt = os.path.join(tmp, "ckpt")
+    subprocess.run([f"{args.build}/common/tools/cellflux-tool", "init-checkpoint", "--config", args.config,
+                    "--out", ckpt, "--perturbations", "16"], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    offline = subprocess.run([f"{args.build}/bench/offline_sampler_bench", "--checkpoint", ckpt,
+                              "--batch", str(args.max_batch), "--steps", str(args.steps),
+                              "--guidance", str(args.guidance), "--threads", str(args.threads)],
+                             check=True, capture_output=True, text=True).stdout
+    offline_rate = float(re.search(r"median\): ([0-9.eE+-]+)", offline).group(1))
+    print(f"offline sampler, batch {args.max_batch}: {offline_rate:.2f} samples/s", flush=True)
+    open_rate = args.open_rate or offline_rate / 2
+
+    results = {"offline_samples_per_s": offline_rate, "steps": args.steps, "guidance": args.guidance,
+               "max_batch": args.max_batch, "threads": args.threads, "modes": {}}
+    levels = [int(c) for c in args.concurrency.split(",")]
+    for mode in args.modes.split(","):
+        server = Server(f"{args.build}/server/cellflux-server", ckpt, mode, args.max_batch, args.threads,
+                        os.path.join(tmp, f"server-{mode}.log"))
+        try:
+            client = Client(pb, pb_grpc, f"127.0.0.1:{server.port}", args.steps, args.guidance)
+            client.call(0)  # warm-up
+            rows = []
+            for c in levels:
+                r = closed_loop(client, c, max(args.requests_per_client, -(-args.min_requests // c)))
+                r["fraction_of_offline"] = r["samples_per_s"] / offline_rate
+                rows.append(r)
+                print(f"{mode} closed c={c}: {r['samples_per_s']:.2f} samples/s "
+                      f"({100 * r['fraction_of_offline']:.0f}% of offline), p50 {r['p50']:.2f}s "
+                      f"p95 {r['p95']:.2f}s p99 {r['p99']:.2f}s", flush=True)
+            o = open_loop(client, open_rate, args.open_seconds)
+            print(f"{mode} open {open_rate:.2f}/s: {o['requests']} requests, p50 {o['p50']:.2f}s "
+                  f"p95 {o['p95']:.2f}s p99 {o['p99']:.2f}s", flush=True)
+            results["modes"][mode] = {"closed": rows, "open": o}
+        finally:
+            server.stop()
+
+    print()
+    print(f"| mode | load | samples/s | % of offline | p50 s | p95 s | p99 s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for mode, r in results["modes"].items():
+        for row in r["closed"]:
+            print(f"| {mode} | closed c={row['concurrency']} | {row['samples_per_s']:.2f} | "
+                  f"{100 * row['fraction_of_offline']:.0f}% | {row['p50']:.2f} | {row['p95']:.2f} | {row['p99']:.2f} |")
+        o = r["open"]
+        print(f"| {mode} | open Poisson {o['rate']:.2f}/s | {o['samples_per_s']:.2f} | "
+              f"{100 * o['samples_per_s'] / offline_rate:.0f}% | {o['p50']:.2f} | {o['p95']:.2f} | {o['p99']:.2f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
