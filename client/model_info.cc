@@ -63,7 +63,7 @@ std::string FormatModelInfo(const cellflux::v1::GetModelInfoResponse& info,
   }
   absl::StrAppend(&out, "\n");
   absl::StrAppend(&out, "perturbations:  ", info.num_perturbations(), "\n");
-  absl::StrAppend(&out, "control bank:   ", info.num_controls(), " wells\n");
+  absl::StrAppend(&out, "control bank:   ", info.num_controls(), " DMSO sites (plate, well, site)\n");
   absl::StrAppend(&out,
                   absl::StrFormat("defaults:       steps=%d guidance=%g samples=%d\n",
                                   info.defaults().num_steps(), info.defaults().guidance_scale(),

@@ -24,10 +24,14 @@
 namespace cellflux::client {
 namespace {
 
-std::string RowFingerprint(const Plan& plan, const PlanRow& row, const SamplingOptions& sampling) {
+// What makes a finished row reusable on resume: the plan line, the sampling options and the
+// model that answered (a screen resumed against another checkpoint redoes every row).
+std::string RowFingerprint(const Plan& plan, const PlanRow& row, const SamplingOptions& sampling,
+                           const std::string& model_id) {
   std::vector<std::string> parts = plan.header;
   parts.insert(parts.end(), row.fields.begin(), row.fields.end());
   parts.push_back(sampling.Describe());
+  parts.push_back(model_id);
   return Fingerprint(parts);
 }
 
@@ -139,7 +143,7 @@ class ScreenRunner {
   }
 
   void RunRow(const PlanRow& row, absl::BitGen& rng) {
-    const std::string fingerprint = RowFingerprint(plan_, row, options_.sampling);
+    const std::string fingerprint = RowFingerprint(plan_, row, options_.sampling, info_.model_id());
     auto prepared = PrepareRow(row, info_, options_.sampling);
     if (!prepared.ok()) return Fail(row, prepared.status(), 0);
     cellflux::v1::PredictResponse response;
@@ -216,7 +220,7 @@ absl::StatusOr<ScreenSummary> RunScreen(const Connection& connection, const Plan
   std::vector<const PlanRow*> pending;
   std::map<int, RowRecord> records;
   for (const PlanRow& row : plan.rows) {
-    const std::string fingerprint = RowFingerprint(plan, row, options.sampling);
+    const std::string fingerprint = RowFingerprint(plan, row, options.sampling, info.model_id());
     if (journal->IsDone(row.index, fingerprint)) {
       auto record = ReadRowRecord(options.out_dir, row.index);
       if (record.ok() && record->fingerprint == fingerprint) {

@@ -81,7 +81,9 @@ phase flow "$LOGS/flow.log" "$TRAIN" flow --resume "${TRAIN_ARGS[@]}"
 phase eval "$LOGS/eval.log" "$TRAIN" eval "${TRAIN_ARGS[@]}"
 
 # Serve the best checkpoint with the prepared data's DMSO wells as the control bank.
-CKPT=$OUT/run/checkpoints
+# The checkpoint the eval stage scored (the best by validation), so the screen matches its metrics.
+CKPT=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["checkpoint"])' \
+  "$OUT/run/eval/metrics.json")
 PORT=$(( 20000 + RANDOM % 20000 )); MPORT=$(( PORT + 1 ))
 echo "== serve (127.0.0.1:$PORT, metrics 127.0.0.1:$MPORT)"
 "$SERVER" --checkpoint "$CKPT" --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$MPORT" \

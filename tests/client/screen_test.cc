@@ -206,6 +206,24 @@ TEST_F(ScreenTest, ChangedOptionsRedoRows) {
   EXPECT_EQ(server_->service().calls(), 4);
 }
 
+// Resuming against a server that now serves another checkpoint redoes every row (the demo once
+// kept 36 rows of the previous model's predictions after the served checkpoint changed).
+TEST_F(ScreenTest, AnotherModelRedoesRows) {
+  Start();
+  const std::string dir = testing::MakeTempDir("model_changed");
+  auto plan = ReadPlan(WritePlan(dir, 3, -1));
+  ASSERT_TRUE(plan.ok());
+  ASSERT_TRUE(RunScreen(*connection_, *plan, Options(dir + "/out"), nullptr).ok());
+  FakeOptions other;
+  other.model_id = "fake-model-v2";
+  Start(other);
+  auto summary = RunScreen(*connection_, *plan, Options(dir + "/out"), nullptr);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->rows_skipped, 0);
+  EXPECT_EQ(summary->rows_succeeded, 3);
+  EXPECT_EQ(server_->service().calls(), 3);
+}
+
 TEST_F(ScreenTest, PredictionsGctParsesBackWithShapeIdsAndValues) {
   FakeOptions fake;
   fake.num_genes = 50;
