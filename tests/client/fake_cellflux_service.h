@@ -41,6 +41,27 @@ inline uint64_t HashString(const std::string& s) {
   return h;
 }
 
+// An n × n RAW_U16_LE image of the five channels, pixel(c, i) for channel c, pixel index i.
+template <typename PixelFn>
+void FillImage(cellflux::v1::Image* image, int n, PixelFn pixel) {
+  image->set_height(n);
+  image->set_width(n);
+  int c = 0;
+  for (const char* name : {"DNA", "RNA", "ER", "AGP", "Mito"}) {
+    auto* channel = image->add_channels();
+    channel->set_name(name);
+    channel->set_encoding(cellflux::v1::RAW_U16_LE);
+    std::string bytes(static_cast<size_t>(n) * n * 2, '\0');
+    for (int i = 0; i < n * n; ++i) {
+      const uint16_t v = pixel(c, i);
+      bytes[2 * i] = static_cast<char>(v & 0xff);
+      bytes[2 * i + 1] = static_cast<char>(v >> 8);
+    }
+    channel->set_data(std::move(bytes));
+    ++c;
+  }
+}
+
 struct FakeOptions {
   int image_size = 24;
   int num_genes = 978;  // the first num_genes L1000 landmark probes, in the fixture's order
@@ -163,60 +184,27 @@ class FakeCellFlux final : public cellflux::v1::CellFlux::Service {
     for (int k = 0; k < samples; ++k) {
       auto* prediction = response->add_predictions();
       prediction->set_seed(seed + k);
-      auto* image = prediction->mutable_image();
-      image->set_height(n);
-      image->set_width(n);
-      int c = 0;
-      for (const char* name : {"DNA", "RNA", "ER", "AGP", "Mito"}) {
-        auto* channel = image->add_channels();
-        channel->set_name(name);
-        channel->set_encoding(cellflux::v1::RAW_U16_LE);
-        std::string bytes(static_cast<size_t>(n) * n * 2, '\0');
+      FillImage(prediction->mutable_image(), n, [&](int c, int i) {
         // With a control image of the model's size, "perturb" it (a per-channel gain) so the
         // output looks like cells; otherwise deterministic noise.
-        const std::string* control_bytes = nullptr;
         if (request->has_data() && request->data().image().height() == n &&
             request->data().image().width() == n &&
             request->data().image().channels(c).encoding() == cellflux::v1::RAW_U16_LE) {
-          control_bytes = &request->data().image().channels(c).data();
+          const std::string& bytes = request->data().image().channels(c).data();
+          const int control = static_cast<uint8_t>(bytes[2 * i]) | (static_cast<uint8_t>(bytes[2 * i + 1]) << 8);
+          const double gain = 0.6 + (Mix(HashString(request->perturbation_id()) + c + k) % 800) / 1000.0;
+          return static_cast<uint16_t>(std::min(4095.0, control * gain));
         }
-        const double gain = 0.6 + (Mix(HashString(request->perturbation_id()) + c + k) % 800) / 1000.0;
-        for (int i = 0; i < n * n; ++i) {
-          uint16_t v = Pixel(request->perturbation_id(), seed + k, c, i);
-          if (control_bytes != nullptr) {
-            const int control = static_cast<uint8_t>((*control_bytes)[2 * i]) |
-                                (static_cast<uint8_t>((*control_bytes)[2 * i + 1]) << 8);
-            v = static_cast<uint16_t>(std::min(4095.0, control * gain));
-          }
-          bytes[2 * i] = static_cast<char>(v & 0xff);
-          bytes[2 * i + 1] = static_cast<char>(v >> 8);
-        }
-        channel->set_data(std::move(bytes));
-        ++c;
-      }
+        return Pixel(request->perturbation_id(), seed + k, c, i);
+      });
       for (size_t g = 0; g < gene_ids_.size(); ++g) {
         prediction->add_expression(control[g] +
                                    Effect(request->perturbation_id(), seed + k, static_cast<int>(g)));
       }
     }
     if (request->has_ref() && request->options().return_control()) {  // a bank well's crop
-      auto* image = response->mutable_control_image();
-      image->set_height(n);
-      image->set_width(n);
-      int c = 0;
-      for (const char* name : {"DNA", "RNA", "ER", "AGP", "Mito"}) {
-        auto* channel = image->add_channels();
-        channel->set_name(name);
-        channel->set_encoding(cellflux::v1::RAW_U16_LE);
-        std::string bytes(static_cast<size_t>(n) * n * 2, '\0');
-        for (int i = 0; i < n * n; ++i) {
-          const uint16_t v = Pixel(request->ref().well(), 0, c, i);
-          bytes[2 * i] = static_cast<char>(v & 0xff);
-          bytes[2 * i + 1] = static_cast<char>(v >> 8);
-        }
-        channel->set_data(std::move(bytes));
-        ++c;
-      }
+      FillImage(response->mutable_control_image(), n,
+                [&](int c, int i) { return Pixel(request->ref().well(), 0, c, i); });
       for (size_t g = 0; g < gene_ids_.size(); ++g) response->add_control_expression(0.5f);
     }
     response->set_model_id(options_.model_id);
