@@ -4,7 +4,7 @@
 // queue, no gRPC and no per-step re-batching.
 //
 //   offline_sampler_bench --checkpoint DIR [--batch 16] [--steps 20] [--guidance 1.2]
-//                         [--threads 2] [--repeats 3]
+//                         [--threads 2] [--repeats 3] [--vae-max-batch 16]
 //
 // Prints one line per repeat and a final "samples/s" line (median over repeats).
 #include <algorithm>
@@ -23,7 +23,7 @@
 int main(int argc, char** argv) {
   CLI::App app{"offline_sampler_bench: fixed-batch sampling throughput (encode + N Euler steps + decode)"};
   std::string checkpoint;
-  int batch = 16, steps = 20, threads = 2, repeats = 3;
+  int batch = 16, steps = 20, threads = 2, repeats = 3, vae_max_batch = 16;
   double guidance = 1.2;
   app.add_option("--checkpoint", checkpoint, "checkpoint directory (or root with `latest`)")->required();
   app.add_option("--batch", batch, "samples per batch")->capture_default_str();
@@ -31,6 +31,9 @@ int main(int argc, char** argv) {
   app.add_option("--guidance", guidance, "guidance scale α")->capture_default_str();
   app.add_option("--threads", threads, "intra-op threads")->capture_default_str();
   app.add_option("--repeats", repeats, "timed batches (after one warm-up)")->capture_default_str();
+  app.add_option("--vae-max-batch", vae_max_batch,
+                 "pseudo-RGB images per VAE call (the server's default is 16; 0 = all at once)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   cellflux::LogRuntime("offline_sampler_bench", torch::kCPU, threads);
@@ -55,11 +58,11 @@ int main(int argc, char** argv) {
   so.guidance_scale = guidance;
 
   auto run_once = [&] {
-    cellflux::LatentPosterior p = model->EncodeImages(images);
+    cellflux::LatentPosterior p = model->EncodeImages(images, vae_max_batch);
     torch::Tensor g = model->has_genes() ? model->EncodeExpression(expression) : torch::Tensor();
     cellflux::JointLatent z0 = model->DrawSource(p, g, seeds);
     cellflux::JointLatent z1 = cellflux::SampleEuler(model->velocity_fn(), z0, labels, model->null_label(), so);
-    cellflux::DecodedSample out = model->Decode(z1);
+    cellflux::DecodedSample out = model->Decode(z1, vae_max_batch);
     return out.images.sum().item<float>();
   };
   run_once();  // warm-up
