@@ -78,7 +78,9 @@ for stage in gene-ae vae encode; do
 done
 # Flow resumes from its last checkpoint; it is a no-op when the steps are already done.
 phase flow "$LOGS/flow.log" "$TRAIN" flow --resume "${TRAIN_ARGS[@]}"
-phase eval "$LOGS/eval.log" "$TRAIN" eval "${TRAIN_ARGS[@]}"
+# The demo's validation split holds 4 pairs, so "best by validation" is noise (it once picked step
+# 200 of 600: gene MAE 0.907 vs 0.832 for step 600): score and serve the last checkpoint.
+phase eval "$LOGS/eval.log" "$TRAIN" eval "${TRAIN_ARGS[@]}" --checkpoint "$OUT/run/checkpoints"
 
 # Serve the best checkpoint with the prepared data's DMSO wells as the control bank.
 # The checkpoint the eval stage scored (the best by validation), so the screen matches its metrics.

@@ -59,6 +59,10 @@ class Backend {
   // Decodes N finished rows into N samples in the request scale (12-bit pixels, raw expression).
   virtual absl::StatusOr<std::vector<SampleOutput>> Decode(const JointLatent& z) = 0;
 
+  // Bytes the device's caching allocator holds for this process (cellflux_gpu_memory_bytes); 0 on
+  // CPU and for backends that do not know. Any thread.
+  virtual int64_t DeviceMemoryBytes() const { return 0; }
+
   // The inputs of bank control `key` (its centre-cropped pixels and expression), for
   // options.return_control. Any thread. UNIMPLEMENTED for backends without a bank.
   virtual absl::StatusOr<ControlInput> BankControlInput(const ControlKey& key) const {

@@ -7,6 +7,9 @@
 #include <utility>
 
 #include <torch/torch.h>
+#if defined(CELLFLUX_WITH_CUDA)
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -136,6 +139,18 @@ class ModelBackend final : public Backend {
     const std::vector<ControlKey> keys = reader->keys();
     for (size_t i = 0; i < keys.size(); ++i) bank_index_.emplace(keys[i], i);
     bank_reader_ = std::move(reader);
+  }
+
+  int64_t DeviceMemoryBytes() const override {
+#if defined(CELLFLUX_WITH_CUDA)
+    const c10::Device d = model_->device();
+    if (d.is_cuda()) {
+      namespace alloc = c10::cuda::CUDACachingAllocator;
+      const auto stats = alloc::getDeviceStats(d.index() < 0 ? 0 : d.index());
+      return stats.allocated_bytes[static_cast<size_t>(alloc::StatType::AGGREGATE)].current;
+    }
+#endif
+    return 0;
   }
 
   absl::StatusOr<ControlInput> BankControlInput(const ControlKey& key) const override {

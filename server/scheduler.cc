@@ -365,7 +365,10 @@ void Scheduler::StepActive() {
       continue;
     }
     rows_stepped += n;
-    if (metrics_ != nullptr) metrics_->ObserveBatch(n);
+    if (metrics_ != nullptr) {
+      metrics_->ObserveBatch(n);
+      metrics_->SetGpuMemoryBytes(static_cast<double>(backend->DeviceMemoryBytes()));
+    }
   }
   active_.erase(std::remove_if(active_.begin(), active_.end(),
                                [](const Row& r) { return r.task->finished; }),

@@ -11,6 +11,7 @@
 #ifndef CELLFLUX_TESTS_SERVER_FAKE_BACKEND_H_
 #define CELLFLUX_TESTS_SERVER_FAKE_BACKEND_H_
 
+#include <atomic>
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
@@ -50,6 +51,10 @@ class FakeBackend : public Backend {
   explicit FakeBackend(ModelInfo info = FakeModelInfo()) : info_(std::move(info)) {}
 
   const ModelInfo& info() const override { return info_; }
+
+  // What DeviceMemoryBytes reports (the metrics test sets it).
+  std::atomic<int64_t> device_memory_bytes{0};
+  int64_t DeviceMemoryBytes() const override { return device_memory_bytes.load(); }
 
   absl::StatusOr<JointLatent> Encode(const std::vector<EncodeItem>& items) override {
     const int c = static_cast<int>(info_.channel_names.size());

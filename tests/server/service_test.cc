@@ -196,6 +196,16 @@ TEST_F(ServiceTest, ReturnControlEchoesTheCroppedControl) {
   EXPECT_EQ(Predictions(resp), Predictions(plain));
 }
 
+// cellflux_gpu_memory_bytes follows the backend's allocator after every batch step.
+TEST_F(ServiceTest, GpuMemoryGaugeFollowsTheBackend) {
+  StartServer();
+  Serve();
+  backend_->device_memory_bytes = 123456789;
+  v1::PredictResponse resp;
+  ASSERT_TRUE(Predict(GoodRequest(1, 1, 2), &resp).ok());
+  EXPECT_EQ(Gauge("cellflux_gpu_memory_bytes"), 123456789.0);
+}
+
 TEST_F(ServiceTest, HealthIsServingOnlyWithAModel) {
   StartServer();
   EXPECT_EQ(HealthStatus(channel_, ""), kNotServing);
