@@ -26,7 +26,7 @@ class ControlBankTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     SetMinLogLevel(LogLevel::kWARNING);
-    root_ = new std::string(::testing::TempDir() + "/cellflux_control_bank_test");
+    root_ = new std::string(cellflux::testing::UniqueTempDir(::testing::TempDir(), "cellflux_control_bank_test"));
     fs::remove_all(*root_);
     auto dir = cellflux::testing::MakeTinyPreparedDataset(*root_);
     ASSERT_TRUE(dir.ok()) << dir.status();

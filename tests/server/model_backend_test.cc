@@ -31,7 +31,7 @@ class ModelBackendTest : public ::testing::Test {
     SetMinLogLevel(LogLevel::kWARNING);
     std::vector<std::string> genes;
     for (int g = 0; g < kGenes; ++g) genes.push_back("p" + std::to_string(g) + "_at");
-    dir_ = new std::string(::testing::TempDir() + "/cellflux_server_tiny_ckpt");
+    dir_ = new std::string(cellflux::testing::UniqueTempDir(::testing::TempDir(), "cellflux_server_tiny_ckpt"));
     WriteTinyCheckpoint(*dir_, genes);
   }
 
@@ -52,7 +52,10 @@ class ModelBackendTest : public ::testing::Test {
     absl::Status s = WriteCheckpoint(dir, bundle);
     ASSERT_TRUE(s.ok()) << s;
   }
-  static void TearDownTestSuite() { delete dir_; }
+  static void TearDownTestSuite() {
+    std::filesystem::remove_all(*dir_);
+    delete dir_;
+  }
 
   std::shared_ptr<ControlInput> Control() {
     auto c = std::make_shared<ControlInput>();
@@ -148,7 +151,7 @@ TEST_F(ModelBackendTest, SamplesAreSeededAndIndependentOfBatchmates) {
 // --controls: every DMSO site of a prepared dataset is encoded at load; a bank reference gives
 // exactly what sending the same site's pixels and expression as control.data gives.
 TEST_F(ModelBackendTest, ControlBankMatchesSendingTheSameControl) {
-  const std::string root = ::testing::TempDir() + "/cellflux_server_bank";
+  const std::string root = cellflux::testing::UniqueTempDir(::testing::TempDir(), "cellflux_server_bank");
   std::filesystem::remove_all(root);
   auto data_dir = cellflux::testing::MakeTinyPreparedDataset(root);
   ASSERT_TRUE(data_dir.ok()) << data_dir.status();

@@ -4,6 +4,8 @@
 #ifndef CELLFLUX_TESTS_TESTING_TINY_DATASET_H_
 #define CELLFLUX_TESTS_TESTING_TINY_DATASET_H_
 
+#include <unistd.h>
+
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -12,6 +14,13 @@
 #include "common/util/status_macros.h"
 
 namespace cellflux::testing {
+
+// TempDir()/name-<pid>: CTest runs every TEST of one executable as its own process, in parallel,
+// so a suite-wide fixture directory must not be shared between those processes (a fixed name let
+// one test's set-up delete another's dataset mid-run in CI).
+inline std::string UniqueTempDir(const std::string& temp_dir, const std::string& name) {
+  return temp_dir + "/" + name + "-" + std::to_string(::getpid());
+}
 
 // Writes synth plates under root/synth and the prepared dataset under root/prepared; returns the
 // prepared directory.

@@ -36,7 +36,7 @@ class StagesTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     SetMinLogLevel(LogLevel::kWARNING);
-    root_ = new std::string(::testing::TempDir() + "/cellflux_stages_test");
+    root_ = new std::string(cellflux::testing::UniqueTempDir(::testing::TempDir(), "cellflux_stages_test"));
     fs::remove_all(*root_);
     auto dir = cellflux::testing::MakeTinyPreparedDataset(*root_);
     ASSERT_TRUE(dir.ok()) << dir.status();
