@@ -91,7 +91,7 @@ int RunPlan(const Flags& flags, const Plan& plan, ScreenOptions options) {
   RestoreDefaultSignalHandlers();
   if (!summary.ok()) return Fail(summary.status());
   for (const RowFailure& failure : summary->failures) {
-    std::cerr << "failed: " << RowName(failure.row) << " (plan line " << plan.rows[failure.row].line
+    std::cerr << "failed: " << RowName(failure.row) << " (" << RowOrigin(plan.rows[failure.row])
               << ", " << plan.rows[failure.row].perturbation_id << "): "
               << absl::StatusCodeToString(failure.status.code()) << ": "
               << failure.status.message() << "\n";

@@ -12,6 +12,10 @@
 #include "common/util/status_macros.h"
 
 namespace cellflux::client {
+
+std::string RowOrigin(const PlanRow& row) {
+  return row.line > 0 ? absl::StrCat("plan line ", row.line) : std::string("command line");
+}
 namespace {
 
 std::string ResolveAgainst(const std::string& base_dir, const std::string& path) {

@@ -30,9 +30,13 @@ struct ControlRefSpec {
 // Parses "PLATE:WELL[:SITE]"; INVALID_ARGUMENT with the expected form.
 absl::StatusOr<ControlRefSpec> ParseControlRef(const std::string& text);
 
+struct PlanRow;
+// "plan line N" for rows of a plan file, "command line" for `predict` (line 0).
+std::string RowOrigin(const PlanRow& row);
+
 struct PlanRow {
   int index = 0;       // 0-based data row (the prediction's stable id: "r000012")
-  int64_t line = 0;    // 1-based line in the plan file
+  int64_t line = 0;    // 1-based line in the plan file; 0 = built from `predict` flags
   std::string perturbation_id;
   std::optional<ControlRefSpec> control_ref;
   std::string control_dir;         // resolved path; empty when control_ref is used

@@ -10,7 +10,7 @@ namespace cellflux::client {
 namespace {
 
 absl::Status WithLine(const PlanRow& row, const absl::Status& status) {
-  return absl::Status(status.code(), absl::StrCat("plan line ", row.line, ": ", status.message()));
+  return absl::Status(status.code(), absl::StrCat(RowOrigin(row), ": ", status.message()));
 }
 
 }  // namespace
@@ -84,7 +84,7 @@ absl::StatusOr<PreparedRow> PrepareRow(const PlanRow& row,
       prepared.control_expression = std::move(expression->values);
     } else if (!genes.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "plan line ", row.line, ": control_dir ", row.control_dir,
+          RowOrigin(row), ": control_dir ", row.control_dir,
           " needs control_expression (the model predicts ", genes.size(), " genes)"));
     }
   }

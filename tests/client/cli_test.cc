@@ -90,6 +90,18 @@ TEST_F(CliTest, PredictWritesImagesAndGct) {
   EXPECT_EQ(stat((dir + "/report.html").c_str(), &st), 0);
 }
 
+// predict's errors point at the command line, not at a "plan line 0" the user never wrote.
+TEST_F(CliTest, PredictErrorsNameTheCommandLine) {
+  const std::string dir = testing::MakeTempDir("clipredict_bad");
+  std::string out;
+  EXPECT_NE(RunClient("predict --server " + server_.address() + " --perturbation BRD-K1 --control-dir " + dir +
+                          "/no_such_folder --out " + dir + "/out",
+                      &out),
+            0);
+  EXPECT_THAT(out, HasSubstr("command line"));
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("plan line 0")));
+}
+
 // A real SIGINT (what Ctrl-C sends) to the running binary: it exits 130 with the rows done so far
 // journaled, and the same command then finishes the screen without redoing any row.
 TEST_F(CliTest, SigintStopsTheScreenAndARerunResumes) {
