@@ -21,6 +21,7 @@
 #include "common/io/l1000_csv.h"
 #include "common/util/files.h"
 #include "gmock/gmock.h"
+#include "tests/data/tiny_cdrp.h"
 #include "gtest/gtest.h"
 
 namespace cellflux::data {
@@ -42,66 +43,21 @@ class DatasetTest : public ::testing::Test {
     root_ = absl::StrCat(::testing::TempDir(), "/dataset_test_", ::getpid(), "_",
                          ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(root_);
-    ASSERT_TRUE(MakeDirs(root_ + "/platemaps/platemap").ok());
-    ASSERT_TRUE(WriteFileAtomic(root_ + "/platemaps/barcode_platemap.csv",
-                                "Plate_Map_Name,Assay_Plate_Barcode\nM1,P1\nM1,P2\n").ok());
-    std::string map = "well_position\tbroad_sample\tmmoles_per_liter\tsolvent\nA01\t\t\tDMSO\nA02\t\t\tDMSO\n";
-    std::vector<std::string> wells = {"A01", "A02"};
-    for (int c = 1; c <= kCompounds; ++c) {
-      absl::StrAppend(&map, Well(c), "\t", Compound(c), "\t5\tDMSO\n");
-      wells.push_back(Well(c));
-    }
-    ASSERT_TRUE(WriteFileAtomic(root_ + "/platemaps/platemap/M1.txt", map).ok());
-    for (const char* plate : {"P1", "P2"}) {
-      for (const std::string& well : wells) {
-        for (int site = 1; site <= 2; ++site) {
-          for (int w = 1; w <= 5; ++w) {
-            const int k = static_cast<int>(file_ids_.size());
-            file_ids_[{plate, well, site, CanonicalChannelForW(w)}] = k;
-            cv::Mat m(kHeight, kWidth, CV_16UC1);
-            for (int y = 0; y < kHeight; ++y) {
-              for (int x = 0; x < kWidth; ++x) m.at<uint16_t>(y, x) = static_cast<uint16_t>(8 * k + (x + y) % 7);
-            }
-            ASSERT_TRUE(MakeDirs(root_ + "/images/" + plate).ok());
-            ASSERT_TRUE(cv::imwrite(absl::StrCat(root_, "/images/", plate, "/", MakeImageFileName(well, site, w)), m));
+    testing::WriteTinyCdrp(
+        root_, kCompounds, kHeight, kWidth, kGenes,
+        [this](const std::string& plate, const std::string& well, int site, int w, cv::Mat* m) {
+          const int k = static_cast<int>(file_ids_.size());
+          file_ids_[{plate, well, site, CanonicalChannelForW(w)}] = k;
+          for (int y = 0; y < kHeight; ++y) {
+            for (int x = 0; x < kWidth; ++x) m->at<uint16_t>(y, x) = static_cast<uint16_t>(8 * k + (x + y) % 7);
           }
-        }
-      }
-    }
-    auto writer = io::L1000CsvWriter::Open(root_ + "/l1k.csv",
-                                           {"replicate_id", "pert_id", "pert_dose", "det_plate", "pert_sample_dose"},
-                                           {"1_at", "2_at", "3_at", "4_at"});
-    ASSERT_TRUE(writer.ok());
-    int r = 0;
-    auto add = [&](const std::string& pert, const std::string& key, const std::string& plate) {
-      ++r;
-      ASSERT_TRUE((*writer)->Write({absl::StrCat("rep", r), pert, pert == "DMSO" ? "-666" : "10", plate, key},
-                                   {0.5f * r, 1.0f + r * r, -0.25f * r, 2.0f}).ok());
-    };
-    for (const char* plate : {"L1", "L2"}) {
-      add("DMSO", "DMSO", plate);
-      add("DMSO", "DMSO", plate);
-      for (int c = 1; c <= kCompounds; ++c) add(Compound(c), Compound(c) + "_10.0", plate);
-    }
-    ASSERT_TRUE((*writer)->Close().ok());
-
-    PrepareOptions o;
-    o.images_dir = root_ + "/images";
-    o.platemaps_dir = root_ + "/platemaps";
-    o.l1000_path = root_ + "/l1k.csv";
-    o.out_dir = root_ + "/prepared";
-    o.test_perturbations = 3;
-    o.seed = 5;
-    auto summary = PrepareDataset(o);
-    ASSERT_TRUE(summary.ok()) << summary.status();
-    auto m = LoadManifest(o.out_dir);
-    ASSERT_TRUE(m.ok()) << m.status();
-    manifest_ = std::make_shared<Manifest>(*std::move(m));
+        },
+        &manifest_);
   }
   void TearDown() override { fs::remove_all(root_); }
 
-  static std::string Compound(int c) { return absl::StrCat("C", c < 10 ? "0" : "", c); }
-  static std::string Well(int c) { return absl::StrCat("B", c < 10 ? "0" : "", c); }
+  static std::string Compound(int c) { return testing::Compound(c); }
+  static std::string Well(int c) { return testing::Well(c); }
 
   std::unique_ptr<CellPaintingDataset> Make(DatasetOptions o = {}) {
     o.image_size = kCrop;
