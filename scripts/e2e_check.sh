@@ -4,7 +4,10 @@
 #   → cellflux-server --controls (control bank from the prepared DMSO sites) on loopback
 #   → cellflux-client info / predict (bank ref and a control folder + GCT column) / screen
 #   → the Python example client (client/python/cellflux_example.py, stubs from Debian's protoc
-#     and grpc_python_plugin) → SIGTERM: the server drains and exits 0.
+#     and grpc_python_plugin) → SIGTERM: the server drains and exits 0
+#   → a second server with TLS (self-signed certificate from openssl) and a bearer token: the
+#     client with --tls-ca + --auth-token-file predicts; without the token it is refused
+#     (UNAUTHENTICATED); in plaintext it cannot connect.
 # Every output a user would open is checked (TIFFs, composites, GCT, report with the control).
 #
 #   scripts/e2e_check.sh BUILD_DIR        exit 0 pass, 1 fail, 77 skip (binaries not built)
@@ -129,4 +132,37 @@ kill -0 "$server_pid" 2>/dev/null && fail "server still running 30 s after SIGTE
 wait "$server_pid" && rc=0 || rc=$?
 server_pid=""
 [ "$rc" = 0 ] || fail "server exited $rc after SIGTERM"
+
+say "TLS + bearer token"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/key.pem" -out "$tmp/cert.pem" -days 2 \
+  -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" > "$tmp/openssl.log" 2>&1 \
+  || { cat "$tmp/openssl.log"; fail "openssl could not make a test certificate"; }
+echo "e2e-secret-token" > "$tmp/token"
+port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+addr=127.0.0.1:$port
+"$server" --checkpoint "$tmp/ckpt" --listen "$addr" --metrics-listen "" --threads 1 \
+  --tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem" --auth-token-file "$tmp/token" \
+  > "$tmp/server.log" 2>&1 &
+server_pid=$!
+secure=(--server "$addr" --tls-ca "$tmp/cert.pem" --auth-token-file "$tmp/token")
+for _ in $(seq 1 240); do
+  "$client" info "${secure[@]}" > "$tmp/info_tls.txt" 2>&1 && break
+  kill -0 "$server_pid" 2>/dev/null || fail "TLS server exited during start-up"
+  sleep 0.5
+done
+grep -q "control bank:   0" "$tmp/info_tls.txt" || { cat "$tmp/info_tls.txt"; fail "info over TLS"; }
+"$client" predict "${secure[@]}" --perturbation "$pert" --control-dir "$tmp/site" \
+  --control-expression "$fixtures/l1000/test_l1000.gct:LJP005_A375_24H_X1_B19:A03" --steps 2 \
+  --out "$tmp/pred_tls" > "$tmp/pred_tls.log" 2>&1 || { cat "$tmp/pred_tls.log"; fail "predict over TLS with token"; }
+if "$client" info --server "$addr" --tls-ca "$tmp/cert.pem" --retries 0 --deadline 10 > "$tmp/no_token.log" 2>&1; then
+  fail "info without the token succeeded"
+fi
+grep -q "UNAUTHENTICATED" "$tmp/no_token.log" || { cat "$tmp/no_token.log"; fail "no token: expected UNAUTHENTICATED"; }
+if "$client" info --server "$addr" --auth-token-file "$tmp/token" --retries 0 --deadline 10 > "$tmp/plain.log" 2>&1; then
+  fail "plaintext info against the TLS server succeeded"
+fi
+kill -TERM "$server_pid"
+wait "$server_pid" && rc=0 || rc=$?
+server_pid=""
+[ "$rc" = 0 ] || fail "TLS server exited $rc after SIGTERM"
 say "ok"
