@@ -2,15 +2,10 @@
 
 #include <torch/torch.h>
 
+#include "common/torch/tensors.h"
+
 namespace cellflux {
 namespace {
-
-// t: [N] → [N, 1, ..., 1] with x's rank and dtype, so it scales x row by row.
-torch::Tensor RowScale(const torch::Tensor& t, const torch::Tensor& x) {
-  std::vector<int64_t> shape(x.dim(), 1);
-  shape[0] = t.size(0);
-  return t.to(x.dtype()).view(shape);
-}
 
 bool HasGene(const JointLatent& z) { return z.gene.defined() && z.gene.numel() > 0; }
 

@@ -4,15 +4,10 @@
 
 #include <torch/torch.h>
 
+#include "common/torch/tensors.h"
+
 namespace cellflux {
 namespace {
-
-// s: [N] → [N, 1, ..., 1] with x's rank and dtype, so it scales x row by row.
-torch::Tensor RowScale(const torch::Tensor& s, const torch::Tensor& x) {
-  std::vector<int64_t> shape(x.dim(), 1);
-  shape[0] = s.size(0);
-  return s.to(x.dtype()).view(shape);
-}
 
 // α·cond + (1 − α)·uncond per row. Written in this form (not uncond + α·(cond − uncond)) so that
 // a row with α = 1 whose uncond is its own cond comes out bit-identical to cond.

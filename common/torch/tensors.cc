@@ -104,6 +104,12 @@ TensorMap StateDict(const torch::nn::Module& module) {
 
 std::string ShapeOf(const torch::Tensor& t) { return io::ShapeString(t.sizes().vec()); }
 
+torch::Tensor RowScale(const torch::Tensor& s, const torch::Tensor& x) {
+  std::vector<int64_t> shape(x.dim(), 1);
+  shape[0] = s.size(0);
+  return s.to(x.dtype()).view(shape);
+}
+
 absl::Status LoadStateDict(torch::nn::Module& module, const TensorMap& tensors,
                            const std::string& label, const LoadStateDictOptions& options) {
   TensorMap own = StateDict(module);

@@ -56,6 +56,9 @@ absl::Status LoadStateDict(torch::nn::Module& module, const TensorMap& tensors,
 
 std::string ShapeOf(const torch::Tensor& t);
 
+// s: [N] → [N, 1, ..., 1] with x's rank and dtype, so that s * x scales x row by row.
+torch::Tensor RowScale(const torch::Tensor& s, const torch::Tensor& x);
+
 }  // namespace cellflux
 
 #endif  // CELLFLUX_COMMON_TORCH_TENSORS_H_
