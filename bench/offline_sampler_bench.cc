@@ -57,13 +57,25 @@ int main(int argc, char** argv) {
   so.num_steps = steps;
   so.guidance_scale = guidance;
 
+  // Seconds spent in each phase of the last run: encode, the N Euler steps, decode.
+  double phase[3] = {0, 0, 0};
   auto run_once = [&] {
+    auto t0 = std::chrono::steady_clock::now();
+    auto lap = [&](double* into) {
+      const auto t1 = std::chrono::steady_clock::now();
+      *into = std::chrono::duration<double>(t1 - t0).count();
+      t0 = t1;
+    };
     cellflux::LatentPosterior p = model->EncodeImages(images, vae_max_batch);
     torch::Tensor g = model->has_genes() ? model->EncodeExpression(expression) : torch::Tensor();
     cellflux::JointLatent z0 = model->DrawSource(p, g, seeds);
+    lap(&phase[0]);
     cellflux::JointLatent z1 = cellflux::SampleEuler(model->velocity_fn(), z0, labels, model->null_label(), so);
+    lap(&phase[1]);
     cellflux::DecodedSample out = model->Decode(z1, vae_max_batch);
-    return out.images.sum().item<float>();
+    const float sum = out.images.sum().item<float>();
+    lap(&phase[2]);
+    return sum;
   };
   run_once();  // warm-up
   std::vector<double> rates;
@@ -72,7 +84,9 @@ int main(int argc, char** argv) {
     run_once();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     rates.push_back(batch / secs);
-    std::cout << "repeat " << r << ": batch " << batch << " in " << secs << " s = " << batch / secs << " samples/s\n";
+    std::cout << "repeat " << r << ": batch " << batch << " in " << secs << " s = " << batch / secs
+              << " samples/s (encode " << phase[0] << " s, " << steps << " steps " << phase[1] << " s, decode "
+              << phase[2] << " s)\n";
   }
   std::sort(rates.begin(), rates.end());
   std::cout << "offline samples/s (median): " << rates[rates.size() / 2] << " (batch " << batch << ", steps " << steps

@@ -10,7 +10,7 @@ namespace {
 
 // Linear(widths[0], widths[1]), SiLU, …, Linear(widths[k−1], widths[k]) — no activation after
 // the last Linear, so the latent and the standardized output are unbounded.
-torch::nn::Sequential Mlp(const std::vector<int>& widths) {
+torch::nn::Sequential MlpStack(const std::vector<int>& widths) {
   torch::nn::Sequential seq;
   for (size_t i = 0; i + 1 < widths.size(); ++i) {
     seq->push_back(torch::nn::Linear(widths[i], widths[i + 1]));
@@ -38,8 +38,8 @@ GeneAutoencoderImpl::GeneAutoencoderImpl(const GeneAutoencoderConfig& config) : 
   std::vector<int> widths = {config.num_genes};
   widths.insert(widths.end(), config.hidden_dims.begin(), config.hidden_dims.end());
   widths.push_back(config.latent_dim);
-  encoder_ = register_module("encoder", Mlp(widths));
-  decoder_ = register_module("decoder", Mlp(std::vector<int>(widths.rbegin(), widths.rend())));
+  encoder_ = register_module("encoder", MlpStack(widths));
+  decoder_ = register_module("decoder", MlpStack(std::vector<int>(widths.rbegin(), widths.rend())));
   gene_mean_ = register_buffer("gene_mean", torch::zeros({config.num_genes}));
   gene_std_ = register_buffer("gene_std", torch::ones({config.num_genes}));
 }

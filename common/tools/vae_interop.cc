@@ -51,8 +51,8 @@ absl::StatusOr<VaeConfig> ReadVaeConfig(const std::string& path) {
 }
 
 // The one input tensor, checked to be 4-D with `channels` channels.
-absl::StatusOr<torch::Tensor> Input(const TensorMap& inputs, const std::string& file, const std::string& name,
-                                    int64_t channels) {
+absl::StatusOr<torch::Tensor> ImageInput(const TensorMap& inputs, const std::string& file, const std::string& name,
+                                         int64_t channels) {
   auto it = inputs.find(name);
   if (it == inputs.end()) return absl::InvalidArgumentError(absl::StrCat(file, ": tensor '", name, "' is missing"));
   const torch::Tensor& t = it->second;
@@ -80,7 +80,7 @@ absl::Status RunVaeInterop(VaeDirection direction, const VaeInteropOptions& opts
 
   TensorMap out;
   if (direction == VaeDirection::kEncode) {
-    CF_ASSIGN_OR_RETURN(torch::Tensor x, Input(inputs, opts.inputs, "x", config.in_channels));
+    CF_ASSIGN_OR_RETURN(torch::Tensor x, ImageInput(inputs, opts.inputs, "x", config.in_channels));
     const int64_t f = config.downsample_factor();
     if (x.size(2) % f != 0 || x.size(3) % f != 0) {
       return absl::InvalidArgumentError(absl::StrCat(opts.inputs, ": tensor 'x' ", ShapeOf(x),
@@ -93,7 +93,7 @@ absl::Status RunVaeInterop(VaeDirection direction, const VaeInteropOptions& opts
       out["logvar"] = posterior.logvar.to(torch::kCPU);
     }));
   } else {
-    CF_ASSIGN_OR_RETURN(torch::Tensor z, Input(inputs, opts.inputs, "z", config.latent_channels));
+    CF_ASSIGN_OR_RETURN(torch::Tensor z, ImageInput(inputs, opts.inputs, "z", config.latent_channels));
     CF_RETURN_IF_ERROR(TorchCall(absl::StrCat(verb, " on ", opts.inputs), [&] {
       c10::InferenceMode guard;
       out["x"] = vae->Decode(z.to(device, torch::kFloat32)).to(torch::kCPU);

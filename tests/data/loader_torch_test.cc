@@ -29,8 +29,6 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-constexpr int kHeight = 40, kWidth = 48, kCrop = 32, kGenes = 3;
-
 // A tiny prepared dataset (as in dataset_torch_test.cc, smaller checks): CP plates P1, P2 with
 // DMSO wells A01, A02 and compounds C01..C<n> in B01.., two random 40×48 sites per well; L1000
 // plates L1, L2 with two DMSO rows and one replicate per compound. With 12 compounds: 3 test,
@@ -38,6 +36,7 @@ constexpr int kHeight = 40, kWidth = 48, kCrop = 32, kGenes = 3;
 class LoaderTest : public ::testing::Test {
  protected:
   static constexpr int kCompounds = 12;
+  static constexpr int kHeight = 40, kWidth = 48, kCrop = 32, kGenes = 3;
 
   void SetUp() override {
     SetMinLogLevel(LogLevel::kERROR);

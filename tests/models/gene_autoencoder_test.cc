@@ -11,7 +11,7 @@
 namespace cellflux {
 namespace {
 
-GeneAutoencoderConfig TinyConfig() {
+GeneAutoencoderConfig TinyGeneConfig() {
   GeneAutoencoderConfig c;
   c.num_genes = 12;
   c.hidden_dims = {16, 8};
@@ -20,7 +20,7 @@ GeneAutoencoderConfig TinyConfig() {
 }
 
 TEST(GeneAutoencoderTest, RegistersCheckpointNamesAndShapes) {
-  GeneAutoencoder ae(TinyConfig());
+  GeneAutoencoder ae(TinyGeneConfig());
   TensorMap sd = StateDict(*ae);
   const std::vector<std::pair<std::string, std::vector<int64_t>>> expected = {
       {"encoder.0.weight", {16, 12}}, {"encoder.2.weight", {8, 16}}, {"encoder.4.weight", {4, 8}},
@@ -38,7 +38,7 @@ TEST(GeneAutoencoderTest, RegistersCheckpointNamesAndShapes) {
 }
 
 TEST(GeneAutoencoderTest, StandardizeRoundTripsAndFloorsStd) {
-  GeneAutoencoder ae(TinyConfig());
+  GeneAutoencoder ae(TinyGeneConfig());
   torch::Tensor mean = torch::linspace(-3, 3, 12);
   torch::Tensor std = torch::linspace(0.5, 2, 12);
   std[4] = 0.0f;  // a constant gene
@@ -54,7 +54,7 @@ TEST(GeneAutoencoderTest, StandardizeRoundTripsAndFloorsStd) {
 }
 
 TEST(GeneAutoencoderTest, SetStatisticsRejectsWrongShape) {
-  GeneAutoencoder ae(TinyConfig());
+  GeneAutoencoder ae(TinyGeneConfig());
   absl::Status s = ae->SetStatistics(torch::zeros({11}), torch::ones({12}));
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("gene_mean: expected shape [12], got [11]"), std::string::npos) << s;
@@ -63,7 +63,7 @@ TEST(GeneAutoencoderTest, SetStatisticsRejectsWrongShape) {
 
 TEST(GeneAutoencoderTest, StatisticsSurviveSafetensorsRoundTrip) {
   torch::manual_seed(0);
-  GeneAutoencoder ae(TinyConfig());
+  GeneAutoencoder ae(TinyGeneConfig());
   ASSERT_TRUE(ae->SetStatistics(torch::randn({12}), torch::rand({12}) + 0.1).ok());
   const std::string path =
       (std::filesystem::temp_directory_path() / "cellflux_gene_ae_test.safetensors").string();
@@ -72,7 +72,7 @@ TEST(GeneAutoencoderTest, StatisticsSurviveSafetensorsRoundTrip) {
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   std::filesystem::remove(path);
 
-  GeneAutoencoder other(TinyConfig());
+  GeneAutoencoder other(TinyGeneConfig());
   ASSERT_TRUE(LoadStateDict(*other, *loaded, path).ok());
   EXPECT_TRUE(torch::equal(other->gene_mean(), ae->gene_mean()));
   EXPECT_TRUE(torch::equal(other->gene_std(), ae->gene_std()));
@@ -83,7 +83,7 @@ TEST(GeneAutoencoderTest, StatisticsSurviveSafetensorsRoundTrip) {
 
 TEST(GeneAutoencoderTest, AdamWReducesReconstructionLoss) {
   torch::manual_seed(1);
-  GeneAutoencoderConfig config = TinyConfig();
+  GeneAutoencoderConfig config = TinyGeneConfig();
   GeneAutoencoder ae(config);
   // Low-rank data (rank 3 < latent 4) with gene-specific offsets and scales.
   torch::Tensor raw = torch::matmul(torch::randn({64, 3}), torch::randn({3, 12})) * 2 + 5;
@@ -103,7 +103,7 @@ TEST(GeneAutoencoderTest, AdamWReducesReconstructionLoss) {
 }
 
 TEST(GeneAutoencoderTest, CheckExpressionNamesExpectedAndActual) {
-  GeneAutoencoder ae(TinyConfig());
+  GeneAutoencoder ae(TinyGeneConfig());
   EXPECT_TRUE(ae->CheckExpression(torch::randn({2, 12})).ok());
 
   absl::Status wrong = ae->CheckExpression(torch::randn({2, 11}));

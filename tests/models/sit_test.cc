@@ -10,13 +10,15 @@
 #include "absl/strings/match.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/models/golden_util.h"
 
 namespace cellflux {
 namespace {
 
 using ::testing::HasSubstr;
 
-constexpr char kGolden[] = "tests/models/golden/";
+using testing::kGoldenDir;
+using testing::MaxAbsDiff;
 constexpr double kTolerance = 1e-5;
 
 // The config sit_reference.py uses (it also records it in the files' metadata).
@@ -44,20 +46,11 @@ SiTConfig TinyConfig() {
   return c;
 }
 
-TensorMap MustLoad(const std::string& name) {
-  absl::StatusOr<TensorMap> m = LoadSafetensors(std::string(kGolden) + name);
-  EXPECT_TRUE(m.ok()) << m.status();
-  return m.ok() ? *m : TensorMap{};
-}
-
-double MaxAbsDiff(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
-}
 
 TEST(SiTGoldenTest, PlainLearnSigmaMatchesReference) {
   SiT model(GoldenConfig(/*gene=*/false));
-  TensorMap weights = MustLoad("sit_plain_weights.safetensors");
-  TensorMap io = MustLoad("sit_plain_io.safetensors");
+  TensorMap weights = testing::LoadGolden("sit_plain_weights.safetensors");
+  TensorMap io = testing::LoadGolden("sit_plain_io.safetensors");
   ASSERT_FALSE(weights.empty());
   ASSERT_FALSE(io.empty());
   // The fixed sin-cos position embedding is computed here, not taken from the file.
@@ -75,8 +68,8 @@ TEST(SiTGoldenTest, PlainLearnSigmaMatchesReference) {
 
 TEST(SiTGoldenTest, GeneTokensMatchReference) {
   SiT model(GoldenConfig(/*gene=*/true));
-  TensorMap weights = MustLoad("sit_gene_weights.safetensors");
-  TensorMap io = MustLoad("sit_gene_io.safetensors");
+  TensorMap weights = testing::LoadGolden("sit_gene_weights.safetensors");
+  TensorMap io = testing::LoadGolden("sit_gene_io.safetensors");
   ASSERT_FALSE(weights.empty());
   ASSERT_FALSE(io.empty());
   ASSERT_TRUE(LoadSiTWeights(model, weights, "sit_gene_weights").ok());
@@ -94,8 +87,8 @@ TEST(SiTGoldenTest, GeneTokensMatchReference) {
 TEST(SiTGoldenTest, InferenceModeAndBatchSlicesAgree) {
   // Per-sample t: a row's output must not depend on the other rows of the batch.
   SiT model(GoldenConfig(/*gene=*/true));
-  ASSERT_TRUE(LoadSiTWeights(model, MustLoad("sit_gene_weights.safetensors"), "w").ok());
-  TensorMap io = MustLoad("sit_gene_io.safetensors");
+  ASSERT_TRUE(LoadSiTWeights(model, testing::LoadGolden("sit_gene_weights.safetensors"), "w").ok());
+  TensorMap io = testing::LoadGolden("sit_gene_io.safetensors");
   c10::InferenceMode guard;
   SiTOutput all = model->forward(io.at("x"), io.at("t"), io.at("y"), io.at("gene"));
   SiTOutput one = model->forward(io.at("x").narrow(0, 1, 1), io.at("t").narrow(0, 1, 1),
@@ -105,8 +98,8 @@ TEST(SiTGoldenTest, InferenceModeAndBatchSlicesAgree) {
 }
 
 TEST(SiTWeightsTest, LearnSigmaFileLoadsIntoVelocityOnlyModel) {
-  TensorMap weights = MustLoad("sit_plain_weights.safetensors");
-  TensorMap io = MustLoad("sit_plain_io.safetensors");
+  TensorMap weights = testing::LoadGolden("sit_plain_weights.safetensors");
+  TensorMap io = testing::LoadGolden("sit_plain_io.safetensors");
   SiT model(TinyConfig());  // learn_sigma = false
   absl::Status s = LoadSiTWeights(model, weights, "sit_plain_weights");
   ASSERT_TRUE(s.ok()) << s;
@@ -117,7 +110,7 @@ TEST(SiTWeightsTest, LearnSigmaFileLoadsIntoVelocityOnlyModel) {
 }
 
 TEST(SiTWeightsTest, MissingAndExtraNamesAreReported) {
-  TensorMap weights = MustLoad("sit_plain_weights.safetensors");
+  TensorMap weights = testing::LoadGolden("sit_plain_weights.safetensors");
   ASSERT_FALSE(weights.empty());
   weights.erase("blocks.1.attn.qkv.weight");
   weights["blocks.7.attn.qkv.weight"] = torch::zeros({3});
@@ -133,7 +126,7 @@ TEST(SiTWeightsTest, ImageOnlyFileIntoGeneModelListsGeneNames) {
   SiTConfig config = GoldenConfig(/*gene=*/true);
   config.learn_sigma = true;  // same image head as the plain file
   SiT model(config);
-  absl::Status s = LoadSiTWeights(model, MustLoad("sit_plain_weights.safetensors"), "plain");
+  absl::Status s = LoadSiTWeights(model, testing::LoadGolden("sit_plain_weights.safetensors"), "plain");
   ASSERT_FALSE(s.ok());
   EXPECT_THAT(std::string(s.message()), HasSubstr("gene_embedder.weight"));
   EXPECT_THAT(std::string(s.message()), HasSubstr("gene_pos_embed"));
@@ -143,7 +136,7 @@ TEST(SiTWeightsTest, ImageOnlyFileIntoGeneModelListsGeneNames) {
 TEST(SiTWeightsTest, StateDictHasReferenceNames) {
   SiT model(GoldenConfig(/*gene=*/false));
   TensorMap own = StateDict(*model);
-  TensorMap file = MustLoad("sit_plain_weights.safetensors");
+  TensorMap file = testing::LoadGolden("sit_plain_weights.safetensors");
   ASSERT_EQ(own.size(), file.size());
   for (const auto& [name, tensor] : file) {
     ASSERT_TRUE(own.count(name)) << name;

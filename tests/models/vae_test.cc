@@ -12,45 +12,37 @@
 #include "common/util/files.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/models/golden_util.h"
 
 namespace cellflux {
 namespace {
 
 using ::testing::HasSubstr;
 
-constexpr char kGolden[] = "tests/models/golden/";
+using testing::kGoldenDir;
+using testing::MaxAbsDiff;
 constexpr double kTol = 1e-5;
 
 VaeConfig GoldenConfig() {
-  absl::StatusOr<std::string> text = ReadFile(std::string(kGolden) + "vae_config.json");
+  absl::StatusOr<std::string> text = ReadFile(std::string(kGoldenDir) + "vae_config.json");
   EXPECT_TRUE(text.ok()) << text.status();
   absl::StatusOr<VaeConfig> config = VaeConfig::FromJson(nlohmann::json::parse(*text));
   EXPECT_TRUE(config.ok()) << config.status();
   return *config;
 }
 
-TensorMap Golden(const std::string& file) {
-  absl::StatusOr<TensorMap> tensors = LoadSafetensors(std::string(kGolden) + file);
-  EXPECT_TRUE(tensors.ok()) << tensors.status();
-  return tensors.ok() ? *tensors : TensorMap{};
-}
-
-double MaxAbsDiff(const torch::Tensor& a, const torch::Tensor& b) {
-  EXPECT_EQ(a.sizes(), b.sizes());
-  return (a - b).abs().max().item<double>();
-}
 
 AutoencoderKL LoadedVae(const std::string& weights_file) {
   AutoencoderKL vae(GoldenConfig());
   vae->eval();
-  absl::Status status = LoadVaeWeights(vae, Golden(weights_file), weights_file);
+  absl::Status status = LoadVaeWeights(vae, testing::LoadGolden(weights_file), weights_file);
   EXPECT_TRUE(status.ok()) << status;
   return vae;
 }
 
 void ExpectMatchesGolden(AutoencoderKL& vae) {
   torch::NoGradGuard no_grad;
-  TensorMap io = Golden("vae_io.safetensors");
+  TensorMap io = testing::LoadGolden("vae_io.safetensors");
   VaePosterior posterior = vae->Encode(io.at("x"));
   EXPECT_LT(MaxAbsDiff(posterior.mean, io.at("mean")), kTol);
   EXPECT_LT(MaxAbsDiff(posterior.logvar, io.at("logvar")), kTol);
@@ -66,7 +58,7 @@ TEST(AutoencoderKLTest, MatchesReferenceWithCurrentAttentionNames) {
 }
 
 TEST(AutoencoderKLTest, MatchesReferenceWithOldConvShapedAttentionNames) {
-  TensorMap old = Golden("vae_weights_old.safetensors");
+  TensorMap old = testing::LoadGolden("vae_weights_old.safetensors");
   ASSERT_TRUE(old.count("encoder.mid_block.attentions.0.query.weight"));
   EXPECT_EQ(old.at("encoder.mid_block.attentions.0.proj_attn.weight").dim(), 4);
   AutoencoderKL vae = LoadedVae("vae_weights_old.safetensors");
@@ -74,7 +66,7 @@ TEST(AutoencoderKLTest, MatchesReferenceWithOldConvShapedAttentionNames) {
 }
 
 TEST(AutoencoderKLTest, LoadListsMissingExtraAndMisshapedNames) {
-  TensorMap weights = Golden("vae_weights.safetensors");
+  TensorMap weights = testing::LoadGolden("vae_weights.safetensors");
   ASSERT_EQ(weights.erase("decoder.up_blocks.2.resnets.0.conv_shortcut.weight"), 1u);
   weights["encoder.mid_block.attentions.0.bogus.weight"] = torch::zeros({16, 16});
   weights["quant_conv.bias"] = torch::zeros({3});
@@ -91,7 +83,7 @@ TEST(AutoencoderKLTest, LoadListsMissingExtraAndMisshapedNames) {
 TEST(AutoencoderKLTest, PosteriorSampleUsesGeneratorNoise) {
   AutoencoderKL vae = LoadedVae("vae_weights.safetensors");
   torch::NoGradGuard no_grad;
-  TensorMap io = Golden("vae_io.safetensors");
+  TensorMap io = testing::LoadGolden("vae_io.safetensors");
   VaePosterior posterior = vae->Encode(io.at("x"));
   at::Generator gen = at::detail::createCPUGenerator(/*seed_in=*/7);
   torch::Tensor sample = posterior.Sample(gen);
@@ -162,7 +154,7 @@ TEST(AutoencoderKLTest, MidBlockAttentionIsOptional) {
 CellPaintingVae LoadedCellPaintingVae() {
   CellPaintingVae vae(GoldenConfig());
   vae->eval();
-  absl::Status status = LoadVaeWeights(vae->autoencoder(), Golden("vae_weights.safetensors"), "golden");
+  absl::Status status = LoadVaeWeights(vae->autoencoder(), testing::LoadGolden("vae_weights.safetensors"), "golden");
   EXPECT_TRUE(status.ok()) << status;
   return vae;
 }
@@ -170,7 +162,7 @@ CellPaintingVae LoadedCellPaintingVae() {
 TEST(CellPaintingVaeTest, MatchesReference) {
   CellPaintingVae vae = LoadedCellPaintingVae();
   torch::NoGradGuard no_grad;
-  TensorMap io = Golden("vae_io.safetensors");
+  TensorMap io = testing::LoadGolden("vae_io.safetensors");
   torch::Tensor latent = vae->Encode(io.at("cp_x"));
   EXPECT_EQ(latent.sizes(), (std::vector<int64_t>{1, 20, 4, 4}));
   EXPECT_LT(MaxAbsDiff(latent, io.at("cp_latent")), kTol);
