@@ -20,6 +20,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "common/torch/runtime.h"
 #include "common/models/config.h"
 #include "common/models/sit.h"
 
@@ -74,7 +75,8 @@ double ProcessCpuMs() {
 int main(int argc, char** argv) {
   Flags flags;
   if (!ParseFlags(argc, argv, &flags)) return 2;
-  at::set_num_threads(flags.threads);
+  // Threads and the malloc tuning every cellflux binary gets (common/torch/runtime.h).
+  cellflux::LogRuntime("sit_forward_bench", torch::kCPU, flags.threads);
   auto config = cellflux::SiTConfig::FromSize(flags.size, flags.patch);
   if (!config.ok()) {
     std::fprintf(stderr, "%s\n", std::string(config.status().message()).c_str());

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/util/allocator.h"
 #include "common/util/logging.h"
 
 namespace cellflux {
@@ -75,6 +76,7 @@ absl::StatusOr<c10::Device> ParseDevice(const std::string& spec) {
 }
 
 void LogRuntime(const std::string& binary, const c10::Device& device, int threads) {
+  const AllocatorTuning malloc_tuning = TuneAllocatorForTensors();
   // Debian's LibTorch (OpenMP) starts with ONE intra-op thread on this 2-core VM
   // (omp_get_max_threads() = 1), so 0 means one thread per core here, not the library default.
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -83,7 +85,8 @@ void LogRuntime(const std::string& binary, const c10::Device& device, int thread
   CF_LOG(INFO) << binary << ": LibTorch " << info.torch_version << ", device " << device.str()
                << ", threads " << info.threads << ", BLAS " << info.blas_library
                << (info.cuda_available ? absl::StrCat(", CUDA devices ", info.cuda_devices)
-                                       : std::string(", no CUDA"));
+                                       : std::string(", no CUDA"))
+               << "; " << malloc_tuning.why;
   if (info.slow_blas) {
     CF_LOG(WARNING) << "the reference BLAS (" << info.blas_library
                     << ") is in use: LibTorch runs ~20x slower. Install libopenblas0-openmp "
