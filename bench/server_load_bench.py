@@ -61,6 +61,13 @@ class Server:
              "--max-queue-delay-ms", "10"],
             stdout=self.log, stderr=subprocess.STDOUT)
 
+    def usage(self):
+        """(minor page faults, CPU seconds) of the server process so far, from /proc."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[7]), (int(fields[11]) + int(fields[12])) / tick
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -213,15 +220,22 @@ def main():
                         os.path.join(tmp, f"server-{mode}.log"))
         try:
             client = Client(pb, pb_grpc, f"127.0.0.1:{server.port}", args.steps, args.guidance)
-            client.call(0)  # warm-up
+            # Warm-up, untimed: one full batch, so the first measured level does not pay for the
+            # allocator's heap growing to batch size or for first-call initialisation.
+            closed_loop(client, args.max_batch, 2)
             rows = []
             for c in levels:
+                faults0, cpu0 = server.usage()
                 r = closed_loop(client, c, max(args.requests_per_client, -(-args.min_requests // c)))
+                faults1, cpu1 = server.usage()
                 r["fraction_of_offline"] = r["samples_per_s"] / offline_rate
+                r["server_cpu_s_per_sample"] = (cpu1 - cpu0) / r["requests"]
+                r["server_faults_per_sample"] = (faults1 - faults0) / r["requests"]
                 rows.append(r)
                 print(f"{mode} closed c={c}: {r['samples_per_s']:.2f} samples/s "
                       f"({100 * r['fraction_of_offline']:.0f}% of offline), p50 {r['p50']:.2f}s "
-                      f"p95 {r['p95']:.2f}s p99 {r['p99']:.2f}s", flush=True)
+                      f"p95 {r['p95']:.2f}s p99 {r['p99']:.2f}s; server {r['server_cpu_s_per_sample']:.3f} "
+                      f"CPU-s and {r['server_faults_per_sample']:.0f} page faults per sample", flush=True)
             o = open_loop(client, open_rate, args.open_seconds)
             print(f"{mode} open {open_rate:.2f}/s: {o['requests']} requests, p50 {o['p50']:.2f}s "
                   f"p95 {o['p95']:.2f}s p99 {o['p99']:.2f}s", flush=True)

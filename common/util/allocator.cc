@@ -24,7 +24,9 @@ AllocatorTuning TuneAllocatorForTensors(size_t threshold_bytes) {
   }
 #if defined(__GLIBC__)
   const int bytes = static_cast<int>(threshold_bytes > (size_t{1} << 30) ? (size_t{1} << 30) : threshold_bytes);
-  if (mallopt(M_MMAP_THRESHOLD, bytes) == 1 && mallopt(M_TRIM_THRESHOLD, bytes) == 1) {
+  // One arena: a thread's own arena deletes a heap as soon as it empties, trim threshold or not.
+  const bool one_arena = std::getenv("MALLOC_ARENA_MAX") != nullptr || mallopt(M_ARENA_MAX, 1) == 1;
+  if (mallopt(M_MMAP_THRESHOLD, bytes) == 1 && mallopt(M_TRIM_THRESHOLD, bytes) == 1 && one_arena) {
     out.applied = true;
     out.why = absl::StrCat("malloc: blocks up to ", bytes >> 20, " MiB reused instead of mmap'd per call");
   } else {
