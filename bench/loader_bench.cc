@@ -31,6 +31,7 @@
 #include "common/data/dataset.h"
 #include "common/data/loader.h"
 #include "common/data/manifest.h"
+#include "common/torch/runtime.h"
 #include "common/util/files.h"
 
 namespace fs = std::filesystem;
@@ -189,7 +190,9 @@ double Measure(const std::shared_ptr<Manifest>& m, const Flags& f, int workers, 
 
 int main(int argc, char** argv) {
   const Flags f = ParseFlags(argc, argv);
-  torch::set_num_threads(1);
+  // One intra-op thread (the loader's workers are the parallelism) and the malloc tuning every
+  // cellflux binary gets (common/torch/runtime.h).
+  cellflux::LogRuntime("loader_bench", torch::kCPU, 1);
   const char* env = std::getenv("CELLFLUX_FIXTURES");
   const std::string fixtures = env ? std::string(env) + "/bbbc047-site" : "../shared/fixtures/bbbc047-site";
   if (!fs::exists(fixtures + "/Hoechst.tif")) {

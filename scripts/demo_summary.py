@@ -5,6 +5,7 @@ usage: demo_summary.py OUT_DIR SCREEN_SECONDS JOB_SECONDS "phase=s,phase=s,..."
 import csv
 import json
 import os
+import re
 import sys
 
 out, screen_s, job_s, phases = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
@@ -29,6 +30,16 @@ for key in ("fid", "fd_fallback"):
         vals = ", ".join(f"{k}: {v:.2f}" for k, v in ev[key].items())
         label = "FID" if key == "fid" else "image FD (fallback extractor, not FID)"
         print(f"{label:16s} {vals}")
+# The flow stage's periodic validation (EMA weights, val pairs): the image metric over training.
+flow_log = f"{out}/logs/flow.log"
+history = []
+if os.path.exists(flow_log):
+    for line in open(flow_log):
+        m = re.search(r"validation step (\d+): latent FD ([0-9.]+), gene MAE ([0-9.]+)", line)
+        if m:
+            history.append(f"{m.group(1)}: {float(m.group(2)):.3f}")
+if history:
+    print(f"over training    validation latent FD by step (val pairs, lower is better): {', '.join(history)}")
 rate = len(results) / screen_s if screen_s > 0 else 0.0
 print(f"throughput       screen of {len(results)} predictions in {screen_s:.0f} s ({rate:.2f} predictions/s)")
 print(f"time             main job {job_s:.0f} s; phases: {phases.rstrip(',')}")
