@@ -19,7 +19,7 @@ LatentPosterior CellFluxModelImpl::EncodeImages(const torch::Tensor& images, int
   // images: [N, C, S, S] → pseudo-RGB batch [N·C, 3, S, S]; latent channel c·L+l = image c, latent l.
   const int64_t n = images.size(0), c = images.size(1), s = images.size(2);
   torch::Tensor rgb = images.reshape({n * c, 1, s, images.size(3)}).expand({n * c, 3, s, images.size(3)});
-  const int64_t chunk = max_batch > 0 ? max_batch : n * c;
+  const int64_t chunk = max_batch > 0 ? WholeSampleChunk(max_batch, c) : n * c;
   std::vector<torch::Tensor> means, logvars;
   for (int64_t start = 0; start < n * c; start += chunk) {
     VaePosterior p = vae_->autoencoder()->Encode(rgb.narrow(0, start, std::min(chunk, n * c - start)));

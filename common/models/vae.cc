@@ -43,6 +43,11 @@ torch::Tensor Chunked(const torch::Tensor& x, int64_t max_batch, Fn fn) {
 
 }  // namespace
 
+int64_t WholeSampleChunk(int64_t max_batch, int64_t channels) {
+  if (max_batch <= 0) return 0;
+  return std::max<int64_t>(1, max_batch / channels) * channels;
+}
+
 torch::Tensor VaePosterior::Sample(at::Generator generator) const {
   torch::Tensor eps = torch::randn(mean.sizes(), generator,
                                    torch::TensorOptions().dtype(mean.scalar_type()).device(generator.device()));
@@ -120,7 +125,7 @@ torch::Tensor CellPaintingVaeImpl::Encode(const torch::Tensor& x, std::optional<
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   // Row n·C + c of the pseudo-RGB batch is image n, channel c, repeated into R, G and B.
   torch::Tensor rgb = x.reshape({n * c, 1, h, w}).expand({n * c, 3, h, w});  // [N·C, 3, S, S]
-  torch::Tensor latents = Chunked(rgb, max_batch, [&](const torch::Tensor& part) {
+  torch::Tensor latents = Chunked(rgb, WholeSampleChunk(max_batch, c), [&](const torch::Tensor& part) {
     VaePosterior posterior = autoencoder_->Encode(part.contiguous());
     return generator ? posterior.Sample(*generator) : posterior.mean;  // [B, L, S/f, S/f]
   });
@@ -135,7 +140,7 @@ torch::Tensor CellPaintingVaeImpl::Decode(const torch::Tensor& z, int64_t max_ba
               ", h, w], got ", z.sizes());
   const int64_t n = z.size(0), c = z.size(1) / l;
   torch::Tensor per_channel = (z / config().scaling_factor).reshape({n * c, l, z.size(2), z.size(3)});
-  torch::Tensor rgb = Chunked(per_channel, max_batch, [&](const torch::Tensor& part) {
+  torch::Tensor rgb = Chunked(per_channel, WholeSampleChunk(max_batch, c), [&](const torch::Tensor& part) {
     return autoencoder_->Decode(part);  // [B, 3, S, S]
   });
   torch::Tensor gray = rgb.mean(/*dim=*/1);                          // [N·C, S, S]

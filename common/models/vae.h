@@ -82,6 +82,14 @@ absl::Status LoadVaeWeights(AutoencoderKL& vae, const TensorMap& tensors, const 
 TensorMap NormalizeVaeWeightNames(const TensorMap& tensors);
 
 // Cell Painting images through a 3-channel AutoencoderKL, one channel at a time (pseudo-RGB).
+// Pseudo-RGB images per autoencoder call for a bound of max_batch: the largest multiple of
+// `channels` (whole samples) not above it, at least one sample; 0 (one call) when max_batch <= 0.
+// Whole samples keep an image's bits independent of its batchmates: LibTorch 1.13's CPU conv at
+// 16x16 gives different last bits for a batch of one image than for two or more (the server
+// promises bit-identical samples whatever they are batched with), and a sample of C >= 2
+// channels never lands alone in a call.
+int64_t WholeSampleChunk(int64_t max_batch, int64_t channels);
+
 // Needs config.in_channels == config.out_channels == 3.
 class CellPaintingVaeImpl : public torch::nn::Module {
  public:
@@ -90,7 +98,7 @@ class CellPaintingVaeImpl : public torch::nn::Module {
   // x: [N, C, S, S] in [-1, 1] -> latent [N, C·L, S/f, S/f], scaled by scaling_factor; image
   // channel c becomes latent channels c·L .. c·L+L−1. With a generator the posterior is sampled,
   // otherwise its mean is used. max_batch > 0 bounds the pseudo-RGB batch (N·C images) per
-  // autoencoder call; 0 = one call.
+  // autoencoder call (rounded to whole samples, WholeSampleChunk); 0 = one call.
   torch::Tensor Encode(const torch::Tensor& x, std::optional<at::Generator> generator = std::nullopt,
                        int64_t max_batch = 0);
   // z: [N, C·L, h, w] scaled latent -> [N, C, h·f, w·f], each channel the mean of the three

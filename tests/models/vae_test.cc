@@ -202,6 +202,29 @@ TEST(CellPaintingVaeTest, ChunkingDoesNotChangeResults) {
   EXPECT_LT(MaxAbsDiff(decoded, vae->Decode(whole, /*max_batch=*/4)), 1e-5);
 }
 
+// The server decodes whatever rows finished together; a sample must come out bit-identical
+// whatever its batchmates. With the tiny model's 16x16 latents LibTorch's conv gives other last
+// bits for a one-image batch, and chunking 2 samples x 5 channels by 9 used to leave the last
+// channel of the second sample alone in a call.
+TEST(CellPaintingVaeTest, SampleBitsDoNotDependOnBatchmatesOrChunking) {
+  absl::StatusOr<ModelConfig> config = ModelConfig::Load("configs/tiny.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  torch::manual_seed(3);
+  CellPaintingVae vae(config->vae);
+  vae->eval();
+  c10::InferenceMode guard;
+  torch::Tensor x = torch::rand({2, 5, 64, 64}) * 2 - 1;  // [N, C, S, S]
+  torch::Tensor both = vae->Encode(x, std::nullopt, /*max_batch=*/9);
+  torch::Tensor second = vae->Encode(x.narrow(0, 1, 1), std::nullopt, /*max_batch=*/9);
+  EXPECT_TRUE(torch::equal(both.narrow(0, 1, 1), second));
+  torch::Tensor decoded = vae->Decode(both, /*max_batch=*/9);
+  EXPECT_TRUE(torch::equal(decoded.narrow(0, 1, 1), vae->Decode(second, /*max_batch=*/9)));
+  EXPECT_EQ(WholeSampleChunk(9, 5), 5);
+  EXPECT_EQ(WholeSampleChunk(3, 5), 5);  // at least one whole sample
+  EXPECT_EQ(WholeSampleChunk(16, 5), 15);
+  EXPECT_EQ(WholeSampleChunk(0, 5), 0);
+}
+
 TEST(CellPaintingVaeTest, GeneratorSamplesDeterministically) {
   CellPaintingVae vae = LoadedCellPaintingVae();
   torch::NoGradGuard no_grad;
