@@ -64,18 +64,22 @@ TEST(AllocatorTest, LargeBlocksAreReusedOnOtherThreadsToo) {
   worker.join();
 }
 
-TEST(AllocatorTest, OptOutLeavesGlibcDefaults) {
-  setenv("CELLFLUX_MALLOC_TUNING", "0", 1);
+// TuneAllocatorForTensors() with one environment variable set for the call.
+AllocatorTuning TuneWith(const char* name, const char* value) {
+  setenv(name, value, 1);
   AllocatorTuning t = TuneAllocatorForTensors();
-  unsetenv("CELLFLUX_MALLOC_TUNING");
+  unsetenv(name);
+  return t;
+}
+
+TEST(AllocatorTest, OptOutLeavesGlibcDefaults) {
+  AllocatorTuning t = TuneWith("CELLFLUX_MALLOC_TUNING", "0");
   EXPECT_FALSE(t.applied);
   EXPECT_NE(t.why.find("CELLFLUX_MALLOC_TUNING=0"), std::string::npos) << t.why;
 }
 
 TEST(AllocatorTest, UserThresholdsWin) {
-  setenv("MALLOC_MMAP_THRESHOLD_", "131072", 1);
-  AllocatorTuning t = TuneAllocatorForTensors();
-  unsetenv("MALLOC_MMAP_THRESHOLD_");
+  AllocatorTuning t = TuneWith("MALLOC_MMAP_THRESHOLD_", "131072");
   EXPECT_FALSE(t.applied);
   EXPECT_NE(t.why.find("environment"), std::string::npos) << t.why;
 }
