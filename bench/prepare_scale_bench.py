@@ -47,10 +47,8 @@ def probe_ids(src):
 
 def write_layout(work, args, genes):
     rng = random.Random(0)
-    maps_per_compound_slot = args.plates // args.replicates
-    treat_wells = [w for w in WELLS if w not in DMSO_WELLS]
     # Plate maps: each used by `replicates` plates; compounds spread over the maps' treatment slots.
-    n_maps = max(1, maps_per_compound_slot)
+    n_maps = max(1, args.plates // args.replicates)
     compounds = [f"BRD-K{10000000 + i:08d}-001-01-{i % 10}" for i in range(args.compounds)]
     os.makedirs(f"{work}/platemaps/platemap")
     keys = []  # L1000 pert_sample_dose of every imaged treatment

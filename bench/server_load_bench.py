@@ -22,12 +22,10 @@ import os
 import random
 import re
 import socket
-import statistics
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import grpc
@@ -253,7 +251,7 @@ def main():
             server.stop()
 
     print()
-    print(f"| mode | load | samples/s | % of offline | p50 s | p95 s | p99 s |")
+    print("| mode | load | samples/s | % of offline | p50 s | p95 s | p99 s |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for mode, r in results["modes"].items():
         for row in r["closed"]:

@@ -81,7 +81,6 @@ absl::Status LoadVaeWeights(AutoencoderKL& vae, const TensorMap& tensors, const 
 // tensors pass through. Exposed for tools that convert files.
 TensorMap NormalizeVaeWeightNames(const TensorMap& tensors);
 
-// Cell Painting images through a 3-channel AutoencoderKL, one channel at a time (pseudo-RGB).
 // Pseudo-RGB images per autoencoder call for a bound of max_batch: the largest multiple of
 // `channels` (whole samples) not above it, at least one sample; 0 (one call) when max_batch <= 0.
 // Whole samples keep an image's bits independent of its batchmates: LibTorch 1.13's CPU conv at
@@ -90,6 +89,7 @@ TensorMap NormalizeVaeWeightNames(const TensorMap& tensors);
 // channels never lands alone in a call.
 int64_t WholeSampleChunk(int64_t max_batch, int64_t channels);
 
+// Cell Painting images through a 3-channel AutoencoderKL, one channel at a time (pseudo-RGB).
 // Needs config.in_channels == config.out_channels == 3.
 class CellPaintingVaeImpl : public torch::nn::Module {
  public:

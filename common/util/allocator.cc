@@ -28,7 +28,7 @@ AllocatorTuning TuneAllocatorForTensors(size_t threshold_bytes) {
   const bool one_arena = std::getenv("MALLOC_ARENA_MAX") != nullptr || mallopt(M_ARENA_MAX, 1) == 1;
   if (mallopt(M_MMAP_THRESHOLD, bytes) == 1 && mallopt(M_TRIM_THRESHOLD, bytes) == 1 && one_arena) {
     out.applied = true;
-    out.why = absl::StrCat("malloc: blocks up to ", bytes >> 20, " MiB reused instead of mmap'd per call");
+    out.why = absl::StrCat("malloc: blocks up to ", bytes >> 20, " MiB reused instead of mmap'd per call, one arena");
   } else {
     out.why = "malloc: mallopt refused the thresholds; glibc defaults";
   }
