@@ -27,19 +27,22 @@ if "gene_mae" in ev:
           f"train-mean {ev.get('gene_mae_baseline_train_mean', float('nan')):.4f}")
 for key in ("fid", "fd_fallback"):
     if key in ev:
-        vals = ", ".join(f"{k}: {v:.2f}" for k, v in ev[key].items())
+        vals = ", ".join(f"{k}: {v:.3f}" for k, v in ev[key].items())
+        base = ", ".join(f"{k}: {v:.3f}" for k, v in ev.get(f"{key}_baseline_control", {}).items())
         label = "FID" if key == "fid" else "image FD (fallback extractor, not FID)"
-        print(f"{label:16s} {vals}")
+        print(f"{label:16s} {vals}" + (f"  (control-as-prediction {base})" if base else ""))
 # The flow stage's periodic validation (EMA weights, val pairs): the image metric over training.
 flow_log = f"{out}/logs/flow.log"
-history = []
+history, baseline = [], None
 if os.path.exists(flow_log):
     for line in open(flow_log):
-        m = re.search(r"validation step (\d+): latent FD ([0-9.]+), gene MAE ([0-9.]+)", line)
+        m = re.search(r"validation step (\d+): latent FD ([0-9.]+) \(control baseline ([0-9.]+)\)", line)
         if m:
             history.append(f"{m.group(1)}: {float(m.group(2)):.3f}")
+            baseline = float(m.group(3))
 if history:
-    print(f"over training    validation latent FD by step (val pairs, lower is better): {', '.join(history)}")
+    print(f"over training    validation latent FD by step (lower is better; controls {baseline:.3f}): "
+          f"{', '.join(history)}")
 rate = len(results) / screen_s if screen_s > 0 else 0.0
 print(f"throughput       screen of {len(results)} predictions in {screen_s:.0f} s ({rate:.2f} predictions/s)")
 print(f"time             main job {job_s:.0f} s; phases: {phases.rstrip(',')}")

@@ -81,7 +81,7 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
 
   const std::string split = SplitForEval(*cache);
   FlowExamples examples(cache.get(), FlowExampleOptions{split, ctx.config.seed, 0.0, model->null_label(),
-                                                        /*sample_posterior=*/true, /*centre_crop_only=*/true});
+                                                        model->config().flow.sample_posterior, /*centre_crop_only=*/true});
   const int64_t n = std::min<int64_t>(c.max_pairs, examples.size());
   if (n < 2) return absl::FailedPreconditionError(absl::StrCat("eval: only ", n, " ", split, " pairs in the latent cache"));
   for (const char* sub : {"real", "fake", "control"}) {
@@ -99,7 +99,7 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   torch::Tensor train_mean = train_rows.empty() ? torch::Tensor()
                                                 : expr.index_select(0, torch::tensor(train_rows, torch::kInt64)).mean(0);
 
-  std::vector<torch::Tensor> real_feats, fake_feats;
+  std::vector<torch::Tensor> real_feats, fake_feats, control_feats;
   double mae_sum = 0, mae_control = 0, mae_train_mean = 0;
   int64_t gene_rows = 0;
   std::vector<std::array<torch::Tensor, 3>> grid;  // control, real, generated per perturbation
@@ -128,28 +128,31 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
       gen = model->Decode(z);
       if (z.gene.defined()) gen.expression = model->gene_ae()->DecodeStandardized(z.gene).cpu();
     }));
-    std::vector<torch::Tensor> real_rgb, fake_rgb;
+    std::vector<torch::Tensor> real_rgb, fake_rgb, control_rgb;
     for (size_t i = 0; i < positions.size(); ++i) {
       const CachedPair& pair = cache->index().pairs[b.pairs[i]];
       CF_ASSIGN_OR_RETURN(torch::Tensor real, real_crop(pair.well));
+      // The control is the well the sample started from (z0): a same-plate DMSO well's centre crop.
+      CF_ASSIGN_OR_RETURN(torch::Tensor control, real_crop(b.control_wells[i]));
       torch::Tensor fake = gen.images[i].cpu();
       real_rgb.push_back(Rgb(real));
       fake_rgb.push_back(Rgb(fake));
+      control_rgb.push_back(Rgb(control));
       const std::string stem = absl::StrFormat("%06d", positions[i]);
       cv::imwrite(absl::StrCat(out, "/real/", stem, ".png"), ToMat(real_rgb.back()));
       cv::imwrite(absl::StrCat(out, "/fake/", stem, ".png"), ToMat(fake_rgb.back()));
+      cv::imwrite(absl::StrCat(out, "/control/", stem, ".png"), ToMat(control_rgb.back()));
       if (static_cast<int64_t>(grid.size()) < c.grid_perturbations && !grid_perts.count(pair.y)) {
         grid_perts.insert(pair.y);
-        // The control shown is a same-plate DMSO well (its centre crop).
-        const auto& controls = cache->index().cp_controls.at(pair.cp_plate);
-        CF_ASSIGN_OR_RETURN(torch::Tensor control, real_crop(controls[positions[i] % controls.size()]));
-        grid.push_back({Rgb(control), real_rgb.back(), fake_rgb.back()});
+        grid.push_back({control_rgb.back(), real_rgb.back(), fake_rgb.back()});
       }
     }
     CF_ASSIGN_OR_RETURN(torch::Tensor rf, extractor->Features(torch::stack(real_rgb)));
     CF_ASSIGN_OR_RETURN(torch::Tensor ff, extractor->Features(torch::stack(fake_rgb)));
+    CF_ASSIGN_OR_RETURN(torch::Tensor cf, extractor->Features(torch::stack(control_rgb)));
     real_feats.push_back(rf);
     fake_feats.push_back(ff);
+    control_feats.push_back(cf);
     if (gen.expression.defined()) {
       torch::Tensor real_e = expr.index_select(0, torch::tensor(b.target_gene_rows, torch::kInt64));
       torch::Tensor ctrl_e = expr.index_select(0, torch::tensor(b.control_gene_rows, torch::kInt64));
@@ -163,6 +166,7 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   bar.Finish();
 
   torch::Tensor real_all = torch::cat(real_feats), fake_all = torch::cat(fake_feats);
+  torch::Tensor control_all = torch::cat(control_feats);
   nlohmann::json j;
   j["checkpoint"] = loaded.dir;
   j["model_id"] = loaded.metadata.model_id;
@@ -185,6 +189,11 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
     j[fd][std::to_string(s)] = sc.fid;
     j[kd][std::to_string(s)] = sc.kid;
   }
+  // Image baseline, like the gene baselines: the control itself as the prediction (the score a
+  // model that learned nothing gets: z1 = z0 at step 0, where the velocity is zero).
+  CF_ASSIGN_OR_RETURN(FolderScores base, ScoreFeatures(real_all, control_all, std::min<int64_t>(1000, n),
+                                                       extractor->is_inception(), extractor->name()));
+  j[absl::StrCat(fd, "_baseline_control")][std::to_string(n)] = base.fid;
   if (gene_rows > 0) {
     j["gene_mae"] = mae_sum / gene_rows;
     j["gene_mae_baseline_control"] = mae_control / gene_rows;

@@ -1,6 +1,7 @@
 #include "trainer/flow_examples.h"
 
 #include <algorithm>
+#include <map>
 #include <numeric>
 #include <random>
 
@@ -46,8 +47,12 @@ FlowBatch FlowExamples::Batch(int64_t begin, int64_t end, const torch::Device& d
 FlowBatch FlowExamples::PairsBatch(const std::vector<int64_t>& split_positions, uint64_t salt,
                                    const torch::Device& device) const {
   std::vector<std::pair<int64_t, uint64_t>> items;
+  std::map<int64_t, uint64_t> occurrences;
   for (int64_t i : split_positions) {
-    items.emplace_back(pairs_[i], MixSeed(options_.seed ^ salt, static_cast<uint64_t>(pairs_[i])));
+    uint64_t seed = MixSeed(options_.seed ^ salt, static_cast<uint64_t>(pairs_[i]));
+    const uint64_t k = occurrences[i]++;
+    if (k > 0) seed = MixSeed(seed, k);
+    items.emplace_back(pairs_[i], seed);
   }
   return Build(items, device);
 }
@@ -66,7 +71,9 @@ FlowBatch FlowExamples::Build(const std::vector<std::pair<int64_t, uint64_t>>& i
       return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng)];
     };
     const CachedWell& well = ix.wells[pair.well];
-    const CachedWell& control = ix.wells[pick(ix.cp_controls.at(pair.cp_plate))];
+    const int64_t control_well = pick(ix.cp_controls.at(pair.cp_plate));
+    const CachedWell& control = ix.wells[control_well];
+    batch.control_wells.push_back(control_well);
     // Crop 0 is the centre crop (evaluation); training draws among all cached crops.
     target_rows.push_back(options_.centre_crop_only ? well.crop_rows[0] : pick(well.crop_rows));
     control_rows.push_back(options_.centre_crop_only ? control.crop_rows[0] : pick(control.crop_rows));

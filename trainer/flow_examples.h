@@ -28,6 +28,7 @@ struct FlowBatch {
   torch::Tensor y;      // [n] int64 perturbation rows, dropped ones = null label
   torch::Tensor t;      // [n] float in [0, 1)
   std::vector<int64_t> pairs;  // pair index of each row (for evaluation)
+  std::vector<int64_t> control_wells;      // cached well of each row's control (the source z0)
   std::vector<int64_t> target_gene_rows;   // gene rows of z1.gene (real perturbed expression)
   std::vector<int64_t> control_gene_rows;  // gene rows of z0.gene (the drawn control)
 };
@@ -37,7 +38,7 @@ struct FlowExampleOptions {
   uint64_t seed = 0;
   double condition_drop = 0.0;  // probability that y becomes the null label
   int64_t null_label = 0;
-  bool sample_posterior = true;  // z = mean + std·ε; false: the posterior means (evaluation)
+  bool sample_posterior = true;  // z = mean + std·ε; false: the posterior means
   bool centre_crop_only = false; // evaluation: crop 0 of every well
 };
 
@@ -48,7 +49,9 @@ class FlowExamples {
   int64_t size() const { return static_cast<int64_t>(pairs_.size()); }
   // Samples g ∈ [begin, end) as one batch on `device`.
   FlowBatch Batch(int64_t begin, int64_t end, const torch::Device& device) const;
-  // The given pairs (indices into the split), deterministic, no shuffling: for validation.
+  // The given pairs (indices into the split), deterministic, no shuffling: for validation. A
+  // position may repeat: its k-th occurrence draws another control, crop and noise (k = 0 draws
+  // what a single occurrence draws), so a small split can give many samples.
   FlowBatch PairsBatch(const std::vector<int64_t>& split_positions, uint64_t salt, const torch::Device& device) const;
   // Index into cache->index().pairs of split position i.
   int64_t pair_index(int64_t i) const { return pairs_[i]; }

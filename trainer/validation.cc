@@ -21,8 +21,8 @@ std::string ValidationSplit(const LatentCache* cache) {
 }  // namespace
 
 std::string ValidationMetrics::Summary() const {
-  return absl::StrFormat("latent FD %.4f, gene MAE %.4f (control baseline %.4f) over %d pairs", metric, gene_mae,
-                         gene_mae_control, pairs);
+  return absl::StrFormat("latent FD %.4f (control baseline %.4f), gene MAE %.4f (control baseline %.4f) over %d samples of %d pairs",
+                         metric, metric_control, gene_mae, gene_mae_control, samples, pairs);
 }
 
 torch::Tensor LatentSummaryFeatures(const torch::Tensor& latents) {
@@ -34,14 +34,19 @@ Validator::Validator(const LatentCache* cache, const StageContext& ctx)
     : cache_(cache),
       ctx_(ctx),
       examples_(cache, FlowExampleOptions{ValidationSplit(cache), ctx.config.seed, /*condition_drop=*/0.0,
-                                          ctx.model.sit.num_classes, /*sample_posterior=*/true,
+                                          ctx.model.sit.num_classes, ctx.model.flow.sample_posterior,
                                           /*centre_crop_only=*/true}) {}
 
 absl::StatusOr<ValidationMetrics> Validator::Run(CellFluxModel& model, int64_t step) {
   (void)step;
   ValidationMetrics m;
-  const int64_t n = std::min<int64_t>(ctx_.config.flow.val_pairs, examples_.size());
-  if (n < 2) return absl::FailedPreconditionError("validation needs at least 2 pairs");
+  // val_pairs draws spread evenly over the split; a split smaller than that is cycled (each
+  // repeat with another control and seed), so a handful of pairs still gives a usable FD.
+  const int64_t n = ctx_.config.flow.val_pairs;
+  if (examples_.size() < 1 || n < 2) {
+    return absl::FailedPreconditionError(absl::StrCat("validation needs at least 2 draws from a non-empty split, got ",
+                                                      n, " draws from ", examples_.size(), " pairs"));
+  }
   std::vector<int64_t> positions(n);
   for (int64_t i = 0; i < n; ++i) positions[i] = i * examples_.size() / n;
   CF_RETURN_IF_ERROR(TorchCall("validation", [&] {
@@ -54,10 +59,14 @@ absl::StatusOr<ValidationMetrics> Validator::Run(CellFluxModel& model, int64_t s
     JointLatent gen = SampleEuler(model->velocity_fn(), b.z0, b.y, model->null_label(), so);
     auto fake = ComputeFeatureStats(LatentSummaryFeatures(gen.image));
     auto real = ComputeFeatureStats(LatentSummaryFeatures(b.z1.image));
-    if (fake.ok() && real.ok()) {
-      auto fd = FrechetDistance(*fake, *real);
-      m.metric = fd.ok() ? *fd : std::numeric_limits<double>::infinity();
-    }
+    auto control = ComputeFeatureStats(LatentSummaryFeatures(b.z0.image));
+    auto fd_to_real = [&](const absl::StatusOr<FeatureStats>& s) {
+      if (!s.ok() || !real.ok()) return std::numeric_limits<double>::infinity();
+      auto fd = FrechetDistance(*s, *real);
+      return fd.ok() ? *fd : std::numeric_limits<double>::infinity();
+    };
+    m.metric = fd_to_real(fake);
+    m.metric_control = fd_to_real(control);
     if (gen.gene.defined()) {
       const torch::Tensor& expr = cache_->expression();
       torch::Tensor real_expr = expr.index_select(0, torch::tensor(b.target_gene_rows, torch::kInt64));
@@ -67,7 +76,8 @@ absl::StatusOr<ValidationMetrics> Validator::Run(CellFluxModel& model, int64_t s
       m.gene_mae_control = (control_expr - real_expr).abs().mean().item<double>();
     }
   }));
-  m.pairs = n;
+  m.samples = n;
+  m.pairs = std::min<int64_t>(n, examples_.size());
   return m;
 }
 

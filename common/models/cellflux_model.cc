@@ -64,8 +64,13 @@ JointLatent CellFluxModelImpl::DrawSource(const LatentPosterior& posterior,
   std::vector<int64_t> full_shape = row_shape;
   full_shape[0] = n;
   JointLatent z;
-  // image: [N, C·L, h, w] = mean + std · ε
-  z.image = posterior.mean.expand(full_shape) + posterior.std.expand(full_shape) * torch::cat(eps_img, 0).to(dev);
+  // image: [N, C·L, h, w] = mean + std · ε, or the mean. ε is drawn either way, so the σ noise
+  // of a seed is the same with and without posterior sampling.
+  if (config_.flow.sample_posterior) {
+    z.image = posterior.mean.expand(full_shape) + posterior.std.expand(full_shape) * torch::cat(eps_img, 0).to(dev);
+  } else {
+    z.image = posterior.mean.expand(full_shape).contiguous();
+  }
   if (sigma > 0) z.image = z.image + sigma * torch::cat(noise_img, 0).to(dev);
   if (gene_dim > 0) {
     z.gene = gene_latent.expand({n, gene_dim}).clone();

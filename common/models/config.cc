@@ -236,7 +236,8 @@ absl::StatusOr<SamplingConfig> SamplingConfig::FromJson(const json& j) {
 }
 
 json FlowConfig::ToJson() const {
-  return {{"beta", beta}, {"source_noise_sigma", source_noise_sigma}, {"ema_decay", ema_decay}};
+  return {{"beta", beta}, {"source_noise_sigma", source_noise_sigma}, {"ema_decay", ema_decay},
+          {"sample_posterior", sample_posterior}};
 }
 
 absl::StatusOr<FlowConfig> FlowConfig::FromJson(const json& j) {
@@ -245,6 +246,7 @@ absl::StatusOr<FlowConfig> FlowConfig::FromJson(const json& j) {
   CF_RETURN_IF_ERROR(Field(j, "flow", "beta", &f.beta));
   CF_RETURN_IF_ERROR(Field(j, "flow", "source_noise_sigma", &f.source_noise_sigma));
   CF_RETURN_IF_ERROR(Field(j, "flow", "ema_decay", &f.ema_decay));
+  CF_RETURN_IF_ERROR(Field(j, "flow", "sample_posterior", &f.sample_posterior));
   return f;
 }
 

@@ -90,6 +90,11 @@ struct FlowConfig {
   double beta = 1.0;                // weight of the gene-latent loss
   double source_noise_sigma = 0.0;  // optional Gaussian noise on z_0 (CellFlux); 0 = off
   double ema_decay = 0.9999;
+  // Latents the flow starts from and is trained towards: true = a sample of the VAE posterior
+  // (mean + std·ε, as latent diffusion does with the SD VAE, whose std is ~1e-2 of the signal);
+  // false = the posterior mean. A small VAE trained for minutes keeps std ≈ 0.7 of a latent's
+  // spread, so its samples are mostly noise the flow cannot learn (configs/tiny.json: false).
+  bool sample_posterior = true;
   nlohmann::json ToJson() const;
   static absl::StatusOr<FlowConfig> FromJson(const nlohmann::json& j);
 };

@@ -4,11 +4,13 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <set>
 
 #include <torch/torch.h>
 
 #include "common/util/logging.h"
 #include "gtest/gtest.h"
+#include "trainer/flow_examples.h"
 #include "trainer/latent_cache.h"
 
 namespace cellflux::trainer {
@@ -202,6 +204,39 @@ TEST_F(FlowTrainerTest, TwoRanksMatchOneProcess) {
   for (const auto& [name, t] : r0) {
     EXPECT_TRUE(torch::equal(t, rank1->at(name))) << "ranks differ at " << name;
     EXPECT_TRUE(torch::allclose(t, one.at(name), /*rtol=*/1e-5, /*atol=*/1e-5)) << "rank 0 vs single process at " << name;
+  }
+}
+
+// The examples behind validation and eval: a repeated pair position draws another control (so a
+// small split still gives many samples), its first draw is what a single draw was, and
+// control_wells names the well each source latent came from.
+TEST_F(FlowTrainerTest, PairsBatchRepeatsDrawAgainAndNameTheirControls) {
+  FlowExamples examples(cache_.get(), FlowExampleOptions{"train", 5, 0.0, 4, /*sample_posterior=*/false,
+                                                         /*centre_crop_only=*/true});
+  FlowBatch once = examples.PairsBatch({3}, /*salt=*/7, torch::kCPU);
+  FlowBatch many = examples.PairsBatch({3, 3, 3, 3, 3, 3, 3, 3}, /*salt=*/7, torch::kCPU);
+  ASSERT_EQ(many.control_wells.size(), 8u);
+  EXPECT_TRUE(torch::equal(many.z0.image[0], once.z0.image[0]));
+  EXPECT_EQ(many.control_wells[0], once.control_wells[0]);
+  std::set<int64_t> controls(many.control_wells.begin(), many.control_wells.end());
+  EXPECT_GT(controls.size(), 1u) << "8 draws of one pair all used the same of its plate's 4 controls";
+  EXPECT_FALSE(torch::equal(many.t[0], many.t[1])) << "repeats must not reuse the seed";
+  for (size_t i = 0; i < many.control_wells.size(); ++i) {
+    // Without posterior sampling the source is exactly the cached mean of the control's crop 0.
+    torch::Tensor mean, std;
+    cache_->GatherImages({cache_->index().wells[many.control_wells[i]].crop_rows[0]}, &mean, &std);
+    EXPECT_TRUE(torch::equal(many.z0.image[i], mean[0])) << "row " << i;
+  }
+}
+
+TEST_F(FlowTrainerTest, PosteriorSamplingIsASwitch) {
+  for (bool sample : {true, false}) {
+    FlowExamples examples(cache_.get(), FlowExampleOptions{"train", 5, 0.0, 4, sample, /*centre_crop_only=*/true});
+    FlowBatch b = examples.PairsBatch({0, 1}, /*salt=*/1, torch::kCPU);
+    torch::Tensor mean, std;
+    cache_->GatherImages({cache_->index().wells[cache_->index().pairs[examples.pair_index(0)].well].crop_rows[0]},
+                         &mean, &std);
+    EXPECT_EQ(torch::equal(b.z1.image[0], mean[0]), !sample) << "sample_posterior=" << sample;
   }
 }
 

@@ -134,6 +134,16 @@ TEST_F(StagesTest, EveryStageRunsAndFeedsTheNext) {
   nlohmann::json eval = ReadJson(work + "/eval/metrics.json");
   EXPECT_FALSE(eval.empty());
   EXPECT_TRUE(fs::exists(work + "/eval/figure.png"));
+  // Each generated sample is written beside its real target and the control it started from, and
+  // the controls' own score is the image baseline.
+  const int pairs = eval.value("pairs", 0);
+  ASSERT_GT(pairs, 0);
+  for (const char* sub : {"real", "fake", "control"}) {
+    const auto files = std::distance(fs::directory_iterator(work + "/eval/" + sub), fs::directory_iterator());
+    EXPECT_EQ(files, pairs) << sub;
+  }
+  ASSERT_TRUE(eval.contains("fd_fallback_baseline_control")) << eval.dump();
+  EXPECT_TRUE(eval["fd_fallback_baseline_control"].contains(std::to_string(pairs))) << eval.dump();
 
   // Re-running a finished stage is a no-op (its stamp matches): the weights file is untouched.
   const auto before = fs::last_write_time(work + "/vae/image_vae.safetensors");
