@@ -22,7 +22,8 @@ print(f"                 {out}/screen/  (16-bit TIFF per channel + RGB composite
 print(f"                 {out}/run/eval/figure.png  (control / real / generated)")
 print(f"checkpoint       {out}/run/checkpoints  (model {ev.get('model_id', '?')})")
 if "gene_mae" in ev:
-    print(f"gene MAE         {ev['gene_mae']:.4f}  (standardized units, {ev['split']} pairs: {ev['pairs']})")
+    print(f"gene MAE         {ev['gene_mae']:.4f}  (standardized units, {ev.get('samples', ev['pairs'])} samples "
+          f"of {ev['pairs']} {ev['split']} pairs)")
     print(f"  baselines      control-as-prediction {ev['gene_mae_baseline_control']:.4f}, "
           f"train-mean {ev.get('gene_mae_baseline_train_mean', float('nan')):.4f}")
 for key in ("fid", "fd_fallback"):

@@ -2,9 +2,11 @@
 // (eval.num_steps Euler steps, guidance eval.guidance), then report FID/KID (KID ×100) on DNA/RNA/ER
 // as RGB at 1K/2.5K/5K samples (or as many as exist), gene MAE against the real perturbed
 // expression beside its two baselines (the control's own expression; the mean perturbed expression
-// of the training pairs), all in standardized units, as work_dir/eval/metrics.json, plus
-// work_dir/eval/figure.png (control / real / generated per perturbation, like the paper's Fig. 2)
-// and the real/ and fake/ PNG folders (for `cellflux-tool fid`).
+// of the training pairs), all in standardized units, and the image baseline (the controls scored
+// as if generated), as work_dir/eval/metrics.json, plus work_dir/eval/figure.png (control / real /
+// generated per perturbation, like the paper's Fig. 2) and the real/, fake/ and control/ PNG
+// folders (for `cellflux-tool fid`). eval.samples_per_pair > 1 draws each pair again with
+// another control and seed (a small split still gives a usable FD).
 #include <filesystem>
 #include <array>
 #include <iostream>
@@ -82,8 +84,9 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   const std::string split = SplitForEval(*cache);
   FlowExamples examples(cache.get(), FlowExampleOptions{split, ctx.config.seed, 0.0, model->null_label(),
                                                         model->config().flow.sample_posterior, /*centre_crop_only=*/true});
-  const int64_t n = std::min<int64_t>(c.max_pairs, examples.size());
-  if (n < 2) return absl::FailedPreconditionError(absl::StrCat("eval: only ", n, " ", split, " pairs in the latent cache"));
+  const int64_t pairs = std::min<int64_t>(c.max_pairs, examples.size());
+  const int64_t n = pairs * c.samples_per_pair;  // draw s: pair s % pairs, repeat s / pairs
+  if (n < 2) return absl::FailedPreconditionError(absl::StrCat("eval: only ", n, " ", split, " samples from the latent cache"));
   for (const char* sub : {"real", "fake", "control"}) {
     std::filesystem::remove_all(absl::StrCat(out, "/", sub));
     CF_RETURN_IF_ERROR(MakeDirs(absl::StrCat(out, "/", sub)));
@@ -119,8 +122,12 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   };
   for (int64_t start = 0; start < n; start += c.batch_size) {
     std::vector<int64_t> positions;
-    for (int64_t i = start; i < std::min(n, start + c.batch_size); ++i) positions.push_back(i);
-    FlowBatch b = examples.PairsBatch(positions, /*salt=*/0xE7A1ULL, model->device());
+    std::vector<std::pair<int64_t, uint64_t>> draws;
+    for (int64_t i = start; i < std::min(n, start + c.batch_size); ++i) {
+      positions.push_back(i);
+      draws.emplace_back(i % pairs, static_cast<uint64_t>(i / pairs));
+    }
+    FlowBatch b = examples.DrawsBatch(draws, /*salt=*/0xE7A1ULL, model->device());
     DecodedSample gen;
     CF_RETURN_IF_ERROR(TorchCall("eval sampling", [&] {
       c10::InferenceMode guard;
@@ -171,7 +178,8 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   j["checkpoint"] = loaded.dir;
   j["model_id"] = loaded.metadata.model_id;
   j["split"] = split;
-  j["pairs"] = n;
+  j["pairs"] = pairs;
+  j["samples"] = n;
   j["num_steps"] = c.num_steps;
   j["guidance"] = c.guidance;
   j["extractor"] = extractor->name();

@@ -46,11 +46,17 @@ FlowBatch FlowExamples::Batch(int64_t begin, int64_t end, const torch::Device& d
 
 FlowBatch FlowExamples::PairsBatch(const std::vector<int64_t>& split_positions, uint64_t salt,
                                    const torch::Device& device) const {
-  std::vector<std::pair<int64_t, uint64_t>> items;
+  std::vector<std::pair<int64_t, uint64_t>> draws;
   std::map<int64_t, uint64_t> occurrences;
-  for (int64_t i : split_positions) {
+  for (int64_t i : split_positions) draws.emplace_back(i, occurrences[i]++);
+  return DrawsBatch(draws, salt, device);
+}
+
+FlowBatch FlowExamples::DrawsBatch(const std::vector<std::pair<int64_t, uint64_t>>& draws, uint64_t salt,
+                                   const torch::Device& device) const {
+  std::vector<std::pair<int64_t, uint64_t>> items;
+  for (const auto& [i, k] : draws) {
     uint64_t seed = MixSeed(options_.seed ^ salt, static_cast<uint64_t>(pairs_[i]));
-    const uint64_t k = occurrences[i]++;
     if (k > 0) seed = MixSeed(seed, k);
     items.emplace_back(pairs_[i], seed);
   }

@@ -53,6 +53,10 @@ class FlowExamples {
   // position may repeat: its k-th occurrence draws another control, crop and noise (k = 0 draws
   // what a single occurrence draws), so a small split can give many samples.
   FlowBatch PairsBatch(const std::vector<int64_t>& split_positions, uint64_t salt, const torch::Device& device) const;
+  // The same with explicit draws (split position, repeat k): PairsBatch's k-th occurrence of a
+  // position is the draw (position, k), so batches of one long list can be built piecewise.
+  FlowBatch DrawsBatch(const std::vector<std::pair<int64_t, uint64_t>>& draws, uint64_t salt,
+                       const torch::Device& device) const;
   // Index into cache->index().pairs of split position i.
   int64_t pair_index(int64_t i) const { return pairs_[i]; }
 

@@ -37,7 +37,8 @@ std::map<std::string, FieldPtr> Fields(TrainConfig& c) {
       {"flow.val_every", &c.flow.val_every}, {"flow.val_pairs", &c.flow.val_pairs},
       {"flow.val_num_steps", &c.flow.val_num_steps}, {"flow.log_every", &c.flow.log_every},
       {"eval.num_steps", &c.eval.num_steps}, {"eval.guidance", &c.eval.guidance},
-      {"eval.max_pairs", &c.eval.max_pairs}, {"eval.extractor", &c.eval.extractor},
+      {"eval.max_pairs", &c.eval.max_pairs}, {"eval.samples_per_pair", &c.eval.samples_per_pair},
+      {"eval.extractor", &c.eval.extractor},
       {"eval.sample_sizes", &c.eval.sample_sizes},
       {"eval.grid_perturbations", &c.eval.grid_perturbations}, {"eval.batch_size", &c.eval.batch_size},
   };
@@ -91,6 +92,7 @@ absl::Status TrainConfig::Validate() const {
   CF_RETURN_IF_ERROR(PositiveInt("flow.val_every", flow.val_every));
   CF_RETURN_IF_ERROR(PositiveInt("flow.log_every", flow.log_every));
   CF_RETURN_IF_ERROR(PositiveInt("eval.num_steps", eval.num_steps));
+  CF_RETURN_IF_ERROR(PositiveInt("eval.samples_per_pair", eval.samples_per_pair));
   if (flow.condition_drop < 0 || flow.condition_drop >= 1) {
     return absl::InvalidArgumentError(absl::StrCat("config key 'flow.condition_drop' must be in [0, 1), got ", flow.condition_drop));
   }

@@ -70,6 +70,7 @@ class StagesTest : public ::testing::Test {
     c.flow.log_every = 2;
     c.eval.num_steps = 2;
     c.eval.max_pairs = 8;
+    c.eval.samples_per_pair = 2;
     c.eval.sample_sizes = {4};
     c.eval.grid_perturbations = 2;
     c.eval.batch_size = 8;
@@ -136,14 +137,15 @@ TEST_F(StagesTest, EveryStageRunsAndFeedsTheNext) {
   EXPECT_TRUE(fs::exists(work + "/eval/figure.png"));
   // Each generated sample is written beside its real target and the control it started from, and
   // the controls' own score is the image baseline.
-  const int pairs = eval.value("pairs", 0);
+  const int pairs = eval.value("pairs", 0), samples = eval.value("samples", 0);
   ASSERT_GT(pairs, 0);
+  EXPECT_EQ(samples, 2 * pairs);  // eval.samples_per_pair = 2
   for (const char* sub : {"real", "fake", "control"}) {
     const auto files = std::distance(fs::directory_iterator(work + "/eval/" + sub), fs::directory_iterator());
-    EXPECT_EQ(files, pairs) << sub;
+    EXPECT_EQ(files, samples) << sub;
   }
   ASSERT_TRUE(eval.contains("fd_fallback_baseline_control")) << eval.dump();
-  EXPECT_TRUE(eval["fd_fallback_baseline_control"].contains(std::to_string(pairs))) << eval.dump();
+  EXPECT_TRUE(eval["fd_fallback_baseline_control"].contains(std::to_string(samples))) << eval.dump();
 
   // Re-running a finished stage is a no-op (its stamp matches): the weights file is untouched.
   const auto before = fs::last_write_time(work + "/vae/image_vae.safetensors");
