@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 import grpc
 
@@ -51,13 +52,21 @@ def percentile(values, q):
 class Server:
     def __init__(self, binary, checkpoint, mode, max_batch, threads, log_path):
         self.port = free_port()
+        self.metrics_port = free_port()
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
             [binary, "--checkpoint", checkpoint, "--listen", f"127.0.0.1:{self.port}",
-             "--metrics-listen", "", "--device", "cpu", "--threads", str(threads),
+             "--metrics-listen", f"127.0.0.1:{self.metrics_port}", "--device", "cpu", "--threads", str(threads),
              "--max-batch", str(max_batch), "--max-queue", "4096", "--batching", mode,
              "--max-queue-delay-ms", "10"],
             stdout=self.log, stderr=subprocess.STDOUT)
+
+    def forwards(self):
+        """(velocity forwards, rows in them) so far, from cellflux_batch_size on /metrics."""
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).read().decode()
+        count = float(re.search(r"^cellflux_batch_size_count(?:\{[^}]*\})? ([0-9.eE+-]+)", text, re.M).group(1))
+        total = float(re.search(r"^cellflux_batch_size_sum(?:\{[^}]*\})? ([0-9.eE+-]+)", text, re.M).group(1))
+        return count, total
 
     def usage(self):
         """(minor page faults, CPU seconds) of the server process so far, from /proc."""
@@ -209,19 +218,27 @@ def main():
     subprocess.run([f"{args.build}/common/tools/cellflux-tool", "init-checkpoint", "--config", args.config,
                     "--out", ckpt, "--perturbations", "16"], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-    offline = subprocess.run([f"{args.build}/bench/offline_sampler_bench", "--checkpoint", ckpt,
+    def offline_rate():
+        out = subprocess.run([f"{args.build}/bench/offline_sampler_bench", "--checkpoint", ckpt,
                               "--batch", str(args.max_batch), "--steps", str(args.steps),
                               "--guidance", str(args.guidance), "--threads", str(args.threads),
                               "--repeats", "7", "--vae-max-batch", "0"],  # its fastest setting here
                              check=True, capture_output=True, text=True).stdout
-    offline_rate = float(re.search(r"median\): ([0-9.eE+-]+)", offline).group(1))
-    print(f"offline sampler, batch {args.max_batch}: {offline_rate:.2f} samples/s", flush=True)
-    open_rate = args.open_rate or offline_rate / 2
+        return float(re.search(r"median\): ([0-9.eE+-]+)", out).group(1))
 
-    results = {"offline_samples_per_s": offline_rate, "steps": args.steps, "guidance": args.guidance,
-               "max_batch": args.max_batch, "threads": args.threads, "modes": {}}
+    # The machine's speed drifts by 20-30% within an hour here (shared VM), so the offline reference
+    # is measured again right before each mode's sweep and each mode is compared with its own.
+    first_offline = offline_rate()
+    print(f"offline sampler, batch {args.max_batch}: {first_offline:.2f} samples/s", flush=True)
+    open_rate = args.open_rate or first_offline / 2
+
+    results = {"offline_samples_per_s": first_offline, "steps": args.steps, "guidance": args.guidance,
+               "max_batch": args.max_batch, "threads": args.threads, "open_rate": open_rate, "modes": {}}
     levels = [int(c) for c in args.concurrency.split(",")]
-    for mode in args.modes.split(","):
+    for index, mode in enumerate(args.modes.split(",")):
+        offline = first_offline if index == 0 else offline_rate()
+        if index > 0:
+            print(f"offline sampler, batch {args.max_batch}: {offline:.2f} samples/s", flush=True)
         server = Server(f"{args.build}/server/cellflux-server", ckpt, mode, args.max_batch, args.threads,
                         os.path.join(tmp, f"server-{mode}.log"))
         try:
@@ -232,34 +249,42 @@ def main():
             rows = []
             for c in levels:
                 faults0, cpu0 = server.usage()
+                fw0, rows0 = server.forwards()
                 r = closed_loop(client, c, max(args.requests_per_client, -(-args.min_requests // c)))
                 faults1, cpu1 = server.usage()
-                r["fraction_of_offline"] = r["samples_per_s"] / offline_rate
+                fw1, rows1 = server.forwards()
+                r["offline_samples_per_s"] = offline
+                r["fraction_of_offline"] = r["samples_per_s"] / offline
+                r["mean_rows_per_forward"] = (rows1 - rows0) / max(1.0, fw1 - fw0)
                 r["server_cpu_s_per_sample"] = (cpu1 - cpu0) / r["requests"]
                 r["server_faults_per_sample"] = (faults1 - faults0) / r["requests"]
                 rows.append(r)
                 print(f"{mode} closed c={c}: {r['samples_per_s']:.2f} samples/s "
                       f"({100 * r['fraction_of_offline']:.0f}% of offline), p50 {r['p50']:.2f}s "
                       f"p95 {r['p95']:.2f}s p99 {r['p99']:.2f}s; server {r['server_cpu_s_per_sample']:.3f} "
-                      f"CPU-s and {r['server_faults_per_sample']:.0f} page faults per sample, load generator "
+                      f"CPU-s and {r['server_faults_per_sample']:.0f} page faults per sample, "
+                      f"{r['mean_rows_per_forward']:.1f} samples per forward, load generator "
                       f"{r['client_cpu_s_per_sample']:.3f} CPU-s per sample", flush=True)
             o = open_loop(client, open_rate, args.open_seconds)
             print(f"{mode} open {open_rate:.2f}/s: {o['requests']} requests, p50 {o['p50']:.2f}s "
                   f"p95 {o['p95']:.2f}s p99 {o['p99']:.2f}s", flush=True)
-            results["modes"][mode] = {"closed": rows, "open": o}
+            o["offline_samples_per_s"] = offline
+            results["modes"][mode] = {"offline_samples_per_s": offline, "closed": rows, "open": o}
         finally:
             server.stop()
 
     print()
-    print("| mode | load | samples/s | % of offline | p50 s | p95 s | p99 s |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| mode | load | samples/s | offline | % of offline | rows/forward | p50 s | p95 s | p99 s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for mode, r in results["modes"].items():
         for row in r["closed"]:
             print(f"| {mode} | closed c={row['concurrency']} | {row['samples_per_s']:.2f} | "
-                  f"{100 * row['fraction_of_offline']:.0f}% | {row['p50']:.2f} | {row['p95']:.2f} | {row['p99']:.2f} |")
+                  f"{row['offline_samples_per_s']:.2f} | {100 * row['fraction_of_offline']:.0f}% | "
+                  f"{row['mean_rows_per_forward']:.1f} | {row['p50']:.2f} | {row['p95']:.2f} | {row['p99']:.2f} |")
         o = r["open"]
         print(f"| {mode} | open Poisson {o['rate']:.2f}/s | {o['samples_per_s']:.2f} | "
-              f"{100 * o['samples_per_s'] / offline_rate:.0f}% | {o['p50']:.2f} | {o['p95']:.2f} | {o['p99']:.2f} |")
+              f"{o['offline_samples_per_s']:.2f} | {100 * o['samples_per_s'] / o['offline_samples_per_s']:.0f}% | "
+              f"| {o['p50']:.2f} | {o['p95']:.2f} | {o['p99']:.2f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

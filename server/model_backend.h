@@ -11,9 +11,11 @@
 // With controls_dir, every DMSO site of that prepared dataset (control_bank.h) is encoded at
 // load time and only its posterior and gene latent are kept, on the device.
 //
-// Determinism: per-row randomness never depends on batch position. Whether the network's
-// kernels give bit-identical rows for different batch compositions depends on the device's
-// kernels (true for the fake backend by construction; measure on the real model).
+// Determinism: per-row randomness never depends on batch position, and a row gives the same bits
+// whatever it is batched with. LibTorch's CPU conv and OpenBLAS choose kernels by batch size, so
+// the VAE and the gene autoencoder run one sample per call (fixed shapes); the SiT's GEMMs have
+// M = rows × tokens ≥ the sizes where the kernel choice settles (tested down to one row).
+// CUDA libraries choose kernels by shape too: re-run the row-wise test on a GPU build.
 #ifndef CELLFLUX_SERVER_MODEL_BACKEND_H_
 #define CELLFLUX_SERVER_MODEL_BACKEND_H_
 
@@ -30,7 +32,6 @@ struct ModelBackendOptions {
   std::string controls_dir;    // prepared dataset dir with controls_cp.csv; empty = no bank
   int64_t max_controls = 0;    // bank size cap: the first N (plate, well, site) keys; 0 = all
   std::string device = "cpu";  // "cpu", "cuda", "cuda:N", "auto"
-  int vae_max_batch = 16;      // pseudo-RGB images per VAE call (memory bound); 0 = all
   bool warm_up = true;         // run one 2-step sample before returning
 };
 

@@ -83,7 +83,8 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
 
   const std::string split = SplitForEval(*cache);
   FlowExamples examples(cache.get(), FlowExampleOptions{split, ctx.config.seed, 0.0, model->null_label(),
-                                                        model->config().flow.sample_posterior, /*centre_crop_only=*/true});
+                                                        model->config().flow.sample_posterior, /*centre_crop_only=*/true,
+                                                        model->config().flow.source_noise_sigma});
   const int64_t pairs = std::min<int64_t>(c.max_pairs, examples.size());
   const int64_t n = pairs * c.samples_per_pair;  // draw s: pair s % pairs, repeat s / pairs
   if (n < 2) return absl::FailedPreconditionError(absl::StrCat("eval: only ", n, " ", split, " samples from the latent cache"));

@@ -7,6 +7,8 @@
 
 #include <torch/torch.h>
 
+#include "common/flow/rectified_flow.h"
+
 namespace cellflux::trainer {
 
 uint64_t MixSeed(uint64_t a, uint64_t b) {
@@ -112,6 +114,26 @@ FlowBatch FlowExamples::Build(const std::vector<std::pair<int64_t, uint64_t>>& i
     const torch::Tensor& g = cache_->gene_latents();
     batch.z1.gene = g.index_select(0, torch::tensor(target_genes, torch::kInt64)).to(device);
     batch.z0.gene = g.index_select(0, torch::tensor(control_genes, torch::kInt64)).to(device);
+  }
+  if (options_.source_noise_sigma > 0) {
+    // The model config's source noise, as DrawSource adds it at inference: one generator per
+    // sample (from its own seed), so a row's noise never depends on its batch.
+    std::vector<JointLatent> rows;
+    for (size_t i = 0; i < noise_seeds.size(); ++i) {
+      const int64_t r = static_cast<int64_t>(i);
+      JointLatent row;
+      row.image = batch.z0.image.slice(0, r, r + 1);
+      if (batch.z0.gene.defined()) row.gene = batch.z0.gene.slice(0, r, r + 1);
+      torch::Generator gen = at::make_generator<at::CPUGeneratorImpl>(MixSeed(noise_seeds[i], 0x50C0ULL));
+      rows.push_back(AddSourceNoise(row, options_.source_noise_sigma, gen));
+    }
+    std::vector<torch::Tensor> images, genes;
+    for (const JointLatent& row : rows) {
+      images.push_back(row.image);
+      if (row.gene.defined()) genes.push_back(row.gene);
+    }
+    batch.z0.image = torch::cat(images, 0);
+    if (!genes.empty()) batch.z0.gene = torch::cat(genes, 0);
   }
   batch.target_gene_rows = target_genes;
   batch.control_gene_rows = control_genes;

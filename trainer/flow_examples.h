@@ -40,6 +40,7 @@ struct FlowExampleOptions {
   int64_t null_label = 0;
   bool sample_posterior = true;  // z = mean + std·ε; false: the posterior means
   bool centre_crop_only = false; // evaluation: crop 0 of every well
+  double source_noise_sigma = 0.0;  // z0 += σ·ε (the model config's flow.source_noise_sigma)
 };
 
 class FlowExamples {

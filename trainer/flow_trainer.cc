@@ -33,7 +33,7 @@ FlowTrainer::FlowTrainer(CellFluxModel model, const LatentCache* cache, Distribu
       options_(std::move(options)),
       examples_(cache, FlowExampleOptions{"train", options_.seed, options_.config.condition_drop,
                                           model_->null_label(), model_->config().flow.sample_posterior,
-                                          /*centre_crop_only=*/false}) {
+                                          /*centre_crop_only=*/false, model_->config().flow.source_noise_sigma}) {
   // Only the SiT trains; the autoencoders are frozen (paper §3).
   for (auto& p : model_->vae()->parameters()) p.set_requires_grad(false);
   for (auto& p : model_->gene_ae()->parameters()) p.set_requires_grad(false);

@@ -35,7 +35,7 @@ Validator::Validator(const LatentCache* cache, const StageContext& ctx)
       ctx_(ctx),
       examples_(cache, FlowExampleOptions{ValidationSplit(cache), ctx.config.seed, /*condition_drop=*/0.0,
                                           ctx.model.sit.num_classes, ctx.model.flow.sample_posterior,
-                                          /*centre_crop_only=*/true}) {}
+                                          /*centre_crop_only=*/true, ctx.model.flow.source_noise_sigma}) {}
 
 absl::StatusOr<ValidationMetrics> Validator::Run(CellFluxModel& model, int64_t step) {
   (void)step;

@@ -240,5 +240,30 @@ TEST_F(FlowTrainerTest, PosteriorSamplingIsASwitch) {
   }
 }
 
+// The model config's flow.source_noise_sigma is part of training (it was only applied by
+// DrawSource at inference, so a σ > 0 model was sampled from sources it never trained on).
+TEST_F(FlowTrainerTest, SourceNoiseOfTheModelConfigIsTrainedOn) {
+  FlowExampleOptions plain{"train", 5, 0.0, 4, /*sample_posterior=*/false, /*centre_crop_only=*/true};
+  FlowExampleOptions noisy = plain;
+  noisy.source_noise_sigma = 0.3;
+  FlowBatch a = FlowExamples(cache_.get(), plain).PairsBatch({0, 1, 2, 3}, 9, torch::kCPU);
+  FlowBatch b = FlowExamples(cache_.get(), noisy).PairsBatch({0, 1, 2, 3}, 9, torch::kCPU);
+  FlowBatch b_again = FlowExamples(cache_.get(), noisy).PairsBatch({2}, 9, torch::kCPU);
+  EXPECT_NEAR((b.z0.image - a.z0.image).std().item<double>(), 0.3, 0.03);
+  EXPECT_NEAR((b.z0.gene - a.z0.gene).std().item<double>(), 0.3, 0.1);
+  EXPECT_TRUE(torch::equal(b.z1.image, a.z1.image));  // targets untouched
+  EXPECT_TRUE(torch::equal(b_again.z0.image[0], b.z0.image[2])) << "noise must be per sample, not per batch";
+
+  auto first_loss = [&](double sigma) {
+    ModelConfig c = TinyConfig();
+    c.flow.source_noise_sigma = sigma;
+    torch::manual_seed(0);
+    FlowTrainer trainer(CellFluxModel(c), cache_.get(), dist_.get(), Options(1, 8));
+    EXPECT_TRUE(trainer.Run({}).ok());
+    return trainer.history().at(0).loss;
+  };
+  EXPECT_NE(first_loss(0.0), first_loss(0.5));
+}
+
 }  // namespace
 }  // namespace cellflux::trainer
