@@ -3,14 +3,16 @@
 
 For each batching mode (step, request) it starts a real cellflux-server on loopback with a tiny
 random checkpoint (cellflux-tool init-checkpoint, configs/tiny.json), then
-  * closed loop: C clients each send Predicts back to back (C = 1 2 4 8 16 32 64), and
+  * closed loop: C clients each send Predicts back to back (C = 1 2 4 8 16 32 64), measured over a
+    steady-state window (--warmup-seconds unmeasured, then --level-seconds counted), and
   * open loop: Poisson arrivals at a fixed rate (default: half the offline capacity),
-reporting throughput (samples/s) and p50/p95/p99 latency per level. The offline reference is
-build/bench/offline_sampler_bench at batch = --max-batch with the same steps/guidance (the same
-fixed-batch work with no server around it). Prints a markdown table; --json writes raw numbers.
+reporting throughput (samples/s), p50/p95/p99 latency, server CPU per sample and rows per forward
+per level. The offline reference is build/bench/offline_sampler_bench at batch = --max-batch with
+the same steps/guidance (the same fixed-batch work with no server around it), measured right before
+each mode. Prints a markdown table; --json writes raw numbers.
 
   /usr/bin/python3 bench/server_load_bench.py --build build [--steps 20] [--max-batch 16]
-      [--concurrency 1,2,4,8,16,32,64] [--requests-per-client 3] [--open-seconds 30]
+      [--concurrency 1,2,4,8,16,32,64] [--level-seconds 20] [--warmup-seconds 3] [--open-seconds 30]
       [--threads 2] [--modes step,request] [--json out.json]
 
 Every request has a deadline; servers are stopped (SIGTERM) on exit.
@@ -137,27 +139,46 @@ class Client:
 # The load loops run on one asyncio event loop (grpc.aio) rather than a thread per client: the
 # generator shares the server's 2 cores, and 16-64 Python threads fighting over the GIL took about a
 # quarter of the CPU away from the server.
-def closed_loop(client, concurrency, per_client):
+def closed_loop(client, concurrency, warmup_s, window_s, probe):
+    """C clients send back to back; throughput and latency over a steady-state window.
+
+    The first warmup_s fill the batch and are not counted; then completions are counted for
+    window_s (latencies of the requests that finish inside it); then the clients stop sending and
+    the drain is not counted either: a short run's ramp-up and drain, when the batch is part
+    empty, would otherwise be a large share of it. probe() is called at the window's two ends
+    (server counters)."""
     async def run():
-        latencies = []
+        done = []  # (finish time, latency)
         counter = iter(range(10**9))
         async with grpc.aio.insecure_channel(client.address) as channel:
             stub = client.pb_grpc.CellFluxStub(channel)
+            t0 = time.perf_counter()
+            start, end = t0 + warmup_s, t0 + warmup_s + window_s
 
             async def worker():
-                for _ in range(per_client):
-                    latencies.append(await client.acall(stub, next(counter)))
+                while time.perf_counter() < end:
+                    latency = await client.acall(stub, next(counter))
+                    done.append((time.perf_counter(), latency))
 
-            t0 = time.perf_counter()
-            await asyncio.gather(*[worker() for _ in range(concurrency)])
-            return latencies, time.perf_counter() - t0
+            async def marks():
+                await asyncio.sleep(max(0.0, start - time.perf_counter()))
+                before = probe()
+                await asyncio.sleep(max(0.0, end - time.perf_counter()))
+                return before, probe()
+
+            results = await asyncio.gather(marks(), *[worker() for _ in range(concurrency)])
+            return done, start, end, results[0]
 
     cpu0 = time.process_time()
-    latencies, wall = asyncio.run(run())
+    done, start, end, (before, after) = asyncio.run(run())
     client_cpu = time.process_time() - cpu0
-    return {"concurrency": concurrency, "client_cpu_s_per_sample": client_cpu / max(1, len(latencies)), "requests": len(latencies), "seconds": wall,
-            "samples_per_s": len(latencies) / wall, "p50": percentile(latencies, 0.5),
-            "p95": percentile(latencies, 0.95), "p99": percentile(latencies, 0.99)}
+    latencies = [lat for t, lat in done if start <= t < end]
+    n = len(latencies)
+    return {"concurrency": concurrency, "requests": n, "seconds": end - start,
+            "client_cpu_s_per_sample": client_cpu / max(1, len(done)),
+            "samples_per_s": n / (end - start), "p50": percentile(latencies, 0.5),
+            "p95": percentile(latencies, 0.95), "p99": percentile(latencies, 0.99),
+            "server_before": before, "server_after": after}
 
 
 def open_loop(client, rate, seconds, seed=1):
@@ -197,8 +218,8 @@ def main():
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--concurrency", default="1,2,4,8,16,32,64")
-    ap.add_argument("--requests-per-client", type=int, default=3)
-    ap.add_argument("--min-requests", type=int, default=32, help="at least this many requests per level")
+    ap.add_argument("--level-seconds", type=float, default=20, help="measured window per concurrency level")
+    ap.add_argument("--warmup-seconds", type=float, default=3, help="unmeasured start of each level")
     ap.add_argument("--open-seconds", type=float, default=30)
     ap.add_argument("--open-rate", type=float, default=0, help="arrivals/s; 0 = half the offline capacity")
     ap.add_argument("--modes", default="step,request")
@@ -245,14 +266,13 @@ def main():
             client = Client(pb, pb_grpc, f"127.0.0.1:{server.port}", args.steps, args.guidance)
             # Warm-up, untimed: one full batch, so the first measured level does not pay for the
             # allocator's heap growing to batch size or for first-call initialisation.
-            closed_loop(client, args.max_batch, 2)
+            probe = lambda: server.usage() + server.forwards()  # noqa: E731
+            closed_loop(client, args.max_batch, 0, 2, probe)
             rows = []
             for c in levels:
-                faults0, cpu0 = server.usage()
-                fw0, rows0 = server.forwards()
-                r = closed_loop(client, c, max(args.requests_per_client, -(-args.min_requests // c)))
-                faults1, cpu1 = server.usage()
-                fw1, rows1 = server.forwards()
+                r = closed_loop(client, c, args.warmup_seconds, args.level_seconds, probe)
+                faults0, cpu0, fw0, rows0 = r.pop("server_before")
+                faults1, cpu1, fw1, rows1 = r.pop("server_after")
                 r["offline_samples_per_s"] = offline
                 r["fraction_of_offline"] = r["samples_per_s"] / offline
                 r["mean_rows_per_forward"] = (rows1 - rows0) / max(1.0, fw1 - fw0)
