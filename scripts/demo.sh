@@ -4,7 +4,7 @@
 #   → start cellflux-server → batch screen with cellflux-client → summary → stop the server.
 # Everything is written under out/demo/ (override with CELLFLUX_DEMO_OUT). Re-running reuses what
 # is already generated/trained when its inputs have not changed. Bigger runs:
-#   scripts/demo.sh --plates 8 --compounds 96 --set flow.steps=3000 --model-config configs/tiny.json
+#   scripts/demo.sh --plates 8 --compounds 96 --set flow.steps=10000 --model-config configs/tiny.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
