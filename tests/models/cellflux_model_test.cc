@@ -5,28 +5,13 @@
 
 #include "common/models/config.h"
 #include "gtest/gtest.h"
+#include "tests/testing/small_model_config.h"
 
 namespace cellflux {
 namespace {
 
 ModelConfig SmallConfig(bool sample_posterior) {
-  ModelConfig c;
-  c.image_size = 16;
-  c.vae.block_out_channels = {8, 8};
-  c.vae.layers_per_block = 1;
-  c.vae.norm_num_groups = 4;
-  c.sit.input_size = 8;
-  c.sit.patch_size = 4;
-  c.sit.in_channels = 20;
-  c.sit.hidden_size = 32;
-  c.sit.depth = 1;
-  c.sit.num_heads = 2;
-  c.sit.num_classes = 4;
-  c.sit.gene_latent_dim = 8;
-  c.sit.gene_tokens = 2;
-  c.gene_ae.num_genes = 16;
-  c.gene_ae.hidden_dims = {16};
-  c.gene_ae.latent_dim = 8;
+  ModelConfig c = cellflux::testing::SmallModelConfig();
   c.flow.sample_posterior = sample_posterior;
   return c;
 }

@@ -10,6 +10,7 @@
 
 #include "common/util/logging.h"
 #include "gtest/gtest.h"
+#include "tests/testing/small_model_config.h"
 #include "trainer/flow_examples.h"
 #include "trainer/latent_cache.h"
 
@@ -18,27 +19,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-ModelConfig TinyConfig() {
-  ModelConfig c;
-  c.image_size = 16;
-  c.vae.block_out_channels = {8, 8};
-  c.vae.layers_per_block = 1;
-  c.vae.norm_num_groups = 4;
-  c.vae.scaling_factor = 1.0;
-  c.sit.input_size = 8;
-  c.sit.patch_size = 4;
-  c.sit.in_channels = 20;
-  c.sit.hidden_size = 32;
-  c.sit.depth = 2;
-  c.sit.num_heads = 2;
-  c.sit.num_classes = 4;
-  c.sit.gene_latent_dim = 8;
-  c.sit.gene_tokens = 2;
-  c.gene_ae.num_genes = 16;
-  c.gene_ae.hidden_dims = {16};
-  c.gene_ae.latent_dim = 8;
-  return c;
-}
+ModelConfig TinyConfig() { return cellflux::testing::SmallModelConfig(); }
 
 // A cache where perturbation y shifts every latent by (y + 1) · 0.5: learnable, known answer.
 // Two plates; 4 control wells and 8 perturbed wells per plate; 2 crops per well.
