@@ -203,6 +203,7 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   CF_ASSIGN_OR_RETURN(FolderScores base, ScoreFeatures(real_all, control_all, std::min<int64_t>(1000, n),
                                                        extractor->is_inception(), extractor->name()));
   j[absl::StrCat(fd, "_baseline_control")][std::to_string(n)] = base.fid;
+  j[absl::StrCat(kd, "_baseline_control")][std::to_string(n)] = base.kid;
   if (gene_rows > 0) {
     j["gene_mae"] = mae_sum / gene_rows;
     j["gene_mae_baseline_control"] = mae_control / gene_rows;

@@ -146,6 +146,7 @@ TEST_F(StagesTest, EveryStageRunsAndFeedsTheNext) {
   }
   ASSERT_TRUE(eval.contains("fd_fallback_baseline_control")) << eval.dump();
   EXPECT_TRUE(eval["fd_fallback_baseline_control"].contains(std::to_string(samples))) << eval.dump();
+  EXPECT_TRUE(eval["kd_fallback_x100_baseline_control"].contains(std::to_string(samples))) << eval.dump();
 
   // Re-running a finished stage is a no-op (its stamp matches): the weights file is untouched.
   const auto before = fs::last_write_time(work + "/vae/image_vae.safetensors");
