@@ -42,8 +42,11 @@ declare -A PHASE_SECONDS
 phase() {  # phase NAME LOG CMD...: runs CMD, logs to LOG, stops the run naming the phase on failure
   local name=$1 log=$2; shift 2
   local t0=$(date +%s)
+  local tee_args=()
+  # flow.log accumulates: a resumed run adds to the validation history the summary prints.
+  [ "$name" = flow ] && tee_args=(-a)
   echo "== $name"
-  if ! "$@" 2>&1 | tee "$log"; then
+  if ! "$@" 2>&1 | tee "${tee_args[@]}" "$log"; then
     echo "demo: phase '$name' failed; log: $log" >&2
     exit 1
   fi

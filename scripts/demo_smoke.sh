@@ -24,7 +24,7 @@ grep -q "cellflux demo: done" "$out/first.log" || { cat "$out/first.log"; fail "
 for f in screen/report.html screen/predictions.gct run/eval/metrics.json run/eval/figure.png; do
   [ -s "$out/demo/$f" ] || fail "missing $f"
 done
-for line in "gene MAE" "control-as-prediction" "image FD" "over training" "throughput" "main job"; do
+for line in "gene MAE" "control-as-prediction" "image FD" "image KD" "over training" "throughput" "main job"; do
   grep -q "$line" "$out/first.log" || fail "summary lacks '$line'"
 done
 rows=$(grep -c "" "$out/demo/screen/results.csv")
@@ -33,6 +33,7 @@ if pgrep -f "cellflux-server --checkpoint $out" > /dev/null; then fail "server l
 
 # Re-run: every training stage is up to date, nothing is trained again.
 run > "$out/second.log" 2>&1 || { cat "$out/second.log"; fail "second demo.sh failed"; }
+grep -q "over training" "$out/second.log" || fail "re-run summary lost the validation history"
 for stage in gene-ae vae encode; do
   grep -q "$stage: up to date" "$out/second.log" || fail "re-run trained $stage again"
 done
