@@ -39,4 +39,11 @@ for stage in gene-ae vae encode; do
 done
 grep -q "flow: resumed from .* at step 20" "$out/demo/logs/flow.log" || {
   tail -5 "$out/demo/logs/flow.log"; fail "re-run did not resume flow at its last step"; }
+# The README's multi-process launch (2 Gloo ranks on this CPU) continues the same run by 4 steps.
+/usr/bin/python3 -m torch.distributed.run --redirects 2 --tee 2 --no_python --nproc_per_node=2 \
+  "$build/trainer/cellflux-train" flow --config "$src/configs/demo.yaml" --data-dir "$out/demo/data" \
+  --work-dir "$out/demo/run" --resume "${args[@]:6}" --set flow.steps=24 > "$out/dist.log" 2>&1 || {
+  tail -20 "$out/dist.log"; fail "torch.distributed.run flow failed"; }
+for r in 0 1; do grep -q "distributed: rank $r/2" "$out/dist.log" || fail "rank $r did not start"; done
+[ -d "$out/demo/run/checkpoints/step-0000024" ] || fail "2-rank run wrote no step-24 checkpoint"
 say "PASS"

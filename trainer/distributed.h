@@ -1,6 +1,7 @@
 // Multi-process training over PyTorch's c10d: NCCL on CUDA, Gloo on CPU, rendezvous from the
 // standard environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), so
-//   python3 -m torch.distributed.run --no-python --nproc-per-node=2 cellflux-train flow ...
+//   python3 -m torch.distributed.run --no_python --nproc_per_node=2 cellflux-train flow ...
+//   (Debian 12's python3-torch also needs --redirects 2 --tee 2; README: multi-GPU)
 // launches it. Without WORLD_SIZE (or WORLD_SIZE=1) everything is a no-op on one process.
 //
 // Under torchrun the elastic agent already hosts the TCP store on MASTER_PORT
