@@ -40,10 +40,14 @@ done
 grep -q "flow: resumed from .* at step 20" "$out/demo/logs/flow.log" || {
   tail -5 "$out/demo/logs/flow.log"; fail "re-run did not resume flow at its last step"; }
 # The README's multi-process launch (2 Gloo ranks on this CPU) continues the same run by 4 steps.
-/usr/bin/python3 -m torch.distributed.run --redirects 2 --tee 2 --no_python --nproc_per_node=2 \
-  "$build/trainer/cellflux-train" flow --config "$src/configs/demo.yaml" --data-dir "$out/demo/data" \
-  --work-dir "$out/demo/run" --resume "${args[@]:6}" --set flow.steps=24 > "$out/dist.log" 2>&1 || {
-  tail -20 "$out/dist.log"; fail "torch.distributed.run flow failed"; }
+# From the source root, as the README runs it (configs/demo.yaml names configs/tiny.json relative
+# to it; CTest starts this script in the build tree). A free port, as CTest runs tests in parallel.
+port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+(cd "$src" && /usr/bin/python3 -m torch.distributed.run --redirects 2 --tee 2 --no_python --nproc_per_node=2 \
+  --master_port "$port" "$build/trainer/cellflux-train" flow --config configs/demo.yaml \
+  --data-dir "$out/demo/data" --work-dir "$out/demo/run" --resume "${args[@]:6}" --set flow.steps=24) \
+  > "$out/dist.log" 2>&1 || {
+  grep "cellflux-train\|Error" "$out/dist.log" | tail -20; fail "torch.distributed.run flow failed"; }
 for r in 0 1; do grep -q "distributed: rank $r/2" "$out/dist.log" || fail "rank $r did not start"; done
 [ -d "$out/demo/run/checkpoints/step-0000024" ] || fail "2-rank run wrote no step-24 checkpoint"
 say "PASS"
