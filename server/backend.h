@@ -7,9 +7,11 @@
 //    guidance, label, seed), never on which other rows share the call or on the row's position.
 //    This is what makes a request's output identical whether it runs alone or batched.
 //  * Randomness only in Encode, from a generator seeded by each row's seed (never a global RNG).
-//  * Threads: info() may be called from any thread at any time (immutable). Encode, Step and
-//    Decode are called only from the scheduler's batch thread (with c10::InferenceMode set), one
-//    at a time; they may block for as long as the model runs.
+//  * Threads: info() may be called from any thread at any time (immutable). Encode and Step are
+//    called only from the scheduler's batch thread, Decode only from its decode thread (both with
+//    c10::InferenceMode set): a Decode may run while an Encode or a Step runs, so they must not
+//    share mutable state (the model's weights are only read). Each may block for as long as the
+//    model runs.
 //  * Errors come back as absl::Status (LibTorch exceptions converted with TorchCall:
 //    out-of-memory → RESOURCE_EXHAUSTED, anything else → INTERNAL). Nothing throws.
 #ifndef CELLFLUX_SERVER_BACKEND_H_

@@ -12,14 +12,15 @@
 namespace cellflux::server {
 
 // A task the scheduler owns. `next_sample` and `first_admitted` change under mu_ (admission);
-// `outputs`, `remaining` and `finished` belong to the batch thread.
+// `outputs` and `remaining` belong to the decode thread; `finished` is set once, by whichever
+// thread calls done (Fail or Complete), and read by both.
 struct Scheduler::TaskState {
   std::unique_ptr<PredictTask> task;
   absl::Time enqueued;
   absl::Time first_admitted = absl::InfiniteFuture();
   int next_sample = 0;  // samples admitted so far
   int remaining = 0;    // samples not yet decoded
-  bool finished = false;
+  std::atomic<bool> finished{false};
   std::vector<SampleOutput> outputs;
 };
 
@@ -102,6 +103,7 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOpti
   if (absl::Status s = options.Validate(); !s.ok()) return s;
   std::unique_ptr<Scheduler> scheduler(new Scheduler(options, metrics));
   Scheduler* self = scheduler.get();
+  scheduler->decoder_ = std::thread([self] { self->DecodeLoop(); });
   scheduler->thread_ = std::thread([self] { self->Run(); });
   return scheduler;
 }
@@ -180,8 +182,31 @@ void Scheduler::Run() {
   c10::InferenceMode inference_mode;
   while (Iterate()) {
   }
+  {
+    // Finish (or, after an abort, fail) what was handed to the decode thread.
+    absl::MutexLock lock(&decode_mu_);
+    decode_exit_ = true;
+  }
+  decoder_.join();
   absl::MutexLock lock(&mu_);
   exited_ = true;
+}
+
+void Scheduler::DecodeLoop() {
+  c10::InferenceMode inference_mode;
+  while (true) {
+    std::vector<Row> rows;
+    {
+      absl::MutexLock lock(&decode_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(decode_mu_) {
+        return !to_decode_.empty() || decode_exit_;
+      };
+      decode_mu_.Await(absl::Condition(&ready));
+      if (to_decode_.empty()) return;  // decode_exit_ and nothing left
+      rows.swap(to_decode_);
+    }
+    DecodeRows(std::move(rows));
+  }
 }
 
 bool Scheduler::Iterate() {
@@ -287,7 +312,7 @@ bool Scheduler::WaitAndAdmit(
 
 void Scheduler::EncodeAdmitted(std::vector<Row> admitted) {
   admitted.erase(std::remove_if(admitted.begin(), admitted.end(),
-                                [](const Row& r) { return r.task->finished; }),
+                                [](const Row& r) { return r.task->finished.load(); }),
                  admitted.end());
   if (admitted.empty()) return;
   for (auto& group : GroupByBackend(admitted)) {
@@ -371,7 +396,7 @@ void Scheduler::StepActive() {
     }
   }
   active_.erase(std::remove_if(active_.begin(), active_.end(),
-                               [](const Row& r) { return r.task->finished; }),
+                               [](const Row& r) { return r.task->finished.load(); }),
                 active_.end());
   if (metrics_ != nullptr && rows_stepped > 0) metrics_->AddEulerSteps(rows_stepped);
 }
@@ -381,32 +406,49 @@ void Scheduler::RetireFinished() {
     return r.step < r.task->task->num_steps;
   });
   if (done_end == active_.end()) return;
-  std::vector<Row> finished(std::make_move_iterator(done_end),
-                            std::make_move_iterator(active_.end()));
+  {
+    absl::MutexLock lock(&decode_mu_);
+    to_decode_.insert(to_decode_.end(), std::make_move_iterator(done_end),
+                      std::make_move_iterator(active_.end()));
+  }
   active_.erase(done_end, active_.end());
-  for (auto& group : GroupByBackend(finished)) {
+}
+
+void Scheduler::DecodeRows(std::vector<Row> rows) {
+  bool abort = false;
+  {
+    absl::MutexLock lock(&mu_);
+    abort = abort_;
+  }
+  if (abort) {
+    for (Row& row : rows) Fail(row.task, absl::UnavailableError("server shut down before the request finished"));
+    return;
+  }
+  rows.erase(std::remove_if(rows.begin(), rows.end(), [](const Row& r) { return r.task->finished.load(); }),
+             rows.end());
+  for (auto& group : GroupByBackend(rows)) {
     Backend* const backend = group.first;
-    std::vector<Row*>& rows = group.second;
+    std::vector<Row*>& members = group.second;
     absl::StatusOr<std::vector<SampleOutput>> out;
     absl::Status status = TorchCall("assembling the decode batch", [&] {
-      JointLatent z = Concat(rows);
-      for (Row* row : rows) row->z = JointLatent();  // the batch owns the data now
+      JointLatent z = Concat(members);
+      for (Row* row : members) row->z = JointLatent();  // the batch owns the data now
       out = backend->Decode(z);
     });
     if (status.ok()) status = out.status();
-    if (status.ok() && out->size() != rows.size()) {
+    if (status.ok() && out->size() != members.size()) {
       status = absl::InternalError(absl::StrFormat("Decode returned %d samples for %d rows",
-                                                   out->size(), rows.size()));
+                                                   out->size(), members.size()));
     }
     if (!status.ok()) {
-      for (Row* row : rows) Fail(row->task, status);
+      for (Row* row : members) Fail(row->task, status);
       continue;
     }
-    for (size_t i = 0; i < rows.size(); ++i) {
-      TaskState& task = *rows[i]->task;
-      if (task.finished) continue;
-      task.outputs[rows[i]->sample] = std::move((*out)[i]);
-      if (--task.remaining == 0) Complete(rows[i]->task);
+    for (size_t i = 0; i < members.size(); ++i) {
+      TaskState& task = *members[i]->task;
+      if (task.finished.load()) continue;
+      task.outputs[members[i]->sample] = std::move((*out)[i]);
+      if (--task.remaining == 0) Complete(members[i]->task);
     }
   }
 }
@@ -417,13 +459,12 @@ void Scheduler::DropDeadActive(absl::Time now) {
     if (!row.task->finished && Dead(*row.task->task, now, &why)) Fail(row.task, why);
   }
   active_.erase(std::remove_if(active_.begin(), active_.end(),
-                               [](const Row& r) { return r.task->finished; }),
+                               [](const Row& r) { return r.task->finished.load(); }),
                 active_.end());
 }
 
 void Scheduler::Fail(const std::shared_ptr<TaskState>& task, const absl::Status& status) {
-  if (task->finished) return;
-  task->finished = true;
+  if (task->finished.exchange(true)) return;  // done was called already (either thread)
   {
     // A partly admitted task may still hold queued samples.
     absl::MutexLock lock(&mu_);
@@ -433,12 +474,12 @@ void Scheduler::Fail(const std::shared_ptr<TaskState>& task, const absl::Status&
       queue_.erase(it);
     }
   }
-  task->outputs.clear();
+  // outputs stay: the decode thread may be writing a sample into them; they go with the task.
   task->task->done(status);
 }
 
 void Scheduler::Complete(const std::shared_ptr<TaskState>& task) {
-  task->finished = true;
+  if (task->finished.exchange(true)) return;  // failed meanwhile by the batch thread
   const absl::Time now = clock_->Now();
   PredictResult result;
   result.samples = std::move(task->outputs);

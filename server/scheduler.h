@@ -4,7 +4,8 @@
 // A PredictTask is one request: num_samples samples of one perturbation from one control, each
 // with its own seed (task seed + sample index). Every sample is one row of the batch.
 //
-//   Scheduler::Create(options, metrics) → scheduler (one batch thread, started at once)
+//   Scheduler::Create(options, metrics) → scheduler (a batch thread and a decode thread, started
+//                                         at once)
 //   scheduler->Schedule(&task)          → OK: the scheduler owns the task and will call
 //                                         task->done exactly once. Error: the caller still owns
 //                                         it and done is never called.
@@ -21,16 +22,22 @@
 //  * kStep (continuous batching, the default). Each iteration of the batch thread: admit queued
 //    samples into free rows (up to max_batch rows), encode the new ones, run ONE guided velocity
 //    forward over all rows (each row with its own t, dt, α, label; conditional and
-//    unconditional halves in the same forward), advance every row by one Euler step, and decode
-//    the rows that reached t = 1 in one batched decode. A sample waits at most one step for a
+//    unconditional halves in the same forward), advance every row by one Euler step, and hand
+//    the rows that reached t = 1 to the decode thread. A sample waits at most one step for a
 //    free row once rows free up; a long request never blocks a short one behind it.
 //  * kRequest (Triton-style dynamic batching, for comparison). When the batch is empty, wait
 //    until max_batch samples are queued or the oldest has waited max_queue_delay, admit up to
 //    max_batch samples, and run them to completion before admitting more.
 //
+// Decoding (VAE decoder + gene decoder) runs on its own thread, in the order rows finished,
+// while the batch thread goes on stepping: on a 2-core CPU the decode of one sample costs about
+// as much as its share of the 20-50 forwards, and doing both on one thread left a core idle
+// (bench/RESULTS.md "Server under load"). The task completes when its last sample is decoded.
+//
 // Latency bound (kStep, one model): a sample admitted into an iteration finishes after
 // num_steps iterations; an iteration costs one forward over ≤ max_batch rows (2× rows for rows
-// with α ≠ 1) + encode of newly admitted rows + decode of finished rows.
+// with α ≠ 1) + encode of newly admitted rows; then the decode of its rows (on the decode thread,
+// behind the rows that finished before it).
 //
 // Deadlines and cancellation: a task whose deadline (on the scheduler's clock) passes or whose
 // `cancelled` flag is set leaves at the next iteration boundary: its queued samples are dropped,
@@ -46,8 +53,9 @@
 // finish on the model they started with.
 //
 // Threads: Schedule/NumEnqueuedTasks/SchedulingCapacity/Stop are thread-safe. `done` runs on
-// the batch thread (or on Stop's caller after the grace period), never under the scheduler's
-// lock: it must be quick and must not call Stop(). Metrics are updated outside the lock.
+// the batch thread (failures found there) or the decode thread (results, decode failures),
+// exactly once per task, never under the scheduler's locks: it must be quick and must not call
+// Stop(). Metrics are updated outside the locks.
 //
 // Implementation details follow; API users need not read.
 #ifndef CELLFLUX_SERVER_SCHEDULER_H_
@@ -131,7 +139,7 @@ class Scheduler {
   int64_t NumActiveSamples() const;
 
   // Rejects new work (UNAVAILABLE), lets queued and active tasks finish for up to `grace`, then
-  // fails what is left with UNAVAILABLE and joins the batch thread. Idempotent; blocks.
+  // fails what is left with UNAVAILABLE and joins both threads. Idempotent; blocks.
   void Stop(absl::Duration grace = absl::InfiniteDuration());
 
  private:
@@ -158,7 +166,11 @@ class Scheduler {
   // Batch-thread helpers (touch active_ only; no lock held).
   void EncodeAdmitted(std::vector<Row> admitted);
   void StepActive();
+  // Hands rows that reached t = 1 to the decode thread.
   void RetireFinished();
+  // Decode thread: decodes handed-over rows in order and completes their tasks.
+  void DecodeLoop();
+  void DecodeRows(std::vector<Row> rows);
   void DropDeadActive(absl::Time now);
   void Fail(const std::shared_ptr<TaskState>& task, const absl::Status& status);
   void Complete(const std::shared_ptr<TaskState>& task);
@@ -174,13 +186,19 @@ class Scheduler {
   int64_t active_samples_ ABSL_GUARDED_BY(mu_) = 0;  // mirror of active_.size() for readers
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;       // no new work
   bool abort_ ABSL_GUARDED_BY(mu_) = false;          // grace over: fail everything
-  bool exited_ ABSL_GUARDED_BY(mu_) = false;         // batch thread left Run()
+  bool exited_ ABSL_GUARDED_BY(mu_) = false;         // both threads are done
 
   // Batch thread only: the rows of the current batch.
   std::vector<Row> active_;
 
+  // Rows the batch thread retired, waiting for the decode thread (never held with mu_).
+  absl::Mutex decode_mu_;
+  std::vector<Row> to_decode_ ABSL_GUARDED_BY(decode_mu_);
+  bool decode_exit_ ABSL_GUARDED_BY(decode_mu_) = false;  // exit once to_decode_ is empty
+
   absl::Mutex stop_mu_;  // serialises Stop() callers; never held with mu_ by the batch thread
-  std::thread thread_;
+  std::thread thread_;   // the batch thread; joins decoder_ before it exits
+  std::thread decoder_;
 };
 
 }  // namespace cellflux::server

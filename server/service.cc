@@ -201,7 +201,7 @@ grpc::ServerUnaryReactor* CellFluxService::Predict(grpc::CallbackServerContext* 
   const std::string request_id = request->request_id();
   task->done = [this, reactor, response, backend, request_info, request_id,
                 start](absl::StatusOr<PredictResult> result) {
-    // Batch thread: hand off at once, encode and finish elsewhere.
+    // Scheduler thread: hand off at once, encode and finish elsewhere.
     auto shared = std::make_shared<absl::StatusOr<PredictResult>>(std::move(result));
     responses_.Submit([this, reactor, response, backend, request_info, request_id, start,
                        shared] {

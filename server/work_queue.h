@@ -1,4 +1,4 @@
-// A small pool of worker threads for work that must leave the batch thread: building Predict
+// A small pool of worker threads for work that must leave the scheduler's threads: building Predict
 // responses (PNG/TIFF encoding can take tens of milliseconds) and finishing RPCs.
 //
 // Submit never blocks (the queue is unbounded; its size is bounded in practice by the

@@ -6,8 +6,8 @@
 // computed row by row, so a row's bits never depend on its neighbours. Decode maps the image
 // back to 12-bit pixels and returns the gene part as the expression.
 //
-// Hooks for tests: counters of calls and rows, a gate that Step waits on (to hold the batch
-// thread inside the "model" while a test fills the queue), and error injection.
+// Hooks for tests: counters of calls and rows, gates that Step and Decode wait on (to hold the
+// batch or decode thread inside the "model" while a test fills the queue), and error injection.
 #ifndef CELLFLUX_TESTS_SERVER_FAKE_BACKEND_H_
 #define CELLFLUX_TESTS_SERVER_FAKE_BACKEND_H_
 
@@ -116,6 +116,10 @@ class FakeBackend : public Backend {
   }
 
   absl::StatusOr<std::vector<SampleOutput>> Decode(const JointLatent& z) override {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(&decode_gate_open_));
+    }
     std::vector<SampleOutput> out;
     for (int64_t i = 0; i < z.image.size(0); ++i) {
       torch::Tensor px = (z.image[i] * 4095.0).round().clamp(0, 4095).to(torch::kInt32).contiguous();
@@ -139,6 +143,21 @@ class FakeBackend : public Backend {
   void OpenGate() {
     absl::MutexLock lock(&mu_);
     gate_open_ = true;
+  }
+  // Decode waits while this gate is closed (to hold the decode thread inside the "model").
+  void CloseDecodeGate() {
+    absl::MutexLock lock(&mu_);
+    decode_gate_open_ = false;
+  }
+  void OpenDecodeGate() {
+    absl::MutexLock lock(&mu_);
+    decode_gate_open_ = true;
+  }
+  // Waits up to `timeout` until Step has returned from `n` calls in total; false if it did not.
+  bool AwaitStepCalls(int n, absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return step_calls_ >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
   }
   // Blocks until the batch thread has entered Step at least `n` times in total.
   void AwaitInStep(int n) {
@@ -171,6 +190,7 @@ class FakeBackend : public Backend {
   std::atomic<bool> fail_step_{false};
   absl::Mutex mu_;
   bool gate_open_ ABSL_GUARDED_BY(mu_) = true;
+  bool decode_gate_open_ ABSL_GUARDED_BY(mu_) = true;
   int in_step_ ABSL_GUARDED_BY(mu_) = 0;
   int step_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int encode_calls_ ABSL_GUARDED_BY(mu_) = 0;

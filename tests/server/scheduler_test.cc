@@ -171,6 +171,30 @@ TEST_F(SchedulerTest, ContinuousBatchingAdmitsIntoRowsFreedMidFlight) {
   EXPECT_EQ(backend_->batch_sizes(), expected);
 }
 
+// Decoding runs on its own thread: while one request's samples are being decoded, the batch
+// goes on stepping the others (before, the batch thread decoded them itself and stood still).
+TEST_F(SchedulerTest, StepsGoOnWhileFinishedRowsAreDecoded) {
+  SchedulerOptions o;
+  o.max_batch = 2;
+  auto s = Make(o);
+  backend_->CloseDecodeGate();
+  Outcome a, b;
+  auto ta = Task(&a, 1, 1, 1);
+  ASSERT_TRUE(s->Schedule(&ta).ok());
+  ASSERT_TRUE(backend_->AwaitStepCalls(1, absl::Seconds(10)));  // A stepped; its decode waits
+  auto tb = Task(&b, 1, 3, 2);
+  ASSERT_TRUE(s->Schedule(&tb).ok());
+  // B's three forwards happen while A's decode is held.
+  EXPECT_TRUE(backend_->AwaitStepCalls(4, absl::Seconds(10))) << backend_->step_calls() << " forwards";
+  EXPECT_FALSE(a.done.HasBeenNotified());
+  backend_->OpenDecodeGate();
+  a.done.WaitForNotification();
+  b.done.WaitForNotification();
+  ASSERT_TRUE(a.result.ok() && b.result.ok());
+  EXPECT_EQ(a.order, 0);  // decoded in the order the rows finished
+  EXPECT_EQ(b.order, 1);
+}
+
 TEST_F(SchedulerTest, RequestModeWaitsForDelayOrFullBatch) {
   SchedulerOptions o;
   o.mode = BatchingMode::kRequest;
