@@ -13,7 +13,9 @@ each mode. Prints a markdown table; --json writes raw numbers.
 
   /usr/bin/python3 bench/server_load_bench.py --build build [--steps 20] [--max-batch 16]
       [--concurrency 1,2,4,8,16,32,64] [--level-seconds 20] [--warmup-seconds 3] [--open-seconds 30]
-      [--threads 2] [--modes step,request] [--json out.json]
+      [--threads 2] [--modes step,request] [--device cpu] [--json out.json]
+
+--device (cpu, cuda:0, ...) goes to the servers and to the offline reference alike.
 
 Every request has a deadline; servers are stopped (SIGTERM) on exit.
 """
@@ -52,13 +54,13 @@ def percentile(values, q):
 
 
 class Server:
-    def __init__(self, binary, checkpoint, mode, max_batch, threads, log_path):
+    def __init__(self, binary, checkpoint, mode, max_batch, threads, log_path, device="cpu"):
         self.port = free_port()
         self.metrics_port = free_port()
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
             [binary, "--checkpoint", checkpoint, "--listen", f"127.0.0.1:{self.port}",
-             "--metrics-listen", f"127.0.0.1:{self.metrics_port}", "--device", "cpu", "--threads", str(threads),
+             "--metrics-listen", f"127.0.0.1:{self.metrics_port}", "--device", device, "--threads", str(threads),
              "--max-batch", str(max_batch), "--max-queue", "4096", "--batching", mode,
              "--max-queue-delay-ms", "10"],
             stdout=self.log, stderr=subprocess.STDOUT)
@@ -223,6 +225,7 @@ def main():
     ap.add_argument("--open-seconds", type=float, default=30)
     ap.add_argument("--open-rate", type=float, default=0, help="arrivals/s; 0 = half the offline capacity")
     ap.add_argument("--modes", default="step,request")
+    ap.add_argument("--device", default="cpu", help="server and offline reference device: cpu, cuda:0, ...")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
 
@@ -243,7 +246,8 @@ def main():
         out = subprocess.run([f"{args.build}/bench/offline_sampler_bench", "--checkpoint", ckpt,
                               "--batch", str(args.max_batch), "--steps", str(args.steps),
                               "--guidance", str(args.guidance), "--threads", str(args.threads),
-                              "--repeats", "7", "--vae-max-batch", "0"],  # its fastest setting here
+                              "--repeats", "7", "--vae-max-batch", "0",  # its fastest setting here
+                              "--device", args.device],
                              check=True, capture_output=True, text=True).stdout
         return float(re.search(r"median\): ([0-9.eE+-]+)", out).group(1))
 
@@ -253,7 +257,8 @@ def main():
     print(f"offline sampler, batch {args.max_batch}: {first_offline:.2f} samples/s", flush=True)
     open_rate = args.open_rate or first_offline / 2
 
-    results = {"offline_samples_per_s": first_offline, "steps": args.steps, "guidance": args.guidance,
+    results = {"offline_samples_per_s": first_offline, "device": args.device, "steps": args.steps,
+               "guidance": args.guidance,
                "max_batch": args.max_batch, "threads": args.threads, "open_rate": open_rate, "modes": {}}
     levels = [int(c) for c in args.concurrency.split(",")]
     for index, mode in enumerate(args.modes.split(",")):
@@ -261,7 +266,7 @@ def main():
         if index > 0:
             print(f"offline sampler, batch {args.max_batch}: {offline:.2f} samples/s", flush=True)
         server = Server(f"{args.build}/server/cellflux-server", ckpt, mode, args.max_batch, args.threads,
-                        os.path.join(tmp, f"server-{mode}.log"))
+                        os.path.join(tmp, f"server-{mode}.log"), args.device)
         try:
             client = Client(pb, pb_grpc, f"127.0.0.1:{server.port}", args.steps, args.guidance)
             # Warm-up, untimed: one full batch, so the first measured level does not pay for the
