@@ -125,9 +125,11 @@ class ModelBackend final : public Backend {
 #if defined(CELLFLUX_WITH_CUDA)
     const c10::Device d = model_->device();
     if (d.is_cuda()) {
-      namespace alloc = c10::cuda::CUDACachingAllocator;
-      const auto stats = alloc::getDeviceStats(d.index() < 0 ? 0 : d.index());
-      return stats.allocated_bytes[static_cast<size_t>(alloc::StatType::AGGREGATE)].current;
+      // DeviceStats and StatType moved namespaces in LibTorch 2.x (c10::CachingDeviceAllocator);
+      // getDeviceStats took an int, now a c10::DeviceIndex. Index 0 is StatType::AGGREGATE in both.
+      const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(
+          static_cast<c10::DeviceIndex>(d.index() < 0 ? 0 : d.index()));
+      return stats.allocated_bytes[0].current;
     }
 #endif
     return 0;

@@ -2,12 +2,19 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#ifdef USE_C10D_NCCL
+// The Gloo and NCCL process groups need their libraries' headers, which PyTorch's wheels do not
+// always ship (gloo/, nccl.h); without them this build runs single-process only.
+#if defined(USE_C10D_GLOO) && __has_include(<gloo/algorithm.h>)
+#define CELLFLUX_C10D_GLOO 1
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#if defined(USE_C10D_NCCL) && __has_include(<nccl.h>)
+#define CELLFLUX_C10D_NCCL 1
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 #include <torch/torch.h>
@@ -67,7 +74,7 @@ absl::StatusOr<std::unique_ptr<Distributed>> Distributed::FromEnv(const torch::D
                              ? absl::StrCat("/worker/attempt_", EnvString("TORCHELASTIC_RESTART_COUNT", "0"))
                              : std::string("cellflux");
     store = c10::make_intrusive<c10d::PrefixStore>(prefix, store);
-#ifdef USE_C10D_NCCL
+#ifdef CELLFLUX_C10D_NCCL
     if (device.is_cuda()) {
       auto nccl_opts = c10d::ProcessGroupNCCL::Options::create();
       d->group_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, d->rank_, d->world_size_, nccl_opts);
@@ -75,6 +82,7 @@ absl::StatusOr<std::unique_ptr<Distributed>> Distributed::FromEnv(const torch::D
       return;
     }
 #endif
+#ifdef CELLFLUX_C10D_GLOO
     auto gloo_opts = c10d::ProcessGroupGloo::Options::create();
     const std::string ifname = EnvString("GLOO_SOCKET_IFNAME", "");
     if (!ifname.empty()) {
@@ -85,6 +93,10 @@ absl::StatusOr<std::unique_ptr<Distributed>> Distributed::FromEnv(const torch::D
     }
     d->group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store, d->rank_, d->world_size_, gloo_opts);
     d->backend_ = "gloo";
+#else
+    throw std::runtime_error(device.is_cuda() ? "this build has neither the NCCL nor the Gloo process group"
+                                              : "this build has no Gloo process group (LibTorch without gloo headers)");
+#endif
   });
   if (!s.ok()) return s;
   CF_LOG(INFO) << "distributed: rank " << d->rank_ << "/" << d->world_size_ << " (local "

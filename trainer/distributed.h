@@ -16,12 +16,14 @@
 #include <vector>
 
 #include <torch/types.h>
+#include <torch/version.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace c10d {
 class ProcessGroup;
+class Backend;
 }
 
 namespace cellflux::trainer {
@@ -53,7 +55,13 @@ class Distributed {
   int local_rank_ = 0;
   const char* backend_ = "none";
   torch::Device device_ = torch::kCPU;
+  // LibTorch 2 made ProcessGroupGloo/ProcessGroupNCCL backends of a ProcessGroup (c10d::Backend)
+  // with the same collectives; 1.x has them derive from ProcessGroup itself.
+#if TORCH_VERSION_MAJOR >= 2
+  c10::intrusive_ptr<c10d::Backend> group_;
+#else
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
+#endif
 };
 
 }  // namespace cellflux::trainer
