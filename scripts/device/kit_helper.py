@@ -21,12 +21,16 @@
 
 closure, stubs and fix-cmake use readelf and gcc; pack and unpack only Python's standard library.
 """
-import lzma
 import os
 import re
 import shutil
 import subprocess
 import sys
+
+try:
+    import lzma
+except ImportError:
+    lzma = None
 
 ARCH = "x86_64-linux-gnu"
 # Not carried: LibTorch (the device machine has its own), glibc, the GCC runtime.
@@ -213,8 +217,12 @@ def unpack(kit, dest):
         for fn in files:
             if fn.endswith(".xz"):
                 path = os.path.join(d, fn)
-                with lzma.open(path, "rb") as f, open(path[:-3], "wb") as out:
-                    shutil.copyfileobj(f, out)
+                if lzma is not None:
+                    with lzma.open(path, "rb") as f, open(path[:-3], "wb") as out:
+                        shutil.copyfileobj(f, out)
+                else:  # a Python built without liblzma: the xz tool
+                    with open(path[:-3], "wb") as out:
+                        subprocess.run(["xz", "-dc", path], check=True, stdout=out)
                 shutil.copymode(path, path[:-3])
                 os.remove(path)
     with open(stamp, "w") as f:  # last: a half-done copy is redone
