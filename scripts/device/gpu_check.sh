@@ -26,7 +26,9 @@
 # everything, 470), CELLFLUX_CHECK_BUILD_S (for the build, 400), CELLFLUX_CHECK_BUILD (build-gpu),
 # CELLFLUX_KIT (.devkit),
 # CELLFLUX_TORCH_PREFIX (default: torch.utils.cmake_prefix_path of python3),
-# CELLFLUX_CXX_STANDARD (default: 17, or 20 for LibTorch >= 2.12).
+# CELLFLUX_CXX_STANDARD (default: 17, or 20 for LibTorch >= 2.12), CELLFLUX_CHECK_LDFLAGS (added to
+# the link; with Debian's own LibTorch, whose dependencies need the real libraries the kit stubs:
+# -Wl,-rpath-link,/usr/lib/x86_64-linux-gnu, and LD_PRELOAD those libraries).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 SRC=$(pwd)
@@ -115,7 +117,7 @@ tb=$(date +%s)
   cmake -S "$SRC" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCELLFLUX_UNITY_BUILD=ON \
     -DCELLFLUX_BUILD_TESTS=OFF -DCELLFLUX_BUILD_BENCH=ON -DCMAKE_CXX_STANDARD="$STD" \
     -DCMAKE_PREFIX_PATH="$P;$TORCH_PREFIX" -DCMAKE_CXX_FLAGS="$CXXFLAGS_EXTRA" \
-    -DCMAKE_BUILD_RPATH="$KITLIB" -DCMAKE_EXE_LINKER_FLAGS="-Wl,--disable-new-dtags" "${CMAKE_EXTRA[@]}" &&
+    -DCMAKE_BUILD_RPATH="$KITLIB" -DCMAKE_EXE_LINKER_FLAGS="-Wl,--disable-new-dtags ${CELLFLUX_CHECK_LDFLAGS:-}" "${CMAKE_EXTRA[@]}" &&
   timeout "$(limit "${CELLFLUX_CHECK_BUILD_S:-400}")" cmake --build "$BUILD" -j "$JOBS" --target "${TARGETS[@]}"
 } 2>&1 | tee "$OUT/build.log" | grep -E "^(--|CMake|\+ |FAILED|ninja: build stopped|.*error)" | awk 'NR <= 150'
 rc=${PIPESTATUS[0]}
