@@ -218,7 +218,9 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=1.2)
     ap.add_argument("--max-batch", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="intra-op threads of the offline reference")
+    ap.add_argument("--server-threads", type=int, default=0,
+                    help="the server's --threads (each of its batch and decode threads); 0 = --threads")
     ap.add_argument("--concurrency", default="1,2,4,8,16,32,64")
     ap.add_argument("--level-seconds", type=float, default=20, help="measured window per concurrency level")
     ap.add_argument("--warmup-seconds", type=float, default=3, help="unmeasured start of each level")
@@ -265,7 +267,8 @@ def main():
         offline = first_offline if index == 0 else offline_rate()
         if index > 0:
             print(f"offline sampler, batch {args.max_batch}: {offline:.2f} samples/s", flush=True)
-        server = Server(f"{args.build}/server/cellflux-server", ckpt, mode, args.max_batch, args.threads,
+        server = Server(f"{args.build}/server/cellflux-server", ckpt, mode, args.max_batch,
+                        args.server_threads or args.threads,
                         os.path.join(tmp, f"server-{mode}.log"), args.device)
         try:
             client = Client(pb, pb_grpc, f"127.0.0.1:{server.port}", args.steps, args.guidance)

@@ -11,14 +11,17 @@
 
 namespace cellflux::server {
 
-// A task the scheduler owns. `next_sample` and `first_admitted` change under mu_ (admission);
-// `outputs` and `remaining` belong to the decode thread; `finished` is set once, by whichever
-// thread calls done (Fail or Complete), and read by both.
+// A task the scheduler owns. `next_sample`, `first_admitted`, `encoding`, `encoded` and `z0`
+// change under mu_; `outputs` and `remaining` belong to the codec thread; `finished` is set once,
+// by whichever thread calls done (Fail or Complete), and read by both.
 struct Scheduler::TaskState {
   std::unique_ptr<PredictTask> task;
   absl::Time enqueued;
   absl::Time first_admitted = absl::InfiniteFuture();
   int next_sample = 0;  // samples admitted so far
+  bool encoding = false;  // the codec thread is encoding it
+  bool encoded = false;   // z0 holds every sample's source latent
+  std::vector<JointLatent> z0;  // [1, ...] per sample until admitted
   int remaining = 0;    // samples not yet decoded
   std::atomic<bool> finished{false};
   std::vector<SampleOutput> outputs;
@@ -30,6 +33,7 @@ struct Scheduler::Row {
   int sample = 0;  // index within the task (seed = task seed + sample)
   int step = 0;    // Euler steps done
   JointLatent z;   // [1, ...] rows on the backend's device; undefined until encoded
+  absl::Time retired;  // handed to the decode thread
 };
 
 namespace {
@@ -103,7 +107,7 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOpti
   if (absl::Status s = options.Validate(); !s.ok()) return s;
   std::unique_ptr<Scheduler> scheduler(new Scheduler(options, metrics));
   Scheduler* self = scheduler.get();
-  scheduler->decoder_ = std::thread([self] { self->DecodeLoop(); });
+  scheduler->codec_ = std::thread([self] { self->CodecLoop(); });
   scheduler->thread_ = std::thread([self] { self->Run(); });
   return scheduler;
 }
@@ -178,35 +182,93 @@ void Scheduler::Stop(absl::Duration grace) {
 }
 
 void Scheduler::Run() {
-  // Thread-local: every tensor op of this thread skips autograd bookkeeping.
+  // Thread-local: every tensor op of this thread skips autograd bookkeeping. The intra-op thread
+  // count is fixed before the first op (LibTorch otherwise sets it at the first parallel op, and
+  // OpenBLAS reads it per call).
   c10::InferenceMode inference_mode;
+  at::internal::lazy_init_num_threads();
   while (Iterate()) {
   }
   {
-    // Finish (or, after an abort, fail) what was handed to the decode thread.
-    absl::MutexLock lock(&decode_mu_);
-    decode_exit_ = true;
+    // Finish (or, after an abort, fail) what was handed to the codec thread.
+    absl::MutexLock lock(&mu_);
+    codec_exit_ = true;
   }
-  decoder_.join();
+  codec_.join();
   absl::MutexLock lock(&mu_);
   exited_ = true;
 }
 
-void Scheduler::DecodeLoop() {
+bool Scheduler::CodecHasWorkLocked() const {
+  if (!to_decode_.empty() || codec_exit_) return true;
+  if (ready_samples_ >= options_.max_batch) return false;
+  for (const auto& task : queue_) {
+    if (!task->encoded && !task->encoding) return true;
+  }
+  return false;
+}
+
+std::shared_ptr<Scheduler::TaskState> Scheduler::ClaimEncodeLocked() {
+  if (ready_samples_ >= options_.max_batch) return nullptr;
+  for (const auto& task : queue_) {
+    if (!task->encoded && !task->encoding) {
+      task->encoding = true;
+      return task;
+    }
+  }
+  return nullptr;
+}
+
+void Scheduler::CodecLoop() {
+  // Thread-local, as on the batch thread.
   c10::InferenceMode inference_mode;
+  at::internal::lazy_init_num_threads();
   while (true) {
     std::vector<Row> rows;
+    std::shared_ptr<TaskState> encode;
     {
-      absl::MutexLock lock(&decode_mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(decode_mu_) {
-        return !to_decode_.empty() || decode_exit_;
-      };
-      decode_mu_.Await(absl::Condition(&ready));
-      if (to_decode_.empty()) return;  // decode_exit_ and nothing left
-      rows.swap(to_decode_);
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &Scheduler::CodecHasWorkLocked));
+      if (codec_exit_ && to_decode_.empty()) return;
+      // Encodes first (they keep the batch full; at most max_batch samples ahead), then decodes.
+      if (!codec_exit_) encode = ClaimEncodeLocked();
+      if (encode == nullptr) rows.swap(to_decode_);
     }
-    DecodeRows(std::move(rows));
+    if (encode != nullptr) {
+      EncodeTask(encode);
+    } else {
+      DecodeRows(std::move(rows));
+    }
   }
+}
+
+void Scheduler::EncodeTask(const std::shared_ptr<TaskState>& task) {
+  const PredictTask& t = *task->task;
+  EncodeItem item{t.control, {}};
+  for (int i = 0; i < t.num_samples; ++i) item.seeds.push_back(t.seed + static_cast<uint64_t>(i));
+  std::vector<JointLatent> rows;
+  absl::StatusOr<JointLatent> z = t.backend->Encode({item});
+  absl::Status status = z.status();
+  if (status.ok()) {
+    status = TorchCall("splitting encoded rows", [&] {
+      TORCH_CHECK(z->image.size(0) == t.num_samples, "Encode returned ", z->image.size(0),
+                  " rows for ", t.num_samples, " seeds");
+      for (int i = 0; i < t.num_samples; ++i) rows.push_back(RowOf(*z, i));
+    });
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    task->encoding = false;
+    if (status.ok()) {
+      task->z0 = std::move(rows);
+      task->encoded = true;
+      // Still queued (not dropped meanwhile): its samples count as ready.
+      if (std::find(queue_.begin(), queue_.end(), task) != queue_.end()) {
+        ready_samples_ += t.num_samples - task->next_sample;
+      }
+    }
+  }
+  if (!status.ok()) Fail(task, status);
 }
 
 bool Scheduler::Iterate() {
@@ -223,7 +285,9 @@ bool Scheduler::Iterate() {
     return false;
   }
   DropDeadActive(clock_->Now());
-  EncodeAdmitted(std::move(admitted));
+  for (Row& row : admitted) {
+    if (!row.task->finished.load()) active_.push_back(std::move(row));
+  }
   StepActive();
   RetireFinished();
   PublishGauges();
@@ -231,6 +295,21 @@ bool Scheduler::Iterate() {
 }
 
 bool Scheduler::HasWorkLocked() const { return !queue_.empty() || stopping_ || abort_; }
+
+int64_t Scheduler::ReadyAtFrontLocked() const {
+  int64_t ready = 0;
+  for (const auto& task : queue_) {
+    if (!task->encoded) break;
+    ready += task->task->num_samples - task->next_sample;
+  }
+  return ready;
+}
+
+void Scheduler::ForgetQueuedLocked(const TaskState& task) {
+  const int left = task.task->num_samples - task.next_sample;
+  queued_samples_ -= left;
+  if (task.encoded) ready_samples_ -= left;
+}
 
 bool Scheduler::RequestBatchReadyLocked(absl::Time now) const {
   return queued_samples_ >= options_.max_batch || stopping_ ||
@@ -242,7 +321,7 @@ void Scheduler::DropDeadQueuedLocked(
   for (auto it = queue_.begin(); it != queue_.end();) {
     absl::Status why;
     if (Dead(*(*it)->task, now, &why)) {
-      queued_samples_ -= (*it)->task->num_samples - (*it)->next_sample;
+      ForgetQueuedLocked(**it);
       failed->push_back({*it, why});
       it = queue_.erase(it);
     } else {
@@ -252,12 +331,16 @@ void Scheduler::DropDeadQueuedLocked(
 }
 
 void Scheduler::AdmitLocked(int free_rows, absl::Time now, std::vector<Row>* admitted) {
-  while (free_rows > 0 && !queue_.empty()) {
+  while (free_rows > 0 && !queue_.empty() && queue_.front()->encoded) {
     std::shared_ptr<TaskState>& front = queue_.front();
     const int take = std::min(free_rows, front->task->num_samples - front->next_sample);
     if (front->next_sample == 0) front->first_admitted = now;
-    for (int i = 0; i < take; ++i) admitted->push_back(Row{front, front->next_sample++, 0, {}});
+    for (int i = 0; i < take; ++i) {
+      const int k = front->next_sample++;
+      admitted->push_back(Row{front, k, 0, std::move(front->z0[k]), {}});
+    }
     queued_samples_ -= take;
+    ready_samples_ -= take;
     free_rows -= take;
     if (front->next_sample == front->task->num_samples) queue_.pop_front();
   }
@@ -274,6 +357,7 @@ bool Scheduler::WaitAndAdmit(
       }
       queue_.clear();
       queued_samples_ = 0;
+      ready_samples_ = 0;
       active_samples_ = 0;
       return false;
     }
@@ -281,8 +365,20 @@ bool Scheduler::WaitAndAdmit(
     DropDeadQueuedLocked(now, failed);
     if (!active_.empty()) {
       // Busy: keep stepping; continuous batching fills the free rows, request mode does not.
+      // Queued samples that fit are waited for (the codec thread encodes them first): a forward
+      // over a part-empty batch costs nearly as much as a full one, and on a small CPU it would
+      // take the core the encoder needs.
       if (options_.mode == BatchingMode::kStep) {
-        AdmitLocked(options_.max_batch - static_cast<int>(active_.size()), now, admitted);
+        const int free_rows = options_.max_batch - static_cast<int>(active_.size());
+        const int64_t need = std::min<int64_t>(free_rows, queued_samples_);
+        if (ReadyAtFrontLocked() < need) {
+          auto ready = [this, need]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+            return abort_ || ReadyAtFrontLocked() >= std::min<int64_t>(need, queued_samples_);
+          };
+          mu_.Await(absl::Condition(&ready));
+          continue;
+        }
+        AdmitLocked(free_rows, now, admitted);
       }
       break;
     }
@@ -303,47 +399,24 @@ bool Scheduler::WaitAndAdmit(
                                 queue_.front()->enqueued + options_.max_queue_delay);
       continue;
     }
+    // Idle batch: wait for the codec thread's latents — the first sample in step mode, the
+    // whole batch (up to max_batch queued samples) in request mode.
+    const int64_t need = options_.mode == BatchingMode::kStep
+                             ? 1
+                             : std::min<int64_t>(options_.max_batch, queued_samples_);
+    if (ReadyAtFrontLocked() < need) {
+      auto ready = [this, need]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return abort_ || queue_.empty() ||
+               ReadyAtFrontLocked() >= std::min<int64_t>(need, queued_samples_);
+      };
+      mu_.Await(absl::Condition(&ready));
+      continue;
+    }
     AdmitLocked(options_.max_batch, now, admitted);
     break;
   }
   active_samples_ = static_cast<int64_t>(active_.size() + admitted->size());
   return true;
-}
-
-void Scheduler::EncodeAdmitted(std::vector<Row> admitted) {
-  admitted.erase(std::remove_if(admitted.begin(), admitted.end(),
-                                [](const Row& r) { return r.task->finished.load(); }),
-                 admitted.end());
-  if (admitted.empty()) return;
-  for (auto& group : GroupByBackend(admitted)) {
-    Backend* const backend = group.first;
-    std::vector<Row*>& rows = group.second;
-    // Consecutive rows of one task share one control: one EncodeItem with their seeds.
-    std::vector<EncodeItem> items;
-    const TaskState* last = nullptr;
-    for (Row* row : rows) {
-      if (row->task.get() != last) {
-        items.push_back(EncodeItem{row->task->task->control, {}});
-        last = row->task.get();
-      }
-      items.back().seeds.push_back(row->task->task->seed + static_cast<uint64_t>(row->sample));
-    }
-    absl::StatusOr<JointLatent> z = backend->Encode(items);
-    absl::Status status = z.status();
-    if (status.ok()) {
-      status = TorchCall("splitting encoded rows", [&] {
-        TORCH_CHECK(z->image.size(0) == static_cast<int64_t>(rows.size()), "Encode returned ",
-                    z->image.size(0), " rows for ", rows.size(), " seeds");
-        for (size_t i = 0; i < rows.size(); ++i) rows[i]->z = RowOf(*z, static_cast<int64_t>(i));
-      });
-    }
-    if (!status.ok()) {
-      for (Row* row : rows) Fail(row->task, status);
-    }
-  }
-  for (Row& row : admitted) {
-    if (!row.task->finished) active_.push_back(std::move(row));
-  }
 }
 
 void Scheduler::StepActive() {
@@ -406,8 +479,10 @@ void Scheduler::RetireFinished() {
     return r.step < r.task->task->num_steps;
   });
   if (done_end == active_.end()) return;
+  const absl::Time now = clock_->Now();
+  for (auto it = done_end; it != active_.end(); ++it) it->retired = now;
   {
-    absl::MutexLock lock(&decode_mu_);
+    absl::MutexLock lock(&mu_);
     to_decode_.insert(to_decode_.end(), std::make_move_iterator(done_end),
                       std::make_move_iterator(active_.end()));
   }
@@ -448,7 +523,7 @@ void Scheduler::DecodeRows(std::vector<Row> rows) {
       TaskState& task = *members[i]->task;
       if (task.finished.load()) continue;
       task.outputs[members[i]->sample] = std::move((*out)[i]);
-      if (--task.remaining == 0) Complete(members[i]->task);
+      if (--task.remaining == 0) Complete(members[i]->task, members[i]->retired);
     }
   }
 }
@@ -470,7 +545,7 @@ void Scheduler::Fail(const std::shared_ptr<TaskState>& task, const absl::Status&
     absl::MutexLock lock(&mu_);
     auto it = std::find(queue_.begin(), queue_.end(), task);
     if (it != queue_.end()) {
-      queued_samples_ -= task->task->num_samples - task->next_sample;
+      ForgetQueuedLocked(*task);
       queue_.erase(it);
     }
   }
@@ -478,13 +553,14 @@ void Scheduler::Fail(const std::shared_ptr<TaskState>& task, const absl::Status&
   task->task->done(status);
 }
 
-void Scheduler::Complete(const std::shared_ptr<TaskState>& task) {
+void Scheduler::Complete(const std::shared_ptr<TaskState>& task, absl::Time last_retired) {
   if (task->finished.exchange(true)) return;  // failed meanwhile by the batch thread
   const absl::Time now = clock_->Now();
   PredictResult result;
   result.samples = std::move(task->outputs);
   result.queue_seconds = absl::ToDoubleSeconds(task->first_admitted - task->enqueued);
   result.compute_seconds = absl::ToDoubleSeconds(now - task->first_admitted);
+  result.decode_seconds = absl::ToDoubleSeconds(now - last_retired);
   if (metrics_ != nullptr) {
     metrics_->ObserveQueueSeconds(result.queue_seconds);
     metrics_->ObserveComputeSeconds(result.compute_seconds);

@@ -4,7 +4,7 @@
 // A PredictTask is one request: num_samples samples of one perturbation from one control, each
 // with its own seed (task seed + sample index). Every sample is one row of the batch.
 //
-//   Scheduler::Create(options, metrics) → scheduler (a batch thread and a decode thread, started
+//   Scheduler::Create(options, metrics) → scheduler (a batch thread and a codec thread, started
 //                                         at once)
 //   scheduler->Schedule(&task)          → OK: the scheduler owns the task and will call
 //                                         task->done exactly once. Error: the caller still owns
@@ -20,24 +20,26 @@
 //
 // Two batching modes:
 //  * kStep (continuous batching, the default). Each iteration of the batch thread: admit queued
-//    samples into free rows (up to max_batch rows), encode the new ones, run ONE guided velocity
-//    forward over all rows (each row with its own t, dt, α, label; conditional and
-//    unconditional halves in the same forward), advance every row by one Euler step, and hand
-//    the rows that reached t = 1 to the decode thread. A sample waits at most one step for a
+//    samples whose source latents are ready into free rows (up to max_batch rows), run ONE
+//    guided velocity forward over all rows (each row with its own t, dt, α, label; conditional
+//    and unconditional halves in the same forward), advance every row by one Euler step, and
+//    hand the rows that reached t = 1 to the codec thread. A sample waits at most one step for a
 //    free row once rows free up; a long request never blocks a short one behind it.
 //  * kRequest (Triton-style dynamic batching, for comparison). When the batch is empty, wait
 //    until max_batch samples are queued or the oldest has waited max_queue_delay, admit up to
-//    max_batch samples, and run them to completion before admitting more.
+//    max_batch samples (once encoded), and run them to completion before admitting more.
 //
-// Decoding (VAE decoder + gene decoder) runs on its own thread, in the order rows finished,
-// while the batch thread goes on stepping: on a 2-core CPU the decode of one sample costs about
-// as much as its share of the 20-50 forwards, and doing both on one thread left a core idle
-// (bench/RESULTS.md "Server under load"). The task completes when its last sample is decoded.
+// The codec thread runs the encoders and decoders (VAE + gene autoencoder) beside the batch
+// thread, so the forwards never wait for them: it encodes queued tasks in FIFO order, at most
+// max_batch samples ahead of admission (encodes first: they keep the batch full), and decodes
+// retired rows in the order they finished. A step-mode forward waits for queued samples that
+// fit its free rows to be encoded. On a 2-core CPU a sample's encode + decode cost about as
+// much as its share of the forwards; on one thread they left a core idle (bench/RESULTS.md
+// "Server under load"). A task completes when its last sample is decoded.
 //
 // Latency bound (kStep, one model): a sample admitted into an iteration finishes after
 // num_steps iterations; an iteration costs one forward over ≤ max_batch rows (2× rows for rows
-// with α ≠ 1) + encode of newly admitted rows; then the decode of its rows (on the decode thread,
-// behind the rows that finished before it).
+// with α ≠ 1). Before: its encode; after: its decode (codec thread, in FIFO order).
 //
 // Deadlines and cancellation: a task whose deadline (on the scheduler's clock) passes or whose
 // `cancelled` flag is set leaves at the next iteration boundary: its queued samples are dropped,
@@ -53,7 +55,7 @@
 // finish on the model they started with.
 //
 // Threads: Schedule/NumEnqueuedTasks/SchedulingCapacity/Stop are thread-safe. `done` runs on
-// the batch thread (failures found there) or the decode thread (results, decode failures),
+// the batch thread (failures found there) or the codec thread (results, codec failures),
 // exactly once per task, never under the scheduler's locks: it must be quick and must not call
 // Stop(). Metrics are updated outside the locks.
 //
@@ -99,6 +101,8 @@ struct PredictResult {
   std::vector<SampleOutput> samples;  // num_samples, sample k drawn with seed + k
   double queue_seconds = 0;    // enqueue → first row admitted
   double compute_seconds = 0;  // first row admitted → last row decoded
+  double decode_seconds = 0;   // of which: last row's last step → decoded (waiting + decoding)
+  // queue_seconds includes the encode of the control (codec thread) before a row was free.
 };
 
 struct PredictTask {
@@ -151,11 +155,16 @@ class Scheduler {
   void Run();
   // One batch-thread iteration. Returns false when the thread should exit.
   bool Iterate();
-  // Blocks until there is work (or stop); moves admitted samples into `admitted` and tasks to
-  // fail (expired/cancelled in the queue, or everything on abort) into `failed`.
+  // Blocks until there is work (or stop); moves admitted samples (with their source latents)
+  // into `admitted` and tasks to fail (expired/cancelled in the queue, or everything on abort)
+  // into `failed`.
   bool WaitAndAdmit(std::vector<Row>* admitted,
                     std::vector<std::pair<std::shared_ptr<TaskState>, absl::Status>>* failed);
   bool HasWorkLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Samples from the queue's front on whose latents are ready (admittable in order).
+  int64_t ReadyAtFrontLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes a queued task's bookkeeping (its samples not yet admitted).
+  void ForgetQueuedLocked(const TaskState& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool RequestBatchReadyLocked(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropDeadQueuedLocked(
       absl::Time now, std::vector<std::pair<std::shared_ptr<TaskState>, absl::Status>>* failed)
@@ -164,16 +173,20 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Batch-thread helpers (touch active_ only; no lock held).
-  void EncodeAdmitted(std::vector<Row> admitted);
   void StepActive();
-  // Hands rows that reached t = 1 to the decode thread.
+  // Hands rows that reached t = 1 to the codec thread.
   void RetireFinished();
-  // Decode thread: decodes handed-over rows in order and completes their tasks.
-  void DecodeLoop();
+  // Codec thread: encodes queued tasks ahead of admission, decodes retired rows in order and
+  // completes their tasks.
+  void CodecLoop();
+  // The next task to encode (claimed), or null: FIFO, while < max_batch samples are ready.
+  std::shared_ptr<TaskState> ClaimEncodeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool CodecHasWorkLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EncodeTask(const std::shared_ptr<TaskState>& task);
   void DecodeRows(std::vector<Row> rows);
   void DropDeadActive(absl::Time now);
   void Fail(const std::shared_ptr<TaskState>& task, const absl::Status& status);
-  void Complete(const std::shared_ptr<TaskState>& task);
+  void Complete(const std::shared_ptr<TaskState>& task, absl::Time last_retired);
   void PublishGauges();
 
   const SchedulerOptions options_;
@@ -187,18 +200,17 @@ class Scheduler {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;       // no new work
   bool abort_ ABSL_GUARDED_BY(mu_) = false;          // grace over: fail everything
   bool exited_ ABSL_GUARDED_BY(mu_) = false;         // both threads are done
+  int64_t ready_samples_ ABSL_GUARDED_BY(mu_) = 0;   // encoded, still queued
+  // Rows the batch thread retired, waiting for the codec thread.
+  std::vector<Row> to_decode_ ABSL_GUARDED_BY(mu_);
+  bool codec_exit_ ABSL_GUARDED_BY(mu_) = false;     // exit once to_decode_ is empty
 
   // Batch thread only: the rows of the current batch.
   std::vector<Row> active_;
 
-  // Rows the batch thread retired, waiting for the decode thread (never held with mu_).
-  absl::Mutex decode_mu_;
-  std::vector<Row> to_decode_ ABSL_GUARDED_BY(decode_mu_);
-  bool decode_exit_ ABSL_GUARDED_BY(decode_mu_) = false;  // exit once to_decode_ is empty
-
   absl::Mutex stop_mu_;  // serialises Stop() callers; never held with mu_ by the batch thread
-  std::thread thread_;   // the batch thread; joins decoder_ before it exits
-  std::thread decoder_;
+  std::thread thread_;   // the batch thread; joins codec_ before it exits
+  std::thread codec_;
 };
 
 }  // namespace cellflux::server

@@ -206,10 +206,11 @@ grpc::ServerUnaryReactor* CellFluxService::Predict(grpc::CallbackServerContext* 
     responses_.Submit([this, reactor, response, backend, request_info, request_id, start,
                        shared] {
       absl::Status status = shared->status();
-      double queue_s = 0, compute_s = 0;
+      double queue_s = 0, compute_s = 0, decode_s = 0;
       if (status.ok()) {
         queue_s = (*shared)->queue_seconds;
         compute_s = (*shared)->compute_seconds;
+        decode_s = (*shared)->decode_seconds;
         status = BuildResponse(**shared, *request_info, backend->info(), response);
       }
       if (status.ok() && request_info->return_control) {
@@ -227,10 +228,10 @@ grpc::ServerUnaryReactor* CellFluxService::Predict(grpc::CallbackServerContext* 
       const grpc::Status wire = ToGrpcStatus(status);
       CF_LOG(INFO) << absl::StrFormat(
           "rpc=Predict id=\"%s\" perturbation=\"%s\" samples=%d steps=%d guidance=%g "
-          "queue_ms=%.1f compute_ms=%.1f total_ms=%.1f code=%s",
+          "queue_ms=%.1f compute_ms=%.1f decode_ms=%.1f total_ms=%.1f code=%s",
           LogSafe(request_id), LogSafe(request_info->perturbation_id), request_info->num_samples,
           request_info->num_steps, request_info->guidance, Ms(queue_s), Ms(compute_s),
-          Ms(total_s), GrpcCodeName(wire.error_code()));
+          Ms(decode_s), Ms(total_s), GrpcCodeName(wire.error_code()));
       Record("Predict", start, wire);
       reactor->Finish(wire);  // last touch of the reactor and the response
     });

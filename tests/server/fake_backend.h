@@ -159,6 +159,13 @@ class FakeBackend : public Backend {
     auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return step_calls_ >= n; };
     return mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
   }
+  // Blocks until Encode has returned from `n` calls in total (the codec thread encodes queued
+  // tasks ahead of admission; tests that count rows per forward wait for it).
+  void AwaitEncodeCalls(int n) {
+    absl::MutexLock lock(&mu_);
+    auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return encode_calls_ >= n; };
+    mu_.Await(absl::Condition(&reached));
+  }
   // Blocks until the batch thread has entered Step at least `n` times in total.
   void AwaitInStep(int n) {
     absl::MutexLock lock(&mu_);

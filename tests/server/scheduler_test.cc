@@ -157,6 +157,7 @@ TEST_F(SchedulerTest, ContinuousBatchingAdmitsIntoRowsFreedMidFlight) {
   auto tc = Task(&c, 2, 2, 3);
   ASSERT_TRUE(s->Schedule(&tb).ok());
   ASSERT_TRUE(s->Schedule(&tc).ok());
+  backend_->AwaitEncodeCalls(3);  // B and C encoded ahead, while A's forward runs
   backend_->OpenGate();
   a.done.WaitForNotification();
   b.done.WaitForNotification();
@@ -171,28 +172,35 @@ TEST_F(SchedulerTest, ContinuousBatchingAdmitsIntoRowsFreedMidFlight) {
   EXPECT_EQ(backend_->batch_sizes(), expected);
 }
 
-// Decoding runs on its own thread: while one request's samples are being decoded, the batch
-// goes on stepping the others (before, the batch thread decoded them itself and stood still).
+// Encoding and decoding run on the codec thread: while one request's samples are being
+// decoded, the batch goes on stepping the others (before, the batch thread decoded them itself
+// and stood still), and a queued request is encoded while a forward runs.
 TEST_F(SchedulerTest, StepsGoOnWhileFinishedRowsAreDecoded) {
   SchedulerOptions o;
   o.max_batch = 2;
   auto s = Make(o);
   backend_->CloseDecodeGate();
+  backend_->CloseGate();
   Outcome a, b;
   auto ta = Task(&a, 1, 1, 1);
   ASSERT_TRUE(s->Schedule(&ta).ok());
-  ASSERT_TRUE(backend_->AwaitStepCalls(1, absl::Seconds(10)));  // A stepped; its decode waits
+  backend_->AwaitInStep(1);  // A's only forward is running
   auto tb = Task(&b, 1, 3, 2);
   ASSERT_TRUE(s->Schedule(&tb).ok());
-  // B's three forwards happen while A's decode is held.
+  backend_->AwaitEncodeCalls(2);  // B encoded during A's forward
+  backend_->OpenGate();
+  // A retires and its decode is held; B's three forwards happen meanwhile.
   EXPECT_TRUE(backend_->AwaitStepCalls(4, absl::Seconds(10))) << backend_->step_calls() << " forwards";
   EXPECT_FALSE(a.done.HasBeenNotified());
+  clock_.Advance(absl::Seconds(2));  // A waits 2 s for its decode
   backend_->OpenDecodeGate();
   a.done.WaitForNotification();
   b.done.WaitForNotification();
   ASSERT_TRUE(a.result.ok() && b.result.ok());
   EXPECT_EQ(a.order, 0);  // decoded in the order the rows finished
   EXPECT_EQ(b.order, 1);
+  EXPECT_DOUBLE_EQ(a.result->decode_seconds, 2.0);  // reported apart from the forwards
+  EXPECT_DOUBLE_EQ(a.result->compute_seconds, 2.0);
 }
 
 TEST_F(SchedulerTest, RequestModeWaitsForDelayOrFullBatch) {
