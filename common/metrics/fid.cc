@@ -15,7 +15,7 @@ namespace {
 // Symmetric PSD square root via eigh; round-off negatives clamped to 0.
 torch::Tensor SqrtPsd(const torch::Tensor& a) {
   torch::Tensor sym = 0.5 * (a + a.transpose(0, 1));
-  auto [evals, evecs] = torch::linalg::eigh(sym, "L");
+  auto [evals, evecs] = torch::linalg_eigh(sym, "L");
   torch::Tensor root = evals.clamp_min(0).sqrt();
   return torch::matmul(evecs * root.unsqueeze(0), evecs.transpose(0, 1));
 }
@@ -39,7 +39,7 @@ double TraceSqrtProduct(const torch::Tensor& a, const torch::Tensor& b) {
   torch::Tensor ra = SqrtPsd(a.to(torch::kFloat64));
   torch::Tensor m = torch::matmul(torch::matmul(ra, b.to(torch::kFloat64)), ra);
   m = 0.5 * (m + m.transpose(0, 1));
-  torch::Tensor evals = torch::linalg::eigvalsh(m, "L");
+  torch::Tensor evals = torch::linalg_eigvalsh(m, "L");
   return evals.clamp_min(0).sqrt().sum().item<double>();
 }
 
