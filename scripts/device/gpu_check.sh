@@ -24,7 +24,7 @@
 # Environment: CELLFLUX_CHECK_DEVICE (cuda:0; cpu runs the same steps on the CPU, for trying the
 # script on a machine without a GPU), CELLFLUX_CHECK_JOBS (16), CELLFLUX_CHECK_BUDGET_S (seconds for
 # everything, 470), CELLFLUX_CHECK_BUILD_S (for the build, 400), CELLFLUX_CHECK_BUILD (build-gpu),
-# CELLFLUX_KIT (.devkit),
+# CELLFLUX_KIT (.devkit), CELLFLUX_CHECK_SKIP (comma-separated steps to leave out; only e so far),
 # CELLFLUX_TORCH_PREFIX (default: torch.utils.cmake_prefix_path of python3),
 # CELLFLUX_CXX_STANDARD (default: 17, or 20 for LibTorch >= 2.12), CELLFLUX_CHECK_LDFLAGS (added to
 # the link; with Debian's own LibTorch, whose dependencies need the real libraries the kit stubs:
@@ -280,7 +280,9 @@ for batch in 16 64; do
 done
 
 # --- e: server load sweep on the device -------------------------------------------------------------
-if enough 130; then
+if [[ ",${CELLFLUX_CHECK_SKIP:-}," == *,e,* ]]; then
+  result e SKIP "CELLFLUX_CHECK_SKIP"
+elif enough 130; then
   if timeout "$(limit 150)" python3 bench/server_load_bench.py --build "$BUILD" --device "$DEV" \
        --concurrency 1,16,64 --level-seconds 8 --warmup-seconds 2 --open-seconds 10 --modes step,request \
        --json "$OUT/load_bench.json" > "$WORK/load.log" 2>&1; then

@@ -59,7 +59,15 @@ declare -A STUB_WHY=(
   [liblapack.so.3]="LAPACK (OpenCV's LAPACK back end: solve, SVD, gemm; cellflux calls none)"
   [libcurl.so.4]="libcurl (HDF5's read-only S3 driver)"
 )
-declare -A STUB_MODE=()  # default trap; "zero" where a library calls in at start-up
+# Default trap; "zero" (every function returns 0) for the image-codec libraries, which OpenCV
+# calls in at start-up: its codec registry constructs every decoder at the first imread/imwrite,
+# and the GDAL one calls GDALAllRegister() (a trap there killed `cellflux-tool synth` with SIGILL
+# on the GPU machine). With zero, a GDAL/EXR/JPEG 2000/WebP/LERC file just fails to open.
+declare -A STUB_MODE=(
+  [libgdal.so.32]=zero [libgdcmMSFF.so.3.0]=zero [libgdcmDSED.so.3.0]=zero
+  [libOpenEXR-3_1.so.30]=zero [libopenjp2.so.7]=zero [libwebp.so.7]=zero [libLerc.so.4]=zero
+  [libGLX.so.0]=zero
+)
 export KIT_STUBS="${!STUB_WHY[*]}"
 
 # --- the library closure --------------------------------------------------------------------------
