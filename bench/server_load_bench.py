@@ -13,7 +13,7 @@ each mode. Prints a markdown table; --json writes raw numbers.
 
   /usr/bin/python3 bench/server_load_bench.py --build build [--steps 20] [--max-batch 16]
       [--concurrency 1,2,4,8,16,32,64] [--level-seconds 20] [--warmup-seconds 3] [--open-seconds 30]
-      [--threads 2] [--modes step,request] [--device cpu] [--json out.json]
+      [--threads 2] [--server-threads 0] [--modes step,request] [--device cpu] [--json out.json]
 
 --device (cpu, cuda:0, ...) goes to the servers and to the offline reference alike.
 
@@ -220,7 +220,8 @@ def main():
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2, help="intra-op threads of the offline reference")
     ap.add_argument("--server-threads", type=int, default=0,
-                    help="the server's --threads (each of its batch and decode threads); 0 = --threads")
+                    help="the server's --threads (each of its batch and codec threads); 0 = its default, "
+                         "half the cores each")
     ap.add_argument("--concurrency", default="1,2,4,8,16,32,64")
     ap.add_argument("--level-seconds", type=float, default=20, help="measured window per concurrency level")
     ap.add_argument("--warmup-seconds", type=float, default=3, help="unmeasured start of each level")
@@ -268,7 +269,7 @@ def main():
         if index > 0:
             print(f"offline sampler, batch {args.max_batch}: {offline:.2f} samples/s", flush=True)
         server = Server(f"{args.build}/server/cellflux-server", ckpt, mode, args.max_batch,
-                        args.server_threads or args.threads,
+                        args.server_threads,
                         os.path.join(tmp, f"server-{mode}.log"), args.device)
         try:
             client = Client(pb, pb_grpc, f"127.0.0.1:{server.port}", args.steps, args.guidance)

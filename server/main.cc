@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <iostream>
 #include <string>
@@ -97,7 +98,12 @@ int Run(const Flags& flags) {
     CF_LOG(ERROR) << device.status();
     return 1;
   }
-  cellflux::LogRuntime("cellflux-server", *device, flags.threads);
+  // Two model threads (batch: the forwards; codec: encoders and decoders) run side by side, so
+  // by default each gets half the cores.
+  const int threads = flags.threads > 0
+                          ? flags.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / 2));
+  cellflux::LogRuntime("cellflux-server", *device, threads);
   absl::StatusOr<cellflux::server::ServerOptions> options = ToOptions(flags);
   if (!options.ok()) {
     CF_LOG(ERROR) << options.status();
@@ -180,7 +186,9 @@ int main(int argc, char** argv) {
   app.add_option("--max-queue-delay-ms", f.max_queue_delay_ms, "request batching: max wait to fill a batch")
       ->capture_default_str();
   app.add_option("--device", f.device, "cpu, cuda, cuda:N or auto")->capture_default_str();
-  app.add_option("--threads", f.threads, "intra-op CPU threads (0 = one per core)");
+  app.add_option("--threads", f.threads,
+                 "intra-op CPU threads of each of the two model threads, batch and codec "
+                 "(0 = half the cores each)");
   app.add_option("--tls-cert", f.tls_cert, "PEM certificate chain (TLS on with --tls-key)");
   app.add_option("--tls-key", f.tls_key, "PEM private key");
   app.add_option("--auth-token-file", f.auth_token_file,

@@ -97,10 +97,11 @@ TEST_F(SchedulerTest, RunsOneRequestToTheEnd) {
     EXPECT_EQ(s.pixels.size(), info.channel_names.size() * info.image_size * info.image_size);
     EXPECT_EQ(s.expression.size(), info.gene_ids.size());
   }
-  // All three samples share each forward: 7 steps, one encode, one decode.
+  // All three samples share each forward: 7 steps, one encode (one control); the codec thread
+  // decodes one sample per call.
   EXPECT_EQ(backend_->step_calls(), 7);
   EXPECT_EQ(backend_->encode_calls(), 1);
-  EXPECT_EQ(backend_->decode_calls(), 1);
+  EXPECT_EQ(backend_->decode_calls(), 3);
   // Different seeds → different samples.
   EXPECT_NE(result->samples[0].expression, result->samples[1].expression);
 }
