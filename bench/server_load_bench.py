@@ -1,22 +1,25 @@
 #!/usr/bin/python3
 """Load generator for cellflux-server (bench/RESULTS.md "Server under load").
 
-For each batching mode (step, request) it starts a real cellflux-server on loopback with a tiny
+It starts one real cellflux-server per batching mode (step, request) on loopback with a tiny
 random checkpoint (cellflux-tool init-checkpoint, configs/tiny.json), then
-  * closed loop: C clients each send Predicts back to back (C = 1 2 4 8 16 32 64), measured over a
-    steady-state window (--warmup-seconds unmeasured, then --level-seconds counted), and
-  * open loop: Poisson arrivals at a fixed rate (default: half the offline capacity),
+  * closed loop, one mode after the other: C clients each send Predicts back to back
+    (C = 1 2 4 8 16 32 64), measured over a steady-state window (--warmup-seconds unmeasured, then
+    --level-seconds counted), and
+  * open loop: Poisson arrivals at a fixed rate (default: half the offline capacity), in
+    --open-rounds rounds where the modes take turns (same arrival times per round), latencies
+    pooled per mode,
 reporting throughput (samples/s), p50/p95/p99 latency, server CPU per sample and rows per forward
 per level. The offline reference is build/bench/offline_sampler_bench at batch = --max-batch with
 the same steps/guidance (the same fixed-batch work with no server around it), measured right before
-each mode. Prints a markdown table; --json writes raw numbers.
+each mode's closed-loop sweep. Prints a markdown table; --json writes raw numbers.
 
   /usr/bin/python3 bench/server_load_bench.py --build build [--steps 20] [--max-batch 16]
       [--concurrency 1,2,4,8,16,32,64] [--level-seconds 20] [--warmup-seconds 3] [--open-seconds 30]
-      [--threads 2] [--server-threads 0] [--modes step,request] [--device cpu] [--json out.json]
+      [--open-rounds 4] [--threads 2] [--server-threads 0] [--modes step,request] [--device cpu]
+      [--json out.json]
 
 --device (cpu, cuda:0, ...) goes to the servers and to the offline reference alike.
-
 Every request has a deadline; servers are stopped (SIGTERM) on exit.
 """
 import argparse
@@ -206,7 +209,7 @@ def open_loop(client, rate, seconds, seed=1):
             return latencies, time.perf_counter() - start
 
     latencies, wall = asyncio.run(run())
-    return {"rate": rate, "requests": len(latencies), "seconds": wall,
+    return {"rate": rate, "requests": len(latencies), "seconds": wall, "latencies": latencies,
             "samples_per_s": len(latencies) / wall, "p50": percentile(latencies, 0.5),
             "p95": percentile(latencies, 0.95), "p99": percentile(latencies, 0.99)}
 
@@ -227,6 +230,8 @@ def main():
     ap.add_argument("--warmup-seconds", type=float, default=3, help="unmeasured start of each level")
     ap.add_argument("--open-seconds", type=float, default=30)
     ap.add_argument("--open-rate", type=float, default=0, help="arrivals/s; 0 = half the offline capacity")
+    ap.add_argument("--open-rounds", type=int, default=4,
+                    help="open-loop rounds; the modes take turns each round (--open-seconds split over them)")
     ap.add_argument("--modes", default="step,request")
     ap.add_argument("--device", default="cpu", help="server and offline reference device: cpu, cuda:0, ...")
     ap.add_argument("--json", default="")
@@ -264,15 +269,21 @@ def main():
                "guidance": args.guidance,
                "max_batch": args.max_batch, "threads": args.threads, "open_rate": open_rate, "modes": {}}
     levels = [int(c) for c in args.concurrency.split(",")]
-    for index, mode in enumerate(args.modes.split(",")):
-        offline = first_offline if index == 0 else offline_rate()
-        if index > 0:
-            print(f"offline sampler, batch {args.max_batch}: {offline:.2f} samples/s", flush=True)
-        server = Server(f"{args.build}/server/cellflux-server", ckpt, mode, args.max_batch,
-                        args.server_threads,
-                        os.path.join(tmp, f"server-{mode}.log"), args.device)
-        try:
-            client = Client(pb, pb_grpc, f"127.0.0.1:{server.port}", args.steps, args.guidance)
+    modes = args.modes.split(",")
+    # Every mode's server starts up front (an idle one costs nothing), so the open-loop runs can
+    # alternate between the modes round by round: both see the same machine (its speed drifts).
+    servers, clients = {}, {}
+    try:
+        for mode in modes:
+            servers[mode] = Server(f"{args.build}/server/cellflux-server", ckpt, mode, args.max_batch,
+                                   args.server_threads, os.path.join(tmp, f"server-{mode}.log"), args.device)
+        for mode in modes:
+            clients[mode] = Client(pb, pb_grpc, f"127.0.0.1:{servers[mode].port}", args.steps, args.guidance)
+        for index, mode in enumerate(modes):
+            offline = first_offline if index == 0 else offline_rate()
+            if index > 0:
+                print(f"offline sampler, batch {args.max_batch}: {offline:.2f} samples/s", flush=True)
+            server, client = servers[mode], clients[mode]
             # Warm-up, untimed: one full batch, so the first measured level does not pay for the
             # allocator's heap growing to batch size or for first-call initialisation.
             probe = lambda: server.usage() + server.forwards()  # noqa: E731
@@ -294,12 +305,30 @@ def main():
                       f"CPU-s and {r['server_faults_per_sample']:.0f} page faults per sample, "
                       f"{r['mean_rows_per_forward']:.1f} samples per forward, load generator "
                       f"{r['client_cpu_s_per_sample']:.3f} CPU-s per sample", flush=True)
-            o = open_loop(client, open_rate, args.open_seconds)
-            print(f"{mode} open {open_rate:.2f}/s: {o['requests']} requests, p50 {o['p50']:.2f}s "
+            results["modes"][mode] = {"offline_samples_per_s": offline, "closed": rows}
+        # Open loop: --open-rounds rounds, each mode once per round in turn, the same arrival times
+        # for every mode within a round; latencies pooled per mode.
+        pooled = {mode: [] for mode in modes}
+        walls = {mode: 0.0 for mode in modes}
+        if args.open_seconds > 0:
+            for r in range(args.open_rounds):
+                for mode in (modes if r % 2 == 0 else modes[::-1]):
+                    o = open_loop(clients[mode], open_rate, args.open_seconds / args.open_rounds, seed=1 + r)
+                    pooled[mode] += o["latencies"]
+                    walls[mode] += o["seconds"]
+                    print(f"{mode} open {open_rate:.2f}/s round {r + 1}/{args.open_rounds}: {o['requests']} "
+                          f"requests, p50 {o['p50']:.2f}s p95 {o['p95']:.2f}s", flush=True)
+        for mode in modes:
+            lat = pooled[mode]
+            o = {"rate": open_rate, "rounds": args.open_rounds, "requests": len(lat), "seconds": walls[mode],
+                 "samples_per_s": len(lat) / walls[mode] if walls[mode] else float("nan"),
+                 "p50": percentile(lat, 0.5), "p95": percentile(lat, 0.95), "p99": percentile(lat, 0.99),
+                 "offline_samples_per_s": results["modes"][mode]["offline_samples_per_s"]}
+            results["modes"][mode]["open"] = o
+            print(f"{mode} open {open_rate:.2f}/s (pooled): {o['requests']} requests, p50 {o['p50']:.2f}s "
                   f"p95 {o['p95']:.2f}s p99 {o['p99']:.2f}s", flush=True)
-            o["offline_samples_per_s"] = offline
-            results["modes"][mode] = {"offline_samples_per_s": offline, "closed": rows, "open": o}
-        finally:
+    finally:
+        for server in servers.values():
             server.stop()
 
     print()
