@@ -14,8 +14,9 @@
 namespace cellflux::server {
 
 // A task the scheduler owns. `next_sample`, `first_admitted`, `encoding`, `encoded` and `z0`
-// change under mu_; `outputs` and `remaining` belong to the codec thread; `finished` is set once,
-// by whichever thread calls done (Fail or Complete), and read by both.
+// change under mu_; `outputs[k]` is written by the thread that decodes sample k (the codec thread,
+// or the batch thread helping it) before it counts `remaining` down; `finished` is set once, by
+// whichever thread calls done (Fail or Complete), and read by both.
 struct Scheduler::TaskState {
   std::unique_ptr<PredictTask> task;
   absl::Time enqueued;
@@ -24,7 +25,7 @@ struct Scheduler::TaskState {
   bool encoding = false;  // the codec thread is encoding it
   bool encoded = false;   // z0 holds every sample's source latent
   std::vector<JointLatent> z0;  // [1, ...] per sample until admitted
-  int remaining = 0;    // samples not yet decoded
+  std::atomic<int> remaining{0};  // samples not yet decoded
   std::atomic<bool> finished{false};
   std::vector<SampleOutput> outputs;
 };
@@ -234,6 +235,7 @@ void Scheduler::CodecLoop() {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(this, &Scheduler::CodecHasWorkLocked));
       if (codec_exit_ && to_decode_.empty()) return;
+      codec_busy_ = true;
       // Encodes first (they keep the batch full; at most max_batch samples ahead), then decodes.
       if (!codec_exit_) encode = ClaimEncodeLocked();
       if (encode == nullptr) {
@@ -248,7 +250,28 @@ void Scheduler::CodecLoop() {
     } else {
       DecodeRows(std::move(rows));
     }
+    absl::MutexLock lock(&mu_);
+    codec_busy_ = false;
   }
+}
+
+void Scheduler::HelpCodec() {
+  std::vector<Row> rows;
+  std::shared_ptr<TaskState> encode;
+  {
+    absl::MutexLock lock(&mu_);
+    // Only while the codec thread is busy and more codec work waits: then samples sit outside a
+    // part-empty batch, and one codec job here is worth more than one forward over a few rows.
+    if (!codec_busy_ || active_.size() >= static_cast<size_t>(options_.max_batch)) return;
+    if (!to_decode_.empty()) {
+      rows.push_back(std::move(to_decode_.front()));
+      to_decode_.erase(to_decode_.begin());
+    } else {
+      encode = ClaimEncodeLocked();
+    }
+  }
+  if (encode != nullptr) EncodeTask(encode);
+  if (!rows.empty()) DecodeRows(std::move(rows));
 }
 
 void Scheduler::EncodeTask(const std::shared_ptr<TaskState>& task) {
@@ -281,6 +304,7 @@ void Scheduler::EncodeTask(const std::shared_ptr<TaskState>& task) {
 }
 
 bool Scheduler::Iterate() {
+  HelpCodec();
   std::vector<Row> admitted;
   std::vector<std::pair<std::shared_ptr<TaskState>, absl::Status>> failed;
   const bool keep_going = WaitAndAdmit(&admitted, &failed);
@@ -521,7 +545,7 @@ void Scheduler::DecodeRows(std::vector<Row> rows) {
       TaskState& task = *members[i]->task;
       if (task.finished.load()) continue;
       task.outputs[members[i]->sample] = std::move((*out)[i]);
-      if (--task.remaining == 0) Complete(members[i]->task, members[i]->retired);
+      if (task.remaining.fetch_sub(1) == 1) Complete(members[i]->task, members[i]->retired);
     }
   }
 }

@@ -32,8 +32,9 @@
 // The codec thread runs the encoders and decoders (VAE + gene autoencoder) beside the batch
 // thread, so the forwards never wait for them: it encodes queued tasks in FIFO order, at most
 // max_batch samples ahead of admission (encodes first: they keep the batch full), and decodes
-// retired rows in the order they finished. A step-mode forward waits for queued samples that
-// fit its free rows to be encoded. On a 2-core CPU a sample's encode + decode cost about as
+// retired rows in the order they finished. When the codec thread falls behind while the batch
+// has free rows, the batch thread takes a codec job between forwards (work the two threads then
+// share on a small CPU, where the encoders and decoders cost more than the forwards). On a 2-core CPU a sample's encode + decode cost about as
 // much as its share of the forwards; on one thread they left a core idle (bench/RESULTS.md
 // "Server under load"). A task completes when its last sample is decoded.
 //
@@ -183,6 +184,9 @@ class Scheduler {
   std::shared_ptr<TaskState> ClaimEncodeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool CodecHasWorkLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EncodeTask(const std::shared_ptr<TaskState>& task);
+  // Batch thread, before each iteration: takes one codec job (a decode, else an encode) when the
+  // codec thread is busy, more codec work waits and the batch has free rows.
+  void HelpCodec();
   void DecodeRows(std::vector<Row> rows);
   void DropDeadActive(absl::Time now);
   void Fail(const std::shared_ptr<TaskState>& task, const absl::Status& status);
@@ -204,6 +208,7 @@ class Scheduler {
   // Rows the batch thread retired, waiting for the codec thread.
   std::vector<Row> to_decode_ ABSL_GUARDED_BY(mu_);
   bool codec_exit_ ABSL_GUARDED_BY(mu_) = false;     // exit once to_decode_ is empty
+  bool codec_busy_ ABSL_GUARDED_BY(mu_) = false;     // the codec thread is running a job
 
   // Batch thread only: the rows of the current batch.
   std::vector<Row> active_;

@@ -119,6 +119,12 @@ class FakeBackend : public Backend {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(&decode_gate_open_));
+      if (hold_next_decode_) {
+        hold_next_decode_ = false;
+        decode_held_ = true;
+        auto released = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !decode_held_; };
+        mu_.Await(absl::Condition(&released));
+      }
     }
     std::vector<SampleOutput> out;
     for (int64_t i = 0; i < z.image.size(0); ++i) {
@@ -152,6 +158,20 @@ class FakeBackend : public Backend {
   void OpenDecodeGate() {
     absl::MutexLock lock(&mu_);
     decode_gate_open_ = true;
+  }
+  // The next Decode call (whichever thread makes it) waits until ReleaseHeldDecode(); later
+  // calls pass. AwaitDecodeHeld() blocks until that call is waiting.
+  void HoldNextDecode() {
+    absl::MutexLock lock(&mu_);
+    hold_next_decode_ = true;
+  }
+  void AwaitDecodeHeld() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&decode_held_));
+  }
+  void ReleaseHeldDecode() {
+    absl::MutexLock lock(&mu_);
+    decode_held_ = false;
   }
   // Waits up to `timeout` until Step has returned from `n` calls in total; false if it did not.
   bool AwaitStepCalls(int n, absl::Duration timeout) {
@@ -198,6 +218,8 @@ class FakeBackend : public Backend {
   absl::Mutex mu_;
   bool gate_open_ ABSL_GUARDED_BY(mu_) = true;
   bool decode_gate_open_ ABSL_GUARDED_BY(mu_) = true;
+  bool hold_next_decode_ ABSL_GUARDED_BY(mu_) = false;
+  bool decode_held_ ABSL_GUARDED_BY(mu_) = false;
   int in_step_ ABSL_GUARDED_BY(mu_) = 0;
   int step_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int encode_calls_ ABSL_GUARDED_BY(mu_) = 0;

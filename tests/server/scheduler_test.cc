@@ -198,10 +198,40 @@ TEST_F(SchedulerTest, StepsGoOnWhileFinishedRowsAreDecoded) {
   a.done.WaitForNotification();
   b.done.WaitForNotification();
   ASSERT_TRUE(a.result.ok() && b.result.ok());
-  EXPECT_EQ(a.order, 0);  // decoded in the order the rows finished
-  EXPECT_EQ(b.order, 1);
   EXPECT_DOUBLE_EQ(a.result->decode_seconds, 2.0);  // reported apart from the forwards
   EXPECT_DOUBLE_EQ(a.result->compute_seconds, 2.0);
+}
+
+// When the codec thread is stuck in a long decode and another finished sample waits, the batch
+// thread (with free rows) decodes it between forwards instead of leaving it behind.
+TEST_F(SchedulerTest, BatchThreadDecodesWhileTheCodecIsBusy) {
+  SchedulerOptions o;
+  o.max_batch = 4;
+  auto s = Make(o);
+  backend_->CloseGate();
+  Outcome a, b, c;
+  auto ta = Task(&a, 1, 1, 1);
+  auto tb = Task(&b, 1, 1, 2);
+  auto tc = Task(&c, 1, 1000, 3);
+  auto cancel_c = tc->cancelled;
+  ASSERT_TRUE(s->Schedule(&ta).ok());
+  ASSERT_TRUE(s->Schedule(&tb).ok());
+  ASSERT_TRUE(s->Schedule(&tc).ok());
+  backend_->AwaitEncodeCalls(3);
+  backend_->AwaitInStep(1);
+  backend_->HoldNextDecode();
+  backend_->OpenGate();  // A and B retire after one forward; C goes on
+  backend_->AwaitDecodeHeld();
+  // Whichever thread holds the first decode, the other sample is decoded meanwhile.
+  EXPECT_TRUE(a.done.WaitForNotificationWithTimeout(absl::Seconds(10)) ||
+              b.done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_NE(a.done.HasBeenNotified(), b.done.HasBeenNotified());
+  backend_->ReleaseHeldDecode();
+  a.done.WaitForNotification();
+  b.done.WaitForNotification();
+  EXPECT_TRUE(a.result.ok() && b.result.ok());
+  cancel_c->store(true);
+  c.done.WaitForNotification();
 }
 
 TEST_F(SchedulerTest, RequestModeWaitsForDelayOrFullBatch) {
