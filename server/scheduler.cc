@@ -165,6 +165,11 @@ int64_t Scheduler::SchedulingCapacity() const {
   return stopping_ ? 0 : options_.max_queue - queued_samples_;
 }
 
+int64_t Scheduler::NumReadySamples() const {
+  absl::MutexLock lock(&mu_);
+  return ready_samples_;
+}
+
 int64_t Scheduler::NumActiveSamples() const {
   absl::MutexLock lock(&mu_);
   return active_samples_;

@@ -142,6 +142,8 @@ class Scheduler {
   int64_t SchedulingCapacity() const;
   // Samples in the batch right now.
   int64_t NumActiveSamples() const;
+  // Queued samples whose source latents the codec thread has encoded (admittable at once).
+  int64_t NumReadySamples() const;
 
   // Rejects new work (UNAVAILABLE), lets queued and active tasks finish for up to `grace`, then
   // fails what is left with UNAVAILABLE and joins both threads. Idempotent; blocks.

@@ -11,6 +11,8 @@
 #ifndef CELLFLUX_TESTS_SERVER_FAKE_BACKEND_H_
 #define CELLFLUX_TESTS_SERVER_FAKE_BACKEND_H_
 
+#include <pthread.h>
+
 #include <atomic>
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
@@ -119,7 +121,9 @@ class FakeBackend : public Backend {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(&decode_gate_open_));
-      if (hold_next_decode_) {
+      char thread_name[16] = {0};
+      pthread_getname_np(pthread_self(), thread_name, sizeof(thread_name));
+      if (hold_next_decode_ && hold_thread_ == thread_name) {
         hold_next_decode_ = false;
         decode_held_ = true;
         auto released = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !decode_held_; };
@@ -159,15 +163,17 @@ class FakeBackend : public Backend {
     absl::MutexLock lock(&mu_);
     decode_gate_open_ = true;
   }
-  // The next Decode call (whichever thread makes it) waits until ReleaseHeldDecode(); later
-  // calls pass. AwaitDecodeHeld() blocks until that call is waiting.
-  void HoldNextDecode() {
+  // The next Decode call made on the thread named `thread` (the scheduler names its threads
+  // cf-batch and cf-codec) waits until ReleaseHeldDecode(); other calls pass.
+  // AwaitDecodeHeld() blocks until that call is waiting.
+  void HoldNextDecodeOn(const std::string& thread) {
     absl::MutexLock lock(&mu_);
     hold_next_decode_ = true;
+    hold_thread_ = thread;
   }
-  void AwaitDecodeHeld() {
+  bool AwaitDecodeHeld(absl::Duration timeout) {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(&decode_held_));
+    return mu_.AwaitWithTimeout(absl::Condition(&decode_held_), timeout);
   }
   void ReleaseHeldDecode() {
     absl::MutexLock lock(&mu_);
@@ -219,6 +225,7 @@ class FakeBackend : public Backend {
   bool gate_open_ ABSL_GUARDED_BY(mu_) = true;
   bool decode_gate_open_ ABSL_GUARDED_BY(mu_) = true;
   bool hold_next_decode_ ABSL_GUARDED_BY(mu_) = false;
+  std::string hold_thread_ ABSL_GUARDED_BY(mu_);
   bool decode_held_ ABSL_GUARDED_BY(mu_) = false;
   int in_step_ ABSL_GUARDED_BY(mu_) = 0;
   int step_calls_ ABSL_GUARDED_BY(mu_) = 0;
