@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include <torch/torch.h>
@@ -234,7 +235,7 @@ void Scheduler::CodecLoop() {
   at::internal::lazy_init_num_threads();
   pthread_setname_np(pthread_self(), "cf-codec");
   while (true) {
-    std::vector<Row> rows;
+    std::optional<Row> row;
     std::shared_ptr<TaskState> encode;
     {
       absl::MutexLock lock(&mu_);
@@ -243,40 +244,37 @@ void Scheduler::CodecLoop() {
       codec_busy_ = true;
       // Encodes first (they keep the batch full; at most max_batch samples ahead), then decodes.
       if (!codec_exit_) encode = ClaimEncodeLocked();
-      if (encode == nullptr) {
-        // One row at a time (the backend decodes one sample per call anyway), so an encode
-        // that arrives meanwhile waits for one decode at most.
-        rows.push_back(std::move(to_decode_.front()));
-        to_decode_.erase(to_decode_.begin());
-      }
+      // One row at a time (the backend decodes one sample per call anyway), so an encode that
+      // arrives meanwhile waits for one decode at most.
+      if (encode == nullptr) row = PopDecodeLocked();
     }
-    if (encode != nullptr) {
-      EncodeTask(encode);
-    } else {
-      DecodeRows(std::move(rows));
-    }
+    if (encode != nullptr) EncodeTask(encode);
+    if (row) DecodeRow(std::move(*row));
     absl::MutexLock lock(&mu_);
     codec_busy_ = false;
   }
 }
 
+std::optional<Scheduler::Row> Scheduler::PopDecodeLocked() {
+  if (to_decode_.empty()) return std::nullopt;
+  Row row = std::move(to_decode_.front());
+  to_decode_.pop_front();
+  return row;
+}
+
 void Scheduler::HelpCodec() {
-  std::vector<Row> rows;
+  std::optional<Row> row;
   std::shared_ptr<TaskState> encode;
   {
     absl::MutexLock lock(&mu_);
     // Only while the codec thread is busy and more codec work waits: then samples sit outside a
     // part-empty batch, and one codec job here is worth more than one forward over a few rows.
     if (!codec_busy_ || active_.size() >= static_cast<size_t>(options_.max_batch)) return;
-    if (!to_decode_.empty()) {
-      rows.push_back(std::move(to_decode_.front()));
-      to_decode_.erase(to_decode_.begin());
-    } else {
-      encode = ClaimEncodeLocked();
-    }
+    row = PopDecodeLocked();
+    if (!row) encode = ClaimEncodeLocked();
   }
   if (encode != nullptr) EncodeTask(encode);
-  if (!rows.empty()) DecodeRows(std::move(rows));
+  if (row) DecodeRow(std::move(*row));
 }
 
 void Scheduler::EncodeTask(const std::shared_ptr<TaskState>& task) {
@@ -516,43 +514,29 @@ void Scheduler::RetireFinished() {
   active_.erase(done_end, active_.end());
 }
 
-void Scheduler::DecodeRows(std::vector<Row> rows) {
+void Scheduler::DecodeRow(Row row) {
   bool abort = false;
   {
     absl::MutexLock lock(&mu_);
     abort = abort_;
   }
   if (abort) {
-    for (Row& row : rows) Fail(row.task, absl::UnavailableError("server shut down before the request finished"));
+    Fail(row.task, absl::UnavailableError("server shut down before the request finished"));
     return;
   }
-  rows.erase(std::remove_if(rows.begin(), rows.end(), [](const Row& r) { return r.task->finished.load(); }),
-             rows.end());
-  for (auto& group : GroupByBackend(rows)) {
-    Backend* const backend = group.first;
-    std::vector<Row*>& members = group.second;
-    absl::StatusOr<std::vector<SampleOutput>> out;
-    absl::Status status = TorchCall("assembling the decode batch", [&] {
-      JointLatent z = Concat(members);
-      for (Row* row : members) row->z = JointLatent();  // the batch owns the data now
-      out = backend->Decode(z);
-    });
-    if (status.ok()) status = out.status();
-    if (status.ok() && out->size() != members.size()) {
-      status = absl::InternalError(absl::StrFormat("Decode returned %d samples for %d rows",
-                                                   out->size(), members.size()));
-    }
-    if (!status.ok()) {
-      for (Row* row : members) Fail(row->task, status);
-      continue;
-    }
-    for (size_t i = 0; i < members.size(); ++i) {
-      TaskState& task = *members[i]->task;
-      if (task.finished.load()) continue;
-      task.outputs[members[i]->sample] = std::move((*out)[i]);
-      if (task.remaining.fetch_sub(1) == 1) Complete(members[i]->task, members[i]->retired);
-    }
+  TaskState& task = *row.task;
+  if (task.finished.load()) return;
+  absl::StatusOr<std::vector<SampleOutput>> out = task.task->backend->Decode(row.z);
+  absl::Status status = out.status();
+  if (status.ok() && out->size() != 1) {
+    status = absl::InternalError(absl::StrFormat("Decode returned %d samples for 1 row", out->size()));
   }
+  if (!status.ok()) {
+    Fail(row.task, status);
+    return;
+  }
+  task.outputs[row.sample] = std::move(out->front());
+  if (task.remaining.fetch_sub(1) == 1) Complete(row.task, row.retired);
 }
 
 void Scheduler::DropDeadActive(absl::Time now) {

@@ -70,6 +70,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -189,7 +190,10 @@ class Scheduler {
   // Batch thread, before each iteration: takes one codec job (a decode, else an encode) when the
   // codec thread is busy, more codec work waits and the batch has free rows.
   void HelpCodec();
-  void DecodeRows(std::vector<Row> rows);
+  // The oldest retired row, if any.
+  std::optional<Row> PopDecodeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Decodes one retired row (either thread) and completes its task with its last sample.
+  void DecodeRow(Row row);
   void DropDeadActive(absl::Time now);
   void Fail(const std::shared_ptr<TaskState>& task, const absl::Status& status);
   void Complete(const std::shared_ptr<TaskState>& task, absl::Time last_retired);
@@ -208,7 +212,7 @@ class Scheduler {
   bool exited_ ABSL_GUARDED_BY(mu_) = false;         // both threads are done
   int64_t ready_samples_ ABSL_GUARDED_BY(mu_) = 0;   // encoded, still queued
   // Rows the batch thread retired, waiting for the codec thread.
-  std::vector<Row> to_decode_ ABSL_GUARDED_BY(mu_);
+  std::deque<Row> to_decode_ ABSL_GUARDED_BY(mu_);
   bool codec_exit_ ABSL_GUARDED_BY(mu_) = false;     // exit once to_decode_ is empty
   bool codec_busy_ ABSL_GUARDED_BY(mu_) = false;     // the codec thread is running a job
 
