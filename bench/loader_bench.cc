@@ -8,21 +8,20 @@
 // names (--copy: real copies), so every read decodes a full 696×520 uncompressed TIFF. Files are in
 // the page cache after the first epoch (as on a training node whose data fits in RAM): this
 // measures decode + crop + normalise + batching, not disk. The manifest is built in memory.
+#include <torch/torch.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <functional>
-#include <ctime>
 #include <memory>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <unistd.h>
-
-#include <torch/torch.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -61,12 +60,18 @@ Flags ParseFlags(int argc, char** argv) {
       std::string prefix = absl::StrCat("--", name, "=");
       return absl::StartsWith(a, prefix) ? argv[i] + prefix.size() : nullptr;
     };
-    if (const char* v = value("wells")) f.wells = std::atoi(v);
-    else if (const char* v = value("seconds")) f.seconds = std::atof(v);
-    else if (const char* v = value("batch")) f.batch = std::atoi(v);
-    else if (const char* v = value("size")) f.size = std::atoi(v);
-    else if (const char* v = value("cache_mb")) f.cache_mb = std::atoll(v);
-    else if (a == "--copy") f.copy = true;
+    if (const char* v = value("wells"))
+      f.wells = std::atoi(v);
+    else if (const char* v = value("seconds"))
+      f.seconds = std::atof(v);
+    else if (const char* v = value("batch"))
+      f.batch = std::atoi(v);
+    else if (const char* v = value("size"))
+      f.size = std::atoi(v);
+    else if (const char* v = value("cache_mb"))
+      f.cache_mb = std::atoll(v);
+    else if (a == "--copy")
+      f.copy = true;
     else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());
       std::exit(2);
@@ -76,9 +81,11 @@ Flags ParseFlags(int argc, char** argv) {
 }
 
 // Fixture files in canonical order DNA, RNA, ER, AGP, Mito.
-const char* kFixtureNames[] = {"Hoechst.tif", "ERSytoBleed.tif", "ERSyto.tif", "Ph_golgi.tif", "Mito.tif"};
+const char* kFixtureNames[] = {"Hoechst.tif", "ERSytoBleed.tif", "ERSyto.tif", "Ph_golgi.tif",
+                               "Mito.tif"};
 
-std::shared_ptr<Manifest> BuildManifest(const Flags& f, const std::string& fixtures, const std::string& dir) {
+std::shared_ptr<Manifest> BuildManifest(const Flags& f, const std::string& fixtures,
+                                        const std::string& dir) {
   auto m = std::make_shared<Manifest>();
   m->images_dir = dir;
   const int genes = 978;
@@ -86,11 +93,14 @@ std::shared_ptr<Manifest> BuildManifest(const Flags& f, const std::string& fixtu
   std::normal_distribution<float> normal;
   for (int w = 0; w < f.wells; ++w) {
     const std::string plate = w % 2 == 0 ? "P1" : "P2";
-    const std::string well = absl::StrCat(std::string(1, static_cast<char>('A' + (w / 2) / 24)), absl::StrFormat("%02d", (w / 2) % 24 + 1));
+    const std::string well = absl::StrCat(std::string(1, static_cast<char>('A' + (w / 2) / 24)),
+                                          absl::StrFormat("%02d", (w / 2) % 24 + 1));
     cellflux::data::SiteFiles site{plate, well, 1, {}};
     fs::create_directories(dir + "/" + plate);
     for (int c = 0; c < cellflux::data::kNumChannels; ++c) {
-      site.paths[c] = absl::StrCat(dir, "/", plate, "/", cellflux::data::MakeImageFileName(well, 1, cellflux::data::kChannelW[c]));
+      site.paths[c] =
+          absl::StrCat(dir, "/", plate, "/",
+                       cellflux::data::MakeImageFileName(well, 1, cellflux::data::kChannelW[c]));
       const std::string src = fixtures + "/" + kFixtureNames[c];
       std::error_code ec;
       if (!f.copy) fs::create_hard_link(src, site.paths[c], ec);
@@ -142,7 +152,9 @@ double CpuSeconds() {
   return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
-double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
 
 // Runs whole epochs (after one warm-up epoch) until `seconds` have passed; returns items/s.
 double Measure(const std::shared_ptr<Manifest>& m, const Flags& f, int workers, int64_t cache_bytes,
@@ -194,16 +206,21 @@ int main(int argc, char** argv) {
   // cellflux binary gets (common/torch/runtime.h).
   cellflux::LogRuntime("loader_bench", torch::kCPU, 1);
   const char* env = std::getenv("CELLFLUX_FIXTURES");
-  const std::string fixtures = env ? std::string(env) + "/bbbc047-site" : "../shared/fixtures/bbbc047-site";
+  const std::string fixtures =
+      env ? std::string(env) + "/bbbc047-site" : "../shared/fixtures/bbbc047-site";
   if (!fs::exists(fixtures + "/Hoechst.tif")) {
-    std::fprintf(stderr, "fixture site not found in %s (run from the source root or set CELLFLUX_FIXTURES)\n",
-                 fixtures.c_str());
+    std::fprintf(
+        stderr,
+        "fixture site not found in %s (run from the source root or set CELLFLUX_FIXTURES)\n",
+        fixtures.c_str());
     return 1;
   }
-  const std::string dir = absl::StrCat(fs::temp_directory_path().string(), "/loader_bench_", ::getpid());
+  const std::string dir =
+      absl::StrCat(fs::temp_directory_path().string(), "/loader_bench_", ::getpid());
   auto m = BuildManifest(f, fixtures, dir);
 
-  // Components, one thread, in CPU time (the machine may be shared: CPU time does not count waiting).
+  // Components, one thread, in CPU time (the machine may be shared: CPU time does not count
+  // waiting).
   {
     const int n = 20;
     auto time = [&](const char* what, const std::function<void(int)>& fn) {
@@ -218,9 +235,8 @@ int main(int argc, char** argv) {
     time("ReadSite (read + decode + 12-bit check)", [&](int i) {
       (void)cellflux::data::ReadSite(m->sites[i % m->sites.size()], {.max_value = 4095});
     });
-    time("LoadSiteImage (ReadSite + float [5,H,W])", [&](int i) {
-      (void)cellflux::data::LoadSiteImage(m->sites[i % m->sites.size()], true);
-    });
+    time("LoadSiteImage (ReadSite + float [5,H,W])",
+         [&](int i) { (void)cellflux::data::LoadSiteImage(m->sites[i % m->sites.size()], true); });
     for (int64_t cache : {int64_t{0}, f.cache_mb << 20}) {
       DatasetOptions d;
       d.image_size = f.size;
@@ -231,9 +247,11 @@ int main(int argc, char** argv) {
            [&](int i) { (void)(*ds)->Get(i % (*ds)->size(), 1); });
     }
   }
-  std::printf("dataset: %zu pairs, %zu sites, crop %d, batch %d, %u hardware threads\n", m->pairs.size(),
-              m->sites.size(), f.size, f.batch, std::thread::hardware_concurrency());
-  std::printf("%-8s %-7s %12s %14s %12s\n", "workers", "cache", "items/s", "items/CPU-s", "cache_hits");
+  std::printf("dataset: %zu pairs, %zu sites, crop %d, batch %d, %u hardware threads\n",
+              m->pairs.size(), m->sites.size(), f.size, f.batch,
+              std::thread::hardware_concurrency());
+  std::printf("%-8s %-7s %12s %14s %12s\n", "workers", "cache", "items/s", "items/CPU-s",
+              "cache_hits");
   for (int64_t cache : {int64_t{0}, f.cache_mb << 20}) {
     for (int workers : {1, 2}) {
       int64_t hits = 0;
@@ -243,11 +261,11 @@ int main(int argc, char** argv) {
                   static_cast<long long>(hits));
     }
   }
-  // What a GPU consumes (see the report): SiT-XL/2 ≈ 118.6 GFLOPs per 256 px forward, training ≈ 3×,
-  // H100 at 40 % of 990 TFLOPS bf16.
+  // What a GPU consumes (see the report): SiT-XL/2 ≈ 118.6 GFLOPs per 256 px forward, training ≈
+  // 3×, H100 at 40 % of 990 TFLOPS bf16.
   const double flops_per_item = 3 * 118.6e9, achieved = 0.40 * 990e12;
-  std::printf("SiT-XL/2 training step needs ≈ %.0f items/s (batch 64: %.1f steps/s)\n", achieved / flops_per_item,
-              achieved / flops_per_item / 64);
+  std::printf("SiT-XL/2 training step needs ≈ %.0f items/s (batch 64: %.1f steps/s)\n",
+              achieved / flops_per_item, achieved / flops_per_item / 64);
   fs::remove_all(dir);
   return 0;
 }

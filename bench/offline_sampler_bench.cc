@@ -7,14 +7,14 @@
 //                         [--threads 2] [--repeats 3] [--vae-max-batch 16] [--device cpu|cuda:N]
 //
 // Prints one line per repeat and a final "samples/s" line (median over repeats).
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <torch/cuda.h>
-#include <torch/torch.h>
 
 #include "common/checkpoint/model_bundle.h"
 #include "common/flow/sampler.h"
@@ -22,12 +22,14 @@
 #include "common/torch/runtime.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"offline_sampler_bench: fixed-batch sampling throughput (encode + N Euler steps + decode)"};
+  CLI::App app{
+      "offline_sampler_bench: fixed-batch sampling throughput (encode + N Euler steps + decode)"};
   std::string checkpoint;
   int batch = 16, steps = 20, threads = 2, repeats = 3, vae_max_batch = 16;
   double guidance = 1.2;
   std::string device_spec = "cpu";
-  app.add_option("--checkpoint", checkpoint, "checkpoint directory (or root with `latest`)")->required();
+  app.add_option("--checkpoint", checkpoint, "checkpoint directory (or root with `latest`)")
+      ->required();
   app.add_option("--batch", batch, "samples per batch")->capture_default_str();
   app.add_option("--steps", steps, "Euler steps")->capture_default_str();
   app.add_option("--guidance", guidance, "guidance scale α")->capture_default_str();
@@ -61,7 +63,8 @@ int main(int argc, char** argv) {
   // Drawn on the CPU (the same inputs whatever the device), then moved.
   torch::Tensor images = (torch::rand({batch, c, s, s}) * 2 - 1).to(device);  // normalised controls
   torch::Tensor expression = torch::randn({batch, genes}).to(device);
-  torch::Tensor labels = (torch::arange(batch, torch::kInt64) % std::max<int64_t>(1, model->null_label())).to(device);
+  torch::Tensor labels =
+      (torch::arange(batch, torch::kInt64) % std::max<int64_t>(1, model->null_label())).to(device);
   // CUDA runs asynchronously: wait for the device at each lap so the phases are its time.
   auto sync = [&] {
     if (device.is_cuda()) torch::cuda::synchronize(device.index());
@@ -86,7 +89,8 @@ int main(int argc, char** argv) {
     torch::Tensor g = model->has_genes() ? model->EncodeExpression(expression) : torch::Tensor();
     cellflux::JointLatent z0 = model->DrawSource(p, g, seeds);
     lap(&phase[0]);
-    cellflux::JointLatent z1 = cellflux::SampleEuler(model->velocity_fn(), z0, labels, model->null_label(), so);
+    cellflux::JointLatent z1 =
+        cellflux::SampleEuler(model->velocity_fn(), z0, labels, model->null_label(), so);
     lap(&phase[1]);
     cellflux::DecodedSample out = model->Decode(z1, vae_max_batch);
     const float sum = out.images.sum().item<float>();
@@ -98,14 +102,16 @@ int main(int argc, char** argv) {
   for (int r = 0; r < repeats; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
     run_once();
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     rates.push_back(batch / secs);
     std::cout << "repeat " << r << ": batch " << batch << " in " << secs << " s = " << batch / secs
-              << " samples/s (encode " << phase[0] << " s, " << steps << " steps " << phase[1] << " s, decode "
-              << phase[2] << " s)\n";
+              << " samples/s (encode " << phase[0] << " s, " << steps << " steps " << phase[1]
+              << " s, decode " << phase[2] << " s)\n";
   }
   std::sort(rates.begin(), rates.end());
-  std::cout << "offline samples/s (median): " << rates[rates.size() / 2] << " (batch " << batch << ", steps " << steps
-            << ", guidance " << guidance << ", threads " << threads << ", device " << device << ")\n";
+  std::cout << "offline samples/s (median): " << rates[rates.size() / 2] << " (batch " << batch
+            << ", steps " << steps << ", guidance " << guidance << ", threads " << threads
+            << ", device " << device << ")\n";
   return 0;
 }

@@ -8,21 +8,21 @@
 // weights (so no branch sees only zeros), then times `forward` under c10::InferenceMode.
 // Prints one line per batch: "batch=B threads=T median_ms=... min_ms=... cpu_ms=... reps=R"
 // (cpu_ms: median process CPU time per forward, all threads).
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string>
 #include <vector>
 
-#include <torch/torch.h>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "common/torch/runtime.h"
 #include "common/models/config.h"
 #include "common/models/sit.h"
+#include "common/torch/runtime.h"
 
 namespace {
 
@@ -37,13 +37,20 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
     std::string key = argv[i], value = argv[i + 1];
     auto as_int = [&](int* out) { return absl::SimpleAtoi(value, out); };
     bool ok = true;
-    if (key == "--size") f->size = value;
-    else if (key == "--patch") ok = as_int(&f->patch);
-    else if (key == "--input") ok = as_int(&f->input);
-    else if (key == "--channels") ok = as_int(&f->channels);
-    else if (key == "--threads") ok = as_int(&f->threads);
-    else if (key == "--reps") ok = as_int(&f->reps);
-    else if (key == "--warmup") ok = as_int(&f->warmup);
+    if (key == "--size")
+      f->size = value;
+    else if (key == "--patch")
+      ok = as_int(&f->patch);
+    else if (key == "--input")
+      ok = as_int(&f->input);
+    else if (key == "--channels")
+      ok = as_int(&f->channels);
+    else if (key == "--threads")
+      ok = as_int(&f->threads);
+    else if (key == "--reps")
+      ok = as_int(&f->reps);
+    else if (key == "--warmup")
+      ok = as_int(&f->warmup);
     else if (key == "--batch") {
       f->batches.clear();
       for (absl::string_view s : absl::StrSplit(value, ',')) {
@@ -115,7 +122,8 @@ int main(int argc, char** argv) {
     std::sort(ms.begin(), ms.end());
     std::sort(cpu_ms.begin(), cpu_ms.end());
     std::printf("batch=%d threads=%d median_ms=%.3f min_ms=%.3f cpu_ms=%.3f reps=%d\n", batch,
-                at::get_num_threads(), ms[ms.size() / 2], ms.front(), cpu_ms[cpu_ms.size() / 2], flags.reps);
+                at::get_num_threads(), ms[ms.size() / 2], ms.front(), cpu_ms[cpu_ms.size() / 2],
+                flags.reps);
     std::fflush(stdout);
   }
   return 0;

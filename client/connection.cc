@@ -32,8 +32,7 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Create(const ConnectionO
   } else {
     auto ca = ReadFile(options.tls_ca_file);
     if (!ca.ok()) {
-      return absl::Status(ca.status().code(),
-                          absl::StrCat("--tls-ca: ", ca.status().message()));
+      return absl::Status(ca.status().code(), absl::StrCat("--tls-ca: ", ca.status().message()));
     }
     if (ca->find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -13,10 +13,10 @@
 #ifndef CELLFLUX_CLIENT_CONNECTION_H_
 #define CELLFLUX_CLIENT_CONNECTION_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"

@@ -24,8 +24,8 @@ struct Alias {
   int channel;       // canonical index
 };
 constexpr Alias kAliases[] = {
-    {"hoechst", 0}, {"dna", 0}, {"ersytobleed", 1}, {"rna", 1}, {"ersyto", 2},
-    {"er", 2},      {"ph_golgi", 3}, {"agp", 3},    {"mito", 4},
+    {"hoechst", 0}, {"dna", 0},      {"ersytobleed", 1}, {"rna", 1},  {"ersyto", 2},
+    {"er", 2},      {"ph_golgi", 3}, {"agp", 3},         {"mito", 4},
 };
 
 bool IsImageFile(const std::string& lower) {
@@ -152,9 +152,9 @@ absl::StatusOr<cellflux::v1::Image> ToProtoImage(const ControlImage& image,
       if (absl::EqualsIgnoreCase(name, CanonicalChannelNames()[c])) index = c;
     }
     if (index < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the server's model uses channel '", name,
-          "', which a control folder cannot supply (known: DNA, RNA, ER, AGP, Mito)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the server's model uses channel '", name,
+                       "', which a control folder cannot supply (known: DNA, RNA, ER, AGP, Mito)"));
     }
     const cv::Mat& mat = image.channels[index];
     auto* channel = proto.add_channels();

@@ -16,10 +16,9 @@
 #define CELLFLUX_CLIENT_CONTROL_DIR_H_
 
 #include <array>
+#include <opencv2/core.hpp>
 #include <string>
 #include <vector>
-
-#include <opencv2/core.hpp>
 
 #include "absl/status/statusor.h"
 #include "cellflux/v1/cellflux.pb.h"

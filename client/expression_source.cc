@@ -28,9 +28,9 @@ absl::StatusOr<ControlExpression> FromGct(const ExpressionSpec& spec) {
   int64_t col = -1;
   if (spec.column.empty()) {
     if (matrix.cols() != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          spec.path, " has ", matrix.cols(), " columns; pick one as ", spec.path,
-          ":COLUMN_ID (columns: ", FirstFew(matrix.col_ids), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(spec.path, " has ", matrix.cols(), " columns; pick one as ", spec.path,
+                       ":COLUMN_ID (columns: ", FirstFew(matrix.col_ids), ")"));
     }
     col = 0;
   } else {
@@ -74,9 +74,9 @@ absl::StatusOr<ControlExpression> FromCsv(const ExpressionSpec& spec) {
     const auto& row = table.rows[i];
     float v = 0;
     if (!io::ParseFloatCell(row[value_col], &v) || !std::isfinite(v)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          spec.path, " line ", table.lines[i], " column ", table.header[value_col], ": '",
-          row[value_col], "' is not a finite number"));
+      return absl::InvalidArgumentError(absl::StrCat(spec.path, " line ", table.lines[i],
+                                                     " column ", table.header[value_col], ": '",
+                                                     row[value_col], "' is not a finite number"));
     }
     if (width == 2) expression.gene_ids.push_back(row[0]);
     expression.values.push_back(v);
@@ -116,8 +116,8 @@ absl::StatusOr<ControlExpression> ToModelOrder(ControlExpression expression,
   }
   if (!missing.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(path, " lacks ", missing.size(), " of the ",
-                                                   model_gene_ids.size(), " model genes: ",
-                                                   FirstFew(missing)));
+                                                   model_gene_ids.size(),
+                                                   " model genes: ", FirstFew(missing)));
   }
   return ordered;
 }

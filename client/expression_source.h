@@ -2,7 +2,8 @@
 // plan column control_expression).
 //
 // Spec forms:
-//   FILE.gct[:COLUMN_ID] / FILE.gctx[:COLUMN_ID]  one column of a GCT 1.2/1.3 or GCTX matrix (format
+//   FILE.gct[:COLUMN_ID] / FILE.gctx[:COLUMN_ID]  one column of a GCT 1.2/1.3 or GCTX matrix
+//   (format
 //       detected by content). The column may be omitted when the matrix has exactly one column.
 //       Column ids may themselves contain ':' (CMap ids do); everything after the first ".gct:"
 //       or ".gctx:" is the id.

@@ -6,10 +6,9 @@
 #ifndef CELLFLUX_CLIENT_IMAGE_OUTPUT_H_
 #define CELLFLUX_CLIENT_IMAGE_OUTPUT_H_
 
+#include <opencv2/core.hpp>
 #include <string>
 #include <vector>
-
-#include <opencv2/core.hpp>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"

@@ -1,18 +1,18 @@
 // cellflux-client: talks to a cellflux server (DESIGN.md §5).
 //
 //   cellflux-client info    --server HOST:PORT
-//   cellflux-client predict --server HOST:PORT --perturbation BRD-… (--control-ref PLATE:WELL[:SITE]
+//   cellflux-client predict --server HOST:PORT --perturbation BRD-… (--control-ref
+//   PLATE:WELL[:SITE]
 //                           | --control-dir DIR --control-expression FILE[:COLUMN]) --out DIR
 //   cellflux-client screen  --server HOST:PORT --plan PLAN.csv --out DIR [--concurrency N] …
 //
 // Exit codes: 0 every row succeeded; 1 a row failed or an error stopped the command; 2 bad flags;
 // 130 stopped by Ctrl-C (rerun the same command to resume a screen).
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
 #include <optional>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "client/connection.h"
@@ -92,16 +92,15 @@ int RunPlan(const Flags& flags, const Plan& plan, ScreenOptions options) {
   if (!summary.ok()) return Fail(summary.status());
   for (const RowFailure& failure : summary->failures) {
     std::cerr << "failed: " << RowName(failure.row) << " (" << RowOrigin(plan.rows[failure.row])
-              << ", " << plan.rows[failure.row].perturbation_id << "): "
-              << absl::StatusCodeToString(failure.status.code()) << ": "
+              << ", " << plan.rows[failure.row].perturbation_id
+              << "): " << absl::StatusCodeToString(failure.status.code()) << ": "
               << failure.status.message() << "\n";
   }
-  std::cerr << absl::StrCat(summary->rows_skipped + summary->rows_succeeded, "/",
-                            summary->rows_total, " rows done (", summary->rows_skipped,
-                            " from an earlier run), ", summary->rows_failed, " failed, ",
-                            summary->rows_not_run, " not run, ", summary->retries, " retries, ",
-                            static_cast<int>(summary->elapsed_seconds), " s; outputs in ",
-                            options.out_dir, "\n");
+  std::cerr << absl::StrCat(
+      summary->rows_skipped + summary->rows_succeeded, "/", summary->rows_total, " rows done (",
+      summary->rows_skipped, " from an earlier run), ", summary->rows_failed, " failed, ",
+      summary->rows_not_run, " not run, ", summary->retries, " retries, ",
+      static_cast<int>(summary->elapsed_seconds), " s; outputs in ", options.out_dir, "\n");
   if (summary->stopped && !summary->AllSucceeded()) return kExitInterrupted;
   return summary->AllSucceeded() ? kExitOk : kExitFailed;
 }
@@ -118,7 +117,9 @@ int RunPredict(const Flags& flags) {
   row.perturbation_id = flags.perturbation;
   if (!flags.control_ref.empty()) {
     auto ref = ParseControlRef(flags.control_ref);
-    if (!ref.ok()) return Fail(absl::InvalidArgumentError(absl::StrCat("--control-ref: ", ref.status().message())));
+    if (!ref.ok())
+      return Fail(
+          absl::InvalidArgumentError(absl::StrCat("--control-ref: ", ref.status().message())));
     row.control_ref = *ref;
     plan.header = {"perturbation_id", "control_ref"};
     row.fields = {flags.perturbation, flags.control_ref};
@@ -139,7 +140,8 @@ int RunPredict(const Flags& flags) {
 int RunScreenCommand(const Flags& flags) {
   auto plan = ReadPlan(flags.plan);
   if (!plan.ok()) return Fail(plan.status());
-  if (plan->rows.empty()) return Fail(absl::InvalidArgumentError(absl::StrCat(flags.plan, ": no rows")));
+  if (plan->rows.empty())
+    return Fail(absl::InvalidArgumentError(absl::StrCat(flags.plan, ": no rows")));
   return RunPlan(flags, *plan, ToScreenOptions(flags));
 }
 
@@ -180,16 +182,21 @@ int Main(int argc, char** argv) {
   AddSamplingFlags(predict, &flags);
   predict->add_option("--perturbation", flags.perturbation, "Broad ID, e.g. BRD-K12345678-001-01-1")
       ->required();
-  predict->add_option("--control-ref", flags.control_ref, "control in the server's bank: PLATE:WELL[:SITE]");
-  predict->add_option("--control-dir", flags.control_dir, "folder with the control's five channel TIFFs");
-  predict->add_option("--control-expression", flags.control_expression,
-                      "control expression: FILE.gct[:COLUMN_ID], FILE.gctx[:COLUMN_ID] or FILE.csv");
+  predict->add_option("--control-ref", flags.control_ref,
+                      "control in the server's bank: PLATE:WELL[:SITE]");
+  predict->add_option("--control-dir", flags.control_dir,
+                      "folder with the control's five channel TIFFs");
+  predict->add_option(
+      "--control-expression", flags.control_expression,
+      "control expression: FILE.gct[:COLUMN_ID], FILE.gctx[:COLUMN_ID] or FILE.csv");
 
   CLI::App* screen = app.add_subcommand("screen", "every row of a CSV plan, resumable");
   AddConnectionFlags(screen, &flags);
   AddSamplingFlags(screen, &flags);
-  screen->add_option("--plan", flags.plan, "plan CSV (perturbation_id, control_ref | control_dir, "
-                                           "control_expression, any extra columns)")
+  screen
+      ->add_option("--plan", flags.plan,
+                   "plan CSV (perturbation_id, control_ref | control_dir, "
+                   "control_expression, any extra columns)")
       ->required()
       ->check(CLI::ExistingFile);
   screen->add_option("--concurrency", flags.concurrency, "simultaneous requests")

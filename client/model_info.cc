@@ -18,15 +18,15 @@ bool SleepUnlessStopped(double seconds, const StopSignal* stop) {
     if (stop != nullptr && stop->stop_requested()) return false;
     const auto now = std::chrono::steady_clock::now();
     if (now >= end) return true;
-    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
-        end - now, std::chrono::milliseconds(50)));
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(end - now, std::chrono::milliseconds(50)));
   }
 }
 
 absl::StatusOr<cellflux::v1::GetModelInfoResponse> FetchModelInfo(const Connection& connection,
-                                                                   const RetryPolicy& retry,
-                                                                   double deadline_seconds,
-                                                                   const StopSignal* stop) {
+                                                                  const RetryPolicy& retry,
+                                                                  double deadline_seconds,
+                                                                  const StopSignal* stop) {
   absl::BitGen rng;
   absl::Status last;
   for (int attempt = 0; attempt <= retry.max_retries; ++attempt) {
@@ -41,8 +41,8 @@ absl::StatusOr<cellflux::v1::GetModelInfoResponse> FetchModelInfo(const Connecti
     if (last.ok()) return response;
     if (!IsRetryable(last.code())) break;
   }
-  return absl::Status(last.code(), absl::StrCat("GetModelInfo on ", connection.target(), ": ",
-                                                last.message()));
+  return absl::Status(last.code(),
+                      absl::StrCat("GetModelInfo on ", connection.target(), ": ", last.message()));
 }
 
 std::string FormatModelInfo(const cellflux::v1::GetModelInfoResponse& info,
@@ -56,14 +56,15 @@ std::string FormatModelInfo(const cellflux::v1::GetModelInfoResponse& info,
                                  info.gene_ids().begin() + std::min(5, info.gene_ids_size()));
   absl::StrAppend(&out, "genes:          ", info.gene_ids_size());
   if (!first.empty()) {
-    absl::StrAppend(&out, " (", absl::StrJoin(first, ", "),
-                    info.gene_ids_size() > 5 ? ", …" : "", ")");
+    absl::StrAppend(&out, " (", absl::StrJoin(first, ", "), info.gene_ids_size() > 5 ? ", …" : "",
+                    ")");
   } else {
     absl::StrAppend(&out, " (image-only model)");
   }
   absl::StrAppend(&out, "\n");
   absl::StrAppend(&out, "perturbations:  ", info.num_perturbations(), "\n");
-  absl::StrAppend(&out, "control bank:   ", info.num_controls(), " DMSO sites (plate, well, site)\n");
+  absl::StrAppend(&out, "control bank:   ", info.num_controls(),
+                  " DMSO sites (plate, well, site)\n");
   absl::StrAppend(&out,
                   absl::StrFormat("defaults:       steps=%d guidance=%g samples=%d\n",
                                   info.defaults().num_steps(), info.defaults().guidance_scale(),

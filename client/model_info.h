@@ -16,9 +16,9 @@ namespace cellflux::client {
 // Blocks for at most (retries + 1) × deadline_seconds plus backoff. `stop` may be null; a stop
 // request ends the retries early with CANCELLED.
 absl::StatusOr<cellflux::v1::GetModelInfoResponse> FetchModelInfo(const Connection& connection,
-                                                                   const RetryPolicy& retry,
-                                                                   double deadline_seconds,
-                                                                   const StopSignal* stop);
+                                                                  const RetryPolicy& retry,
+                                                                  double deadline_seconds,
+                                                                  const StopSignal* stop);
 
 // Human-readable summary: model id, step, channels, image size, genes (count + first few),
 // vocabulary size, control bank size, defaults and limits. One item per line.

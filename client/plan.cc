@@ -80,9 +80,9 @@ absl::StatusOr<Plan> ReadPlan(const std::string& path) {
     const std::string ref = col_ref >= 0 ? fields[col_ref] : "";
     const std::string dir = col_dir >= 0 ? fields[col_dir] : "";
     if (ref.empty() == dir.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": set exactly one of control_ref and control_dir (got ",
-          ref.empty() ? "neither" : "both", ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": set exactly one of control_ref and control_dir (got ",
+                       ref.empty() ? "neither" : "both", ")"));
     }
     if (!ref.empty()) {
       auto parsed = ParseControlRef(ref);

@@ -35,14 +35,14 @@ struct PlanRow;
 std::string RowOrigin(const PlanRow& row);
 
 struct PlanRow {
-  int index = 0;       // 0-based data row (the prediction's stable id: "r000012")
-  int64_t line = 0;    // 1-based line in the plan file; 0 = built from `predict` flags
+  int index = 0;     // 0-based data row (the prediction's stable id: "r000012")
+  int64_t line = 0;  // 1-based line in the plan file; 0 = built from `predict` flags
   std::string perturbation_id;
   std::optional<ControlRefSpec> control_ref;
-  std::string control_dir;         // resolved path; empty when control_ref is used
-  std::string control_expression; // resolved spec; may be empty
-  std::optional<uint64_t> seed;    // from a "seed" column
-  std::vector<std::string> fields; // all fields as written, parallel to Plan::header
+  std::string control_dir;          // resolved path; empty when control_ref is used
+  std::string control_expression;   // resolved spec; may be empty
+  std::optional<uint64_t> seed;     // from a "seed" column
+  std::vector<std::string> fields;  // all fields as written, parallel to Plan::header
 };
 
 struct Plan {

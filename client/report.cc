@@ -90,8 +90,8 @@ std::string GenesHtml(const RowRecord& record, const std::vector<double>& screen
                          : "control is in the server's bank: &Delta; = generated &minus; mean of "
                            "all predictions in this screen";
   return absl::StrCat("<div class=genes>", GeneTable("up-regulated", "up", up, delta, record),
-                      GeneTable("down-regulated", "down", down, delta, record),
-                      "<div class=note>", note, "</div></div>");
+                      GeneTable("down-regulated", "down", down, delta, record), "<div class=note>",
+                      note, "</div></div>");
 }
 
 absl::StatusOr<std::string> RowHtml(const std::string& out_dir, const RowRecord& record,
@@ -104,8 +104,9 @@ absl::StatusOr<std::string> RowHtml(const std::string& out_dir, const RowRecord&
     absl::StrAppend(&html, "<figure><img alt='control' src='", uri,
                     "'><figcaption>control</figcaption></figure>");
   } else {
-    absl::StrAppend(&html, "<figure><div class=bank>control image held in the server's control "
-                           "bank</div><figcaption>control</figcaption></figure>");
+    absl::StrAppend(&html,
+                    "<figure><div class=bank>control image held in the server's control "
+                    "bank</div><figcaption>control</figcaption></figure>");
   }
   const int shown = std::min<int>(options.max_samples_shown, record.samples.size());
   for (int k = 0; k < shown; ++k) {
@@ -116,8 +117,8 @@ absl::StatusOr<std::string> RowHtml(const std::string& out_dir, const RowRecord&
                     "</figcaption></figure>");
   }
   if (shown < static_cast<int>(record.samples.size())) {
-    absl::StrAppend(&html, "<div class=note>+", record.samples.size() - shown,
-                    " more samples in ", HtmlEscape(RowName(record.row)), "/</div>");
+    absl::StrAppend(&html, "<div class=note>+", record.samples.size() - shown, " more samples in ",
+                    HtmlEscape(RowName(record.row)), "/</div>");
   }
   absl::StrAppend(&html, GenesHtml(record, screen_mean, options.top_genes), "</div></div>\n");
   return html;
@@ -145,12 +146,23 @@ std::string HtmlEscape(const std::string& text) {
   out.reserve(text.size());
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -169,11 +181,13 @@ absl::Status WriteReport(const std::string& out_dir, const Plan& plan,
     }
   }
   std::string html = absl::StrCat(
-      "<!DOCTYPE html><html><head><meta charset='utf-8'><title>CellFlux screen report</title><style>",
+      "<!DOCTYPE html><html><head><meta charset='utf-8'><title>CellFlux screen "
+      "report</title><style>",
       kStyle, "</style></head><body><h1>CellFlux screen report</h1><div class=meta>plan ",
       HtmlEscape(plan.path), " &middot; ", plan.rows.size(), " rows: ", records.size(), " done, ",
       failures.size(), " failed &middot; model ", HtmlEscape(models.empty() ? "-" : models),
-      " &middot; ", stamp, "</div><div class=legend>Composites: DNA &rarr; red, RNA &rarr; green, "
+      " &middot; ", stamp,
+      "</div><div class=legend>Composites: DNA &rarr; red, RNA &rarr; green, "
       "ER &rarr; blue; each channel contrast-stretched to its 0.5&ndash;99.5 percentile.</div>\n");
 
   // Group by perturbation in order of first appearance in the plan.

@@ -21,9 +21,9 @@
 namespace cellflux::client {
 
 struct ReportOptions {
-  int max_rows = 500;          // rows with panels; the rest are only counted
-  int max_samples_shown = 4;   // generated panels per row
-  int top_genes = 10;          // genes per up / down table
+  int max_rows = 500;         // rows with panels; the rest are only counted
+  int max_samples_shown = 4;  // generated panels per row
+  int top_genes = 10;         // genes per up / down table
 };
 
 // Writes `<out_dir>/report.html` atomically; reads the composites named by `records` from out_dir.

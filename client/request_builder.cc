@@ -24,9 +24,8 @@ absl::Status SamplingOptions::Validate(const cellflux::v1::GetModelInfoResponse*
   if (info == nullptr) return absl::OkStatus();
   const auto& limits = info->limits();
   if (num_samples && limits.max_samples() > 0 && *num_samples > limits.max_samples()) {
-    return absl::InvalidArgumentError(absl::StrCat("--samples ", *num_samples,
-                                                   " exceeds the server's limit of ",
-                                                   limits.max_samples()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--samples ", *num_samples, " exceeds the server's limit of ", limits.max_samples()));
   }
   if (num_steps && limits.max_steps() > 0 && *num_steps > limits.max_steps()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -68,8 +67,7 @@ absl::StatusOr<PreparedRow> PrepareRow(const PlanRow& row,
     prepared.control_label = row.control_dir;
     auto image = LoadControlImage(row.control_dir, info.image_size());
     if (!image.ok()) return WithLine(row, image.status());
-    const std::vector<std::string> names(info.channel_names().begin(),
-                                         info.channel_names().end());
+    const std::vector<std::string> names(info.channel_names().begin(), info.channel_names().end());
     auto proto = ToProtoImage(*image, names);
     if (!proto.ok()) return WithLine(row, proto.status());
     *request.mutable_data()->mutable_image() = *std::move(proto);
@@ -83,9 +81,9 @@ absl::StatusOr<PreparedRow> PrepareRow(const PlanRow& row,
       out->mutable_gene_ids()->Assign(expression->gene_ids.begin(), expression->gene_ids.end());
       prepared.control_expression = std::move(expression->values);
     } else if (!genes.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          RowOrigin(row), ": control_dir ", row.control_dir,
-          " needs control_expression (the model predicts ", genes.size(), " genes)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(RowOrigin(row), ": control_dir ", row.control_dir,
+                       " needs control_expression (the model predicts ", genes.size(), " genes)"));
     }
   }
   auto* options = request.mutable_options();

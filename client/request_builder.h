@@ -36,7 +36,7 @@ struct SamplingOptions {
 
 struct PreparedRow {
   cellflux::v1::PredictRequest request;
-  std::string control_label;             // "ref 24277:a01:1" or the folder
+  std::string control_label;                  // "ref 24277:a01:1" or the folder
   std::optional<ControlImage> control_image;  // cropped, for the report; unset for bank controls
                                               // (their request asks for options.return_control)
   std::vector<float> control_expression;      // model gene order; empty when none was sent

@@ -20,8 +20,9 @@ bool IsRetryable(absl::StatusCode code) {
 
 double BackoffSeconds(const RetryPolicy& policy, int retry, absl::BitGen& rng) {
   const double exponent = std::min(retry, 60);  // beyond this the cap applies anyway
-  const double ceiling = std::min(policy.max_backoff_seconds,
-                                  policy.initial_backoff_seconds * std::pow(policy.multiplier, exponent));
+  const double ceiling =
+      std::min(policy.max_backoff_seconds,
+               policy.initial_backoff_seconds * std::pow(policy.multiplier, exponent));
   if (ceiling <= 0) return 0;
   return absl::Uniform(absl::IntervalClosedClosed, rng, ceiling / 2, ceiling);
 }

@@ -46,15 +46,18 @@ absl::StatusOr<RowRecord> WriteRowOutputs(const std::string& out_dir, const Plan
     }
     CF_ASSIGN_OR_RETURN(cv::Mat composite, MakeComposite(channels));
     record.control_composite = absl::StrCat(rel_dir, "/control_composite.png");
-    CF_RETURN_IF_ERROR(io::WritePng(absl::StrCat(out_dir, "/", record.control_composite), composite));
+    CF_RETURN_IF_ERROR(
+        io::WritePng(absl::StrCat(out_dir, "/", record.control_composite), composite));
   } else if (response.has_control_image()) {  // a bank control, echoed by the server
     auto channels = DecodeImage(response.control_image(), absl::StrCat(name, " control"));
     if (!channels.ok()) return absl::InternalError(channels.status().message());
     CF_ASSIGN_OR_RETURN(cv::Mat composite, MakeComposite(*channels));
     record.control_composite = absl::StrCat(rel_dir, "/control_composite.png");
-    CF_RETURN_IF_ERROR(io::WritePng(absl::StrCat(out_dir, "/", record.control_composite), composite));
+    CF_RETURN_IF_ERROR(
+        io::WritePng(absl::StrCat(out_dir, "/", record.control_composite), composite));
     if (record.control_expression.empty()) {
-      record.control_expression.assign(response.control_expression().begin(), response.control_expression().end());
+      record.control_expression.assign(response.control_expression().begin(),
+                                       response.control_expression().end());
     }
   }
 
@@ -71,10 +74,9 @@ absl::StatusOr<RowRecord> WriteRowOutputs(const std::string& out_dir, const Plan
       return composite.status();
     }
     if (prediction.expression_size() != info.gene_ids_size()) {
-      return absl::InternalError(absl::StrCat(label, ": the server returned ",
-                                              prediction.expression_size(),
-                                              " expression values for ", info.gene_ids_size(),
-                                              " model genes"));
+      return absl::InternalError(
+          absl::StrCat(label, ": the server returned ", prediction.expression_size(),
+                       " expression values for ", info.gene_ids_size(), " model genes"));
     }
     SampleRecord sample;
     sample.sample = k;

@@ -1,12 +1,11 @@
 #include "client/row_record.h"
 
-#include <cerrno>
-#include <cstring>
-#include <utility>
-
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"

@@ -31,7 +31,7 @@ namespace cellflux::client {
 struct SampleRecord {
   int sample = 0;
   uint64_t seed = 0;
-  std::string composite;       // path relative to the out folder
+  std::string composite;          // path relative to the out folder
   std::vector<float> expression;  // model gene order; empty for image-only models
 };
 
@@ -39,8 +39,8 @@ struct RowRecord {
   int row = 0;
   std::string fingerprint;
   std::string perturbation_id;
-  std::string control;            // "ref 24277:a01:1" or the control folder
-  std::string control_composite;  // relative path; empty for bank controls
+  std::string control;                    // "ref 24277:a01:1" or the control folder
+  std::string control_composite;          // relative path; empty for bank controls
   std::vector<float> control_expression;  // model gene order; empty when not sent
   std::vector<std::string> gene_ids;      // the model's gene order
   std::string model_id;

@@ -64,7 +64,8 @@ class ScreenRunner {
       int64_t ok = 0, failed = 0, retries = 0;
       {
         absl::MutexLock lock(&mu_);
-        finished = mu_.AwaitWithTimeout(absl::Condition(this, &ScreenRunner::AllReturned), absl::Milliseconds(100));
+        finished = mu_.AwaitWithTimeout(absl::Condition(this, &ScreenRunner::AllReturned),
+                                        absl::Milliseconds(100));
         if (stop_ != nullptr && stop_->abandon_requested()) {
           for (grpc::ClientContext* context : active_) context->TryCancel();
         }
@@ -254,15 +255,14 @@ absl::StatusOr<ScreenSummary> RunScreen(const Connection& connection, const Plan
   const std::vector<RowFailure>& failures = summary.failures;
   summary.rows_succeeded = static_cast<int>(new_records.size());
   summary.rows_failed = static_cast<int>(failures.size());
-  summary.rows_not_run = summary.rows_total - summary.rows_skipped - summary.rows_succeeded -
-                         summary.rows_failed;
+  summary.rows_not_run =
+      summary.rows_total - summary.rows_skipped - summary.rows_succeeded - summary.rows_failed;
   summary.retries = runner.retries();
   summary.predict_calls = runner.calls();
   summary.stopped = stop != nullptr && stop->stop_requested();
-  bar.Finish(absl::StrCat("ok=", summary.rows_skipped + summary.rows_succeeded,
-                          " failed=", summary.rows_failed,
-                          summary.rows_not_run > 0 ? absl::StrCat(" not run=", summary.rows_not_run)
-                                                   : ""));
+  bar.Finish(absl::StrCat(
+      "ok=", summary.rows_skipped + summary.rows_succeeded, " failed=", summary.rows_failed,
+      summary.rows_not_run > 0 ? absl::StrCat(" not run=", summary.rows_not_run) : ""));
 
   records.merge(new_records);
   std::vector<RowRecord> ordered;

@@ -34,15 +34,15 @@ namespace cellflux::client {
 
 struct ScreenOptions {
   std::string out_dir;
-  int concurrency = 4;              // simultaneous Predict calls
-  double deadline_seconds = 600;    // per Predict call, seconds
+  int concurrency = 4;            // simultaneous Predict calls
+  double deadline_seconds = 600;  // per Predict call, seconds
   RetryPolicy retry;
   SamplingOptions sampling;
-  bool resume = true;               // false: forget the journal and redo every row
-  bool progress = true;             // draw the progress bar on stderr
+  bool resume = true;    // false: forget the journal and redo every row
+  bool progress = true;  // draw the progress bar on stderr
   bool force_plain_progress = false;
   double progress_interval_seconds = 10;  // non-TTY progress line period, seconds
-  int report_max_rows = 500;        // rows shown in report.html (the rest are counted)
+  int report_max_rows = 500;              // rows shown in report.html (the rest are counted)
 
   absl::Status Validate() const;
 };
@@ -52,7 +52,7 @@ struct ScreenSummary {
   int rows_skipped = 0;    // done by an earlier run
   int rows_succeeded = 0;  // done by this run
   int rows_failed = 0;
-  int rows_not_run = 0;    // left undone because of a stop
+  int rows_not_run = 0;  // left undone because of a stop
   int64_t retries = 0;
   int64_t predict_calls = 0;
   bool stopped = false;

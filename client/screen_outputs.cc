@@ -93,17 +93,18 @@ absl::StatusOr<io::GctMatrix> BuildPredictionsGct(const Plan& plan,
   gct.row_meta.emplace_back("pr_gene_symbol", std::move(symbols));
 
   const size_t plan_cols = plan.header.size();
-  for (const std::string& name : plan.header) gct.col_meta.emplace_back(name, std::vector<std::string>{});
+  for (const std::string& name : plan.header)
+    gct.col_meta.emplace_back(name, std::vector<std::string>{});
   for (const char* name : {"row", "sample", "seed", "model_id", "control"}) {
     gct.col_meta.emplace_back(OwnField(plan, name), std::vector<std::string>{});
   }
   std::vector<std::vector<float>> columns;
   for (const RowRecord& record : records) {
     if (record.gene_ids != gct.row_ids) {
-      return absl::InternalError(absl::StrCat(
-          RowName(record.row), " was predicted by a model with other genes (model ",
-          record.model_id, ", first row's model ", records.front().model_id,
-          "); use a fresh --out for a different model"));
+      return absl::InternalError(
+          absl::StrCat(RowName(record.row), " was predicted by a model with other genes (model ",
+                       record.model_id, ", first row's model ", records.front().model_id,
+                       "); use a fresh --out for a different model"));
     }
     const auto& fields = plan.rows[record.row].fields;
     for (const SampleRecord& sample : record.samples) {

@@ -1,9 +1,9 @@
 #include "client/stop_signal.h"
 
+#include <unistd.h>
+
 #include <csignal>
 #include <cstring>
-
-#include <unistd.h>
 
 namespace cellflux::client {
 namespace {

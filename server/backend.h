@@ -17,11 +17,11 @@
 #ifndef CELLFLUX_SERVER_BACKEND_H_
 #define CELLFLUX_SERVER_BACKEND_H_
 
+#include <torch/types.h>
+
 #include <cstdint>
 #include <memory>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/statusor.h"
 #include "common/flow/joint_latent.h"

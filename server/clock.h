@@ -18,8 +18,8 @@ class Clock {
   virtual absl::Time Now() = 0;
   // With `mu` held: waits until `cond` holds (true) or Now() ≥ deadline (false). `mu` is held
   // again on return. The condition may only read state guarded by `mu`.
-  virtual bool AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& cond,
-                                 absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) = 0;
+  virtual bool AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& cond, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) = 0;
 };
 
 class RealClock final : public Clock {

@@ -1,11 +1,11 @@
 #include "server/control_bank.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
 #include <utility>
-
-#include <torch/torch.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -53,10 +53,12 @@ ControlBankReader::~ControlBankReader() = default;
 
 absl::StatusOr<std::unique_ptr<ControlBankReader>> ControlBankReader::Open(const Options& options) {
   if (options.image_size <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("control bank: image_size must be > 0, got ", options.image_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("control bank: image_size must be > 0, got ", options.image_size));
   }
   const bool genes = !options.gene_ids.empty();
-  CF_ASSIGN_OR_RETURN(data::Manifest manifest, data::LoadManifest(options.dir, /*load_expression=*/genes));
+  CF_ASSIGN_OR_RETURN(data::Manifest manifest,
+                      data::LoadManifest(options.dir, /*load_expression=*/genes));
   std::unique_ptr<ControlBankReader> r(new ControlBankReader());
   r->options_ = options;
 
@@ -68,21 +70,23 @@ absl::StatusOr<std::unique_ptr<ControlBankReader>> ControlBankReader::Open(const
     }
     if (found < 0) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "control bank %s: the model's channel \"%s\" is not one of the dataset's channels (%s)", options.dir, name,
-          absl::StrJoin(data::kChannelNames, ", ")));
+          "control bank %s: the model's channel \"%s\" is not one of the dataset's channels (%s)",
+          options.dir, name, absl::StrJoin(data::kChannelNames, ", ")));
     }
     r->channel_of_.push_back(found);
   }
 
   // Model genes → columns of expression.f32.
   std::map<std::string, int> column;
-  for (size_t g = 0; g < manifest.gene_ids.size(); ++g) column.emplace(manifest.gene_ids[g], static_cast<int>(g));
+  for (size_t g = 0; g < manifest.gene_ids.size(); ++g)
+    column.emplace(manifest.gene_ids[g], static_cast<int>(g));
   for (const std::string& id : options.gene_ids) {
     auto it = column.find(id);
     if (it == column.end()) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "control bank %s/genes.tsv: the model's gene \"%s\" is not in the dataset (%d genes there)", options.dir,
-          id, manifest.gene_ids.size()));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("control bank %s/genes.tsv: the model's gene \"%s\" is not in the "
+                          "dataset (%d genes there)",
+                          options.dir, id, manifest.gene_ids.size()));
     }
     r->gene_column_.push_back(it->second);
   }
@@ -91,11 +95,13 @@ absl::StatusOr<std::unique_ptr<ControlBankReader>> ControlBankReader::Open(const
   const std::map<std::string, std::string> paired = PairedL1000Plates(manifest);
   std::string fallback;  // the L1000 plate with most DMSO rows
   for (const auto& [plate, rows] : manifest.l1000_controls) {
-    if (fallback.empty() || rows.size() > manifest.l1000_controls.at(fallback).size()) fallback = plate;
+    if (fallback.empty() || rows.size() > manifest.l1000_controls.at(fallback).size())
+      fallback = plate;
   }
   if (genes && fallback.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "control bank ", options.dir, "/controls_l1000.csv has no DMSO L1000 row; a gene model needs one"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("control bank ", options.dir,
+                     "/controls_l1000.csv has no DMSO L1000 row; a gene model needs one"));
   }
   for (const data::ControlWell& well : manifest.cp_controls) {
     for (int site_id : well.site_ids) {
@@ -113,10 +119,11 @@ absl::StatusOr<std::unique_ptr<ControlBankReader>> ControlBankReader::Open(const
     }
   }
   if (r->entries_.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("control bank ", options.dir, "/controls_cp.csv lists no DMSO site with images"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "control bank ", options.dir, "/controls_cp.csv lists no DMSO site with images"));
   }
-  std::sort(r->entries_.begin(), r->entries_.end(), [](const Entry& a, const Entry& b) { return a.key < b.key; });
+  std::sort(r->entries_.begin(), r->entries_.end(),
+            [](const Entry& a, const Entry& b) { return a.key < b.key; });
   if (options.max_controls > 0 && static_cast<int64_t>(r->entries_.size()) > options.max_controls) {
     r->entries_.resize(static_cast<size_t>(options.max_controls));
   }
@@ -143,12 +150,13 @@ absl::StatusOr<BankControl> ControlBankReader::Read(size_t i) const {
   out.l1000_row = e.l1000_row;
 
   // The dataset's own reader and centre crop (evaluation crop), then raw values as uint16.
-  CF_ASSIGN_OR_RETURN(torch::Tensor image, data::LoadSiteImage(site, /*check_12bit=*/false));  // [5, H, W]
+  CF_ASSIGN_OR_RETURN(torch::Tensor image,
+                      data::LoadSiteImage(site, /*check_12bit=*/false));  // [5, H, W]
   const int64_t s = options_.image_size;
   if (image.size(1) < s || image.size(2) < s) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "control bank: plate %s well %s site %d is %d×%d; the model needs at least %d×%d (%s)", site.plate,
-        site.well, site.site, image.size(1), image.size(2), s, s, site.paths[0]));
+        "control bank: plate %s well %s site %d is %d×%d; the model needs at least %d×%d (%s)",
+        site.plate, site.well, site.site, image.size(1), image.size(2), s, s, site.paths[0]));
   }
   torch::Tensor crop = data::CropImage(image, s, /*random=*/false, nullptr);  // [5, S, S]
   std::vector<int64_t> order(channel_of_.begin(), channel_of_.end());
@@ -167,9 +175,9 @@ absl::StatusOr<BankControl> ControlBankReader::Read(size_t i) const {
     for (size_t g = 0; g < gene_column_.size(); ++g) {
       const float v = row[gene_column_[g]];
       if (!std::isfinite(v)) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "control bank %s/expression.f32 row %d (DMSO, plate %s) gene %s is %g", options_.dir, e.l1000_row,
-            e.l1000_plate, options_.gene_ids[g], v));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("control bank %s/expression.f32 row %d (DMSO, plate %s) gene %s is %g",
+                            options_.dir, e.l1000_row, e.l1000_plate, options_.gene_ids[g], v));
       }
       out.input.expression.push_back(v);
     }

@@ -8,7 +8,8 @@
 //   ControlBankReader::Options o;  o.dir = "out/demo/data";  o.image_size = 64;
 //   o.channel_names = info.channel_names;  o.gene_ids = info.gene_ids;
 //   CF_ASSIGN_OR_RETURN(auto reader, ControlBankReader::Open(o));
-//   for (size_t i = 0; i < reader->size(); ++i) { CF_ASSIGN_OR_RETURN(BankControl c, reader->Read(i)); … }
+//   for (size_t i = 0; i < reader->size(); ++i) { CF_ASSIGN_OR_RETURN(BankControl c,
+//   reader->Read(i)); … }
 //
 // Expression: the bank well's images come from a Cell Painting plate, its expression from the
 // L1000 plate that plate's treatments were paired with most often in the manifest (ties: the
@@ -38,17 +39,18 @@ struct BankControl {
   ControlKey key;
   std::string l1000_plate;  // where the expression row came from
   int64_t l1000_row = -1;   // row of expression.f32; -1 for image-only models
-  ControlInput input;       // pixels [C, S, S] (model channel order), raw expression (model gene order)
+  ControlInput input;  // pixels [C, S, S] (model channel order), raw expression (model gene order)
 };
 
 class ControlBankReader {
  public:
   struct Options {
-    std::string dir;                          // prepared dataset directory
-    int image_size = 0;                       // S of the model
-    std::vector<std::string> channel_names;   // model channel order (a permutation of DNA RNA ER AGP Mito)
-    std::vector<std::string> gene_ids;        // model gene order; empty = image-only model
-    int64_t max_controls = 0;                 // 0 = every DMSO site; else the first N keys in order
+    std::string dir;     // prepared dataset directory
+    int image_size = 0;  // S of the model
+    std::vector<std::string>
+        channel_names;  // model channel order (a permutation of DNA RNA ER AGP Mito)
+    std::vector<std::string> gene_ids;  // model gene order; empty = image-only model
+    int64_t max_controls = 0;           // 0 = every DMSO site; else the first N keys in order
   };
 
   // Reads the manifest (NOT_FOUND / INVALID_ARGUMENT naming the file), maps the model's channels

@@ -3,9 +3,9 @@
 #ifndef CELLFLUX_SERVER_GRPC_STATUS_H_
 #define CELLFLUX_SERVER_GRPC_STATUS_H_
 
-#include <string>
-
 #include <grpcpp/support/status.h>
+
+#include <string>
 
 #include "absl/status/status.h"
 

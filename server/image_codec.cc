@@ -1,7 +1,6 @@
 #include "server/image_codec.h"
 
 #include <cstring>
-
 #include <opencv2/core.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -50,7 +49,8 @@ absl::StatusOr<HeaderSize> TiffHeaderSize(absl::string_view bytes) {
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   const bool little = bytes[0] == 'I';
   const uint64_t ifd = TiffInt(p + 4, 4, little);
-  if (ifd + 2 > bytes.size()) return absl::InvalidArgumentError("TIFF directory offset is past the end");
+  if (ifd + 2 > bytes.size())
+    return absl::InvalidArgumentError("TIFF directory offset is past the end");
   const uint32_t entries = TiffInt(p + ifd, 2, little);
   if (ifd + 2 + 12ull * entries > bytes.size()) {
     return absl::InvalidArgumentError("TIFF directory is truncated");
@@ -78,9 +78,9 @@ absl::StatusOr<std::vector<uint16_t>> DecodeChannel(const v1::Channel& channel, 
   switch (channel.encoding()) {
     case v1::RAW_U16_LE: {
       if (static_cast<int64_t>(data.size()) != 2 * pixels) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "%s: RAW_U16_LE needs 2 × %d × %d = %d bytes, got %d", label, height, width,
-            2 * pixels, data.size()));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("%s: RAW_U16_LE needs 2 × %d × %d = %d bytes, got %d", label, height,
+                            width, 2 * pixels, data.size()));
       }
       std::vector<uint16_t> out(pixels);
       const auto* p = reinterpret_cast<const unsigned char*>(data.data());
@@ -99,9 +99,9 @@ absl::StatusOr<std::vector<uint16_t>> DecodeChannel(const v1::Channel& channel, 
                                                        header.status().message()));
       }
       if (header->width != width || header->height != height) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "%s: the %s is %d×%d (width×height) but the request says %d×%d", label,
-            png ? "PNG" : "TIFF", header->width, header->height, width, height));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("%s: the %s is %d×%d (width×height) but the request says %d×%d", label,
+                            png ? "PNG" : "TIFF", header->width, header->height, width, height));
       }
       io::ImageCheck check;
       check.expected_width = width;
@@ -118,8 +118,8 @@ absl::StatusOr<std::vector<uint16_t>> DecodeChannel(const v1::Channel& channel, 
       return absl::InvalidArgumentError(
           absl::StrCat(label, ": encoding is not set (use RAW_U16_LE, PNG or TIFF)"));
     default:
-      return absl::InvalidArgumentError(absl::StrCat(label, ": unknown encoding ",
-                                                     static_cast<int>(channel.encoding())));
+      return absl::InvalidArgumentError(
+          absl::StrCat(label, ": unknown encoding ", static_cast<int>(channel.encoding())));
   }
 }
 

@@ -2,7 +2,8 @@
 // proto/cellflux/v1/cellflux.proto for the API.
 //
 //   cellflux-server --checkpoint DIR [--listen 0.0.0.0:50051] [--metrics-listen 0.0.0.0:9464]
-//     [--controls DATA_DIR [--max-controls N]] [--max-batch N] [--max-queue N] [--batching step|request]
+//     [--controls DATA_DIR [--max-controls N]] [--max-batch N] [--max-queue N] [--batching
+//     step|request]
 //     [--max-queue-delay-ms N] [--device cpu|cuda:0] [--threads N] [--tls-cert F --tls-key F]
 //     [--auth-token-file F] [--drain-grace-s N] [--config FILE]
 //
@@ -13,13 +14,12 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <iostream>
 #include <string>
 #include <thread>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/strip.h"
@@ -174,7 +174,8 @@ int main(int argc, char** argv) {
   app.add_option("--listen", f.listen, "gRPC address")->capture_default_str();
   app.add_option("--metrics-listen", f.metrics_listen, "Prometheus /metrics address (empty = off)")
       ->capture_default_str();
-  app.add_option("--controls", f.controls, "prepared data directory whose DMSO wells form the control bank");
+  app.add_option("--controls", f.controls,
+                 "prepared data directory whose DMSO wells form the control bank");
   app.add_option("--max-controls", f.max_controls,
                  "load only the first N (plate, well, site) DMSO sites into the bank (0 = all)")
       ->capture_default_str();
@@ -183,7 +184,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--batching", f.batching, "step (continuous) or request (dynamic batching)")
       ->capture_default_str();
-  app.add_option("--max-queue-delay-ms", f.max_queue_delay_ms, "request batching: max wait to fill a batch")
+  app.add_option("--max-queue-delay-ms", f.max_queue_delay_ms,
+                 "request batching: max wait to fill a batch")
       ->capture_default_str();
   app.add_option("--device", f.device, "cpu, cuda, cuda:N or auto")->capture_default_str();
   app.add_option("--threads", f.threads,

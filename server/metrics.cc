@@ -14,8 +14,8 @@ prometheus::Histogram::BucketBoundaries BatchBuckets() {
 }  // namespace
 
 prometheus::Histogram::BucketBoundaries ServerMetrics::DurationBuckets() {
-  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
-          2.5,   5,      10,    25,   50,    100,  250, 600};
+  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+          1,     2.5,    5,     10,   25,    50,   100, 250,  600};
 }
 
 ServerMetrics::ServerMetrics(prometheus::Registry& registry)
@@ -27,14 +27,16 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                             .Name("cellflux_request_duration_seconds")
                             .Help("RPC duration from arrival to response, seconds.")
                             .Register(registry)),
-      queue_duration_(BuildHistogram()
-                          .Name("cellflux_queue_duration_seconds")
-                          .Help("Predict time from arrival until its first sample joined the batch, seconds.")
-                          .Register(registry)
-                          .Add({}, DurationBuckets())),
+      queue_duration_(
+          BuildHistogram()
+              .Name("cellflux_queue_duration_seconds")
+              .Help("Predict time from arrival until its first sample joined the batch, seconds.")
+              .Register(registry)
+              .Add({}, DurationBuckets())),
       compute_duration_(BuildHistogram()
                             .Name("cellflux_compute_duration_seconds")
-                            .Help("Predict time from its first sample joining the batch until the last was decoded, seconds.")
+                            .Help("Predict time from its first sample joining the batch until the "
+                                  "last was decoded, seconds.")
                             .Register(registry)
                             .Add({}, DurationBuckets())),
       batch_size_(BuildHistogram()
@@ -62,20 +64,22 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                        .Help("Euler steps executed, summed over rows.")
                        .Register(registry)
                        .Add({})),
-      model_info_(BuildGauge()
-                      .Name("cellflux_model_info")
-                      .Help("1 for the model being served (by model_id), 0 for models served before.")
-                      .Register(registry)),
+      model_info_(
+          BuildGauge()
+              .Name("cellflux_model_info")
+              .Help("1 for the model being served (by model_id), 0 for models served before.")
+              .Register(registry)),
       model_step_(BuildGauge()
                       .Name("cellflux_model_step")
                       .Help("Training step of the model being served.")
                       .Register(registry)
                       .Add({})),
-      model_load_seconds_(BuildGauge()
-                              .Name("cellflux_model_load_seconds")
-                              .Help("Duration of the last successful model load (incl. warm-up), seconds.")
-                              .Register(registry)
-                              .Add({})),
+      model_load_seconds_(
+          BuildGauge()
+              .Name("cellflux_model_load_seconds")
+              .Help("Duration of the last successful model load (incl. warm-up), seconds.")
+              .Register(registry)
+              .Add({})),
       reload_failures_(BuildCounter()
                            .Name("cellflux_reload_failures_total")
                            .Help("Model reloads that failed and kept the previous model.")
@@ -96,8 +100,12 @@ void ServerMetrics::RequestDone(const std::string& method, const std::string& co
 void ServerMetrics::ObserveQueueSeconds(double seconds) { queue_duration_.Observe(seconds); }
 void ServerMetrics::ObserveComputeSeconds(double seconds) { compute_duration_.Observe(seconds); }
 void ServerMetrics::ObserveBatch(int64_t rows) { batch_size_.Observe(static_cast<double>(rows)); }
-void ServerMetrics::SetQueueDepth(int64_t samples) { queue_depth_.Set(static_cast<double>(samples)); }
-void ServerMetrics::SetActiveSamples(int64_t rows) { active_samples_.Set(static_cast<double>(rows)); }
+void ServerMetrics::SetQueueDepth(int64_t samples) {
+  queue_depth_.Set(static_cast<double>(samples));
+}
+void ServerMetrics::SetActiveSamples(int64_t rows) {
+  active_samples_.Set(static_cast<double>(rows));
+}
 void ServerMetrics::AddSamples(int64_t n) { samples_.Increment(static_cast<double>(n)); }
 void ServerMetrics::AddEulerSteps(int64_t row_steps) {
   euler_steps_.Increment(static_cast<double>(row_steps));

@@ -23,14 +23,14 @@
 #ifndef CELLFLUX_SERVER_METRICS_H_
 #define CELLFLUX_SERVER_METRICS_H_
 
-#include <cstdint>
-#include <string>
-
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+
+#include <cstdint>
+#include <string>
 
 #include "absl/synchronization/mutex.h"
 

@@ -4,13 +4,12 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <prometheus/text_serializer.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-
-#include <prometheus/text_serializer.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -38,8 +37,8 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
       port < 0 || port > 65535 ||
       inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr) != 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "metrics address \"", address, "\" must be IPv4 host:port, e.g. 0.0.0.0:9464"));
+    return absl::InvalidArgumentError(absl::StrCat("metrics address \"", address,
+                                                   "\" must be IPv4 host:port, e.g. 0.0.0.0:9464"));
   }
   addr.sin_port = htons(static_cast<uint16_t>(port));
   std::unique_ptr<MetricsHttpServer> s(new MetricsHttpServer());
@@ -47,7 +46,8 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   s->listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   const int one = 1;
   setsockopt(s->listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (s->listen_fd_ < 0 || bind(s->listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+  if (s->listen_fd_ < 0 ||
+      bind(s->listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
       listen(s->listen_fd_, 16) != 0 || pipe2(s->wake_pipe_, O_CLOEXEC) != 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot serve metrics on ", address, ": ", std::strerror(errno)));
@@ -98,7 +98,8 @@ void MetricsHttpServer::Answer(int fd) {
     if (n <= 0) break;
     request.append(buf, static_cast<size_t>(n));
   }
-  const bool metrics = request.rfind("GET /metrics ", 0) == 0 || request.rfind("GET /metrics?", 0) == 0;
+  const bool metrics =
+      request.rfind("GET /metrics ", 0) == 0 || request.rfind("GET /metrics?", 0) == 0;
   std::string body, head;
   if (metrics) {
     body = prometheus::TextSerializer().Serialize(registry_->Collect());
@@ -107,7 +108,8 @@ void MetricsHttpServer::Answer(int fd) {
     body = "only GET /metrics is served here\n";
     head = "HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\n";
   }
-  WriteAll(fd, absl::StrCat(head, "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body));
+  WriteAll(fd, absl::StrCat(head, "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n",
+                            body));
 }
 
 }  // namespace cellflux::server

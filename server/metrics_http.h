@@ -8,12 +8,12 @@
 #ifndef CELLFLUX_SERVER_METRICS_HTTP_H_
 #define CELLFLUX_SERVER_METRICS_HTTP_H_
 
+#include <prometheus/registry.h>
+
 #include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
-
-#include <prometheus/registry.h>
 
 #include "absl/status/statusor.h"
 

@@ -1,12 +1,12 @@
 #include "server/model_backend.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
 #include <utility>
-
-#include <torch/torch.h>
 #if defined(CELLFLUX_WITH_CUDA)
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
@@ -37,8 +37,8 @@ ModelInfo InfoFrom(const CheckpointBundle& b) {
     for (const GeneEntry& g : b.genes) info.gene_ids.push_back(g.probe_id);
   }
   for (const cellflux::PerturbationEntry& p : b.perturbations) {
-    info.perturbations.push_back({p.id, std::isnan(p.dose) ? 0.0 : p.dose,
-                                  p.name.empty() ? p.smiles : p.name});
+    info.perturbations.push_back(
+        {p.id, std::isnan(p.dose) ? 0.0 : p.dose, p.name.empty() ? p.smiles : p.name});
   }
   const SamplingConfig& s = b.config.sampling;
   info.sampling.num_steps = s.num_steps;
@@ -69,7 +69,8 @@ class ModelBackend final : public Backend {
           TORCH_CHECK(it != bank_.end(), "control plate ", item.control->bank_key->plate, " well ",
                       item.control->bank_key->well, " site ", item.control->bank_key->site,
                       " is not in this model's control bank");
-          JointLatent z0 = model_->DrawSource(it->second.posterior, it->second.gene_latent, item.seeds);
+          JointLatent z0 =
+              model_->DrawSource(it->second.posterior, it->second.gene_latent, item.seeds);
           images.push_back(z0.image);
           if (z0.gene.defined()) genes.push_back(z0.gene);
           continue;
@@ -105,7 +106,8 @@ class ModelBackend final : public Backend {
       if (end >= next_log || end == n) {
         const double secs =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        CF_LOG(INFO) << "control bank: encoded " << end << "/" << n << " DMSO sites in " << secs << " s";
+        CF_LOG(INFO) << "control bank: encoded " << end << "/" << n << " DMSO sites in " << secs
+                     << " s";
         next_log = end + std::max<size_t>(1, n / 10);
       }
     }
@@ -138,8 +140,9 @@ class ModelBackend final : public Backend {
   absl::StatusOr<ControlInput> BankControlInput(const ControlKey& key) const override {
     auto it = bank_index_.find(key);
     if (bank_reader_ == nullptr || it == bank_index_.end()) {
-      return absl::NotFoundError(absl::StrFormat("control plate \"%s\" well \"%s\" site %d is not in the bank",
-                                                 key.plate, key.well, key.site));
+      return absl::NotFoundError(
+          absl::StrFormat("control plate \"%s\" well \"%s\" site %d is not in the bank", key.plate,
+                          key.well, key.site));
     }
     CF_ASSIGN_OR_RETURN(BankControl c, bank_reader_->Read(it->second));
     return std::move(c.input);
@@ -170,7 +173,8 @@ class ModelBackend final : public Backend {
         row.image = z.image.slice(0, i, i + 1);
         if (z.gene.defined()) row.gene = z.gene.slice(0, i, i + 1);
         DecodedSample d = model_->Decode(row);
-        torch::Tensor px = DenormalizeImages(d.images, norm_).clamp(0, 65535).to(torch::kInt32).cpu().contiguous();
+        torch::Tensor px =
+            DenormalizeImages(d.images, norm_).clamp(0, 65535).to(torch::kInt32).cpu().contiguous();
         SampleOutput s;
         const int32_t* p = px.data_ptr<int32_t>();
         s.pixels.assign(p, p + px.numel());
@@ -188,8 +192,8 @@ class ModelBackend final : public Backend {
  private:
   // What a control contributes to z_0 besides the seeds: its image posterior and gene latent.
   struct BankLatent {
-    LatentPosterior posterior;   // mean/std [N, C', h, w] on the device
-    torch::Tensor gene_latent;   // [N, Lg] on the device; undefined for image-only models
+    LatentPosterior posterior;  // mean/std [N, C', h, w] on the device
+    torch::Tensor gene_latent;  // [N, Lg] on the device; undefined for image-only models
   };
 
   // A control (raw pixels [C, S, S] + raw expression) → its latents, alone: one VAE call of C
@@ -198,11 +202,12 @@ class ModelBackend final : public Backend {
     const int64_t ch = static_cast<int64_t>(info_.channel_names.size());
     const int64_t s = info_.image_size;
     const std::vector<uint16_t>& px = control.pixels;
-    TORCH_CHECK(static_cast<int64_t>(px.size()) == ch * s * s, "control pixels: expected ", ch * s * s,
-                " values, got ", px.size());
+    TORCH_CHECK(static_cast<int64_t>(px.size()) == ch * s * s, "control pixels: expected ",
+                ch * s * s, " values, got ", px.size());
     torch::Tensor raw = torch::empty({1, ch, s, s}, torch::kInt32);
     std::copy(px.begin(), px.end(), raw.data_ptr<int32_t>());  // uint16 → int32 (no uint16 dtype)
-    torch::Tensor x = NormalizeImages(raw.to(torch::kFloat32), norm_).to(model_->device());  // [1, C, S, S]
+    torch::Tensor x =
+        NormalizeImages(raw.to(torch::kFloat32), norm_).to(model_->device());  // [1, C, S, S]
     BankLatent out;
     out.posterior = model_->EncodeImages(x);
     if (model_->has_genes()) {
@@ -229,7 +234,8 @@ absl::StatusOr<std::shared_ptr<Backend>> LoadModelBackend(const ModelBackendOpti
   const CheckpointBundle& bundle = loaded.metadata;
   const std::string& dir = loaded.dir;
   CellFluxModel model = loaded.model;
-  auto backend = std::make_shared<ModelBackend>(InfoFrom(bundle), model, bundle.config.normalization);
+  auto backend =
+      std::make_shared<ModelBackend>(InfoFrom(bundle), model, bundle.config.normalization);
   if (!options.controls_dir.empty()) {
     const ModelInfo& info = backend->info();
     ControlBankReader::Options bank;

@@ -48,11 +48,11 @@ struct SamplingPolicy {
 };
 
 struct ModelInfo {
-  std::string model_id;  // checkpoint name
-  int64_t step = 0;      // training step of the checkpoint
-  std::vector<std::string> channel_names;  // image channel order, e.g. DNA RNA ER AGP Mito
-  int image_size = 0;                       // model input height = width, pixels
-  std::vector<std::string> gene_ids;        // expression order; empty = image-only model
+  std::string model_id;                          // checkpoint name
+  int64_t step = 0;                              // training step of the checkpoint
+  std::vector<std::string> channel_names;        // image channel order, e.g. DNA RNA ER AGP Mito
+  int image_size = 0;                            // model input height = width, pixels
+  std::vector<std::string> gene_ids;             // expression order; empty = image-only model
   std::vector<PerturbationEntry> perturbations;  // row i = label i
   SamplingPolicy sampling;
   std::vector<ControlKey> controls;  // the control bank, sorted

@@ -1,12 +1,11 @@
 #include "server/scheduler.h"
 
 #include <pthread.h>
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <optional>
 #include <utility>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_format.h"
 #include "common/torch/tensors.h"
@@ -22,10 +21,10 @@ struct Scheduler::TaskState {
   std::unique_ptr<PredictTask> task;
   absl::Time enqueued;
   absl::Time first_admitted = absl::InfiniteFuture();
-  int next_sample = 0;  // samples admitted so far
-  bool encoding = false;  // the codec thread is encoding it
-  bool encoded = false;   // z0 holds every sample's source latent
-  std::vector<JointLatent> z0;  // [1, ...] per sample until admitted
+  int next_sample = 0;            // samples admitted so far
+  bool encoding = false;          // the codec thread is encoding it
+  bool encoded = false;           // z0 holds every sample's source latent
+  std::vector<JointLatent> z0;    // [1, ...] per sample until admitted
   std::atomic<int> remaining{0};  // samples not yet decoded
   std::atomic<bool> finished{false};
   std::vector<SampleOutput> outputs;
@@ -34,9 +33,9 @@ struct Scheduler::TaskState {
 // One sample = one row of the batch.
 struct Scheduler::Row {
   std::shared_ptr<TaskState> task;
-  int sample = 0;  // index within the task (seed = task seed + sample)
-  int step = 0;    // Euler steps done
-  JointLatent z;   // [1, ...] rows on the backend's device; undefined until encoded
+  int sample = 0;      // index within the task (seed = task seed + sample)
+  int step = 0;        // Euler steps done
+  JointLatent z;       // [1, ...] rows on the backend's device; undefined until encoded
   absl::Time retired;  // handed to the decode thread
 };
 
@@ -131,8 +130,7 @@ absl::Status Scheduler::Schedule(std::unique_ptr<PredictTask>* task) {
   }
   if (t.num_samples < 1 || t.num_steps < 1) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "task needs num_samples ≥ 1 and num_steps ≥ 1, got %d and %d", t.num_samples,
-        t.num_steps));
+        "task needs num_samples ≥ 1 and num_steps ≥ 1, got %d and %d", t.num_samples, t.num_steps));
   }
   auto state = std::make_shared<TaskState>();
   state->enqueued = clock_->Now();
@@ -141,7 +139,8 @@ absl::Status Scheduler::Schedule(std::unique_ptr<PredictTask>* task) {
   int64_t depth = 0;
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_) return absl::UnavailableError("server is shutting down; retry on another replica");
+    if (stopping_)
+      return absl::UnavailableError("server is shutting down; retry on another replica");
     if (queued_samples_ + t.num_samples > options_.max_queue) {
       return absl::ResourceExhaustedError(absl::StrFormat(
           "queue full: %d samples waiting, limit %d, this request needs %d; retry later",
@@ -314,8 +313,10 @@ bool Scheduler::Iterate() {
   for (auto& [task, status] : failed) Fail(task, status);
   if (!keep_going) {
     // Abort (grace over) or drained: fail whatever is still in the batch.
-    for (Row& row : active_) Fail(row.task, absl::UnavailableError("server shut down before the request finished"));
-    for (Row& row : admitted) Fail(row.task, absl::UnavailableError("server shut down before the request finished"));
+    for (Row& row : active_)
+      Fail(row.task, absl::UnavailableError("server shut down before the request finished"));
+    for (Row& row : admitted)
+      Fail(row.task, absl::UnavailableError("server shut down before the request finished"));
     active_.clear();
     PublishGauges();
     return false;
@@ -389,7 +390,8 @@ bool Scheduler::WaitAndAdmit(
   while (true) {
     if (abort_) {
       for (auto& task : queue_) {
-        failed->push_back({task, absl::UnavailableError("server shut down before the request ran")});
+        failed->push_back(
+            {task, absl::UnavailableError("server shut down before the request ran")});
       }
       queue_.clear();
       queued_samples_ = 0;
@@ -475,8 +477,8 @@ void Scheduler::StepActive() {
     status = next.status();
     if (status.ok()) {
       status = TorchCall("splitting stepped rows", [&] {
-        TORCH_CHECK(next->image.size(0) == n, "Step returned ", next->image.size(0),
-                    " rows for ", n);
+        TORCH_CHECK(next->image.size(0) == n, "Step returned ", next->image.size(0), " rows for ",
+                    n);
         for (int64_t i = 0; i < n; ++i) {
           rows[i]->z = RowOf(*next, i);
           rows[i]->step += 1;
@@ -529,7 +531,8 @@ void Scheduler::DecodeRow(Row row) {
   absl::StatusOr<std::vector<SampleOutput>> out = task.task->backend->Decode(row.z);
   absl::Status status = out.status();
   if (status.ok() && out->size() != 1) {
-    status = absl::InternalError(absl::StrFormat("Decode returned %d samples for 1 row", out->size()));
+    status =
+        absl::InternalError(absl::StrFormat("Decode returned %d samples for 1 row", out->size()));
   }
   if (!status.ok()) {
     Fail(row.task, status);

@@ -34,9 +34,10 @@
 // max_batch samples ahead of admission (encodes first: they keep the batch full), and decodes
 // retired rows in the order they finished. When the codec thread falls behind while the batch
 // has free rows, the batch thread takes a codec job between forwards (work the two threads then
-// share on a small CPU, where the encoders and decoders cost more than the forwards). On a 2-core CPU a sample's encode + decode cost about as
-// much as its share of the forwards; on one thread they left a core idle (bench/RESULTS.md
-// "Server under load"). A task completes when its last sample is decoded.
+// share on a small CPU, where the encoders and decoders cost more than the forwards). On a 2-core
+// CPU a sample's encode + decode cost about as much as its share of the forwards; on one thread
+// they left a core idle (bench/RESULTS.md "Server under load"). A task completes when its last
+// sample is decoded.
 //
 // Latency bound (kStep, one model): a sample admitted into an iteration finishes after
 // num_steps iterations; an iteration costs one forward over ≤ max_batch rows (2× rows for rows
@@ -90,7 +91,7 @@ enum class BatchingMode { kStep, kRequest };
 
 struct SchedulerOptions {
   BatchingMode mode = BatchingMode::kStep;
-  int max_batch = 16;  // rows (samples) per velocity forward; ≥ 1
+  int max_batch = 16;   // rows (samples) per velocity forward; ≥ 1
   int max_queue = 256;  // samples waiting for a row; beyond → RESOURCE_EXHAUSTED; ≥ 1
   absl::Duration max_queue_delay = absl::Milliseconds(10);  // kRequest only; ≥ 0
   Clock* clock = nullptr;  // nullptr = real time; not owned, must outlive the scheduler
@@ -101,20 +102,20 @@ struct SchedulerOptions {
 // What a finished task gets.
 struct PredictResult {
   std::vector<SampleOutput> samples;  // num_samples, sample k drawn with seed + k
-  double queue_seconds = 0;    // enqueue → first row admitted
-  double compute_seconds = 0;  // first row admitted → last row decoded
-  double decode_seconds = 0;   // of which: last row's last step → decoded (waiting + decoding)
+  double queue_seconds = 0;           // enqueue → first row admitted
+  double compute_seconds = 0;         // first row admitted → last row decoded
+  double decode_seconds = 0;  // of which: last row's last step → decoded (waiting + decoding)
   // queue_seconds includes the encode of the control (codec thread) before a row was free.
 };
 
 struct PredictTask {
   std::shared_ptr<Backend> backend;              // the model to run on (keeps it alive)
   std::shared_ptr<const ControlInput> control;   // the source
-  int64_t label = 0;        // perturbation row
-  int num_steps = 50;       // ≥ 1
-  double guidance = 1.0;    // α
-  uint64_t seed = 0;        // sample k uses seed + k
-  int num_samples = 1;      // ≥ 1
+  int64_t label = 0;                             // perturbation row
+  int num_steps = 50;                            // ≥ 1
+  double guidance = 1.0;                         // α
+  uint64_t seed = 0;                             // sample k uses seed + k
+  int num_samples = 1;                           // ≥ 1
   absl::Time deadline = absl::InfiniteFuture();  // on the scheduler's clock
   // Set to true (from any thread) to abandon the task; checked at iteration boundaries.
   std::shared_ptr<std::atomic<bool>> cancelled;
@@ -213,8 +214,8 @@ class Scheduler {
   int64_t ready_samples_ ABSL_GUARDED_BY(mu_) = 0;   // encoded, still queued
   // Rows the batch thread retired, waiting for the codec thread.
   std::deque<Row> to_decode_ ABSL_GUARDED_BY(mu_);
-  bool codec_exit_ ABSL_GUARDED_BY(mu_) = false;     // exit once to_decode_ is empty
-  bool codec_busy_ ABSL_GUARDED_BY(mu_) = false;     // the codec thread is running a job
+  bool codec_exit_ ABSL_GUARDED_BY(mu_) = false;  // exit once to_decode_ is empty
+  bool codec_busy_ ABSL_GUARDED_BY(mu_) = false;  // the codec thread is running a job
 
   // Batch thread only: the rows of the current batch.
   std::vector<Row> active_;

@@ -1,9 +1,9 @@
 #include "server/server.h"
 
-#include <utility>
-
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/util/files.h"
@@ -29,9 +29,11 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
 absl::Status ServerOptions::Validate() const {
   if (listen.empty()) return absl::InvalidArgumentError("listen address is empty");
   if (tls_cert_file.empty() != tls_key_file.empty()) {
-    return absl::InvalidArgumentError("TLS needs both a certificate and a key (--tls-cert, --tls-key)");
+    return absl::InvalidArgumentError(
+        "TLS needs both a certificate and a key (--tls-cert, --tls-key)");
   }
-  if (drain_grace < absl::ZeroDuration()) return absl::InvalidArgumentError("drain grace must be ≥ 0");
+  if (drain_grace < absl::ZeroDuration())
+    return absl::InvalidArgumentError("drain grace must be ≥ 0");
   if (max_message_bytes < (1 << 20)) {
     return absl::InvalidArgumentError("max_message_bytes must be at least 1 MiB");
   }

@@ -16,12 +16,12 @@
 #ifndef CELLFLUX_SERVER_SERVER_H_
 #define CELLFLUX_SERVER_SERVER_H_
 
+#include <grpcpp/grpcpp.h>
+#include <prometheus/registry.h>
+
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
-#include <prometheus/registry.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"

@@ -65,7 +65,8 @@ absl::Status BuildResponse(const PredictResult& result, const ValidatedPredict& 
 }
 
 // options.return_control: the control the flow started from, in the response's encoding.
-absl::Status AddControl(const Backend& backend, const ValidatedPredict& request, v1::PredictResponse* response) {
+absl::Status AddControl(const Backend& backend, const ValidatedPredict& request,
+                        v1::PredictResponse* response) {
   const ModelInfo& info = backend.info();
   const ControlInput* control = request.control.get();
   ControlInput bank;
@@ -76,21 +77,23 @@ absl::Status AddControl(const Backend& backend, const ValidatedPredict& request,
   const int s = info.image_size;
   const size_t plane = static_cast<size_t>(s) * s;
   if (control->pixels.size() != plane * info.channel_names.size()) {
-    return absl::InternalError(absl::StrFormat("control has %d pixels, expected %d", control->pixels.size(),
+    return absl::InternalError(absl::StrFormat("control has %d pixels, expected %d",
+                                               control->pixels.size(),
                                                plane * info.channel_names.size()));
   }
   v1::Image* image = response->mutable_control_image();
   image->set_height(s);
   image->set_width(s);
   for (size_t c = 0; c < info.channel_names.size(); ++c) {
-    CF_ASSIGN_OR_RETURN(std::string bytes,
-                        EncodeChannel(control->pixels.data() + c * plane, s, s, request.output_encoding));
+    CF_ASSIGN_OR_RETURN(std::string bytes, EncodeChannel(control->pixels.data() + c * plane, s, s,
+                                                         request.output_encoding));
     v1::Channel* ch = image->add_channels();
     ch->set_name(info.channel_names[c]);
     ch->set_encoding(request.output_encoding);
     ch->set_data(std::move(bytes));
   }
-  response->mutable_control_expression()->Add(control->expression.begin(), control->expression.end());
+  response->mutable_control_expression()->Add(control->expression.begin(),
+                                              control->expression.end());
   return absl::OkStatus();
 }
 
@@ -175,8 +178,7 @@ grpc::ServerUnaryReactor* CellFluxService::Predict(grpc::CallbackServerContext* 
   std::shared_ptr<Backend> backend;
   absl::Status status = Admit(context, &backend);
   if (!status.ok()) return FinishNow(context, "Predict", start, status);
-  absl::StatusOr<ValidatedPredict> valid =
-      ValidatePredict(*request, backend->info(), RandomSeed());
+  absl::StatusOr<ValidatedPredict> valid = ValidatePredict(*request, backend->info(), RandomSeed());
   if (!valid.ok()) {
     CF_LOG(INFO) << absl::StrFormat("rpc=Predict id=\"%s\" perturbation=\"%s\" code=%s msg=\"%s\"",
                                     LogSafe(request->request_id()),
@@ -203,8 +205,7 @@ grpc::ServerUnaryReactor* CellFluxService::Predict(grpc::CallbackServerContext* 
                 start](absl::StatusOr<PredictResult> result) {
     // Scheduler thread: hand off at once, encode and finish elsewhere.
     auto shared = std::make_shared<absl::StatusOr<PredictResult>>(std::move(result));
-    responses_.Submit([this, reactor, response, backend, request_info, request_id, start,
-                       shared] {
+    responses_.Submit([this, reactor, response, backend, request_info, request_id, start, shared] {
       absl::Status status = shared->status();
       double queue_s = 0, compute_s = 0, decode_s = 0;
       if (status.ok()) {
@@ -230,8 +231,8 @@ grpc::ServerUnaryReactor* CellFluxService::Predict(grpc::CallbackServerContext* 
           "rpc=Predict id=\"%s\" perturbation=\"%s\" samples=%d steps=%d guidance=%g "
           "queue_ms=%.1f compute_ms=%.1f decode_ms=%.1f total_ms=%.1f code=%s",
           LogSafe(request_id), LogSafe(request_info->perturbation_id), request_info->num_samples,
-          request_info->num_steps, request_info->guidance, Ms(queue_s), Ms(compute_s),
-          Ms(decode_s), Ms(total_s), GrpcCodeName(wire.error_code()));
+          request_info->num_steps, request_info->guidance, Ms(queue_s), Ms(compute_s), Ms(decode_s),
+          Ms(total_s), GrpcCodeName(wire.error_code()));
       Record("Predict", start, wire);
       reactor->Finish(wire);  // last touch of the reactor and the response
     });

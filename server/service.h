@@ -21,11 +21,11 @@
 #ifndef CELLFLUX_SERVER_SERVICE_H_
 #define CELLFLUX_SERVER_SERVICE_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"

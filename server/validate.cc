@@ -31,12 +31,11 @@ absl::Status ValidateOptions(const v1::PredictOptions& o, const SamplingPolicy& 
   }
   out->num_samples = o.has_num_samples() ? o.num_samples() : p.num_samples;
   if (out->num_samples < 1 || out->num_samples > p.max_samples) {
-    return Invalid(absl::StrFormat("options.num_samples must be in [1, %d], got %d",
-                                   p.max_samples, out->num_samples));
+    return Invalid(absl::StrFormat("options.num_samples must be in [1, %d], got %d", p.max_samples,
+                                   out->num_samples));
   }
   out->guidance = o.has_guidance_scale() ? o.guidance_scale() : p.guidance_scale;
-  if (!std::isfinite(out->guidance) || out->guidance < 0 ||
-      out->guidance > p.max_guidance_scale) {
+  if (!std::isfinite(out->guidance) || out->guidance < 0 || out->guidance > p.max_guidance_scale) {
     return Invalid(absl::StrFormat("options.guidance_scale must be in [0, %g], got %g",
                                    p.max_guidance_scale, out->guidance));
   }
@@ -55,7 +54,8 @@ absl::StatusOr<ControlKey> ResolveRef(const v1::ControlRef& ref, const ModelInfo
   if (ref.plate().empty() || ref.well().empty()) {
     return Invalid("control.ref needs plate and well (e.g. plate \"24277\", well \"a01\")");
   }
-  if (ref.site() < 0) return Invalid(absl::StrCat("control.ref.site must be ≥ 0, got ", ref.site()));
+  if (ref.site() < 0)
+    return Invalid(absl::StrCat("control.ref.site must be ≥ 0, got ", ref.site()));
   ControlKey key{ref.plate(), absl::AsciiStrToLower(ref.well()), ref.site()};
   const auto& bank = info.controls;  // sorted
   auto it = std::lower_bound(bank.begin(), bank.end(), ControlKey{key.plate, key.well, 0});
@@ -85,9 +85,9 @@ absl::StatusOr<std::vector<int>> ChannelOrder(const v1::Image& image, const Mode
     size_t m = 0;
     while (m < c && absl::AsciiStrToLower(info.channel_names[m]) != name) ++m;
     if (m == c) {
-      return Invalid(absl::StrFormat(
-          "control.data.image channel %d is named \"%s\"; expected one of %s", i,
-          image.channels(i).name(), absl::StrJoin(info.channel_names, ", ")));
+      return Invalid(
+          absl::StrFormat("control.data.image channel %d is named \"%s\"; expected one of %s", i,
+                          image.channels(i).name(), absl::StrJoin(info.channel_names, ", ")));
     }
     if (source[m] != -1) {
       return Invalid(absl::StrFormat("control.data.image has channel \"%s\" twice (%d and %d)",
@@ -151,7 +151,7 @@ absl::StatusOr<std::vector<float>> CheckExpression(const v1::ControlData& data,
   } else {
     if (static_cast<size_t>(e.gene_ids_size()) != g) {
       return Invalid(absl::StrFormat(
-          "control.data.expression has %d gene_ids for %d values; give one id per value", 
+          "control.data.expression has %d gene_ids for %d values; give one id per value",
           e.gene_ids_size(), e.values_size()));
     }
     std::unordered_map<std::string, size_t> model_index;
@@ -162,11 +162,12 @@ absl::StatusOr<std::vector<float>> CheckExpression(const v1::ControlData& data,
       if (it == model_index.end()) {
         return Invalid(absl::StrFormat(
             "control.data.expression.gene_ids[%d] = \"%s\" is not one of the model's genes "
-            "(GetModelInfo.gene_ids)", i, e.gene_ids(i)));
+            "(GetModelInfo.gene_ids)",
+            i, e.gene_ids(i)));
       }
       if (seen[it->second]) {
-        return Invalid(absl::StrFormat("control.data.expression.gene_ids has \"%s\" twice",
-                                       e.gene_ids(i)));
+        return Invalid(
+            absl::StrFormat("control.data.expression.gene_ids has \"%s\" twice", e.gene_ids(i)));
       }
       seen[it->second] = true;
       values[it->second] = e.values(i);
@@ -174,8 +175,9 @@ absl::StatusOr<std::vector<float>> CheckExpression(const v1::ControlData& data,
   }
   for (size_t i = 0; i < g; ++i) {
     if (!std::isfinite(values[i])) {
-      return Invalid(absl::StrFormat("control.data.expression: gene %s is %g; values must be finite",
-                                     info.gene_ids[i], values[i]));
+      return Invalid(
+          absl::StrFormat("control.data.expression: gene %s is %g; values must be finite",
+                          info.gene_ids[i], values[i]));
     }
   }
   return values;
@@ -193,7 +195,8 @@ absl::StatusOr<ValidatedPredict> ValidatePredict(const v1::PredictRequest& reque
   if (!label) {
     return Invalid(absl::StrFormat(
         "perturbation_id \"%s\" is not in the model's vocabulary (%d perturbations; see "
-        "ListPerturbations)", request.perturbation_id(), info.perturbations.size()));
+        "ListPerturbations)",
+        request.perturbation_id(), info.perturbations.size()));
   }
   out.perturbation_id = request.perturbation_id();
   out.label = *label;

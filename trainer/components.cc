@@ -1,9 +1,9 @@
 #include "trainer/components.h"
 
+#include <torch/torch.h>
+
 #include <cstdlib>
 #include <filesystem>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/torch/tensors.h"
@@ -12,11 +12,12 @@
 namespace cellflux::trainer {
 namespace {
 
-absl::StatusOr<TensorMap> StageWeights(const StageContext& ctx, const std::string& stage, const std::string& file) {
+absl::StatusOr<TensorMap> StageWeights(const StageContext& ctx, const std::string& stage,
+                                       const std::string& file) {
   const std::string path = absl::StrCat(StageDir(ctx, stage), "/", file);
   if (!std::filesystem::exists(path)) {
-    return absl::FailedPreconditionError(absl::StrCat("'", path, "' does not exist: run `cellflux-train ", stage,
-                                                      "` first"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("'", path, "' does not exist: run `cellflux-train ", stage, "` first"));
   }
   return LoadSafetensors(path);
 }
@@ -30,9 +31,11 @@ absl::StatusOr<CellFluxModel> BuildModelWithComponents(const StageContext& ctx) 
     model = CellFluxModel(ctx.model);
   }));
   CF_ASSIGN_OR_RETURN(TensorMap gene, StageWeights(ctx, "gene_ae", "gene_autoencoder.safetensors"));
-  CF_RETURN_IF_ERROR(LoadStateDict(*model->gene_ae(), gene, StageDir(ctx, "gene_ae") + "/gene_autoencoder.safetensors"));
+  CF_RETURN_IF_ERROR(LoadStateDict(*model->gene_ae(), gene,
+                                   StageDir(ctx, "gene_ae") + "/gene_autoencoder.safetensors"));
   CF_ASSIGN_OR_RETURN(TensorMap vae, StageWeights(ctx, "vae", "image_vae.safetensors"));
-  CF_RETURN_IF_ERROR(LoadVaeWeights(model->vae()->autoencoder(), vae, StageDir(ctx, "vae") + "/image_vae.safetensors"));
+  CF_RETURN_IF_ERROR(LoadVaeWeights(model->vae()->autoencoder(), vae,
+                                    StageDir(ctx, "vae") + "/image_vae.safetensors"));
   CF_RETURN_IF_ERROR(TorchCall("moving the model", [&] { model->to(ctx.device); }));
   model->vae()->eval();
   model->gene_ae()->eval();

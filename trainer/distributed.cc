@@ -4,7 +4,6 @@
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
-
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 // The Gloo and NCCL process groups need their libraries' headers, which PyTorch's wheels do not
@@ -33,7 +32,8 @@ absl::StatusOr<int> EnvInt(const char* name, int fallback) {
   if (v == nullptr || *v == '\0') return fallback;
   int out = 0;
   if (!absl::SimpleAtoi(v, &out)) {
-    return absl::InvalidArgumentError(absl::StrCat("environment variable ", name, "='", v, "' is not an integer"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("environment variable ", name, "='", v, "' is not an integer"));
   }
   return out;
 }
@@ -54,8 +54,8 @@ absl::StatusOr<std::unique_ptr<Distributed>> Distributed::FromEnv(const torch::D
   CF_ASSIGN_OR_RETURN(d->rank_, EnvInt("RANK", 0));
   CF_ASSIGN_OR_RETURN(d->local_rank_, EnvInt("LOCAL_RANK", 0));
   if (d->world_size_ < 1 || d->rank_ < 0 || d->rank_ >= d->world_size_) {
-    return absl::InvalidArgumentError(absl::StrCat("RANK=", d->rank_, " is not in [0, WORLD_SIZE=",
-                                                   d->world_size_, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("RANK=", d->rank_, " is not in [0, WORLD_SIZE=", d->world_size_, ")"));
   }
   if (d->world_size_ == 1) return d;
 
@@ -70,14 +70,15 @@ absl::StatusOr<std::unique_ptr<Distributed>> Distributed::FromEnv(const torch::D
     opts.waitWorkers = false;
     opts.timeout = std::chrono::minutes(5);
     c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(addr, opts);
-    std::string prefix = agent_store
-                             ? absl::StrCat("/worker/attempt_", EnvString("TORCHELASTIC_RESTART_COUNT", "0"))
-                             : std::string("cellflux");
+    std::string prefix =
+        agent_store ? absl::StrCat("/worker/attempt_", EnvString("TORCHELASTIC_RESTART_COUNT", "0"))
+                    : std::string("cellflux");
     store = c10::make_intrusive<c10d::PrefixStore>(prefix, store);
 #ifdef CELLFLUX_C10D_NCCL
     if (device.is_cuda()) {
       auto nccl_opts = c10d::ProcessGroupNCCL::Options::create();
-      d->group_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, d->rank_, d->world_size_, nccl_opts);
+      d->group_ =
+          c10::make_intrusive<c10d::ProcessGroupNCCL>(store, d->rank_, d->world_size_, nccl_opts);
       d->backend_ = "nccl";
       return;
     }
@@ -91,7 +92,8 @@ absl::StatusOr<std::unique_ptr<Distributed>> Distributed::FromEnv(const torch::D
       // Bind to the rendezvous address: works on loopback-only sandboxes and single hosts.
       gloo_opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(addr));
     }
-    d->group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store, d->rank_, d->world_size_, gloo_opts);
+    d->group_ =
+        c10::make_intrusive<c10d::ProcessGroupGloo>(store, d->rank_, d->world_size_, gloo_opts);
     d->backend_ = "gloo";
 #else
     throw std::runtime_error(device.is_cuda() ? "this build has neither the NCCL nor the Gloo process group"
@@ -112,7 +114,8 @@ absl::Status Distributed::AverageGradients(const std::vector<torch::Tensor>& par
       if (!p.requires_grad()) continue;
       // A parameter without a gradient this step still takes part, as zeros, so every rank
       // reduces a buffer of the same layout.
-      grads.push_back(p.grad().defined() ? p.grad().reshape(-1) : torch::zeros({p.numel()}, p.options()));
+      grads.push_back(p.grad().defined() ? p.grad().reshape(-1)
+                                         : torch::zeros({p.numel()}, p.options()));
     }
     torch::Tensor flat = torch::cat(grads);
     std::vector<torch::Tensor> bufs = {flat};

@@ -12,11 +12,11 @@
 #ifndef CELLFLUX_TRAINER_DISTRIBUTED_H_
 #define CELLFLUX_TRAINER_DISTRIBUTED_H_
 
-#include <memory>
-#include <vector>
-
 #include <torch/types.h>
 #include <torch/version.h>
+
+#include <memory>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -24,7 +24,7 @@
 namespace c10d {
 class ProcessGroup;
 class Backend;
-}
+}  // namespace c10d
 
 namespace cellflux::trainer {
 

@@ -5,10 +5,10 @@
 // of its first site (evaluation), crops 1..K are random crops of random sites (training
 // augmentation), all drawn from a generator seeded by (seed, well index). Per L1000 row: the gene
 // latent and the standardized expression.
+#include <torch/torch.h>
+
 #include <filesystem>
 #include <map>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -28,7 +28,9 @@ namespace {
 
 struct WellKey {
   std::string plate, well;
-  bool operator<(const WellKey& o) const { return std::tie(plate, well) < std::tie(o.plate, o.well); }
+  bool operator<(const WellKey& o) const {
+    return std::tie(plate, well) < std::tie(o.plate, o.well);
+  }
 };
 
 std::string FileOr(const std::string& path) {
@@ -43,7 +45,8 @@ absl::Status RunEncodeStage(const StageContext& ctx) {
   const EncodeStageConfig& c = ctx.config.encode;
   const std::string hash = HashStrings(
       {"encode/v1", ctx.model.ToJson().dump(), FileOr(ctx.config.data_dir + "/summary.json"),
-       FileOr(StageDir(ctx, "gene_ae") + "/stamp.json"), FileOr(StageDir(ctx, "vae") + "/stamp.json"),
+       FileOr(StageDir(ctx, "gene_ae") + "/stamp.json"),
+       FileOr(StageDir(ctx, "vae") + "/stamp.json"),
        absl::StrCat(c.crops_per_site, "/", ctx.config.seed, "/", ctx.config.on_bad_sample)});
   if (!ctx.force && StampMatches(dir, hash)) {
     CF_LOG(INFO) << "encode: up to date (" << dir << ")";
@@ -52,7 +55,8 @@ absl::Status RunEncodeStage(const StageContext& ctx) {
   if (!ctx.dist->is_main()) return ctx.dist->Barrier();
 
   CF_ASSIGN_OR_RETURN(CellFluxModel model, BuildModelWithComponents(ctx));
-  CF_ASSIGN_OR_RETURN(data::Manifest m, data::LoadManifest(ctx.config.data_dir, /*load_expression=*/true));
+  CF_ASSIGN_OR_RETURN(data::Manifest m,
+                      data::LoadManifest(ctx.config.data_dir, /*load_expression=*/true));
   const bool skip_bad = ctx.config.on_bad_sample == "skip";
   const int64_t size = ctx.model.image_size;
 
@@ -71,7 +75,7 @@ absl::Status RunEncodeStage(const StageContext& ctx) {
   po.unit = "well";
   ProgressBar bar(static_cast<int64_t>(well_sites.size()), po);
 
-  std::vector<torch::Tensor> pending;        // crops [5, S, S] in [-1, 1]
+  std::vector<torch::Tensor> pending;           // crops [5, S, S] in [-1, 1]
   std::vector<std::pair<int64_t, int>> owners;  // (cached well, crop slot) of each pending crop
   auto flush = [&]() -> absl::Status {
     if (pending.empty()) return absl::OkStatus();
@@ -98,11 +102,12 @@ absl::Status RunEncodeStage(const StageContext& ctx) {
     auto site_image = [&](int site_id) -> absl::StatusOr<torch::Tensor> {
       auto it = loaded.find(site_id);
       if (it != loaded.end()) return it->second;
-      CF_ASSIGN_OR_RETURN(torch::Tensor raw, data::LoadSiteImage(m.sites[site_id], /*check_12bit=*/true));
+      CF_ASSIGN_OR_RETURN(torch::Tensor raw,
+                          data::LoadSiteImage(m.sites[site_id], /*check_12bit=*/true));
       if (raw.size(1) < size || raw.size(2) < size) {
-        return absl::InvalidArgumentError(absl::StrFormat("site %s (plate %s well %s): %dx%d is smaller than the %d px crop",
-                                                          m.sites[site_id].paths[0], key.plate, key.well,
-                                                          raw.size(2), raw.size(1), size));
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "site %s (plate %s well %s): %dx%d is smaller than the %d px crop",
+            m.sites[site_id].paths[0], key.plate, key.well, raw.size(2), raw.size(1), size));
       }
       torch::Tensor norm = NormalizeImages(raw.unsqueeze(0), ctx.model.normalization).squeeze(0);
       loaded[site_id] = norm;
@@ -121,7 +126,8 @@ absl::Status RunEncodeStage(const StageContext& ctx) {
     if (!well_status.ok()) {
       if (!skip_bad) return well_status;
       ++bad[std::string(well_status.message()).substr(0, 80)];
-      CF_LOG(WARNING) << "encode: skipping well " << key.plate << "/" << key.well << ": " << well_status.message();
+      CF_LOG(WARNING) << "encode: skipping well " << key.plate << "/" << key.well << ": "
+                      << well_status.message();
       bar.Update(++done);
       continue;
     }
@@ -174,14 +180,17 @@ absl::Status RunEncodeStage(const StageContext& ctx) {
   // A pair whose plate lost all its control wells cannot be trained on.
   std::vector<CachedPair> kept;
   for (auto& p : index.pairs) {
-    if (index.cp_controls.count(p.cp_plate) && index.l1000_controls.count(p.l1000_plate)) kept.push_back(p);
-    else ++dropped_pairs;
+    if (index.cp_controls.count(p.cp_plate) && index.l1000_controls.count(p.l1000_plate))
+      kept.push_back(p);
+    else
+      ++dropped_pairs;
   }
   index.pairs = std::move(kept);
   CF_RETURN_IF_ERROR(writer.Finish(std::move(index), gene_latents, standardized));
   int64_t skipped = 0;
   for (const auto& [reason, n] : bad) skipped += n;
-  bar.Finish(absl::StrFormat("%d wells, %d bad wells skipped, %d pairs dropped", done - skipped, skipped, dropped_pairs));
+  bar.Finish(absl::StrFormat("%d wells, %d bad wells skipped, %d pairs dropped", done - skipped,
+                             skipped, dropped_pairs));
   CF_RETURN_IF_ERROR(WriteStamp(dir, hash));
   return ctx.dist->Barrier();
 }

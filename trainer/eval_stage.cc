@@ -1,21 +1,21 @@
 // Stage eval (paper §4.1, DESIGN.md §7): generate for the test pairs with the EMA weights
-// (eval.num_steps Euler steps, guidance eval.guidance), then report FID/KID (KID ×100) on DNA/RNA/ER
-// as RGB at 1K/2.5K/5K samples (or as many as exist), gene MAE against the real perturbed
-// expression beside its two baselines (the control's own expression; the mean perturbed expression
-// of the training pairs), all in standardized units, and the image baseline (the controls scored
-// as if generated), as work_dir/eval/metrics.json, plus work_dir/eval/figure.png (control / real /
-// generated per perturbation, like the paper's Fig. 2) and the real/, fake/ and control/ PNG
-// folders (for `cellflux-tool fid`). eval.samples_per_pair > 1 draws each pair again with
-// another control and seed (a small split still gives a usable FD).
-#include <filesystem>
+// (eval.num_steps Euler steps, guidance eval.guidance), then report FID/KID (KID ×100) on
+// DNA/RNA/ER as RGB at 1K/2.5K/5K samples (or as many as exist), gene MAE against the real
+// perturbed expression beside its two baselines (the control's own expression; the mean perturbed
+// expression of the training pairs), all in standardized units, and the image baseline (the
+// controls scored as if generated), as work_dir/eval/metrics.json, plus work_dir/eval/figure.png
+// (control / real / generated per perturbation, like the paper's Fig. 2) and the real/, fake/ and
+// control/ PNG folders (for `cellflux-tool fid`). eval.samples_per_pair > 1 draws each pair again
+// with another control and seed (a small split still gives a usable FD).
+#include <torch/torch.h>
+
 #include <array>
+#include <filesystem>
 #include <iostream>
 #include <map>
-#include <set>
-
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
-#include <torch/torch.h>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -75,24 +75,31 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   }
   CF_ASSIGN_OR_RETURN(LoadedModel loaded, LoadCheckpointModel(checkpoint, ctx.device));
   CellFluxModel& model = loaded.model;
-  CF_ASSIGN_OR_RETURN(std::unique_ptr<LatentCache> cache, LatentCache::Open(StageDir(ctx, "latents")));
-  CF_ASSIGN_OR_RETURN(data::Manifest m, data::LoadManifest(ctx.config.data_dir, /*load_expression=*/false));
+  CF_ASSIGN_OR_RETURN(std::unique_ptr<LatentCache> cache,
+                      LatentCache::Open(StageDir(ctx, "latents")));
+  CF_ASSIGN_OR_RETURN(data::Manifest m,
+                      data::LoadManifest(ctx.config.data_dir, /*load_expression=*/false));
   std::map<std::pair<std::string, std::string>, int> first_site;
   for (const auto& p : m.pairs) first_site[{p.cp_plate, p.well}] = p.site_ids[0];
   for (const auto& w : m.cp_controls) first_site[{w.plate, w.well}] = w.site_ids[0];
 
   const std::string split = SplitForEval(*cache);
-  FlowExamples examples(cache.get(), FlowExampleOptions{split, ctx.config.seed, 0.0, model->null_label(),
-                                                        model->config().flow.sample_posterior, /*centre_crop_only=*/true,
-                                                        model->config().flow.source_noise_sigma});
+  FlowExamples examples(
+      cache.get(),
+      FlowExampleOptions{split, ctx.config.seed, 0.0, model->null_label(),
+                         model->config().flow.sample_posterior, /*centre_crop_only=*/true,
+                         model->config().flow.source_noise_sigma});
   const int64_t pairs = std::min<int64_t>(c.max_pairs, examples.size());
   const int64_t n = pairs * c.samples_per_pair;  // draw s: pair s % pairs, repeat s / pairs
-  if (n < 2) return absl::FailedPreconditionError(absl::StrCat("eval: only ", n, " ", split, " samples from the latent cache"));
+  if (n < 2)
+    return absl::FailedPreconditionError(
+        absl::StrCat("eval: only ", n, " ", split, " samples from the latent cache"));
   for (const char* sub : {"real", "fake", "control"}) {
     std::filesystem::remove_all(absl::StrCat(out, "/", sub));
     CF_RETURN_IF_ERROR(MakeDirs(absl::StrCat(out, "/", sub)));
   }
-  CF_ASSIGN_OR_RETURN(std::unique_ptr<FeatureExtractor> extractor, MakeFeatureExtractor(c.extractor, ctx.device));
+  CF_ASSIGN_OR_RETURN(std::unique_ptr<FeatureExtractor> extractor,
+                      MakeFeatureExtractor(c.extractor, ctx.device));
 
   // Train-mean baseline: the mean standardized expression of the training pairs' targets.
   std::vector<int64_t> train_rows;
@@ -100,8 +107,9 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
     if (p.split == "train") train_rows.push_back(p.gene_row);
   }
   torch::Tensor expr = cache->expression();
-  torch::Tensor train_mean = train_rows.empty() ? torch::Tensor()
-                                                : expr.index_select(0, torch::tensor(train_rows, torch::kInt64)).mean(0);
+  torch::Tensor train_mean =
+      train_rows.empty() ? torch::Tensor()
+                         : expr.index_select(0, torch::tensor(train_rows, torch::kInt64)).mean(0);
 
   std::vector<torch::Tensor> real_feats, fake_feats, control_feats;
   double mae_sum = 0, mae_control = 0, mae_train_mean = 0;
@@ -117,8 +125,10 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   so.guidance_scale = c.guidance;
   auto real_crop = [&](int64_t well) -> absl::StatusOr<torch::Tensor> {
     const CachedWell& w = cache->index().wells[well];
-    CF_ASSIGN_OR_RETURN(torch::Tensor raw, data::LoadSiteImage(m.sites[first_site.at({w.plate, w.well})], true));
-    torch::Tensor norm = NormalizeImages(raw.unsqueeze(0), model->config().normalization).squeeze(0);
+    CF_ASSIGN_OR_RETURN(torch::Tensor raw,
+                        data::LoadSiteImage(m.sites[first_site.at({w.plate, w.well})], true));
+    torch::Tensor norm =
+        NormalizeImages(raw.unsqueeze(0), model->config().normalization).squeeze(0);
     return data::CropImage(norm, model->config().image_size, /*random=*/false, nullptr);
   };
   for (int64_t start = 0; start < n; start += c.batch_size) {
@@ -163,10 +173,12 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
     control_feats.push_back(cf);
     if (gen.expression.defined()) {
       torch::Tensor real_e = expr.index_select(0, torch::tensor(b.target_gene_rows, torch::kInt64));
-      torch::Tensor ctrl_e = expr.index_select(0, torch::tensor(b.control_gene_rows, torch::kInt64));
+      torch::Tensor ctrl_e =
+          expr.index_select(0, torch::tensor(b.control_gene_rows, torch::kInt64));
       mae_sum += (gen.expression - real_e).abs().mean(1).sum().item<double>();
       mae_control += (ctrl_e - real_e).abs().mean(1).sum().item<double>();
-      if (train_mean.defined()) mae_train_mean += (train_mean.unsqueeze(0) - real_e).abs().mean(1).sum().item<double>();
+      if (train_mean.defined())
+        mae_train_mean += (train_mean.unsqueeze(0) - real_e).abs().mean(1).sum().item<double>();
       gene_rows += real_e.size(0);
     }
     bar.Update(start + static_cast<int64_t>(positions.size()));
@@ -192,16 +204,18 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   }
   if (sizes.empty() || sizes.back() < n) sizes.push_back(n);
   for (int64_t s : sizes) {
-    CF_ASSIGN_OR_RETURN(FolderScores sc, ScoreFeatures(real_all.narrow(0, 0, s), fake_all.narrow(0, 0, s),
-                                                       /*kid_subset_size=*/std::min<int64_t>(1000, s),
-                                                       extractor->is_inception(), extractor->name()));
+    CF_ASSIGN_OR_RETURN(FolderScores sc,
+                        ScoreFeatures(real_all.narrow(0, 0, s), fake_all.narrow(0, 0, s),
+                                      /*kid_subset_size=*/std::min<int64_t>(1000, s),
+                                      extractor->is_inception(), extractor->name()));
     j[fd][std::to_string(s)] = sc.fid;
     j[kd][std::to_string(s)] = sc.kid;
   }
   // Image baseline, like the gene baselines: the control itself as the prediction (the score a
   // model that learned nothing gets: z1 = z0 at step 0, where the velocity is zero).
-  CF_ASSIGN_OR_RETURN(FolderScores base, ScoreFeatures(real_all, control_all, std::min<int64_t>(1000, n),
-                                                       extractor->is_inception(), extractor->name()));
+  CF_ASSIGN_OR_RETURN(FolderScores base,
+                      ScoreFeatures(real_all, control_all, std::min<int64_t>(1000, n),
+                                    extractor->is_inception(), extractor->name()));
   j[absl::StrCat(fd, "_baseline_control")][std::to_string(n)] = base.fid;
   j[absl::StrCat(kd, "_baseline_control")][std::to_string(n)] = base.kid;
   if (gene_rows > 0) {
@@ -215,10 +229,13 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   // Figure: one column per perturbation, rows control / real / generated.
   if (!grid.empty()) {
     const int s = static_cast<int>(grid[0][0].size(1)), pad = 4;
-    cv::Mat fig(3 * s + 4 * pad, static_cast<int>(grid.size()) * (s + pad) + pad, CV_8UC3, cv::Scalar(255, 255, 255));
+    cv::Mat fig(3 * s + 4 * pad, static_cast<int>(grid.size()) * (s + pad) + pad, CV_8UC3,
+                cv::Scalar(255, 255, 255));
     for (size_t col = 0; col < grid.size(); ++col) {
       for (int row = 0; row < 3; ++row) {
-        ToMat(grid[col][row]).copyTo(fig(cv::Rect(pad + static_cast<int>(col) * (s + pad), pad + row * (s + pad), s, s)));
+        ToMat(grid[col][row])
+            .copyTo(fig(
+                cv::Rect(pad + static_cast<int>(col) * (s + pad), pad + row * (s + pad), s, s)));
       }
     }
     cv::imwrite(absl::StrCat(out, "/figure.png"), fig);

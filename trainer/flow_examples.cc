@@ -1,11 +1,11 @@
 #include "trainer/flow_examples.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <map>
 #include <numeric>
 #include <random>
-
-#include <torch/torch.h>
 
 #include "common/flow/rectified_flow.h"
 
@@ -42,7 +42,8 @@ int64_t FlowExamples::PairAt(int64_t g) const {
 
 FlowBatch FlowExamples::Batch(int64_t begin, int64_t end, const torch::Device& device) const {
   std::vector<std::pair<int64_t, uint64_t>> items;
-  for (int64_t g = begin; g < end; ++g) items.emplace_back(PairAt(g), MixSeed(options_.seed, static_cast<uint64_t>(g)));
+  for (int64_t g = begin; g < end; ++g)
+    items.emplace_back(PairAt(g), MixSeed(options_.seed, static_cast<uint64_t>(g)));
   return Build(items, device);
 }
 
@@ -54,8 +55,8 @@ FlowBatch FlowExamples::PairsBatch(const std::vector<int64_t>& split_positions, 
   return DrawsBatch(draws, salt, device);
 }
 
-FlowBatch FlowExamples::DrawsBatch(const std::vector<std::pair<int64_t, uint64_t>>& draws, uint64_t salt,
-                                   const torch::Device& device) const {
+FlowBatch FlowExamples::DrawsBatch(const std::vector<std::pair<int64_t, uint64_t>>& draws,
+                                   uint64_t salt, const torch::Device& device) const {
   std::vector<std::pair<int64_t, uint64_t>> items;
   for (const auto& [i, k] : draws) {
     uint64_t seed = MixSeed(options_.seed ^ salt, static_cast<uint64_t>(pairs_[i]));
@@ -84,7 +85,8 @@ FlowBatch FlowExamples::Build(const std::vector<std::pair<int64_t, uint64_t>>& i
     batch.control_wells.push_back(control_well);
     // Crop 0 is the centre crop (evaluation); training draws among all cached crops.
     target_rows.push_back(options_.centre_crop_only ? well.crop_rows[0] : pick(well.crop_rows));
-    control_rows.push_back(options_.centre_crop_only ? control.crop_rows[0] : pick(control.crop_rows));
+    control_rows.push_back(options_.centre_crop_only ? control.crop_rows[0]
+                                                     : pick(control.crop_rows));
     target_genes.push_back(pair.gene_row);
     control_genes.push_back(pick(ix.l1000_controls.at(pair.l1000_plate)));
     const double u_drop = std::uniform_real_distribution<double>(0, 1)(rng);
@@ -124,7 +126,8 @@ FlowBatch FlowExamples::Build(const std::vector<std::pair<int64_t, uint64_t>>& i
       JointLatent row;
       row.image = batch.z0.image.slice(0, r, r + 1);
       if (batch.z0.gene.defined()) row.gene = batch.z0.gene.slice(0, r, r + 1);
-      torch::Generator gen = at::make_generator<at::CPUGeneratorImpl>(MixSeed(noise_seeds[i], 0x50C0ULL));
+      torch::Generator gen =
+          at::make_generator<at::CPUGeneratorImpl>(MixSeed(noise_seeds[i], 0x50C0ULL));
       rows.push_back(AddSourceNoise(row, options_.source_noise_sigma, gen));
     }
     std::vector<torch::Tensor> images, genes;

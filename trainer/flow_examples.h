@@ -10,12 +10,12 @@
 #ifndef CELLFLUX_TRAINER_FLOW_EXAMPLES_H_
 #define CELLFLUX_TRAINER_FLOW_EXAMPLES_H_
 
+#include <torch/types.h>
+
 #include <cstdint>
 #include <mutex>
 #include <string>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "common/flow/joint_latent.h"
 #include "trainer/latent_cache.h"
@@ -23,11 +23,11 @@
 namespace cellflux::trainer {
 
 struct FlowBatch {
-  JointLatent z0;       // control latents (source)
-  JointLatent z1;       // perturbed latents (target)
-  torch::Tensor y;      // [n] int64 perturbation rows, dropped ones = null label
-  torch::Tensor t;      // [n] float in [0, 1)
-  std::vector<int64_t> pairs;  // pair index of each row (for evaluation)
+  JointLatent z0;                          // control latents (source)
+  JointLatent z1;                          // perturbed latents (target)
+  torch::Tensor y;                         // [n] int64 perturbation rows, dropped ones = null label
+  torch::Tensor t;                         // [n] float in [0, 1)
+  std::vector<int64_t> pairs;              // pair index of each row (for evaluation)
   std::vector<int64_t> control_wells;      // cached well of each row's control (the source z0)
   std::vector<int64_t> target_gene_rows;   // gene rows of z1.gene (real perturbed expression)
   std::vector<int64_t> control_gene_rows;  // gene rows of z0.gene (the drawn control)
@@ -38,8 +38,8 @@ struct FlowExampleOptions {
   uint64_t seed = 0;
   double condition_drop = 0.0;  // probability that y becomes the null label
   int64_t null_label = 0;
-  bool sample_posterior = true;  // z = mean + std·ε; false: the posterior means
-  bool centre_crop_only = false; // evaluation: crop 0 of every well
+  bool sample_posterior = true;     // z = mean + std·ε; false: the posterior means
+  bool centre_crop_only = false;    // evaluation: crop 0 of every well
   double source_noise_sigma = 0.0;  // z0 += σ·ε (the model config's flow.source_noise_sigma)
 };
 
@@ -53,7 +53,8 @@ class FlowExamples {
   // The given pairs (indices into the split), deterministic, no shuffling: for validation. A
   // position may repeat: its k-th occurrence draws another control, crop and noise (k = 0 draws
   // what a single occurrence draws), so a small split can give many samples.
-  FlowBatch PairsBatch(const std::vector<int64_t>& split_positions, uint64_t salt, const torch::Device& device) const;
+  FlowBatch PairsBatch(const std::vector<int64_t>& split_positions, uint64_t salt,
+                       const torch::Device& device) const;
   // The same with explicit draws (split position, repeat k): PairsBatch's k-th occurrence of a
   // position is the draw (position, k), so batches of one long list can be built piecewise.
   FlowBatch DrawsBatch(const std::vector<std::pair<int64_t, uint64_t>>& draws, uint64_t salt,
@@ -63,14 +64,15 @@ class FlowExamples {
 
  private:
   int64_t PairAt(int64_t g) const;
-  FlowBatch Build(const std::vector<std::pair<int64_t, uint64_t>>& items, const torch::Device& device) const;
+  FlowBatch Build(const std::vector<std::pair<int64_t, uint64_t>>& items,
+                  const torch::Device& device) const;
 
   const LatentCache* cache_;
   FlowExampleOptions options_;
   std::vector<int64_t> pairs_;  // indices of the split's pairs
   mutable std::mutex mu_;
-  mutable int64_t perm_epoch_ = -1;       // guarded by mu_
-  mutable std::vector<int64_t> perm_;     // guarded by mu_
+  mutable int64_t perm_epoch_ = -1;    // guarded by mu_
+  mutable std::vector<int64_t> perm_;  // guarded by mu_
 };
 
 // splitmix64 of (a, b): independent-looking seeds for sample g of run seed a.

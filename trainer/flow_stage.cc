@@ -1,8 +1,8 @@
 // Stage flow: train the SiT on the latent cache, write checkpoint bundles (EMA weights) with the
 // trainer state for resuming, validate periodically and keep `best`.
-#include <filesystem>
-
 #include <torch/torch.h>
+
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -36,8 +36,9 @@ absl::StatusOr<FlowTrainerState> FromTrainerState(const TrainerState& t, const s
   for (const char* stem : {"raw", "ema", "optimizer"}) {
     auto it = t.tensors.find(stem);
     if (it == t.tensors.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("checkpoint '", dir, "': trainer_state/", stem,
-                                                     ".safetensors is missing; cannot resume from it"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("checkpoint '", dir, "': trainer_state/", stem,
+                       ".safetensors is missing; cannot resume from it"));
     }
   }
   s.raw = t.tensors.at("raw");
@@ -54,13 +55,16 @@ absl::StatusOr<FlowTrainerState> FromTrainerState(const TrainerState& t, const s
 absl::Status RunFlowStage(const StageContext& ctx, bool resume) {
   const std::string root = CheckpointsRoot(ctx);
   CF_ASSIGN_OR_RETURN(CellFluxModel model, BuildModelWithComponents(ctx));
-  CF_ASSIGN_OR_RETURN(std::unique_ptr<LatentCache> cache, LatentCache::Open(StageDir(ctx, "latents")));
-  CF_ASSIGN_OR_RETURN(data::Manifest manifest, data::LoadManifest(ctx.config.data_dir, /*load_expression=*/false));
+  CF_ASSIGN_OR_RETURN(std::unique_ptr<LatentCache> cache,
+                      LatentCache::Open(StageDir(ctx, "latents")));
+  CF_ASSIGN_OR_RETURN(data::Manifest manifest,
+                      data::LoadManifest(ctx.config.data_dir, /*load_expression=*/false));
 
   FlowTrainerOptions options;
   options.config = ctx.config.flow;
   options.beta = ctx.config.flow.beta >= 0 ? ctx.config.flow.beta : ctx.model.flow.beta;
-  options.ema_decay = ctx.config.flow.ema_decay >= 0 ? ctx.config.flow.ema_decay : ctx.model.flow.ema_decay;
+  options.ema_decay =
+      ctx.config.flow.ema_decay >= 0 ? ctx.config.flow.ema_decay : ctx.model.flow.ema_decay;
   options.seed = ctx.config.seed;
   // Identical initial weights on every rank: same seed, then rank 0's copy wins.
   CF_RETURN_IF_ERROR(ctx.dist->Broadcast(model->sit()->parameters()));
@@ -70,8 +74,8 @@ absl::Status RunFlowStage(const StageContext& ctx, bool resume) {
     CF_RETURN_IF_ERROR(CleanupCheckpointLeftovers(root).status());
     absl::StatusOr<std::string> latest = ResolveCheckpointDir(root);
     if (!latest.ok()) {
-      CF_LOG(WARNING) << "flow --resume: no checkpoint under " << root << " (" << latest.status().message()
-                      << "); starting from step 0";
+      CF_LOG(WARNING) << "flow --resume: no checkpoint under " << root << " ("
+                      << latest.status().message() << "); starting from step 0";
     } else {
       CF_ASSIGN_OR_RETURN(TrainerState ts, ReadTrainerState(*latest));
       CF_ASSIGN_OR_RETURN(FlowTrainerState fs, FromTrainerState(ts, *latest));
@@ -87,8 +91,9 @@ absl::Status RunFlowStage(const StageContext& ctx, bool resume) {
   FlowHooks hooks;
   hooks.log = [&](const StepStats& s) {
     if (!ctx.dist->is_main()) return;
-    CF_LOG(INFO) << absl::StrFormat("flow step %d: loss %.5f (image %.5f, gene %.5f) grad-norm %.3f %.1f samples/s",
-                                    s.step, s.loss, s.image_loss, s.gene_loss, s.grad_norm, s.samples_per_second);
+    CF_LOG(INFO) << absl::StrFormat(
+        "flow step %d: loss %.5f (image %.5f, gene %.5f) grad-norm %.3f %.1f samples/s", s.step,
+        s.loss, s.image_loss, s.gene_loss, s.grad_norm, s.samples_per_second);
   };
   hooks.validate = [&](int64_t step) -> absl::StatusOr<double> {
     // EMA weights into the live SiT for sampling, raw weights back afterwards.
@@ -113,7 +118,8 @@ absl::Status RunFlowStage(const StageContext& ctx, bool resume) {
     CF_RETURN_IF_ERROR(WriteCheckpoint(absl::StrCat(root, "/", name), bundle, &ts));
     CF_RETURN_IF_ERROR(UpdateLatestPointer(root, name));
     if (is_best) CF_RETURN_IF_ERROR(UpdateCheckpointPointer(root, kBestPointer, name));
-    CF_RETURN_IF_ERROR(PruneCheckpoints(root, static_cast<int>(ctx.config.flow.keep_last)).status());
+    CF_RETURN_IF_ERROR(
+        PruneCheckpoints(root, static_cast<int>(ctx.config.flow.keep_last)).status());
     CF_LOG(INFO) << "flow: checkpoint " << root << "/" << name << (is_best ? " (best)" : "");
     return absl::OkStatus();
   };

@@ -1,9 +1,9 @@
 #include "trainer/flow_trainer.h"
 
-#include <cmath>
-
 #include <torch/torch.h>
 #include <torch/version.h>
+
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -20,7 +20,9 @@ namespace {
 #if TORCH_VERSION_MAJOR >= 2
 void* StateKey(const torch::Tensor& p) { return p.unsafeGetTensorImpl(); }
 #else
-std::string StateKey(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+std::string StateKey(const torch::Tensor& p) {
+  return c10::guts::to_string(p.unsafeGetTensorImpl());
+}
 #endif
 
 }  // namespace
@@ -31,9 +33,10 @@ FlowTrainer::FlowTrainer(CellFluxModel model, const LatentCache* cache, Distribu
       cache_(cache),
       dist_(dist),
       options_(std::move(options)),
-      examples_(cache, FlowExampleOptions{"train", options_.seed, options_.config.condition_drop,
-                                          model_->null_label(), model_->config().flow.sample_posterior,
-                                          /*centre_crop_only=*/false, model_->config().flow.source_noise_sigma}) {
+      examples_(cache, FlowExampleOptions{
+                           "train", options_.seed, options_.config.condition_drop,
+                           model_->null_label(), model_->config().flow.sample_posterior,
+                           /*centre_crop_only=*/false, model_->config().flow.source_noise_sigma}) {
   // Only the SiT trains; the autoencoders are frozen (paper §3).
   for (auto& p : model_->vae()->parameters()) p.set_requires_grad(false);
   for (auto& p : model_->gene_ae()->parameters()) p.set_requires_grad(false);
@@ -53,7 +56,8 @@ FlowTrainerState FlowTrainer::State() {
   s.step = step_;
   s.best_metric = best_metric_;
   s.has_best = has_best_;
-  for (const auto& item : model_->sit()->named_parameters()) s.raw[item.key()] = item.value().detach().clone();
+  for (const auto& item : model_->sit()->named_parameters())
+    s.raw[item.key()] = item.value().detach().clone();
   s.ema = ema_->state();
   auto& state = optimizer_->state();
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -79,8 +83,8 @@ absl::Status FlowTrainer::Restore(const FlowTrainerState& s) {
     if (m == s.optimizer.end() && v == s.optimizer.end() && k == s.optimizer.end()) continue;
     if (m == s.optimizer.end() || v == s.optimizer.end() || k == s.optimizer.end() ||
         m->second.sizes() != params_[i].sizes() || v->second.sizes() != params_[i].sizes()) {
-      return absl::InvalidArgumentError(absl::StrCat("trainer_state optimizer: incomplete or mis-shaped state for '",
-                                                     param_names_[i], "'"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "trainer_state optimizer: incomplete or mis-shaped state for '", param_names_[i], "'"));
     }
     auto a = std::make_unique<torch::optim::AdamWParamState>();
     a->step(k->second.item<int64_t>());
@@ -135,9 +139,10 @@ absl::StatusOr<StepStats> FlowTrainer::TrainStep() {
   stats.image_loss = sums[1].item<double>();
   stats.gene_loss = sums[2].item<double>();
   if (!std::isfinite(stats.loss)) {
-    return absl::DataLossError(absl::StrFormat(
-        "non-finite loss at step %d (image %g, gene %g); training stopped, the last checkpoint is kept",
-        stats.step, stats.image_loss, stats.gene_loss));
+    return absl::DataLossError(
+        absl::StrFormat("non-finite loss at step %d (image %g, gene %g); training stopped, the "
+                        "last checkpoint is kept",
+                        stats.step, stats.image_loss, stats.gene_loss));
   }
   stats.grad_norm = torch::nn::utils::clip_grad_norm_(params_, c.grad_clip);
   optimizer_->step();
@@ -161,13 +166,16 @@ absl::Status FlowTrainer::Run(const FlowHooks& hooks) {
   const int64_t first = step_;
   while (step_ < c.steps) {
     absl::StatusOr<StepStats> stats = absl::InternalError("flow step did not run");
-    CF_RETURN_IF_ERROR(TorchCall(absl::StrCat("flow step ", step_ + 1), [&] { stats = TrainStep(); }));
+    CF_RETURN_IF_ERROR(
+        TorchCall(absl::StrCat("flow step ", step_ + 1), [&] { stats = TrainStep(); }));
     if (!stats.ok()) return stats.status();
-    double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     stats->samples_per_second = elapsed > 0 ? (step_ - first) * c.global_batch / elapsed : 0;
     history_.push_back(*stats);
-    bar.Update(step_, absl::StrFormat("loss=%.4f img=%.4f gene=%.4f %.1f samples/s", stats->loss,
-                                      stats->image_loss, stats->gene_loss, stats->samples_per_second));
+    bar.Update(step_,
+               absl::StrFormat("loss=%.4f img=%.4f gene=%.4f %.1f samples/s", stats->loss,
+                               stats->image_loss, stats->gene_loss, stats->samples_per_second));
     if (hooks.log && (step_ % c.log_every == 0 || step_ == c.steps)) hooks.log(*stats);
     const bool last = step_ == c.steps;
     bool is_best = false;

@@ -8,12 +8,12 @@
 #ifndef CELLFLUX_TRAINER_FLOW_TRAINER_H_
 #define CELLFLUX_TRAINER_FLOW_TRAINER_H_
 
+#include <torch/optim/adamw.h>
+
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <torch/optim/adamw.h>
 
 #include "absl/status/status.h"
 #include "common/flow/ema.h"
@@ -63,7 +63,8 @@ struct FlowHooks {
 
 class FlowTrainer {
  public:
-  FlowTrainer(CellFluxModel model, const LatentCache* cache, Distributed* dist, FlowTrainerOptions options);
+  FlowTrainer(CellFluxModel model, const LatentCache* cache, Distributed* dist,
+              FlowTrainerOptions options);
 
   absl::Status Restore(const FlowTrainerState& state);
   FlowTrainerState State();

@@ -1,11 +1,11 @@
 // Stage gene-ae: pretrain the gene autoencoder (paper A.5: AdamW lr 1e-4, batch 256) on the
 // training L1000 rows (perturbed rows of train pairs + all DMSO rows), inputs standardized with
 // the prepared per-gene statistics, which are stored in the weights file.
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <random>
 #include <set>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -24,12 +24,15 @@ namespace {
 
 torch::Tensor Rows(const data::Manifest& m, const std::vector<int64_t>& rows) {
   const int64_t g = static_cast<int64_t>(m.gene_ids.size());
-  torch::Tensor all = torch::from_blob(const_cast<float*>(m.expression.data()),
-                                       {static_cast<int64_t>(m.expression_rows.size()), g}, torch::kFloat32);
+  torch::Tensor all =
+      torch::from_blob(const_cast<float*>(m.expression.data()),
+                       {static_cast<int64_t>(m.expression_rows.size()), g}, torch::kFloat32);
   return all.index_select(0, torch::tensor(rows, torch::kInt64)).clone();
 }
 
-uint64_t MixSeedsForHoldout(uint64_t seed) { return seed * 0x9E3779B97F4A7C15ULL + 0x6A09E667F3BCC909ULL; }
+uint64_t MixSeedsForHoldout(uint64_t seed) {
+  return seed * 0x9E3779B97F4A7C15ULL + 0x6A09E667F3BCC909ULL;
+}
 
 // Copies of every parameter and buffer (the weights to come back to).
 std::vector<torch::Tensor> Snapshot(torch::nn::Module& m) {
@@ -60,17 +63,19 @@ double StandardizedMae(GeneAutoencoder& ae, const torch::Tensor& raw) {
 absl::Status RunGeneAeStage(const StageContext& ctx) {
   const std::string dir = StageDir(ctx, "gene_ae");
   const GeneAeStageConfig& c = ctx.config.gene_ae;
-  CF_ASSIGN_OR_RETURN(std::string summary, ReadFile(absl::StrCat(ctx.config.data_dir, "/summary.json")));
+  CF_ASSIGN_OR_RETURN(std::string summary,
+                      ReadFile(absl::StrCat(ctx.config.data_dir, "/summary.json")));
   const std::string hash = HashStrings({"gene_ae/v2", ctx.model.gene_ae.ToJson().dump(), summary,
-                                        absl::StrCat(c.steps, "/", c.batch_size, "/", c.lr, "/", c.weight_decay,
-                                                     "/", ctx.config.seed)});
+                                        absl::StrCat(c.steps, "/", c.batch_size, "/", c.lr, "/",
+                                                     c.weight_decay, "/", ctx.config.seed)});
   if (!ctx.force && StampMatches(dir, hash)) {
     CF_LOG(INFO) << "gene-ae: up to date (" << dir << ")";
     return absl::OkStatus();
   }
   if (!ctx.dist->is_main()) return ctx.dist->Barrier();  // small: rank 0 trains, the others wait
 
-  CF_ASSIGN_OR_RETURN(data::Manifest m, data::LoadManifest(ctx.config.data_dir, /*load_expression=*/true));
+  CF_ASSIGN_OR_RETURN(data::Manifest m,
+                      data::LoadManifest(ctx.config.data_dir, /*load_expression=*/true));
   std::set<int64_t> train_rows, val_rows;
   for (const auto& p : m.pairs) {
     if (p.split == data::Split::kTrain) train_rows.insert(p.l1000_row);
@@ -82,28 +87,34 @@ absl::Status RunGeneAeStage(const StageContext& ctx) {
   // (seen on the demo data: train MAE 0.02, val 0.89, worse than the untrained 0.84). The weights
   // with the lowest held-out error are kept.
   std::vector<int64_t> fit_rows(train_rows.begin(), train_rows.end());
-  std::shuffle(fit_rows.begin(), fit_rows.end(), std::mt19937_64(MixSeedsForHoldout(ctx.config.seed)));
-  const size_t n_holdout = fit_rows.size() >= 10 ? fit_rows.size() / 10 : (fit_rows.size() > 1 ? 1 : 0);
-  std::vector<int64_t> holdout_rows(fit_rows.end() - static_cast<std::ptrdiff_t>(n_holdout), fit_rows.end());
+  std::shuffle(fit_rows.begin(), fit_rows.end(),
+               std::mt19937_64(MixSeedsForHoldout(ctx.config.seed)));
+  const size_t n_holdout =
+      fit_rows.size() >= 10 ? fit_rows.size() / 10 : (fit_rows.size() > 1 ? 1 : 0);
+  std::vector<int64_t> holdout_rows(fit_rows.end() - static_cast<std::ptrdiff_t>(n_holdout),
+                                    fit_rows.end());
   fit_rows.resize(fit_rows.size() - n_holdout);
   std::sort(fit_rows.begin(), fit_rows.end());
   torch::Tensor train = Rows(m, fit_rows);
   torch::Tensor holdout = holdout_rows.empty() ? train : Rows(m, holdout_rows);
   torch::Tensor val = val_rows.empty() ? holdout : Rows(m, {val_rows.begin(), val_rows.end()});
   if (!torch::isfinite(train).all().item<bool>()) {
-    return absl::InvalidArgumentError(absl::StrCat("gene-ae: non-finite values in the training expression of '",
-                                                   ctx.config.data_dir, "/expression.f32'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("gene-ae: non-finite values in the training expression of '",
+                     ctx.config.data_dir, "/expression.f32'"));
   }
 
   torch::manual_seed(ctx.config.seed);
   GeneAutoencoder ae(ctx.model.gene_ae);
-  CF_RETURN_IF_ERROR(ae->SetStatistics(torch::tensor(std::vector<double>(m.gene_mean.begin(), m.gene_mean.end()), torch::kFloat32),
-                                       torch::tensor(std::vector<double>(m.gene_std.begin(), m.gene_std.end()), torch::kFloat32)));
+  CF_RETURN_IF_ERROR(ae->SetStatistics(
+      torch::tensor(std::vector<double>(m.gene_mean.begin(), m.gene_mean.end()), torch::kFloat32),
+      torch::tensor(std::vector<double>(m.gene_std.begin(), m.gene_std.end()), torch::kFloat32)));
   ae->to(ctx.device);
   train = train.to(ctx.device);
   holdout = holdout.to(ctx.device);
   val = val.to(ctx.device);
-  torch::optim::AdamW opt(ae->parameters(), torch::optim::AdamWOptions(c.lr).weight_decay(c.weight_decay));
+  torch::optim::AdamW opt(ae->parameters(),
+                          torch::optim::AdamWOptions(c.lr).weight_decay(c.weight_decay));
   const double mae_before = StandardizedMae(ae, val);
 
   ProgressOptions po;
@@ -139,30 +150,39 @@ absl::Status RunGeneAeStage(const StageContext& ctx) {
           best = Snapshot(*ae);
         }
       }
-      bar.Update(step + 1, absl::StrFormat("loss=%.4f held-out MAE best %.4f @%d", last_loss, best_holdout,
-                                           best_step));
+      bar.Update(step + 1, absl::StrFormat("loss=%.4f held-out MAE best %.4f @%d", last_loss,
+                                           best_holdout, best_step));
     }
     ae->eval();
     Restore(*ae, best);
   }));
-  if (!std::isfinite(last_loss)) return absl::DataLossError("gene-ae: training loss became non-finite");
+  if (!std::isfinite(last_loss))
+    return absl::DataLossError("gene-ae: training loss became non-finite");
   const double train_mae = StandardizedMae(ae, train);
   const double val_mae = StandardizedMae(ae, val);
-  bar.Finish(absl::StrFormat(
-      "reconstruction MAE (standardized) train %.4f held-out %.4f val %.4f (untrained %.4f), kept step %d",
-      train_mae, best_holdout, val_mae, mae_before, best_step));
+  bar.Finish(
+      absl::StrFormat("reconstruction MAE (standardized) train %.4f held-out %.4f val %.4f "
+                      "(untrained %.4f), kept step %d",
+                      train_mae, best_holdout, val_mae, mae_before, best_step));
 
   CF_RETURN_IF_ERROR(MakeDirs(dir));
-  CF_RETURN_IF_ERROR(SaveSafetensors(absl::StrCat(dir, "/gene_autoencoder.safetensors"), StateDict(*ae)));
-  nlohmann::json metrics = {{"steps", c.steps}, {"train_rows", n}, {"val_rows", val.size(0)},
-                            {"holdout_rows", static_cast<int64_t>(holdout_rows.size())}, {"holdout_row_ids", holdout_rows},
-                            {"best_step", best_step}, {"reconstruction_mae_untrained_holdout", holdout_before},
-                            {"reconstruction_mae_train", train_mae}, {"reconstruction_mae_holdout", best_holdout},
+  CF_RETURN_IF_ERROR(
+      SaveSafetensors(absl::StrCat(dir, "/gene_autoencoder.safetensors"), StateDict(*ae)));
+  nlohmann::json metrics = {{"steps", c.steps},
+                            {"train_rows", n},
+                            {"val_rows", val.size(0)},
+                            {"holdout_rows", static_cast<int64_t>(holdout_rows.size())},
+                            {"holdout_row_ids", holdout_rows},
+                            {"best_step", best_step},
+                            {"reconstruction_mae_untrained_holdout", holdout_before},
+                            {"reconstruction_mae_train", train_mae},
+                            {"reconstruction_mae_holdout", best_holdout},
                             {"reconstruction_mae_val", val_mae},
-                            {"reconstruction_mae_untrained", mae_before}, {"normalization", "standardized"}};
+                            {"reconstruction_mae_untrained", mae_before},
+                            {"normalization", "standardized"}};
   CF_RETURN_IF_ERROR(WriteFileAtomic(absl::StrCat(dir, "/metrics.json"), metrics.dump(2)));
-  CF_LOG(INFO) << "gene-ae: reconstruction MAE (standardized units) val " << val_mae << " (untrained "
-               << mae_before << "), weights in " << dir;
+  CF_LOG(INFO) << "gene-ae: reconstruction MAE (standardized units) val " << val_mae
+               << " (untrained " << mae_before << "), weights in " << dir;
   CF_RETURN_IF_ERROR(WriteStamp(dir, hash));
   return ctx.dist->Barrier();
 }

@@ -1,8 +1,8 @@
 #include "trainer/latent_cache.h"
 
-#include <cstring>
-
 #include <torch/torch.h>
+
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -29,12 +29,17 @@ absl::Status WriteLatentIndex(const std::string& path, const LatentIndex& index)
   j["latent_shape"] = index.latent_shape;
   j["gene_latent_dim"] = index.gene_latent_dim;
   json wells = json::array();
-  for (const auto& w : index.wells) wells.push_back({{"plate", w.plate}, {"well", w.well}, {"crops", w.crop_rows}});
+  for (const auto& w : index.wells)
+    wells.push_back({{"plate", w.plate}, {"well", w.well}, {"crops", w.crop_rows}});
   j["wells"] = wells;
   json pairs = json::array();
   for (const auto& p : index.pairs) {
-    pairs.push_back({{"y", p.y}, {"well", p.well}, {"gene_row", p.gene_row}, {"split", p.split},
-                     {"cp_plate", p.cp_plate}, {"l1000_plate", p.l1000_plate}});
+    pairs.push_back({{"y", p.y},
+                     {"well", p.well},
+                     {"gene_row", p.gene_row},
+                     {"split", p.split},
+                     {"cp_plate", p.cp_plate},
+                     {"l1000_plate", p.l1000_plate}});
   }
   j["pairs"] = pairs;
   j["cp_controls"] = index.cp_controls;
@@ -69,7 +74,8 @@ absl::StatusOr<LatentIndex> ReadLatentIndex(const std::string& path) {
       index.pairs.push_back(std::move(pair));
     }
     index.cp_controls = j.at("cp_controls").get<std::map<std::string, std::vector<int64_t>>>();
-    index.l1000_controls = j.at("l1000_controls").get<std::map<std::string, std::vector<int64_t>>>();
+    index.l1000_controls =
+        j.at("l1000_controls").get<std::map<std::string, std::vector<int64_t>>>();
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("latent index '", path, "': ", e.what()));
   }
@@ -77,22 +83,26 @@ absl::StatusOr<LatentIndex> ReadLatentIndex(const std::string& path) {
   for (size_t i = 0; i < index.wells.size(); ++i) {
     for (int64_t r : index.wells[i].crop_rows) {
       if (r < 0 || r >= index.image_rows) {
-        return absl::InvalidArgumentError(absl::StrCat("latent index '", path, "': well ", i, " crop row ", r,
-                                                       " outside [0, ", index.image_rows, ")"));
+        return absl::InvalidArgumentError(absl::StrCat("latent index '", path, "': well ", i,
+                                                       " crop row ", r, " outside [0, ",
+                                                       index.image_rows, ")"));
       }
     }
     if (index.wells[i].crop_rows.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("latent index '", path, "': well ", i, " has no crops"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("latent index '", path, "': well ", i, " has no crops"));
     }
   }
   for (size_t i = 0; i < index.pairs.size(); ++i) {
     const auto& p = index.pairs[i];
     if (p.well < 0 || p.well >= static_cast<int64_t>(index.wells.size())) {
-      return absl::InvalidArgumentError(absl::StrCat("latent index '", path, "': pair ", i, " well ", p.well, " out of range"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("latent index '", path, "': pair ", i, " well ", p.well, " out of range"));
     }
     if (!index.cp_controls.count(p.cp_plate) || !index.l1000_controls.count(p.l1000_plate)) {
       return absl::InvalidArgumentError(absl::StrCat("latent index '", path, "': pair ", i,
-                                                     " has no controls on plate ", p.cp_plate, " / ", p.l1000_plate));
+                                                     " has no controls on plate ", p.cp_plate,
+                                                     " / ", p.l1000_plate));
     }
   }
   return index;
@@ -101,7 +111,8 @@ absl::StatusOr<LatentIndex> ReadLatentIndex(const std::string& path) {
 LatentCacheWriter::LatentCacheWriter(std::string dir, int64_t rows_per_shard)
     : dir_(std::move(dir)), rows_per_shard_(rows_per_shard) {}
 
-absl::StatusOr<int64_t> LatentCacheWriter::AppendImages(const torch::Tensor& mean, const torch::Tensor& std) {
+absl::StatusOr<int64_t> LatentCacheWriter::AppendImages(const torch::Tensor& mean,
+                                                        const torch::Tensor& std) {
   if (latent_shape_.empty()) latent_shape_ = mean.sizes().slice(1).vec();
   const int64_t first = rows_;
   int64_t offset = 0;
@@ -139,9 +150,10 @@ absl::Status LatentCacheWriter::Finish(LatentIndex index, const torch::Tensor& g
   index.latent_shape = latent_shape_;
   index.gene_latent_dim = gene_latents.defined() ? gene_latents.size(1) : 0;
   if (gene_latents.defined()) {
-    CF_RETURN_IF_ERROR(SaveSafetensors(absl::StrCat(dir_, "/gene_latents.safetensors"),
-                                       {{"latent", gene_latents.to(torch::kCPU, torch::kFloat32).contiguous()},
-                                        {"expression", expression.to(torch::kCPU, torch::kFloat32).contiguous()}}));
+    CF_RETURN_IF_ERROR(SaveSafetensors(
+        absl::StrCat(dir_, "/gene_latents.safetensors"),
+        {{"latent", gene_latents.to(torch::kCPU, torch::kFloat32).contiguous()},
+         {"expression", expression.to(torch::kCPU, torch::kFloat32).contiguous()}}));
   }
   // The index goes last: a cache without index.json is incomplete and is rebuilt.
   return WriteLatentIndex(absl::StrCat(dir_, "/index.json"), index);
@@ -154,7 +166,8 @@ absl::StatusOr<std::unique_ptr<LatentCache>> LatentCache::Open(const std::string
   const int64_t shards = (ix.image_rows + ix.rows_per_shard - 1) / ix.rows_per_shard;
   std::vector<int64_t> row_shape = ix.latent_shape;
   for (int64_t s = 0; s < shards; ++s) {
-    CF_ASSIGN_OR_RETURN(io::SafetensorsFile f, io::SafetensorsFile::Read(ShardPath(dir, static_cast<int>(s))));
+    CF_ASSIGN_OR_RETURN(io::SafetensorsFile f,
+                        io::SafetensorsFile::Read(ShardPath(dir, static_cast<int>(s))));
     const int64_t rows = std::min(ix.rows_per_shard, ix.image_rows - s * ix.rows_per_shard);
     std::vector<int64_t> shape = {rows};
     shape.insert(shape.end(), row_shape.begin(), row_shape.end());
@@ -163,26 +176,30 @@ absl::StatusOr<std::unique_ptr<LatentCache>> LatentCache::Open(const std::string
     cache->shards_.push_back(std::move(f));
   }
   if (ix.gene_latent_dim > 0) {
-    CF_ASSIGN_OR_RETURN(TensorMap g, LoadSafetensors(absl::StrCat(dir, "/gene_latents.safetensors")));
+    CF_ASSIGN_OR_RETURN(TensorMap g,
+                        LoadSafetensors(absl::StrCat(dir, "/gene_latents.safetensors")));
     auto it = g.find("latent");
     auto ex = g.find("expression");
-    if (it == g.end() || it->second.dim() != 2 || it->second.size(1) != ix.gene_latent_dim || ex == g.end() ||
-        ex->second.dim() != 2 || ex->second.size(0) != it->second.size(0)) {
-      return absl::InvalidArgumentError(absl::StrCat("latent cache '", dir, "': gene_latents.safetensors needs `latent` [R, ",
-                                                     ix.gene_latent_dim, "] and `expression` [R, G]"));
+    if (it == g.end() || it->second.dim() != 2 || it->second.size(1) != ix.gene_latent_dim ||
+        ex == g.end() || ex->second.dim() != 2 || ex->second.size(0) != it->second.size(0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("latent cache '", dir, "': gene_latents.safetensors needs `latent` [R, ",
+                       ix.gene_latent_dim, "] and `expression` [R, G]"));
     }
     cache->gene_latents_ = it->second;
     cache->expression_ = ex->second;
     for (const auto& p : ix.pairs) {
       if (p.gene_row < 0 || p.gene_row >= cache->gene_latents_.size(0)) {
-        return absl::InvalidArgumentError(absl::StrCat("latent cache '", dir, "': gene row ", p.gene_row, " out of range"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("latent cache '", dir, "': gene row ", p.gene_row, " out of range"));
       }
     }
   }
   return cache;
 }
 
-void LatentCache::GatherImages(const std::vector<int64_t>& rows, torch::Tensor* mean, torch::Tensor* std) const {
+void LatentCache::GatherImages(const std::vector<int64_t>& rows, torch::Tensor* mean,
+                               torch::Tensor* std) const {
   std::vector<int64_t> shape = {static_cast<int64_t>(rows.size())};
   shape.insert(shape.end(), index_.latent_shape.begin(), index_.latent_shape.end());
   torch::Tensor m = torch::empty(shape, torch::kFloat16);
@@ -192,8 +209,10 @@ void LatentCache::GatherImages(const std::vector<int64_t>& rows, torch::Tensor* 
     const int64_t shard = rows[i] / index_.rows_per_shard, local = rows[i] % index_.rows_per_shard;
     const io::SafetensorsFile& f = shards_[shard];
     absl::string_view md = f.Data(*f.Find("mean")), sd = f.Data(*f.Find("std"));
-    std::memcpy(static_cast<char*>(m.data_ptr()) + i * row_bytes, md.data() + local * row_bytes, row_bytes);
-    std::memcpy(static_cast<char*>(s.data_ptr()) + i * row_bytes, sd.data() + local * row_bytes, row_bytes);
+    std::memcpy(static_cast<char*>(m.data_ptr()) + i * row_bytes, md.data() + local * row_bytes,
+                row_bytes);
+    std::memcpy(static_cast<char*>(s.data_ptr()) + i * row_bytes, sd.data() + local * row_bytes,
+                row_bytes);
   }
   *mean = m.to(torch::kFloat32);
   *std = s.to(torch::kFloat32);

@@ -11,13 +11,13 @@
 #ifndef CELLFLUX_TRAINER_LATENT_CACHE_H_
 #define CELLFLUX_TRAINER_LATENT_CACHE_H_
 
+#include <torch/types.h>
+
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -32,11 +32,11 @@ struct CachedWell {
 };
 
 struct CachedPair {
-  int64_t y = 0;            // perturbation row (embedding index)
-  int64_t well = 0;         // index into wells
-  int64_t gene_row = 0;     // row of gene_latents (the perturbed L1000 replicate)
-  std::string split;        // train | val | test
-  std::string cp_plate;     // = wells[well].plate
+  int64_t y = 0;         // perturbation row (embedding index)
+  int64_t well = 0;      // index into wells
+  int64_t gene_row = 0;  // row of gene_latents (the perturbed L1000 replicate)
+  std::string split;     // train | val | test
+  std::string cp_plate;  // = wells[well].plate
   std::string l1000_plate;
 };
 
@@ -78,7 +78,8 @@ class LatentCache {
 
   const LatentIndex& index() const { return index_; }
   // rows: image-latent row ids → mean/std [n, C·L, h, w] float32 (CPU).
-  void GatherImages(const std::vector<int64_t>& rows, torch::Tensor* mean, torch::Tensor* std) const;
+  void GatherImages(const std::vector<int64_t>& rows, torch::Tensor* mean,
+                    torch::Tensor* std) const;
   const torch::Tensor& gene_latents() const { return gene_latents_; }  // [R, Lg] float32
   const torch::Tensor& expression() const { return expression_; }      // [R, G] standardized
 

@@ -7,7 +7,8 @@
 //   flow      train the SiT flow model (EMA, checkpoints, validation; --resume)
 //   eval      FID/KID, gene MAE and baselines on the test pairs with the EMA weights
 //   all       gene-ae → vae → encode → flow → eval, skipping stages that are up to date
-// Multi-process: python3 -m torch.distributed.run --no_python --nproc_per_node=N cellflux-train flow ...
+// Multi-process: python3 -m torch.distributed.run --no_python --nproc_per_node=N cellflux-train
+// flow ...
 #include <iostream>
 #include <memory>
 #include <string>
@@ -30,7 +31,8 @@ using cellflux::trainer::TrainConfig;
 int Report(const std::string& stage, const absl::Status& s) {
   if (s.ok()) return 0;
   std::cerr << "cellflux-train " << stage << ": " << s.message() << "\n";
-  return s.code() == absl::StatusCode::kInvalidArgument || s.code() == absl::StatusCode::kNotFound ||
+  return s.code() == absl::StatusCode::kInvalidArgument ||
+                 s.code() == absl::StatusCode::kNotFound ||
                  s.code() == absl::StatusCode::kFailedPrecondition
              ? 2
              : 1;
@@ -47,7 +49,8 @@ struct CommonFlags {
 
 void AddCommon(CLI::App* app, CommonFlags& f) {
   app->add_option("--config", f.config, "trainer YAML config (README: Configuration)");
-  app->add_option("--set", f.sets, "override one config key, e.g. --set flow.steps=200 (repeatable)");
+  app->add_option("--set", f.sets,
+                  "override one config key, e.g. --set flow.steps=200 (repeatable)");
   app->add_option("--data-dir", f.data_dir, "prepared data dir (config key data_dir)");
   app->add_option("--work-dir", f.work_dir, "stage outputs (config key work_dir)");
   app->add_option("--model-config", f.model_config, "model JSON (config key model_config)");
@@ -82,27 +85,42 @@ absl::StatusOr<TrainConfig> BuildConfig(const CommonFlags& f) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"cellflux-train: prepare data, pretrain autoencoders, cache latents, train and evaluate CellFluxMM"};
+  CLI::App app{
+      "cellflux-train: prepare data, pretrain autoencoders, cache latents, train and evaluate "
+      "CellFluxMM"};
   app.require_subcommand(1);
 
   // prepare has its own flags (it runs before any config makes sense).
   cellflux::data::PrepareOptions prep;
-  CLI::App* prepare = app.add_subcommand("prepare", "match images, plate maps and L1000 into a prepared data dir");
-  prepare->add_option("--images", prep.images_dir, "BBBC047 images dir (one folder per plate)")->required();
-  prepare->add_option("--platemaps", prep.platemaps_dir, "dir with barcode_platemap.csv and platemap/")->required();
+  CLI::App* prepare =
+      app.add_subcommand("prepare", "match images, plate maps and L1000 into a prepared data dir");
+  prepare->add_option("--images", prep.images_dir, "BBBC047 images dir (one folder per plate)")
+      ->required();
+  prepare
+      ->add_option("--platemaps", prep.platemaps_dir, "dir with barcode_platemap.csv and platemap/")
+      ->required();
   prepare->add_option("--l1000", prep.l1000_path, "replicate_level_l1k.csv(.gz)")->required();
   prepare->add_option("--out", prep.out_dir, "prepared data dir to write")->required();
-  prepare->add_option("--test-perturbations", prep.test_perturbations, "held-out test perturbations")->capture_default_str();
-  prepare->add_option("--val-fraction", prep.val_fraction, "validation fraction of the rest")->capture_default_str();
+  prepare
+      ->add_option("--test-perturbations", prep.test_perturbations, "held-out test perturbations")
+      ->capture_default_str();
+  prepare->add_option("--val-fraction", prep.val_fraction, "validation fraction of the rest")
+      ->capture_default_str();
   prepare->add_option("--seed", prep.seed, "split/pairing seed")->capture_default_str();
-  prepare->add_option("--split-level", prep.split_level,
-                      "perturbation (hold out whole compounds) | pair (paper: one held-out pair per test compound)")
+  prepare
+      ->add_option("--split-level", prep.split_level,
+                   "perturbation (hold out whole compounds) | pair (paper: one held-out pair per "
+                   "test compound)")
       ->capture_default_str();
 
   CommonFlags common;
   std::string pretrained, checkpoint;
   bool resume = false;
-  struct Stage { const char* name; const char* help; CLI::App* app = nullptr; };
+  struct Stage {
+    const char* name;
+    const char* help;
+    CLI::App* app = nullptr;
+  };
   std::vector<Stage> stages = {
       {"gene-ae", "pretrain the gene autoencoder"},
       {"vae", "import (--pretrained) or train the image VAE"},
@@ -115,13 +133,20 @@ int main(int argc, char** argv) {
     s.app = app.add_subcommand(s.name, s.help);
     AddCommon(s.app, common);
   }
-  for (int i : {1, 5}) stages[i].app->add_option("--pretrained", pretrained, "diffusers AutoencoderKL .safetensors (e.g. sd-vae-ft-mse)");
-  for (int i : {3, 5}) stages[i].app->add_flag("--resume", resume, "continue from the latest checkpoint's trainer state");
-  stages[4].app->add_option("--checkpoint", checkpoint, "checkpoint dir or root (default: work_dir/checkpoints best, else latest)");
+  for (int i : {1, 5})
+    stages[i].app->add_option("--pretrained", pretrained,
+                              "diffusers AutoencoderKL .safetensors (e.g. sd-vae-ft-mse)");
+  for (int i : {3, 5})
+    stages[i].app->add_flag("--resume", resume,
+                            "continue from the latest checkpoint's trainer state");
+  stages[4].app->add_option(
+      "--checkpoint", checkpoint,
+      "checkpoint dir or root (default: work_dir/checkpoints best, else latest)");
   std::string extractor;
   for (int i : {4, 5}) {
     stages[i].app->add_option("--extractor", extractor,
-                              "TorchScript Inception (NVlabs inception-2015-12-05.pt) for FID/KID (config key eval.extractor)");
+                              "TorchScript Inception (NVlabs inception-2015-12-05.pt) for FID/KID "
+                              "(config key eval.extractor)");
   }
 
   CLI11_PARSE(app, argc, argv);

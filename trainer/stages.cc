@@ -42,8 +42,8 @@ absl::Status WriteStamp(const std::string& stage_dir, const std::string& hash) {
   return WriteFileAtomic(absl::StrCat(stage_dir, "/stamp.json"), j.dump());
 }
 
-absl::StatusOr<StageContext> MakeStageContext(const TrainConfig& config, const torch::Device& device,
-                                              Distributed* dist) {
+absl::StatusOr<StageContext> MakeStageContext(const TrainConfig& config,
+                                              const torch::Device& device, Distributed* dist) {
   CF_RETURN_IF_ERROR(config.Validate());
   StageContext ctx;
   ctx.config = config;
@@ -51,10 +51,11 @@ absl::StatusOr<StageContext> MakeStageContext(const TrainConfig& config, const t
   ctx.dist = dist;
   CF_ASSIGN_OR_RETURN(ctx.model, ModelConfig::Load(config.model_config));
   // The vocabulary and gene list come from the prepared data, not the JSON: fit them.
-  CF_ASSIGN_OR_RETURN(data::Manifest m, data::LoadManifest(config.data_dir, /*load_expression=*/false));
+  CF_ASSIGN_OR_RETURN(data::Manifest m,
+                      data::LoadManifest(config.data_dir, /*load_expression=*/false));
   if (m.vocabulary.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat("prepared data '", config.data_dir,
-                                                      "' has an empty training vocabulary"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("prepared data '", config.data_dir, "' has an empty training vocabulary"));
   }
   ctx.model.sit.num_classes = static_cast<int>(m.vocabulary.size());
   ctx.model.gene_ae.num_genes = static_cast<int>(m.gene_ids.size());

@@ -6,15 +6,15 @@
 //   work_dir/gene_ae/gene_autoencoder.safetensors   (+ metrics.json, stamp.json)
 //   work_dir/vae/image_vae.safetensors              (+ metrics.json, stamp.json)
 //   work_dir/latents/                               (latent_cache.h)
-//   work_dir/checkpoints/step-NNNNNNN/, latest, best (checkpoint bundles; best/latest = pointer files)
-//   work_dir/eval/metrics.json, figure.png, real/, fake/
+//   work_dir/checkpoints/step-NNNNNNN/, latest, best (checkpoint bundles; best/latest = pointer
+//   files) work_dir/eval/metrics.json, figure.png, real/, fake/
 #ifndef CELLFLUX_TRAINER_STAGES_H_
 #define CELLFLUX_TRAINER_STAGES_H_
 
+#include <torch/types.h>
+
 #include <memory>
 #include <string>
-
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -27,16 +27,16 @@ namespace cellflux::trainer {
 
 struct StageContext {
   TrainConfig config;
-  ModelConfig model;           // loaded from config.model_config, sizes fitted to the data
+  ModelConfig model;  // loaded from config.model_config, sizes fitted to the data
   torch::Device device = torch::kCPU;
   Distributed* dist = nullptr;
-  bool force = false;          // redo even when the stamp matches
+  bool force = false;  // redo even when the stamp matches
 };
 
 // Loads the model config and fits its data-dependent sizes (vocabulary, genes) to the prepared
 // data dir.
-absl::StatusOr<StageContext> MakeStageContext(const TrainConfig& config, const torch::Device& device,
-                                              Distributed* dist);
+absl::StatusOr<StageContext> MakeStageContext(const TrainConfig& config,
+                                              const torch::Device& device, Distributed* dist);
 
 absl::Status RunGeneAeStage(const StageContext& ctx);
 absl::Status RunVaeStage(const StageContext& ctx);

@@ -1,10 +1,10 @@
 #include "trainer/train_config.h"
 
+#include <yaml-cpp/yaml.h>
+
 #include <functional>
 #include <map>
 #include <variant>
-
-#include <yaml-cpp/yaml.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -14,33 +14,55 @@
 namespace cellflux::trainer {
 namespace {
 
-using FieldPtr = std::variant<int64_t*, uint64_t*, int*, double*, std::string*, std::vector<int64_t>*>;
+using FieldPtr =
+    std::variant<int64_t*, uint64_t*, int*, double*, std::string*, std::vector<int64_t>*>;
 
 // Every configurable key, by its dotted path. The one table drives YAML loading, overrides and
 // dumping, so a key cannot be readable in one and missing in another.
 std::map<std::string, FieldPtr> Fields(TrainConfig& c) {
   return {
-      {"model_config", &c.model_config}, {"data_dir", &c.data_dir}, {"work_dir", &c.work_dir},
-      {"seed", &c.seed}, {"device", &c.device}, {"threads", &c.threads},
+      {"model_config", &c.model_config},
+      {"data_dir", &c.data_dir},
+      {"work_dir", &c.work_dir},
+      {"seed", &c.seed},
+      {"device", &c.device},
+      {"threads", &c.threads},
       {"on_bad_sample", &c.on_bad_sample},
-      {"gene_ae.steps", &c.gene_ae.steps}, {"gene_ae.batch_size", &c.gene_ae.batch_size},
-      {"gene_ae.lr", &c.gene_ae.lr}, {"gene_ae.weight_decay", &c.gene_ae.weight_decay},
-      {"vae.pretrained", &c.vae.pretrained}, {"vae.steps", &c.vae.steps},
-      {"vae.batch_size", &c.vae.batch_size}, {"vae.lr", &c.vae.lr}, {"vae.kl_weight", &c.vae.kl_weight},
-      {"encode.crops_per_site", &c.encode.crops_per_site}, {"encode.batch_size", &c.encode.batch_size},
-      {"flow.steps", &c.flow.steps}, {"flow.global_batch", &c.flow.global_batch},
-      {"flow.micro_batch", &c.flow.micro_batch}, {"flow.lr", &c.flow.lr},
-      {"flow.weight_decay", &c.flow.weight_decay}, {"flow.grad_clip", &c.flow.grad_clip},
-      {"flow.condition_drop", &c.flow.condition_drop}, {"flow.beta", &c.flow.beta},
-      {"flow.ema_decay", &c.flow.ema_decay}, {"flow.warmup_steps", &c.flow.warmup_steps},
-      {"flow.checkpoint_every", &c.flow.checkpoint_every}, {"flow.keep_last", &c.flow.keep_last},
-      {"flow.val_every", &c.flow.val_every}, {"flow.val_pairs", &c.flow.val_pairs},
-      {"flow.val_num_steps", &c.flow.val_num_steps}, {"flow.log_every", &c.flow.log_every},
-      {"eval.num_steps", &c.eval.num_steps}, {"eval.guidance", &c.eval.guidance},
-      {"eval.max_pairs", &c.eval.max_pairs}, {"eval.samples_per_pair", &c.eval.samples_per_pair},
+      {"gene_ae.steps", &c.gene_ae.steps},
+      {"gene_ae.batch_size", &c.gene_ae.batch_size},
+      {"gene_ae.lr", &c.gene_ae.lr},
+      {"gene_ae.weight_decay", &c.gene_ae.weight_decay},
+      {"vae.pretrained", &c.vae.pretrained},
+      {"vae.steps", &c.vae.steps},
+      {"vae.batch_size", &c.vae.batch_size},
+      {"vae.lr", &c.vae.lr},
+      {"vae.kl_weight", &c.vae.kl_weight},
+      {"encode.crops_per_site", &c.encode.crops_per_site},
+      {"encode.batch_size", &c.encode.batch_size},
+      {"flow.steps", &c.flow.steps},
+      {"flow.global_batch", &c.flow.global_batch},
+      {"flow.micro_batch", &c.flow.micro_batch},
+      {"flow.lr", &c.flow.lr},
+      {"flow.weight_decay", &c.flow.weight_decay},
+      {"flow.grad_clip", &c.flow.grad_clip},
+      {"flow.condition_drop", &c.flow.condition_drop},
+      {"flow.beta", &c.flow.beta},
+      {"flow.ema_decay", &c.flow.ema_decay},
+      {"flow.warmup_steps", &c.flow.warmup_steps},
+      {"flow.checkpoint_every", &c.flow.checkpoint_every},
+      {"flow.keep_last", &c.flow.keep_last},
+      {"flow.val_every", &c.flow.val_every},
+      {"flow.val_pairs", &c.flow.val_pairs},
+      {"flow.val_num_steps", &c.flow.val_num_steps},
+      {"flow.log_every", &c.flow.log_every},
+      {"eval.num_steps", &c.eval.num_steps},
+      {"eval.guidance", &c.eval.guidance},
+      {"eval.max_pairs", &c.eval.max_pairs},
+      {"eval.samples_per_pair", &c.eval.samples_per_pair},
       {"eval.extractor", &c.eval.extractor},
       {"eval.sample_sizes", &c.eval.sample_sizes},
-      {"eval.grid_perturbations", &c.eval.grid_perturbations}, {"eval.batch_size", &c.eval.batch_size},
+      {"eval.grid_perturbations", &c.eval.grid_perturbations},
+      {"eval.batch_size", &c.eval.batch_size},
   };
 }
 
@@ -49,16 +71,17 @@ absl::Status SetFromNode(const std::string& key, const YAML::Node& node, FieldPt
   try {
     std::visit([&](auto* p) { *p = node.as<std::remove_pointer_t<decltype(p)>>(); }, field);
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(label, ": key '", key, "' has a value of the wrong type (",
-                                                   e.msg, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(label, ": key '", key, "' has a value of the wrong type (", e.msg, ")"));
   }
   return absl::OkStatus();
 }
 
-absl::Status Walk(const YAML::Node& node, const std::string& prefix, std::map<std::string, FieldPtr>& fields,
-                  const std::string& label) {
+absl::Status Walk(const YAML::Node& node, const std::string& prefix,
+                  std::map<std::string, FieldPtr>& fields, const std::string& label) {
   for (auto it = node.begin(); it != node.end(); ++it) {
-    std::string key = prefix.empty() ? it->first.as<std::string>() : absl::StrCat(prefix, ".", it->first.as<std::string>());
+    std::string key = prefix.empty() ? it->first.as<std::string>()
+                                     : absl::StrCat(prefix, ".", it->first.as<std::string>());
     auto f = fields.find(key);
     if (f != fields.end()) {
       CF_RETURN_IF_ERROR(SetFromNode(key, it->second, f->second, label));
@@ -72,7 +95,8 @@ absl::Status Walk(const YAML::Node& node, const std::string& prefix, std::map<st
 }
 
 absl::Status PositiveInt(const char* key, int64_t v) {
-  if (v <= 0) return absl::InvalidArgumentError(absl::StrCat("config key '", key, "' must be > 0, got ", v));
+  if (v <= 0)
+    return absl::InvalidArgumentError(absl::StrCat("config key '", key, "' must be > 0, got ", v));
   return absl::OkStatus();
 }
 
@@ -80,8 +104,8 @@ absl::Status PositiveInt(const char* key, int64_t v) {
 
 absl::Status TrainConfig::Validate() const {
   if (on_bad_sample != "error" && on_bad_sample != "skip") {
-    return absl::InvalidArgumentError(absl::StrCat("config key 'on_bad_sample' must be error or skip, got '",
-                                                   on_bad_sample, "'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'on_bad_sample' must be error or skip, got '", on_bad_sample, "'"));
   }
   CF_RETURN_IF_ERROR(PositiveInt("gene_ae.batch_size", gene_ae.batch_size));
   CF_RETURN_IF_ERROR(PositiveInt("vae.batch_size", vae.batch_size));
@@ -94,7 +118,8 @@ absl::Status TrainConfig::Validate() const {
   CF_RETURN_IF_ERROR(PositiveInt("eval.num_steps", eval.num_steps));
   CF_RETURN_IF_ERROR(PositiveInt("eval.samples_per_pair", eval.samples_per_pair));
   if (flow.condition_drop < 0 || flow.condition_drop >= 1) {
-    return absl::InvalidArgumentError(absl::StrCat("config key 'flow.condition_drop' must be in [0, 1), got ", flow.condition_drop));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'flow.condition_drop' must be in [0, 1), got ", flow.condition_drop));
   }
   if (flow.steps < 0 || gene_ae.steps < 0 || vae.steps < 0) {
     return absl::InvalidArgumentError("config keys '*.steps' must be >= 0");
@@ -102,7 +127,8 @@ absl::Status TrainConfig::Validate() const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<TrainConfig> TrainConfig::FromYamlString(const std::string& text, const std::string& label) {
+absl::StatusOr<TrainConfig> TrainConfig::FromYamlString(const std::string& text,
+                                                        const std::string& label) {
   TrainConfig c;
   YAML::Node root;
   try {
@@ -111,7 +137,8 @@ absl::StatusOr<TrainConfig> TrainConfig::FromYamlString(const std::string& text,
     return absl::InvalidArgumentError(absl::StrCat(label, ": not valid YAML: ", e.what()));
   }
   if (root.IsNull()) return c;
-  if (!root.IsMap()) return absl::InvalidArgumentError(absl::StrCat(label, ": top level must be a mapping"));
+  if (!root.IsMap())
+    return absl::InvalidArgumentError(absl::StrCat(label, ": top level must be a mapping"));
   auto fields = Fields(c);
   CF_RETURN_IF_ERROR(Walk(root, "", fields, label));
   return c;
@@ -125,7 +152,8 @@ absl::StatusOr<TrainConfig> TrainConfig::Load(const std::string& path) {
 absl::Status TrainConfig::Set(const std::string& assignment) {
   size_t eq = assignment.find('=');
   if (eq == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("override '", assignment, "': expected key=value"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("override '", assignment, "': expected key=value"));
   }
   std::string key = assignment.substr(0, eq);
   auto fields = Fields(*this);
@@ -133,8 +161,9 @@ absl::Status TrainConfig::Set(const std::string& assignment) {
   if (f == fields.end()) {
     std::vector<std::string> keys;
     for (const auto& [k, v] : fields) keys.push_back(k);
-    return absl::InvalidArgumentError(absl::StrCat("override '", assignment, "': unknown key '", key,
-                                                   "' (known: ", absl::StrJoin(keys, ", "), ")"));
+    return absl::InvalidArgumentError(absl::StrCat("override '", assignment, "': unknown key '",
+                                                   key, "' (known: ", absl::StrJoin(keys, ", "),
+                                                   ")"));
   }
   YAML::Node value;
   try {

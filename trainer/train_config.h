@@ -3,15 +3,13 @@
 //
 //   model_config: configs/tiny.json   # ModelConfig JSON (architecture, normalization, sampling)
 //   data_dir: out/data                # output of `cellflux-train prepare`
-//   work_dir: out/run                 # stage outputs: gene_ae/, vae/, latents/, checkpoints/, eval/
-//   seed: 0
-//   device: cpu                       # cpu | cuda | cuda:N | auto
-//   threads: 0                        # intra-op threads, 0 = one per core
-//   on_bad_sample: error              # error | skip (count and report)
-//   gene_ae: {steps: 2000, batch_size: 256, lr: 1.0e-4, weight_decay: 0.0}
-//   vae: {pretrained: "", steps: 1000, batch_size: 16, lr: 1.0e-4, kl_weight: 1.0e-6}
-//   encode: {crops_per_site: 4, batch_size: 32}
-//   flow: {steps: 2000, global_batch: 64, micro_batch: 64, lr: 1.0e-4, weight_decay: 1.0e-2,
+//   work_dir: out/run                 # stage outputs: gene_ae/, vae/, latents/, checkpoints/,
+//   eval/ seed: 0 device: cpu                       # cpu | cuda | cuda:N | auto threads: 0 #
+//   intra-op threads, 0 = one per core on_bad_sample: error              # error | skip (count and
+//   report) gene_ae: {steps: 2000, batch_size: 256, lr: 1.0e-4, weight_decay: 0.0} vae:
+//   {pretrained: "", steps: 1000, batch_size: 16, lr: 1.0e-4, kl_weight: 1.0e-6} encode:
+//   {crops_per_site: 4, batch_size: 32} flow: {steps: 2000, global_batch: 64, micro_batch: 64,
+//   lr: 1.0e-4, weight_decay: 1.0e-2,
 //          grad_clip: 1.0, condition_drop: 0.1, beta: 1.0, ema_decay: 0.9999, warmup_steps: 0,
 //          checkpoint_every: 500, keep_last: 3, val_every: 500, val_pairs: 64,
 //          val_num_steps: 10, log_every: 10}
@@ -51,21 +49,21 @@ struct EncodeStageConfig {
 };
 
 struct FlowStageConfig {
-  int64_t steps = 2000;           // optimizer steps
-  int64_t global_batch = 64;      // samples per optimizer step, summed over ranks
-  int64_t micro_batch = 64;       // per rank per forward; global/(world·micro) accumulation steps
+  int64_t steps = 2000;       // optimizer steps
+  int64_t global_batch = 64;  // samples per optimizer step, summed over ranks
+  int64_t micro_batch = 64;   // per rank per forward; global/(world·micro) accumulation steps
   double lr = 1e-4;
   double weight_decay = 1e-2;
-  double grad_clip = 1.0;         // max global gradient norm
-  double condition_drop = 0.1;    // CFG training drop probability
-  double beta = -1;               // gene-loss weight; < 0 = the model config's flow.beta
-  double ema_decay = -1;          // < 0 = the model config's flow.ema_decay
-  int64_t warmup_steps = 0;       // linear lr warm-up
-  int64_t checkpoint_every = 500; // steps between checkpoint bundles
-  int64_t keep_last = 3;          // step checkpoints kept (best and latest are never pruned)
-  int64_t val_every = 500;        // steps between validations (and at the end)
-  int64_t val_pairs = 64;         // validation pairs generated per validation
-  int64_t val_num_steps = 10;     // Euler steps for validation samples
+  double grad_clip = 1.0;          // max global gradient norm
+  double condition_drop = 0.1;     // CFG training drop probability
+  double beta = -1;                // gene-loss weight; < 0 = the model config's flow.beta
+  double ema_decay = -1;           // < 0 = the model config's flow.ema_decay
+  int64_t warmup_steps = 0;        // linear lr warm-up
+  int64_t checkpoint_every = 500;  // steps between checkpoint bundles
+  int64_t keep_last = 3;           // step checkpoints kept (best and latest are never pruned)
+  int64_t val_every = 500;         // steps between validations (and at the end)
+  int64_t val_pairs = 64;          // validation pairs generated per validation
+  int64_t val_num_steps = 10;      // Euler steps for validation samples
   int64_t log_every = 10;
 };
 
@@ -99,7 +97,8 @@ struct TrainConfig {
   absl::Status Validate() const;
   // Loads YAML; unknown keys are errors (they are usually typos), naming the key.
   static absl::StatusOr<TrainConfig> Load(const std::string& path);
-  static absl::StatusOr<TrainConfig> FromYamlString(const std::string& text, const std::string& label);
+  static absl::StatusOr<TrainConfig> FromYamlString(const std::string& text,
+                                                    const std::string& label);
   // "flow.steps=100" style override; error names the key.
   absl::Status Set(const std::string& assignment);
   std::string ToYaml() const;

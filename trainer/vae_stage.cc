@@ -2,10 +2,10 @@
 // sd-vae-ft-mse safetensors) or train the configured (small) VAE from scratch on single-channel
 // pseudo-RGB crops of the training images (reconstruction MSE + kl_weight · KL). Either way it
 // reports reconstruction PSNR per Cell Painting channel on held-out centre crops.
+#include <torch/torch.h>
+
 #include <map>
 #include <random>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -33,7 +33,8 @@ class SiteSource {
   absl::StatusOr<torch::Tensor> Get(int site_id) {
     auto it = cache_.find(site_id);
     if (it != cache_.end()) return it->second;
-    CF_ASSIGN_OR_RETURN(torch::Tensor raw, data::LoadSiteImage(m_->sites[site_id], /*check_12bit=*/true));
+    CF_ASSIGN_OR_RETURN(torch::Tensor raw,
+                        data::LoadSiteImage(m_->sites[site_id], /*check_12bit=*/true));
     torch::Tensor img = NormalizeImages(raw.unsqueeze(0), *norm_).squeeze(0);
     if (used_ + static_cast<int64_t>(img.nbytes()) <= budget_) {
       used_ += img.nbytes();
@@ -63,7 +64,8 @@ absl::StatusOr<std::vector<double>> ChannelPsnr(AutoencoderKL& ae, const torch::
     c10::InferenceMode guard;
     ae->eval();
     for (int64_t c = 0; c < crops.size(1); ++c) {
-      torch::Tensor x = crops.select(1, c).unsqueeze(1).expand({-1, 3, -1, -1}).to(device);  // [N, 3, S, S]
+      torch::Tensor x =
+          crops.select(1, c).unsqueeze(1).expand({-1, 3, -1, -1}).to(device);  // [N, 3, S, S]
       torch::Tensor rec = ae->Decode(ae->Encode(x).mean).mean(1, /*keepdim=*/true).clamp(-1, 1);
       double mse = (rec - x.narrow(1, 0, 1)).pow(2).mean().item<double>();
       out.push_back(10.0 * std::log10(4.0 / std::max(mse, 1e-12)));
@@ -77,11 +79,12 @@ absl::StatusOr<std::vector<double>> ChannelPsnr(AutoencoderKL& ae, const torch::
 absl::Status RunVaeStage(const StageContext& ctx) {
   const std::string dir = StageDir(ctx, "vae");
   const VaeStageConfig& c = ctx.config.vae;
-  CF_ASSIGN_OR_RETURN(std::string summary, ReadFile(absl::StrCat(ctx.config.data_dir, "/summary.json")));
+  CF_ASSIGN_OR_RETURN(std::string summary,
+                      ReadFile(absl::StrCat(ctx.config.data_dir, "/summary.json")));
   const std::string hash = HashStrings(
       {"vae/v1", ctx.model.vae.ToJson().dump(), ctx.model.normalization.ToJson().dump(), summary,
-       absl::StrCat(ctx.model.image_size, "/", c.steps, "/", c.batch_size, "/", c.lr, "/", c.kl_weight, "/",
-                    ctx.config.seed),
+       absl::StrCat(ctx.model.image_size, "/", c.steps, "/", c.batch_size, "/", c.lr, "/",
+                    c.kl_weight, "/", ctx.config.seed),
        c.pretrained.empty() ? "" : FileFingerprint(c.pretrained)});
   if (!ctx.force && StampMatches(dir, hash)) {
     CF_LOG(INFO) << "vae: up to date (" << dir << ")";
@@ -89,7 +92,8 @@ absl::Status RunVaeStage(const StageContext& ctx) {
   }
   if (!ctx.dist->is_main()) return ctx.dist->Barrier();
 
-  CF_ASSIGN_OR_RETURN(data::Manifest m, data::LoadManifest(ctx.config.data_dir, /*load_expression=*/false));
+  CF_ASSIGN_OR_RETURN(data::Manifest m,
+                      data::LoadManifest(ctx.config.data_dir, /*load_expression=*/false));
   const int64_t size = ctx.model.image_size;
   SiteSource sites(&m, &ctx.model.normalization, /*budget_bytes=*/int64_t{2} << 30);
   std::vector<int> train_sites, held_sites;
@@ -97,17 +101,21 @@ absl::Status RunVaeStage(const StageContext& ctx) {
     auto& dst = p.split == data::Split::kTrain ? train_sites : held_sites;
     dst.insert(dst.end(), p.site_ids.begin(), p.site_ids.end());
   }
-  for (const auto& w : m.cp_controls) train_sites.insert(train_sites.end(), w.site_ids.begin(), w.site_ids.end());
+  for (const auto& w : m.cp_controls)
+    train_sites.insert(train_sites.end(), w.site_ids.begin(), w.site_ids.end());
   if (held_sites.empty()) held_sites = train_sites;
-  if (train_sites.empty()) return absl::FailedPreconditionError("vae: the prepared data has no training sites");
+  if (train_sites.empty())
+    return absl::FailedPreconditionError("vae: the prepared data has no training sites");
 
   // Held-out centre crops for PSNR (first sites of held-out wells, up to 16).
   std::vector<torch::Tensor> eval_crops;
-  for (size_t i = 0; i < held_sites.size() && eval_crops.size() < 16; i += std::max<size_t>(1, held_sites.size() / 16)) {
+  for (size_t i = 0; i < held_sites.size() && eval_crops.size() < 16;
+       i += std::max<size_t>(1, held_sites.size() / 16)) {
     CF_ASSIGN_OR_RETURN(torch::Tensor img, sites.Get(held_sites[i]));
     if (img.size(1) < size || img.size(2) < size) {
-      return absl::InvalidArgumentError(absl::StrFormat("vae: site %s is %dx%d, smaller than image_size %d",
-                                                        m.sites[held_sites[i]].paths[0], img.size(2), img.size(1), size));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("vae: site %s is %dx%d, smaller than image_size %d",
+                          m.sites[held_sites[i]].paths[0], img.size(2), img.size(1), size));
     }
     eval_crops.push_back(data::CropImage(img, size, /*random=*/false, nullptr).contiguous());
   }
@@ -139,17 +147,20 @@ absl::Status RunVaeStage(const StageContext& ctx) {
       }
       CF_RETURN_IF_ERROR(TorchCall("vae step", [&] {
         ae->train();
-        torch::Tensor x = torch::stack(batch).expand({-1, 3, -1, -1}).to(ctx.device);  // [B, 3, S, S]
+        torch::Tensor x =
+            torch::stack(batch).expand({-1, 3, -1, -1}).to(ctx.device);  // [B, 3, S, S]
         VaePosterior post = ae->Encode(x);
         torch::Tensor z = post.mean + torch::exp(0.5 * post.logvar) * torch::randn_like(post.mean);
         torch::Tensor rec = ae->Decode(z);
-        torch::Tensor loss = torch::mse_loss(rec, x) + c.kl_weight * KlDivergence(post.mean, post.logvar).mean();
+        torch::Tensor loss =
+            torch::mse_loss(rec, x) + c.kl_weight * KlDivergence(post.mean, post.logvar).mean();
         opt.zero_grad();
         loss.backward();
         opt.step();
         last = loss.item<double>();
       }));
-      if (!std::isfinite(last)) return absl::DataLossError(absl::StrCat("vae: loss became non-finite at step ", step + 1));
+      if (!std::isfinite(last))
+        return absl::DataLossError(absl::StrCat("vae: loss became non-finite at step ", step + 1));
       bar.Update(step + 1, absl::StrFormat("loss=%.5f", last));
     }
     bar.Finish();

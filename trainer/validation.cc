@@ -21,8 +21,10 @@ std::string ValidationSplit(const LatentCache* cache) {
 }  // namespace
 
 std::string ValidationMetrics::Summary() const {
-  return absl::StrFormat("latent FD %.4f (control baseline %.4f), gene MAE %.4f (control baseline %.4f) over %d samples of %d pairs",
-                         metric, metric_control, gene_mae, gene_mae_control, samples, pairs);
+  return absl::StrFormat(
+      "latent FD %.4f (control baseline %.4f), gene MAE %.4f (control baseline %.4f) over %d "
+      "samples of %d pairs",
+      metric, metric_control, gene_mae, gene_mae_control, samples, pairs);
 }
 
 torch::Tensor LatentSummaryFeatures(const torch::Tensor& latents) {
@@ -33,9 +35,10 @@ torch::Tensor LatentSummaryFeatures(const torch::Tensor& latents) {
 Validator::Validator(const LatentCache* cache, const StageContext& ctx)
     : cache_(cache),
       ctx_(ctx),
-      examples_(cache, FlowExampleOptions{ValidationSplit(cache), ctx.config.seed, /*condition_drop=*/0.0,
-                                          ctx.model.sit.num_classes, ctx.model.flow.sample_posterior,
-                                          /*centre_crop_only=*/true, ctx.model.flow.source_noise_sigma}) {}
+      examples_(cache,
+                FlowExampleOptions{ValidationSplit(cache), ctx.config.seed, /*condition_drop=*/0.0,
+                                   ctx.model.sit.num_classes, ctx.model.flow.sample_posterior,
+                                   /*centre_crop_only=*/true, ctx.model.flow.source_noise_sigma}) {}
 
 absl::StatusOr<ValidationMetrics> Validator::Run(CellFluxModel& model, int64_t step) {
   (void)step;
@@ -44,8 +47,9 @@ absl::StatusOr<ValidationMetrics> Validator::Run(CellFluxModel& model, int64_t s
   // repeat with another control and seed), so a handful of pairs still gives a usable FD.
   const int64_t n = ctx_.config.flow.val_pairs;
   if (examples_.size() < 1 || n < 2) {
-    return absl::FailedPreconditionError(absl::StrCat("validation needs at least 2 draws from a non-empty split, got ",
-                                                      n, " draws from ", examples_.size(), " pairs"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("validation needs at least 2 draws from a non-empty split, got ", n,
+                     " draws from ", examples_.size(), " pairs"));
   }
   std::vector<int64_t> positions(n);
   for (int64_t i = 0; i < n; ++i) positions[i] = i * examples_.size() / n;
@@ -69,8 +73,10 @@ absl::StatusOr<ValidationMetrics> Validator::Run(CellFluxModel& model, int64_t s
     m.metric_control = fd_to_real(control);
     if (gen.gene.defined()) {
       const torch::Tensor& expr = cache_->expression();
-      torch::Tensor real_expr = expr.index_select(0, torch::tensor(b.target_gene_rows, torch::kInt64));
-      torch::Tensor control_expr = expr.index_select(0, torch::tensor(b.control_gene_rows, torch::kInt64));
+      torch::Tensor real_expr =
+          expr.index_select(0, torch::tensor(b.target_gene_rows, torch::kInt64));
+      torch::Tensor control_expr =
+          expr.index_select(0, torch::tensor(b.control_gene_rows, torch::kInt64));
       torch::Tensor gen_expr = model->gene_ae()->DecodeStandardized(gen.gene).to(torch::kCPU);
       m.gene_mae = (gen_expr - real_expr).abs().mean().item<double>();
       m.gene_mae_control = (control_expr - real_expr).abs().mean().item<double>();

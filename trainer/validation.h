@@ -23,12 +23,12 @@
 namespace cellflux::trainer {
 
 struct ValidationMetrics {
-  double metric = 0;         // latent Fréchet distance, generated vs real
-  double metric_control = 0; // the same for the controls (z0) vs real: the do-nothing baseline
-  double gene_mae = 0;       // generated vs real, standardized units
+  double metric = 0;            // latent Fréchet distance, generated vs real
+  double metric_control = 0;    // the same for the controls (z0) vs real: the do-nothing baseline
+  double gene_mae = 0;          // generated vs real, standardized units
   double gene_mae_control = 0;  // control expression as the prediction
-  int64_t samples = 0;       // draws (flow.val_pairs)
-  int64_t pairs = 0;         // distinct pairs among them
+  int64_t samples = 0;          // draws (flow.val_pairs)
+  int64_t pairs = 0;            // distinct pairs among them
   std::string Summary() const;
 };
 

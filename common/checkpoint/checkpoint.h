@@ -50,13 +50,13 @@ inline constexpr char kTrainerStateJson[] = "state.json";
 
 struct CheckpointBundle {
   ModelConfig config;
-  TensorMap model;             // EMA SiT weights, reference SiT names
-  TensorMap gene_autoencoder;  // gene autoencoder weights
-  TensorMap image_vae;         // AutoencoderKL weights, diffusers names
+  TensorMap model;                               // EMA SiT weights, reference SiT names
+  TensorMap gene_autoencoder;                    // gene autoencoder weights
+  TensorMap image_vae;                           // AutoencoderKL weights, diffusers names
   std::vector<PerturbationEntry> perturbations;  // size config.sit.num_classes; row = embedding row
   std::vector<GeneEntry> genes;                  // size config.gene_ae.num_genes
-  int64_t step = 0;            // optimizer step the weights come from (≥ 0)
-  std::string model_id;        // empty on write → DefaultModelId(bundle)
+  int64_t step = 0;                              // optimizer step the weights come from (≥ 0)
+  std::string model_id;                          // empty on write → DefaultModelId(bundle)
 };
 
 // Resume-only state: raw (non-EMA) weights, optimizer tensors, RNG, data position.

@@ -21,8 +21,8 @@ namespace fs = std::filesystem;
 absl::Status CheckName(const std::string& name, const std::string& where) {
   if (name.empty() || name[0] == '.' || name.find('/') != std::string::npos ||
       name.find_first_of("\r\n\t") != std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": '", name,
-                                                   "' is not a checkpoint directory name (empty, hidden or has a '/')"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": '", name, "' is not a checkpoint directory name (empty, hidden or has a '/')"));
   }
   return absl::OkStatus();
 }
@@ -53,12 +53,14 @@ absl::Status UpdateCheckpointPointer(const std::string& root, const std::string&
   const std::string pointer_file = (fs::path(root) / pointer).string();
   CF_RETURN_IF_ERROR(CheckName(name, pointer_file));
   if (!fs::is_directory(fs::path(root) / name)) {
-    return absl::NotFoundError(absl::StrCat(pointer_file, ": checkpoint '", name, "' is not a directory in '", root, "'"));
+    return absl::NotFoundError(
+        absl::StrCat(pointer_file, ": checkpoint '", name, "' is not a directory in '", root, "'"));
   }
   return WriteFileAtomic(pointer_file, name + "\n");
 }
 
-absl::StatusOr<std::string> ReadCheckpointPointer(const std::string& root, const std::string& pointer) {
+absl::StatusOr<std::string> ReadCheckpointPointer(const std::string& root,
+                                                  const std::string& pointer) {
   const std::string pointer_file = (fs::path(root) / pointer).string();
   CF_ASSIGN_OR_RETURN(std::string text, ReadFile(pointer_file));
   std::string name(absl::StripAsciiWhitespace(text));
@@ -74,12 +76,14 @@ absl::StatusOr<std::string> ResolveCheckpointDir(const std::string& path) {
     const fs::path dir = p / name;
     if (!fs::is_regular_file(dir / kConfigFile)) {
       return absl::NotFoundError(absl::StrCat((p / kLatestPointer).string(), " points to '", name,
-                                              "', which is not a checkpoint (no ", kConfigFile, ")"));
+                                              "', which is not a checkpoint (no ", kConfigFile,
+                                              ")"));
     }
     return dir.string();
   }
-  return absl::NotFoundError(absl::StrCat("'", path, "' is neither a checkpoint directory (no ", kConfigFile,
-                                          ") nor a checkpoint root (no '", kLatestPointer, "' file)"));
+  return absl::NotFoundError(absl::StrCat("'", path, "' is neither a checkpoint directory (no ",
+                                          kConfigFile, ") nor a checkpoint root (no '",
+                                          kLatestPointer, "' file)"));
 }
 
 absl::StatusOr<std::vector<CheckpointListing>> ListCheckpoints(const std::string& root) {
@@ -93,7 +97,8 @@ absl::StatusOr<std::vector<CheckpointListing>> ListCheckpoints(const std::string
   }
   if (ec) {
     std::string msg = absl::StrCat("cannot list checkpoint root '", root, "': ", ec.message());
-    return ec == std::errc::no_such_file_or_directory ? absl::NotFoundError(msg) : absl::InternalError(msg);
+    return ec == std::errc::no_such_file_or_directory ? absl::NotFoundError(msg)
+                                                      : absl::InternalError(msg);
   }
   std::sort(out.begin(), out.end(), [](const CheckpointListing& a, const CheckpointListing& b) {
     return a.step != b.step ? a.step < b.step : a.name < b.name;
@@ -110,24 +115,33 @@ absl::StatusOr<std::vector<std::string>> CleanupCheckpointLeftovers(const std::s
     if (!LeftoverTarget(name, ".tmp-").empty()) tmps.push_back(e.path());
     if (!LeftoverTarget(name, ".old-").empty()) olds.push_back(e.path());
   }
-  if (ec == std::errc::no_such_file_or_directory) return std::vector<std::string>{};  // nothing written yet
-  if (ec) return absl::InternalError(absl::StrCat("cannot list checkpoint root '", root, "': ", ec.message()));
+  if (ec == std::errc::no_such_file_or_directory)
+    return std::vector<std::string>{};  // nothing written yet
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("cannot list checkpoint root '", root, "': ", ec.message()));
   std::sort(olds.begin(), olds.end());
   std::vector<std::string> done;
   for (const fs::path& old : olds) {
     const fs::path target = fs::path(root) / LeftoverTarget(old.filename().string(), ".old-");
     if (!fs::exists(target)) {
       fs::rename(old, target, ec);
-      if (ec) return absl::InternalError(absl::StrCat("cannot restore '", old.string(), "': ", ec.message()));
+      if (ec)
+        return absl::InternalError(
+            absl::StrCat("cannot restore '", old.string(), "': ", ec.message()));
     } else {
       fs::remove_all(old, ec);
-      if (ec) return absl::InternalError(absl::StrCat("cannot delete '", old.string(), "': ", ec.message()));
+      if (ec)
+        return absl::InternalError(
+            absl::StrCat("cannot delete '", old.string(), "': ", ec.message()));
     }
     done.push_back(old.filename().string());
   }
   for (const fs::path& tmp : tmps) {
     fs::remove_all(tmp, ec);
-    if (ec) return absl::InternalError(absl::StrCat("cannot delete '", tmp.string(), "': ", ec.message()));
+    if (ec)
+      return absl::InternalError(
+          absl::StrCat("cannot delete '", tmp.string(), "': ", ec.message()));
     done.push_back(tmp.filename().string());
   }
   if (!done.empty()) CF_RETURN_IF_ERROR(FsyncDirectory(root));
@@ -135,7 +149,8 @@ absl::StatusOr<std::vector<std::string>> CleanupCheckpointLeftovers(const std::s
 }
 
 absl::StatusOr<std::vector<std::string>> PruneCheckpoints(const std::string& root, int keep_last) {
-  if (keep_last < 1) return absl::InvalidArgumentError(absl::StrCat("keep_last must be ≥ 1, got ", keep_last));
+  if (keep_last < 1)
+    return absl::InvalidArgumentError(absl::StrCat("keep_last must be ≥ 1, got ", keep_last));
   CF_RETURN_IF_ERROR(CleanupCheckpointLeftovers(root).status());
   CF_ASSIGN_OR_RETURN(std::vector<CheckpointListing> all, ListCheckpoints(root));
   std::set<std::string> keep;
@@ -148,7 +163,8 @@ absl::StatusOr<std::vector<std::string>> PruneCheckpoints(const std::string& roo
       return name.status();
     }
   }
-  for (size_t i = all.size() > static_cast<size_t>(keep_last) ? all.size() - keep_last : 0; i < all.size(); ++i) {
+  for (size_t i = all.size() > static_cast<size_t>(keep_last) ? all.size() - keep_last : 0;
+       i < all.size(); ++i) {
     keep.insert(all[i].name);
   }
   std::vector<std::string> removed;
@@ -156,7 +172,9 @@ absl::StatusOr<std::vector<std::string>> PruneCheckpoints(const std::string& roo
   for (const CheckpointListing& c : all) {
     if (keep.count(c.name)) continue;
     fs::remove_all(fs::path(root) / c.name, ec);
-    if (ec) return absl::InternalError(absl::StrCat("cannot delete checkpoint '", (fs::path(root) / c.name).string(), "': ", ec.message()));
+    if (ec)
+      return absl::InternalError(absl::StrCat(
+          "cannot delete checkpoint '", (fs::path(root) / c.name).string(), "': ", ec.message()));
     removed.push_back(c.name);
   }
   if (!removed.empty()) CF_RETURN_IF_ERROR(FsyncDirectory(root));

@@ -25,7 +25,8 @@ inline absl::Status UpdateLatestPointer(const std::string& root, const std::stri
 }
 
 // The checkpoint name root/<pointer> holds; NOT_FOUND if there is no such pointer file.
-absl::StatusOr<std::string> ReadCheckpointPointer(const std::string& root, const std::string& pointer);
+absl::StatusOr<std::string> ReadCheckpointPointer(const std::string& root,
+                                                  const std::string& pointer);
 
 // `path` itself if it holds config.json; else root/<contents of path/latest>. NOT_FOUND naming
 // `path` when it is neither, or naming the pointer when it points to a missing checkpoint.

@@ -8,13 +8,16 @@
 
 namespace cellflux {
 
-absl::StatusOr<CellFluxModel> ModelFromBundle(const CheckpointBundle& bundle, const torch::Device& device) {
+absl::StatusOr<CellFluxModel> ModelFromBundle(const CheckpointBundle& bundle,
+                                              const torch::Device& device) {
   CF_RETURN_IF_ERROR(bundle.config.Validate());
   CellFluxModel model(nullptr);
-  CF_RETURN_IF_ERROR(TorchCall("building the model", [&] { model = CellFluxModel(bundle.config); }));
+  CF_RETURN_IF_ERROR(
+      TorchCall("building the model", [&] { model = CellFluxModel(bundle.config); }));
   CF_RETURN_IF_ERROR(LoadSiTWeights(model->sit(), bundle.model, kModelFile));
   CF_RETURN_IF_ERROR(LoadVaeWeights(model->vae()->autoencoder(), bundle.image_vae, kImageVaeFile));
-  CF_RETURN_IF_ERROR(LoadStateDict(*model->gene_ae(), bundle.gene_autoencoder, kGeneAutoencoderFile));
+  CF_RETURN_IF_ERROR(
+      LoadStateDict(*model->gene_ae(), bundle.gene_autoencoder, kGeneAutoencoderFile));
   CF_RETURN_IF_ERROR(TorchCall("moving the model to the device", [&] {
     model->to(device);
     model->eval();
@@ -23,7 +26,8 @@ absl::StatusOr<CellFluxModel> ModelFromBundle(const CheckpointBundle& bundle, co
 }
 
 CheckpointBundle BundleFromModel(CellFluxModel& model, std::vector<PerturbationEntry> perturbations,
-                                 std::vector<GeneEntry> genes, int64_t step, const TensorMap* sit_weights) {
+                                 std::vector<GeneEntry> genes, int64_t step,
+                                 const TensorMap* sit_weights) {
   auto to_cpu = [](const TensorMap& m) {
     TensorMap out;
     for (const auto& [k, v] : m) out[k] = v.detach().to(torch::kCPU).clone();
@@ -40,13 +44,15 @@ CheckpointBundle BundleFromModel(CellFluxModel& model, std::vector<PerturbationE
   return b;
 }
 
-absl::StatusOr<LoadedModel> LoadCheckpointModel(const std::string& path, const torch::Device& device) {
+absl::StatusOr<LoadedModel> LoadCheckpointModel(const std::string& path,
+                                                const torch::Device& device) {
   LoadedModel out;
   CF_ASSIGN_OR_RETURN(out.dir, ResolveCheckpointDir(path));
   CF_ASSIGN_OR_RETURN(CheckpointBundle bundle, ReadCheckpoint(out.dir));
   absl::StatusOr<CellFluxModel> model = ModelFromBundle(bundle, device);
   if (!model.ok()) {
-    return absl::Status(model.status().code(), absl::StrCat("checkpoint '", out.dir, "': ", model.status().message()));
+    return absl::Status(model.status().code(),
+                        absl::StrCat("checkpoint '", out.dir, "': ", model.status().message()));
   }
   out.model = *model;
   bundle.model.clear();

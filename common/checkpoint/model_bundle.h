@@ -2,10 +2,10 @@
 #ifndef CELLFLUX_COMMON_CHECKPOINT_MODEL_BUNDLE_H_
 #define CELLFLUX_COMMON_CHECKPOINT_MODEL_BUNDLE_H_
 
+#include <torch/types.h>
+
 #include <string>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/statusor.h"
 #include "common/checkpoint/checkpoint.h"
@@ -15,7 +15,8 @@ namespace cellflux {
 
 // Builds the model of bundle.config on `device` and loads all three weight files, checking every
 // name and shape (errors name the checkpoint file and the tensors). Eval mode.
-absl::StatusOr<CellFluxModel> ModelFromBundle(const CheckpointBundle& bundle, const torch::Device& device);
+absl::StatusOr<CellFluxModel> ModelFromBundle(const CheckpointBundle& bundle,
+                                              const torch::Device& device);
 
 // The bundle of a model's current weights (copied to CPU). `sit_weights` replaces the SiT's own
 // parameters when given (the trainer passes the EMA weights).
@@ -30,7 +31,8 @@ struct LoadedModel {
 };
 
 // Resolves `path` (a checkpoint dir or a root with `latest`), reads, validates and loads it.
-absl::StatusOr<LoadedModel> LoadCheckpointModel(const std::string& path, const torch::Device& device);
+absl::StatusOr<LoadedModel> LoadCheckpointModel(const std::string& path,
+                                                const torch::Device& device);
 
 }  // namespace cellflux
 

@@ -18,8 +18,8 @@ constexpr char kGenesHeader[] = "order\tprobe_id\tsymbol";
 absl::Status CheckField(const std::string& label, size_t row, absl::string_view field,
                         absl::string_view value) {
   if (value.find_first_of("\t\r\n") != absl::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(label, ": row ", row, ", field '", field,
-                                                   "' contains a tab or line break: '", value, "'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        label, ": row ", row, ", field '", field, "' contains a tab or line break: '", value, "'"));
   }
   return absl::OkStatus();
 }
@@ -37,13 +37,15 @@ absl::StatusOr<double> ParseDose(absl::string_view s, const std::string& where) 
   double v = 0;
   auto res = std::from_chars(s.data(), s.data() + s.size(), v);
   if (res.ec != std::errc() || res.ptr != s.data() + s.size() || !std::isfinite(v)) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ", field 'dose': '", s, "' is not a finite number"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ", field 'dose': '", s, "' is not a finite number"));
   }
   return v;
 }
 
 // Splits into lines (accepting a trailing newline and \r\n endings) and checks the header.
-absl::StatusOr<std::vector<absl::string_view>> Lines(absl::string_view text, const std::string& label,
+absl::StatusOr<std::vector<absl::string_view>> Lines(absl::string_view text,
+                                                     const std::string& label,
                                                      absl::string_view header) {
   std::vector<absl::string_view> lines = absl::StrSplit(text, '\n');
   if (!lines.empty() && lines.back().empty()) lines.pop_back();
@@ -60,10 +62,12 @@ absl::StatusOr<std::vector<absl::string_view>> Lines(absl::string_view text, con
   return lines;
 }
 
-absl::Status CheckIndex(absl::string_view s, size_t expected, const std::string& where, absl::string_view field) {
+absl::Status CheckIndex(absl::string_view s, size_t expected, const std::string& where,
+                        absl::string_view field) {
   uint64_t v = 0;
   if (!absl::SimpleAtoi(s, &v) || v != expected) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ", field '", field, "': '", s, "', expected ", expected));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ", field '", field, "': '", s, "', expected ", expected));
   }
   return absl::OkStatus();
 }
@@ -76,9 +80,11 @@ absl::StatusOr<std::string> PerturbationsToTsv(const std::vector<PerturbationEnt
   std::set<absl::string_view> seen;
   for (size_t i = 0; i < rows.size(); ++i) {
     const PerturbationEntry& p = rows[i];
-    if (p.id.empty()) return absl::InvalidArgumentError(absl::StrCat(label, ": row ", i, ": empty broad_id"));
+    if (p.id.empty())
+      return absl::InvalidArgumentError(absl::StrCat(label, ": row ", i, ": empty broad_id"));
     if (!seen.insert(p.id).second) {
-      return absl::InvalidArgumentError(absl::StrCat(label, ": row ", i, ": duplicate broad_id '", p.id, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(label, ": row ", i, ": duplicate broad_id '", p.id, "'"));
     }
     if (!std::isnan(p.dose) && !std::isfinite(p.dose)) {
       return absl::InvalidArgumentError(absl::StrCat(label, ": row ", i, ": dose is infinite"));
@@ -86,19 +92,23 @@ absl::StatusOr<std::string> PerturbationsToTsv(const std::vector<PerturbationEnt
     if (absl::Status s = CheckField(label, i, "broad_id", p.id); !s.ok()) return s;
     if (absl::Status s = CheckField(label, i, "smiles", p.smiles); !s.ok()) return s;
     if (absl::Status s = CheckField(label, i, "name", p.name); !s.ok()) return s;
-    absl::StrAppend(&out, i, "\t", p.id, "\t", DoseString(p.dose), "\t", p.smiles, "\t", p.name, "\n");
+    absl::StrAppend(&out, i, "\t", p.id, "\t", DoseString(p.dose), "\t", p.smiles, "\t", p.name,
+                    "\n");
   }
   return out;
 }
 
-absl::StatusOr<std::string> GenesToTsv(const std::vector<GeneEntry>& rows, const std::string& label) {
+absl::StatusOr<std::string> GenesToTsv(const std::vector<GeneEntry>& rows,
+                                       const std::string& label) {
   std::string out = absl::StrCat(kGenesHeader, "\n");
   std::set<absl::string_view> seen;
   for (size_t i = 0; i < rows.size(); ++i) {
     const GeneEntry& g = rows[i];
-    if (g.probe_id.empty()) return absl::InvalidArgumentError(absl::StrCat(label, ": row ", i, ": empty probe_id"));
+    if (g.probe_id.empty())
+      return absl::InvalidArgumentError(absl::StrCat(label, ": row ", i, ": empty probe_id"));
     if (!seen.insert(g.probe_id).second) {
-      return absl::InvalidArgumentError(absl::StrCat(label, ": row ", i, ": duplicate probe_id '", g.probe_id, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(label, ": row ", i, ": duplicate probe_id '", g.probe_id, "'"));
     }
     if (absl::Status s = CheckField(label, i, "probe_id", g.probe_id); !s.ok()) return s;
     if (absl::Status s = CheckField(label, i, "symbol", g.symbol); !s.ok()) return s;
@@ -118,15 +128,18 @@ absl::StatusOr<std::vector<PerturbationEntry>> ParsePerturbationsTsv(absl::strin
     const std::string where = absl::StrCat(label, ": line ", n + 1, " (row ", row, ")");
     std::vector<absl::string_view> f = absl::StrSplit((*lines)[n], '\t');
     if (f.size() != 5) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": ", f.size(), " fields, expected 5 "
+      return absl::InvalidArgumentError(absl::StrCat(where, ": ", f.size(),
+                                                     " fields, expected 5 "
                                                      "(row_index, broad_id, dose, smiles, name)"));
     }
     if (absl::Status s = CheckIndex(f[0], row, where, "row_index"); !s.ok()) return s;
     PerturbationEntry p;
     p.id = std::string(f[1]);
-    if (p.id.empty()) return absl::InvalidArgumentError(absl::StrCat(where, ", field 'broad_id': empty"));
+    if (p.id.empty())
+      return absl::InvalidArgumentError(absl::StrCat(where, ", field 'broad_id': empty"));
     if (!seen.insert(p.id).second) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ", field 'broad_id': duplicate id '", p.id, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ", field 'broad_id': duplicate id '", p.id, "'"));
     }
     absl::StatusOr<double> dose = ParseDose(f[2], where);
     if (!dose.ok()) return dose.status();
@@ -138,7 +151,8 @@ absl::StatusOr<std::vector<PerturbationEntry>> ParsePerturbationsTsv(absl::strin
   return rows;
 }
 
-absl::StatusOr<std::vector<GeneEntry>> ParseGenesTsv(absl::string_view text, const std::string& label) {
+absl::StatusOr<std::vector<GeneEntry>> ParseGenesTsv(absl::string_view text,
+                                                     const std::string& label) {
   absl::StatusOr<std::vector<absl::string_view>> lines = Lines(text, label, kGenesHeader);
   if (!lines.ok()) return lines.status();
   std::vector<GeneEntry> rows;
@@ -148,13 +162,16 @@ absl::StatusOr<std::vector<GeneEntry>> ParseGenesTsv(absl::string_view text, con
     const std::string where = absl::StrCat(label, ": line ", n + 1, " (row ", row, ")");
     std::vector<absl::string_view> f = absl::StrSplit((*lines)[n], '\t');
     if (f.size() != 3) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": ", f.size(), " fields, expected 3 (order, probe_id, symbol)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": ", f.size(), " fields, expected 3 (order, probe_id, symbol)"));
     }
     if (absl::Status s = CheckIndex(f[0], row, where, "order"); !s.ok()) return s;
     GeneEntry g{std::string(f[1]), std::string(f[2])};
-    if (g.probe_id.empty()) return absl::InvalidArgumentError(absl::StrCat(where, ", field 'probe_id': empty"));
+    if (g.probe_id.empty())
+      return absl::InvalidArgumentError(absl::StrCat(where, ", field 'probe_id': empty"));
     if (!seen.insert(g.probe_id).second) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ", field 'probe_id': duplicate id '", g.probe_id, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ", field 'probe_id': duplicate id '", g.probe_id, "'"));
     }
     rows.push_back(std::move(g));
   }

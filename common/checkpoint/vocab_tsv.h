@@ -19,10 +19,10 @@
 namespace cellflux {
 
 struct PerturbationEntry {
-  std::string id;      // Broad ID (or any perturbation key); unique in a vocabulary
+  std::string id;  // Broad ID (or any perturbation key); unique in a vocabulary
   double dose = std::numeric_limits<double>::quiet_NaN();  // µM; NaN = unknown
-  std::string smiles;  // may be empty
-  std::string name;    // may be empty
+  std::string smiles;                                      // may be empty
+  std::string name;                                        // may be empty
 };
 
 struct GeneEntry {
@@ -34,13 +34,15 @@ struct GeneEntry {
 // field holding a tab or line break; `label` (the file name) starts every message.
 absl::StatusOr<std::string> PerturbationsToTsv(const std::vector<PerturbationEntry>& rows,
                                                const std::string& label);
-absl::StatusOr<std::string> GenesToTsv(const std::vector<GeneEntry>& rows, const std::string& label);
+absl::StatusOr<std::string> GenesToTsv(const std::vector<GeneEntry>& rows,
+                                       const std::string& label);
 
 // Parsing: the header must match exactly, the index column must count 0, 1, 2, ..., ids must be
 // non-empty and unique. Errors name `label`, the line number and the field.
 absl::StatusOr<std::vector<PerturbationEntry>> ParsePerturbationsTsv(absl::string_view text,
                                                                      const std::string& label);
-absl::StatusOr<std::vector<GeneEntry>> ParseGenesTsv(absl::string_view text, const std::string& label);
+absl::StatusOr<std::vector<GeneEntry>> ParseGenesTsv(absl::string_view text,
+                                                     const std::string& label);
 
 }  // namespace cellflux
 

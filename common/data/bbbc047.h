@@ -16,10 +16,9 @@
 
 #include <array>
 #include <cstdint>
+#include <opencv2/core.hpp>
 #include <string>
 #include <vector>
-
-#include <opencv2/core.hpp>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -30,7 +29,8 @@ namespace cellflux::data {
 
 inline constexpr int kNumChannels = 5;
 // Canonical channel names, in tensor/proto/file order.
-inline constexpr std::array<const char*, kNumChannels> kChannelNames = {"DNA", "RNA", "ER", "AGP", "Mito"};
+inline constexpr std::array<const char*, kNumChannels> kChannelNames = {"DNA", "RNA", "ER", "AGP",
+                                                                        "Mito"};
 // BBBC047 wN digit of each canonical channel (DNA=w1, RNA=w3, ER=w2, AGP=w4, Mito=w5).
 inline constexpr std::array<int, kNumChannels> kChannelW = {1, 3, 2, 4, 5};
 
@@ -62,10 +62,10 @@ struct DroppedItem {
 };
 
 struct ScanResult {
-  std::vector<SiteFiles> sites;     // complete sites, sorted by (plate, well, site)
+  std::vector<SiteFiles> sites;  // complete sites, sorted by (plate, well, site)
   std::vector<DroppedItem> dropped;
-  int64_t files_matched = 0;        // channel images recognised
-  int64_t files_ignored = 0;        // other files under the plate folders
+  int64_t files_matched = 0;  // channel images recognised
+  int64_t files_ignored = 0;  // other files under the plate folders
   int64_t plates = 0;
 };
 
@@ -75,7 +75,8 @@ absl::StatusOr<ScanResult> ScanImages(const std::string& images_dir);
 
 // Reads the five channels of a site (canonical order) as CV_16UC1 with `check` applied to each,
 // and checks that all five have the same size. Errors name the file.
-absl::StatusOr<std::array<cv::Mat, kNumChannels>> ReadSite(const SiteFiles& site, const io::ImageCheck& check = {});
+absl::StatusOr<std::array<cv::Mat, kNumChannels>> ReadSite(const SiteFiles& site,
+                                                           const io::ImageCheck& check = {});
 
 }  // namespace cellflux::data
 

@@ -83,12 +83,14 @@ absl::Status WithReason(absl::Status status, absl::string_view reason) {
 }
 
 absl::Status ImageError(const absl::Status& status) {
-  return WithReason(status, status.code() == absl::StatusCode::kNotFound ? "missing_file" : "bad_image");
+  return WithReason(status,
+                    status.code() == absl::StatusCode::kNotFound ? "missing_file" : "bad_image");
 }
 
 absl::Status Annotate(const absl::Status& status, absl::string_view context) {
   absl::Status out(status.code(), absl::StrCat(context, ": ", status.message()));
-  status.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
+  status.ForEachPayload(
+      [&](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
   return out;
 }
 
@@ -109,13 +111,15 @@ uint64_t Mix(uint64_t x) {
 }
 
 std::mt19937_64 ItemRng(uint64_t seed, int64_t epoch, int64_t pair_id) {
-  return std::mt19937_64(MixSeeds(MixSeeds(seed, static_cast<uint64_t>(epoch)), static_cast<uint64_t>(pair_id)));
+  return std::mt19937_64(
+      MixSeeds(MixSeeds(seed, static_cast<uint64_t>(epoch)), static_cast<uint64_t>(pair_id)));
 }
 
 // Crops one channel and maps raw → [-1, 1] with the same float operations as NormalizeImages
 // (models/normalization.cc): ((x - lo) / (hi - lo)).clamp(0, 1) * 2 - 1, so both give bitwise
 // equal results. Fused here so the full 696×520 site is never converted to float.
-void CropNormalize(const cv::Mat& src, int64_t top, int64_t left, int64_t size, float lo, float hi, float* dst) {
+void CropNormalize(const cv::Mat& src, int64_t top, int64_t left, int64_t size, float lo, float hi,
+                   float* dst) {
   const float range = hi - lo;
   for (int64_t y = 0; y < size; ++y) {
     const uint16_t* row = src.ptr<uint16_t>(static_cast<int>(top + y)) + left;
@@ -138,27 +142,33 @@ std::string BadSampleReason(const absl::Status& status) {
 }
 
 absl::Status DatasetOptions::Validate() const {
-  if (image_size <= 0) return absl::InvalidArgumentError(absl::StrCat("image_size must be > 0, got ", image_size));
+  if (image_size <= 0)
+    return absl::InvalidArgumentError(absl::StrCat("image_size must be > 0, got ", image_size));
   if (image_cache_bytes < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("image_cache_bytes must be >= 0, got ", image_cache_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("image_cache_bytes must be >= 0, got ", image_cache_bytes));
   }
   const ImageNormalization& n = normalization;
   if (n.method == "divide") {
-    if (!(n.scale > 0)) return absl::InvalidArgumentError(absl::StrCat("normalization.scale must be > 0, got ", n.scale));
+    if (!(n.scale > 0))
+      return absl::InvalidArgumentError(
+          absl::StrCat("normalization.scale must be > 0, got ", n.scale));
   } else if (n.method == "percentile") {
     if (n.low.size() != kNumChannels || n.high.size() != kNumChannels) {
-      return absl::InvalidArgumentError(absl::StrCat("normalization percentile low/high need ", kNumChannels,
-                                                     " values each, got ", n.low.size(), "/", n.high.size()));
+      return absl::InvalidArgumentError(absl::StrCat("normalization percentile low/high need ",
+                                                     kNumChannels, " values each, got ",
+                                                     n.low.size(), "/", n.high.size()));
     }
     for (int c = 0; c < kNumChannels; ++c) {
       if (!(n.high[c] > n.low[c])) {
-        return absl::InvalidArgumentError(absl::StrCat("normalization channel ", kChannelNames[c], ": high ",
-                                                       n.high[c], " must exceed low ", n.low[c]));
+        return absl::InvalidArgumentError(absl::StrCat("normalization channel ", kChannelNames[c],
+                                                       ": high ", n.high[c], " must exceed low ",
+                                                       n.low[c]));
       }
     }
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("normalization.method must be \"divide\" or \"percentile\", got \"", n.method, "\""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "normalization.method must be \"divide\" or \"percentile\", got \"", n.method, "\""));
   }
   return absl::OkStatus();
 }
@@ -173,7 +183,8 @@ uint64_t UniformIndex(std::mt19937_64* rng, uint64_t n) {
   return x % n;
 }
 
-std::pair<int64_t, int64_t> CropOffset(int64_t h, int64_t w, int64_t size, bool random, std::mt19937_64* rng) {
+std::pair<int64_t, int64_t> CropOffset(int64_t h, int64_t w, int64_t size, bool random,
+                                       std::mt19937_64* rng) {
   if (!random) return {(h - size) / 2, (w - size) / 2};
   const int64_t top = static_cast<int64_t>(UniformIndex(rng, static_cast<uint64_t>(h - size + 1)));
   const int64_t left = static_cast<int64_t>(UniformIndex(rng, static_cast<uint64_t>(w - size + 1)));
@@ -199,9 +210,11 @@ absl::StatusOr<torch::Tensor> LoadSiteImage(const SiteFiles& site, bool check_12
   return out;
 }
 
-CellPaintingDataset::CellPaintingDataset(std::shared_ptr<const Manifest> manifest, const DatasetOptions& options)
+CellPaintingDataset::CellPaintingDataset(std::shared_ptr<const Manifest> manifest,
+                                         const DatasetOptions& options)
     : manifest_(std::move(manifest)), options_(options) {
-  if (options_.image_cache_bytes > 0) cache_ = std::make_unique<DecodedSiteCache>(options_.image_cache_bytes);
+  if (options_.image_cache_bytes > 0)
+    cache_ = std::make_unique<DecodedSiteCache>(options_.image_cache_bytes);
 }
 
 CellPaintingDataset::~CellPaintingDataset() = default;
@@ -210,7 +223,8 @@ absl::StatusOr<std::unique_ptr<CellPaintingDataset>> CellPaintingDataset::Create
     std::shared_ptr<const Manifest> manifest, const DatasetOptions& options) {
   if (manifest == nullptr) return absl::InvalidArgumentError("CellPaintingDataset: null manifest");
   CF_RETURN_IF_ERROR(options.Validate());
-  std::unique_ptr<CellPaintingDataset> dataset(new CellPaintingDataset(std::move(manifest), options));
+  std::unique_ptr<CellPaintingDataset> dataset(
+      new CellPaintingDataset(std::move(manifest), options));
   CF_RETURN_IF_ERROR(dataset->Index());
   return dataset;
 }
@@ -219,44 +233,52 @@ absl::Status CellPaintingDataset::Index() {
   const Manifest& m = *manifest_;
   const size_t genes = m.gene_ids.size();
   if (genes == 0 || m.gene_mean.size() != genes || m.gene_std.size() != genes) {
-    return absl::InvalidArgumentError(absl::StrCat("manifest: ", genes, " genes but ", m.gene_mean.size(),
-                                                   " gene means and ", m.gene_std.size(), " gene stds"));
+    return absl::InvalidArgumentError(absl::StrCat("manifest: ", genes, " genes but ",
+                                                   m.gene_mean.size(), " gene means and ",
+                                                   m.gene_std.size(), " gene stds"));
   }
   if (m.expression.size() != m.expression_rows.size() * genes) {
-    return absl::InvalidArgumentError(absl::StrCat("manifest: expression has ", m.expression.size(),
-                                                   " values, expected rows × genes = ", m.expression_rows.size(),
-                                                   " × ", genes, " (load it with load_expression = true)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "manifest: expression has ", m.expression.size(), " values, expected rows × genes = ",
+        m.expression_rows.size(), " × ", genes, " (load it with load_expression = true)"));
   }
   for (size_t i = 0; i < m.cp_controls.size(); ++i) {
-    if (!m.cp_controls[i].site_ids.empty()) cp_controls_[m.cp_controls[i].plate].push_back(static_cast<int64_t>(i));
+    if (!m.cp_controls[i].site_ids.empty())
+      cp_controls_[m.cp_controls[i].plate].push_back(static_cast<int64_t>(i));
   }
   std::unordered_map<std::string, int64_t> vocab;
-  for (size_t i = 0; i < m.vocabulary.size(); ++i) vocab.emplace(m.vocabulary[i].perturbation_id, i);
+  for (size_t i = 0; i < m.vocabulary.size(); ++i)
+    vocab.emplace(m.vocabulary[i].perturbation_id, i);
   const int64_t rows = static_cast<int64_t>(m.expression_rows.size());
   for (size_t i = 0; i < m.pairs.size(); ++i) {
     const ManifestPair& p = m.pairs[i];
     if (p.split != options_.split) continue;
     const std::string where = absl::StrCat("manifest.csv pair ", p.pair_id);
     if (p.site_ids.empty() || p.control_site_ids.empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(where, ": no sites for the well or its control"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(where, ": no sites for the well or its control"));
     }
     for (int id : p.site_ids) {
       if (id < 0 || id >= static_cast<int>(m.sites.size())) {
-        return absl::FailedPreconditionError(absl::StrCat(where, ": site id ", id, " out of range"));
+        return absl::FailedPreconditionError(
+            absl::StrCat(where, ": site id ", id, " out of range"));
       }
     }
-    if (p.l1000_row < 0 || p.l1000_row >= rows || p.control_l1000_row < 0 || p.control_l1000_row >= rows) {
-      return absl::FailedPreconditionError(absl::StrCat(where, ": L1000 rows ", p.l1000_row, "/",
-                                                        p.control_l1000_row, " outside expression.f32 (", rows,
-                                                        " rows)"));
+    if (p.l1000_row < 0 || p.l1000_row >= rows || p.control_l1000_row < 0 ||
+        p.control_l1000_row >= rows) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(where, ": L1000 rows ", p.l1000_row, "/", p.control_l1000_row,
+                       " outside expression.f32 (", rows, " rows)"));
     }
     if (options_.training) {
       if (cp_controls_.count(p.cp_plate) == 0) {
-        return absl::FailedPreconditionError(absl::StrCat(where, ": CP plate ", p.cp_plate, " has no DMSO wells with images"));
+        return absl::FailedPreconditionError(
+            absl::StrCat(where, ": CP plate ", p.cp_plate, " has no DMSO wells with images"));
       }
       auto it = m.l1000_controls.find(p.l1000_plate);
       if (it == m.l1000_controls.end() || it->second.empty()) {
-        return absl::FailedPreconditionError(absl::StrCat(where, ": L1000 plate ", p.l1000_plate, " has no DMSO rows"));
+        return absl::FailedPreconditionError(
+            absl::StrCat(where, ": L1000 plate ", p.l1000_plate, " has no DMSO rows"));
       }
     }
     pair_index_.push_back(static_cast<int64_t>(i));
@@ -264,7 +286,8 @@ absl::Status CellPaintingDataset::Index() {
     labels_.push_back(v == vocab.end() ? kNotInVocabulary : v->second);
   }
   if (pair_index_.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat("manifest has no pairs in split ", SplitName(options_.split)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("manifest has no pairs in split ", SplitName(options_.split)));
   }
   return absl::OkStatus();
 }
@@ -278,11 +301,12 @@ absl::Status CellPaintingDataset::ExpressionInto(int64_t row, float* dst) const 
   const float* src = m.expression.data() + row * genes;
   for (int64_t g = 0; g < genes; ++g) {
     if (!std::isfinite(src[g])) {
-      return WithReason(absl::InvalidArgumentError(absl::StrCat(
-                            "expression.f32 row ", row, " (L1000 CSV data row ", m.expression_rows[row].source_row,
-                            ", ", m.expression_rows[row].key, "): gene ", m.gene_ids[g], " is ", src[g],
-                            ", expected a finite value")),
-                        "bad_expression");
+      return WithReason(
+          absl::InvalidArgumentError(
+              absl::StrCat("expression.f32 row ", row, " (L1000 CSV data row ",
+                           m.expression_rows[row].source_row, ", ", m.expression_rows[row].key,
+                           "): gene ", m.gene_ids[g], " is ", src[g], ", expected a finite value")),
+          "bad_expression");
     }
     dst[g] = static_cast<float>((src[g] - m.gene_mean[g]) / std::max(m.gene_std[g], kMinGeneStd));
   }
@@ -291,12 +315,14 @@ absl::Status CellPaintingDataset::ExpressionInto(int64_t row, float* dst) const 
 
 absl::StatusOr<torch::Tensor> CellPaintingDataset::Expression(int64_t row) const {
   torch::Tensor out;
-  CF_RETURN_IF_ERROR(TorchCall("Expression", [&] { out = torch::empty({num_genes()}, torch::kFloat32); }));  // [G]
+  CF_RETURN_IF_ERROR(
+      TorchCall("Expression", [&] { out = torch::empty({num_genes()}, torch::kFloat32); }));  // [G]
   CF_RETURN_IF_ERROR(ExpressionInto(row, out.data_ptr<float>()));
   return out;
 }
 
-absl::Status CellPaintingDataset::CropSite(int site_id, bool random, std::mt19937_64* rng, float* dst) const {
+absl::Status CellPaintingDataset::CropSite(int site_id, bool random, std::mt19937_64* rng,
+                                           float* dst) const {
   const SiteFiles& site = manifest_->sites[site_id];
   std::shared_ptr<const SiteImages> images = cache_ ? cache_->Lookup(site_id) : nullptr;
   if (images == nullptr) {
@@ -306,9 +332,10 @@ absl::Status CellPaintingDataset::CropSite(int site_id, bool random, std::mt1993
   }
   const int64_t h = (*images)[0].rows, w = (*images)[0].cols, s = options_.image_size;
   if (h < s || w < s) {
-    return WithReason(absl::InvalidArgumentError(absl::StrCat(site.paths[0], ": site is ", w, "x", h,
-                                                              ", smaller than the ", s, "x", s, " crop")),
-                      "image_too_small");
+    return WithReason(
+        absl::InvalidArgumentError(absl::StrCat(site.paths[0], ": site is ", w, "x", h,
+                                                ", smaller than the ", s, "x", s, " crop")),
+        "image_too_small");
   }
   auto [top, left] = CropOffset(h, w, s, random, rng);
   const ImageNormalization& n = options_.normalization;
@@ -330,14 +357,14 @@ absl::StatusOr<Sample> CellPaintingDataset::Get(int64_t i, int64_t epoch) const 
     out.perturbed_expr = torch::empty({num_genes()}, torch::kFloat32);    // [G]
     out.control_expr = torch::empty({num_genes()}, torch::kFloat32);      // [G]
   }));
-  Destination dst{out.perturbed.data_ptr<float>(), out.control.data_ptr<float>(), out.perturbed_expr.data_ptr<float>(),
-                  out.control_expr.data_ptr<float>()};
+  Destination dst{out.perturbed.data_ptr<float>(), out.control.data_ptr<float>(),
+                  out.perturbed_expr.data_ptr<float>(), out.control_expr.data_ptr<float>()};
   CF_RETURN_IF_ERROR(GetInto(i, epoch, dst, &out.label, &out.ids));
   return out;
 }
 
-absl::Status CellPaintingDataset::GetInto(int64_t i, int64_t epoch, const Destination& dst, int64_t* label,
-                                          SampleIds* ids) const {
+absl::Status CellPaintingDataset::GetInto(int64_t i, int64_t epoch, const Destination& dst,
+                                          int64_t* label, SampleIds* ids) const {
   if (i < 0 || i >= size()) return absl::OutOfRangeError(absl::StrCat("item ", i, " of ", size()));
   const Manifest& m = *manifest_;
   const ManifestPair& p = pair(i);
@@ -351,7 +378,8 @@ absl::Status CellPaintingDataset::GetInto(int64_t i, int64_t epoch, const Destin
   ids->well = p.well;
   ids->l1000_plate = p.l1000_plate;
   ids->l1000_row = p.l1000_row;
-  const std::string context = absl::StrCat("pair ", p.pair_id, " (", p.perturbation, ", plate ", p.cp_plate, ")");
+  const std::string context =
+      absl::StrCat("pair ", p.pair_id, " (", p.perturbation, ", plate ", p.cp_plate, ")");
 
   // Draw order is part of the contract (determinism): site, crop, control well, control site,
   // control crop, control L1000 row.

@@ -36,14 +36,14 @@
 #ifndef CELLFLUX_COMMON_DATA_DATASET_H_
 #define CELLFLUX_COMMON_DATA_DATASET_H_
 
+#include <torch/types.h>
+
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -71,12 +71,12 @@ std::string BadSampleReason(const absl::Status& status);
 
 struct DatasetOptions {
   Split split = Split::kTrain;
-  int64_t image_size = 256;       // S, pixels; every site must be at least S × S
-  bool training = true;           // random site/crop/controls (see above) vs evaluation
-  uint64_t seed = 0;              // with (epoch, pair_id) seeds every draw of an item
+  int64_t image_size = 256;          // S, pixels; every site must be at least S × S
+  bool training = true;              // random site/crop/controls (see above) vs evaluation
+  uint64_t seed = 0;                 // with (epoch, pair_id) seeds every draw of an item
   ImageNormalization normalization;  // raw → [-1, 1]; default value / 4095
-  bool check_12bit = true;        // pixel values above 4095 are an error
-  int64_t image_cache_bytes = 0;  // decoded-site LRU budget in bytes; 0 = no cache
+  bool check_12bit = true;           // pixel values above 4095 are an error
+  int64_t image_cache_bytes = 0;     // decoded-site LRU budget in bytes; 0 = no cache
   // (≈ 3.6 MB per 696×520 site; the whole of a small dataset fits in a few GB)
 
   absl::Status Validate() const;
@@ -88,7 +88,7 @@ struct SampleIds {
   std::string perturbation;
   std::string plate;  // CP plate of both images
   std::string well;
-  int site = 0;       // 1-based site number used
+  int site = 0;  // 1-based site number used
   std::string control_well;
   int control_site = 0;
   std::string l1000_plate;  // L1000 plate of both expression rows
@@ -112,7 +112,8 @@ absl::StatusOr<torch::Tensor> LoadSiteImage(const SiteFiles& site, bool check_12
 // Top-left offset of a size × size crop of an h × w image: uniform over all positions when
 // `random` (one draw from *rng per axis, rows first), the centre otherwise (rng unused, may be
 // null). Requires h, w ≥ size.
-std::pair<int64_t, int64_t> CropOffset(int64_t h, int64_t w, int64_t size, bool random, std::mt19937_64* rng);
+std::pair<int64_t, int64_t> CropOffset(int64_t h, int64_t w, int64_t size, bool random,
+                                       std::mt19937_64* rng);
 
 // img: [..., H, W] → [..., size, size] view at CropOffset(H, W, size, random, rng). The caller
 // checks H, W ≥ size. Uses the same draws as the dataset, so the trainer's encode stage crops a
@@ -131,10 +132,11 @@ class DecodedSiteCache;
 
 class CellPaintingDataset {
  public:
-  // INVALID_ARGUMENT for bad options or a manifest without expression/gene stats; FAILED_PRECONDITION
-  // when the split has no pairs or a pair's plate has no controls (naming the plate).
-  static absl::StatusOr<std::unique_ptr<CellPaintingDataset>> Create(std::shared_ptr<const Manifest> manifest,
-                                                                     const DatasetOptions& options);
+  // INVALID_ARGUMENT for bad options or a manifest without expression/gene stats;
+  // FAILED_PRECONDITION when the split has no pairs or a pair's plate has no controls (naming the
+  // plate).
+  static absl::StatusOr<std::unique_ptr<CellPaintingDataset>> Create(
+      std::shared_ptr<const Manifest> manifest, const DatasetOptions& options);
   ~CellPaintingDataset();
   CellPaintingDataset(const CellPaintingDataset&) = delete;
   CellPaintingDataset& operator=(const CellPaintingDataset&) = delete;
@@ -157,7 +159,8 @@ class CellPaintingDataset {
     float* perturbed_expr = nullptr;
     float* control_expr = nullptr;
   };
-  absl::Status GetInto(int64_t i, int64_t epoch, const Destination& dst, int64_t* label, SampleIds* ids) const;
+  absl::Status GetInto(int64_t i, int64_t epoch, const Destination& dst, int64_t* label,
+                       SampleIds* ids) const;
 
   // Standardised expression row `row` of expression.f32 → [G]; INVALID_ARGUMENT on NaN/Inf.
   absl::StatusOr<torch::Tensor> Expression(int64_t row) const;
@@ -177,10 +180,10 @@ class CellPaintingDataset {
 
   std::shared_ptr<const Manifest> manifest_;
   DatasetOptions options_;
-  std::vector<int64_t> pair_index_;                         // item → manifest pair
-  std::vector<int64_t> labels_;                             // item → vocabulary row
-  std::map<std::string, std::vector<int64_t>> cp_controls_; // CP plate → cp_controls indices
-  std::unique_ptr<DecodedSiteCache> cache_;                 // null without a cache
+  std::vector<int64_t> pair_index_;                          // item → manifest pair
+  std::vector<int64_t> labels_;                              // item → vocabulary row
+  std::map<std::string, std::vector<int64_t>> cp_controls_;  // CP plate → cp_controls indices
+  std::unique_ptr<DecodedSiteCache> cache_;                  // null without a cache
 };
 
 }  // namespace cellflux::data

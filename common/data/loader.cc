@@ -64,19 +64,25 @@ class BatchMemoryPool : public std::enable_shared_from_this<BatchMemoryPool> {
 namespace {
 
 std::string CountsText(const std::map<std::string, int64_t>& counts) {
-  return absl::StrJoin(counts, ", ", [](std::string* out, const auto& kv) { absl::StrAppend(out, kv.first, ": ", kv.second); });
+  return absl::StrJoin(counts, ", ", [](std::string* out, const auto& kv) {
+    absl::StrAppend(out, kv.first, ": ", kv.second);
+  });
 }
 
 }  // namespace
 
 absl::Status LoaderOptions::Validate() const {
-  if (batch_size < 1) return absl::InvalidArgumentError(absl::StrCat("batch_size must be >= 1, got ", batch_size));
-  if (num_workers < 1) return absl::InvalidArgumentError(absl::StrCat("num_workers must be >= 1, got ", num_workers));
+  if (batch_size < 1)
+    return absl::InvalidArgumentError(absl::StrCat("batch_size must be >= 1, got ", batch_size));
+  if (num_workers < 1)
+    return absl::InvalidArgumentError(absl::StrCat("num_workers must be >= 1, got ", num_workers));
   if (prefetch_batches < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("prefetch_batches must be >= 1, got ", prefetch_batches));
+    return absl::InvalidArgumentError(
+        absl::StrCat("prefetch_batches must be >= 1, got ", prefetch_batches));
   }
   if (world_size < 1 || rank < 0 || rank >= world_size) {
-    return absl::InvalidArgumentError(absl::StrCat("need 0 <= rank < world_size, got rank ", rank, " of ", world_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("need 0 <= rank < world_size, got rank ", rank, " of ", world_size));
   }
   if (max_logged_skips < 0) return absl::InvalidArgumentError("max_logged_skips must be >= 0");
   return absl::OkStatus();
@@ -86,10 +92,11 @@ Loader::Loader(std::shared_ptr<const CellPaintingDataset> dataset, const LoaderO
     : dataset_(std::move(dataset)),
       options_(options),
       // Enough blocks for every batch in flight (prefetched, being built, held by the trainer).
-      pool_(std::make_shared<BatchMemoryPool>(options.prefetch_batches + options.num_workers + 2)) {}
+      pool_(std::make_shared<BatchMemoryPool>(options.prefetch_batches + options.num_workers + 2)) {
+}
 
-absl::StatusOr<std::unique_ptr<Loader>> Loader::Create(std::shared_ptr<const CellPaintingDataset> dataset,
-                                                       const LoaderOptions& options) {
+absl::StatusOr<std::unique_ptr<Loader>> Loader::Create(
+    std::shared_ptr<const CellPaintingDataset> dataset, const LoaderOptions& options) {
   if (dataset == nullptr) return absl::InvalidArgumentError("Loader: null dataset");
   if (absl::Status s = options.Validate(); !s.ok()) return s;
   return std::unique_ptr<Loader>(new Loader(std::move(dataset), options));
@@ -106,7 +113,8 @@ std::vector<int64_t> Loader::EpochItems(int64_t epoch) const {
     rng.Shuffle(&order);
   }
   const int64_t w = options_.world_size;
-  const int64_t n = options_.even_shards ? static_cast<int64_t>(order.size()) / w * w : static_cast<int64_t>(order.size());
+  const int64_t n = options_.even_shards ? static_cast<int64_t>(order.size()) / w * w
+                                         : static_cast<int64_t>(order.size());
   std::vector<int64_t> mine;
   mine.reserve(n / w + 1);
   for (int64_t pos = options_.rank; pos < n; pos += w) mine.push_back(order[pos]);
@@ -185,14 +193,16 @@ void Loader::WorkerLoop() {
 Loader::Built Loader::BuildBatch(int64_t index) {
   Built built;
   const int64_t begin = index * options_.batch_size;
-  const int64_t end = std::min<int64_t>(begin + options_.batch_size, static_cast<int64_t>(items_.size()));
+  const int64_t end =
+      std::min<int64_t>(begin + options_.batch_size, static_cast<int64_t>(items_.size()));
   const int64_t n = end - begin, s = dataset_->options().image_size, g = dataset_->num_genes();
   const int64_t image = kNumChannels * s * s;
   // One block per batch: [perturbed | control | perturbed_expr | control_expr] floats, then labels.
   const size_t floats = static_cast<size_t>(n * (2 * image + 2 * g));
   std::shared_ptr<void> block = pool_->Get(floats * sizeof(float) + n * sizeof(int64_t));
   if (block == nullptr) {
-    built.status = absl::ResourceExhaustedError(absl::StrCat("batch ", index, ": cannot allocate ", floats * 4, " bytes"));
+    built.status = absl::ResourceExhaustedError(
+        absl::StrCat("batch ", index, ": cannot allocate ", floats * 4, " bytes"));
     return built;
   }
   float* base = static_cast<float*>(block.get());
@@ -208,8 +218,8 @@ Loader::Built Loader::BuildBatch(int64_t index) {
   int64_t k = 0;  // rows filled; a skipped item's row is reused by the next one
   for (int64_t pos = begin; pos < end; ++pos) {
     if (cancelled_.load()) return built;
-    CellPaintingDataset::Destination dst{perturbed + k * image, control + k * image, perturbed_expr + k * g,
-                                         control_expr + k * g};
+    CellPaintingDataset::Destination dst{perturbed + k * image, control + k * image,
+                                         perturbed_expr + k * g, control_expr + k * g};
     SampleIds ids;
     absl::Status status = dataset_->GetInto(items_[pos], epoch_, dst, &labels[k], &ids);
     if (status.ok()) {
@@ -232,11 +242,13 @@ Loader::Built Loader::BuildBatch(int64_t index) {
     // Views into the pooled block; each keeps it alive. Rows ≥ k (skipped items) are cut off.
     auto keep = [block](void*) {};
     auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
-    batch.perturbed = torch::from_blob(perturbed, {k, kNumChannels, s, s}, keep, f32);  // [B, 5, S, S]
-    batch.control = torch::from_blob(control, {k, kNumChannels, s, s}, keep, f32);      // [B, 5, S, S]
-    batch.perturbed_expr = torch::from_blob(perturbed_expr, {k, g}, keep, f32);         // [B, G]
-    batch.control_expr = torch::from_blob(control_expr, {k, g}, keep, f32);             // [B, G]
-    batch.labels = torch::from_blob(labels, {k}, keep, torch::TensorOptions().dtype(torch::kInt64));  // [B]
+    batch.perturbed =
+        torch::from_blob(perturbed, {k, kNumChannels, s, s}, keep, f32);            // [B, 5, S, S]
+    batch.control = torch::from_blob(control, {k, kNumChannels, s, s}, keep, f32);  // [B, 5, S, S]
+    batch.perturbed_expr = torch::from_blob(perturbed_expr, {k, g}, keep, f32);     // [B, G]
+    batch.control_expr = torch::from_blob(control_expr, {k, g}, keep, f32);         // [B, G]
+    batch.labels =
+        torch::from_blob(labels, {k}, keep, torch::TensorOptions().dtype(torch::kInt64));  // [B]
   });
   if (built.status.ok()) built.batch = std::move(batch);
   return built;
@@ -267,7 +279,8 @@ absl::StatusOr<std::optional<Batch>> Loader::Next() {
       }
     }
     for (const Skip& s : built.skips) {
-      if (logged_skips_++ < options_.max_logged_skips) CF_LOG(WARNING) << "skipping bad sample (" << s.reason << "): " << s.message;
+      if (logged_skips_++ < options_.max_logged_skips)
+        CF_LOG(WARNING) << "skipping bad sample (" << s.reason << "): " << s.message;
     }
     if (!built.status.ok()) {
       sticky_error_ = built.status;
@@ -287,8 +300,8 @@ void Loader::LogEpochSummary() {
   if (counts.empty()) return;
   int64_t total = 0;
   for (const auto& [reason, n] : counts) total += n;
-  CF_LOG(WARNING) << "epoch " << epoch_ << " (rank " << options_.rank << "/" << options_.world_size << "): skipped "
-                  << total << " bad sample(s) (" << CountsText(counts) << ")";
+  CF_LOG(WARNING) << "epoch " << epoch_ << " (rank " << options_.rank << "/" << options_.world_size
+                  << "): skipped " << total << " bad sample(s) (" << CountsText(counts) << ")";
 }
 
 std::map<std::string, int64_t> Loader::SkippedThisEpoch() const {

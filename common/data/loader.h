@@ -1,7 +1,7 @@
 // Loader: batches of CellPaintingDataset items, assembled by worker threads ahead of the trainer.
 //
-//   auto loader = Loader::Create(dataset, {.batch_size = 64, .seed = 7, .rank = r, .world_size = w});
-//   for (int64_t epoch = 0; ...; ++epoch) {
+//   auto loader = Loader::Create(dataset, {.batch_size = 64, .seed = 7, .rank = r, .world_size =
+//   w}); for (int64_t epoch = 0; ...; ++epoch) {
 //     (*loader)->StartEpoch(epoch);
 //     while (true) {
 //       auto batch = (*loader)->Next();       // blocks; StatusOr<optional<Batch>>
@@ -23,10 +23,10 @@
 // Threads. num_workers threads per epoch, each building whole batches; at most prefetch_batches
 // batches are built or waiting beyond the one the caller holds (memory bound: prefetch × batch
 // bytes; a 64 × 5 × 256² float batch with its controls is ≈ 168 MB). Batch memory is recycled
-// through a small pool once the caller drops a batch (its tensors are views of one block). Next(), StartEpoch() and the
-// destructor must be called from one thread (the consumer). StartEpoch() abandons the previous
-// epoch; the destructor cancels the current one: workers stop after the item they are reading and
-// are joined, so no thread outlives the Loader.
+// through a small pool once the caller drops a batch (its tensors are views of one block). Next(),
+// StartEpoch() and the destructor must be called from one thread (the consumer). StartEpoch()
+// abandons the previous epoch; the destructor cancels the current one: workers stop after the item
+// they are reading and are joined, so no thread outlives the Loader.
 //
 // Bad samples (dataset.h lists them). kError: Next() returns the first failing item's error (in
 // stream order) and keeps returning it until the next StartEpoch(). kSkip: the item is left out of
@@ -36,6 +36,8 @@
 #ifndef CELLFLUX_COMMON_DATA_LOADER_H_
 #define CELLFLUX_COMMON_DATA_LOADER_H_
 
+#include <torch/types.h>
+
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -44,8 +46,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -66,21 +66,21 @@ struct LoaderOptions {
   bool even_shards = false;  // drop the last (n mod world_size) permuted items of every epoch
   bool drop_last = false;    // drop this rank's final partial batch
   OnBadSample on_bad_sample = OnBadSample::kError;
-  int max_logged_skips = 10; // per epoch, under kSkip
+  int max_logged_skips = 10;  // per epoch, under kSkip
 
   absl::Status Validate() const;
 };
 
 struct Batch {
   int64_t epoch = 0;
-  int64_t index = 0;             // batch index within this rank's epoch
-  torch::Tensor perturbed;       // [B, 5, S, S] float32 in [-1, 1]
-  torch::Tensor perturbed_expr;  // [B, G] float32, standardised
-  torch::Tensor control;         // [B, 5, S, S]
-  torch::Tensor control_expr;    // [B, G]
-  torch::Tensor labels;          // [B] int64 vocabulary rows, kNotInVocabulary (-1) outside it
-  std::vector<int64_t> pair_ids; // [B]
-  std::vector<SampleIds> ids;    // [B]
+  int64_t index = 0;              // batch index within this rank's epoch
+  torch::Tensor perturbed;        // [B, 5, S, S] float32 in [-1, 1]
+  torch::Tensor perturbed_expr;   // [B, G] float32, standardised
+  torch::Tensor control;          // [B, 5, S, S]
+  torch::Tensor control_expr;     // [B, G]
+  torch::Tensor labels;           // [B] int64 vocabulary rows, kNotInVocabulary (-1) outside it
+  std::vector<int64_t> pair_ids;  // [B]
+  std::vector<SampleIds> ids;     // [B]
   int64_t size() const { return static_cast<int64_t>(pair_ids.size()); }
 };
 
@@ -89,8 +89,8 @@ class BatchMemoryPool;
 class Loader {
  public:
   // INVALID_ARGUMENT for bad options or a null dataset.
-  static absl::StatusOr<std::unique_ptr<Loader>> Create(std::shared_ptr<const CellPaintingDataset> dataset,
-                                                        const LoaderOptions& options);
+  static absl::StatusOr<std::unique_ptr<Loader>> Create(
+      std::shared_ptr<const CellPaintingDataset> dataset, const LoaderOptions& options);
   ~Loader();
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
@@ -109,7 +109,8 @@ class Loader {
   // Batches of this rank in `epoch` (before skips).
   int64_t NumBatches(int64_t epoch) const;
 
-  // Skipped items by reason: in the current epoch (of batches delivered so far), and since creation.
+  // Skipped items by reason: in the current epoch (of batches delivered so far), and since
+  // creation.
   std::map<std::string, int64_t> SkippedThisEpoch() const;
   std::map<std::string, int64_t> SkippedTotal() const;
 
@@ -122,7 +123,7 @@ class Loader {
     std::string message;
   };
   struct Built {
-    absl::Status status;       // first error (kError), else OK
+    absl::Status status;  // first error (kError), else OK
     std::optional<Batch> batch;
     std::vector<Skip> skips;
   };
@@ -147,9 +148,9 @@ class Loader {
 
   mutable absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  int64_t next_claim_ ABSL_GUARDED_BY(mu_) = 0;     // next batch index a worker takes
-  int64_t next_deliver_ ABSL_GUARDED_BY(mu_) = 0;   // next batch index Next() returns
-  int64_t failed_at_ ABSL_GUARDED_BY(mu_) = -1;     // first batch that failed (kError), -1 none
+  int64_t next_claim_ ABSL_GUARDED_BY(mu_) = 0;    // next batch index a worker takes
+  int64_t next_deliver_ ABSL_GUARDED_BY(mu_) = 0;  // next batch index Next() returns
+  int64_t failed_at_ ABSL_GUARDED_BY(mu_) = -1;    // first batch that failed (kError), -1 none
   std::map<int64_t, Built> ready_ ABSL_GUARDED_BY(mu_);
 
   // Consumer-thread state.

@@ -2,7 +2,6 @@
 
 #include <cstdio>
 #include <filesystem>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/numbers.h"
@@ -42,54 +41,70 @@ absl::StatusOr<io::CsvTable> ReadTable(const std::string& dir, const std::string
   const std::string path = dir + "/" + file;
   CF_ASSIGN_OR_RETURN(io::CsvTable t, io::ReadCsvTable(path, delim));
   if (t.header != header) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ":1: expected header '", absl::StrJoin(header, std::string(1, delim)),
-                                                   "', found '", absl::StrJoin(t.header, std::string(1, delim)), "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ":1: expected header '", absl::StrJoin(header, std::string(1, delim)),
+                     "', found '", absl::StrJoin(t.header, std::string(1, delim)), "'"));
   }
   return t;
 }
 
 // Parses an integer field in [lo, hi).
-absl::StatusOr<int64_t> Int(const io::CsvTable& t, size_t i, int col, const std::string& file, int64_t lo, int64_t hi) {
+absl::StatusOr<int64_t> Int(const io::CsvTable& t, size_t i, int col, const std::string& file,
+                            int64_t lo, int64_t hi) {
   int64_t v = 0;
   if (!absl::SimpleAtoi(t.rows[i][col], &v) || v < lo || v >= hi) {
-    return absl::InvalidArgumentError(absl::StrCat(file, ":", t.lines[i], ": column ", t.header[col],
-                                                   ": expected an integer in [", lo, ", ", hi, "), found '",
-                                                   t.rows[i][col], "'"));
+    return absl::InvalidArgumentError(absl::StrCat(file, ":", t.lines[i], ": column ",
+                                                   t.header[col], ": expected an integer in [", lo,
+                                                   ", ", hi, "), found '", t.rows[i][col], "'"));
   }
   return v;
 }
 
-absl::StatusOr<std::vector<int>> Ids(const io::CsvTable& t, size_t i, int col, const std::string& file, int64_t n) {
+absl::StatusOr<std::vector<int>> Ids(const io::CsvTable& t, size_t i, int col,
+                                     const std::string& file, int64_t n) {
   std::vector<int> out;
   if (t.rows[i][col].empty()) return out;
   for (absl::string_view part : absl::StrSplit(t.rows[i][col], ';')) {
     int64_t v = 0;
     if (!absl::SimpleAtoi(part, &v) || v < 0 || v >= n) {
-      return absl::InvalidArgumentError(absl::StrCat(file, ":", t.lines[i], ": column ", t.header[col],
-                                                     ": site id '", part, "' not in [0, ", n, ")"));
+      return absl::InvalidArgumentError(absl::StrCat(file, ":", t.lines[i], ": column ",
+                                                     t.header[col], ": site id '", part,
+                                                     "' not in [0, ", n, ")"));
     }
     out.push_back(static_cast<int>(v));
   }
   return out;
 }
 
-absl::StatusOr<Split> ParseSplit(const io::CsvTable& t, size_t i, int col, const std::string& file) {
+absl::StatusOr<Split> ParseSplit(const io::CsvTable& t, size_t i, int col,
+                                 const std::string& file) {
   const std::string& s = t.rows[i][col];
   if (s == "train") return Split::kTrain;
   if (s == "val") return Split::kVal;
   if (s == "test") return Split::kTest;
-  return absl::InvalidArgumentError(
-      absl::StrCat(file, ":", t.lines[i], ": column split: expected train, val or test, found '", s, "'"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      file, ":", t.lines[i], ": column split: expected train, val or test, found '", s, "'"));
 }
 
-const std::vector<std::string> kSitesHeader = {"site_id", "plate", "well", "site", "DNA", "RNA", "ER", "AGP", "Mito"};
-const std::vector<std::string> kPairsHeader = {"pair_id",     "perturbation", "dose",         "key",
-                                               "split",       "cp_plate",     "well",         "site_ids",
-                                               "l1000_plate", "l1000_row",    "control_well", "control_site_ids",
+const std::vector<std::string> kSitesHeader = {"site_id", "plate", "well", "site", "DNA",
+                                               "RNA",     "ER",    "AGP",  "Mito"};
+const std::vector<std::string> kPairsHeader = {"pair_id",
+                                               "perturbation",
+                                               "dose",
+                                               "key",
+                                               "split",
+                                               "cp_plate",
+                                               "well",
+                                               "site_ids",
+                                               "l1000_plate",
+                                               "l1000_row",
+                                               "control_well",
+                                               "control_site_ids",
                                                "control_l1000_row"};
 const std::vector<std::string> kCpControlsHeader = {"plate", "well", "site_ids"};
 const std::vector<std::string> kL1000ControlsHeader = {"l1000_plate", "l1000_row"};
-const std::vector<std::string> kExprRowsHeader = {"l1000_row", "source_row", "det_plate", "pert_id", "key", "is_control"};
+const std::vector<std::string> kExprRowsHeader = {"l1000_row", "source_row", "det_plate",
+                                                  "pert_id",   "key",        "is_control"};
 const std::vector<std::string> kGenesHeader = {"index", "probe_id", "symbol"};
 const std::vector<std::string> kGeneStatsHeader = {"probe_id", "mean", "std"};
 const std::vector<std::string> kVocabHeader = {"row", "perturbation_id", "dose", "smiles", "name"};
@@ -114,7 +129,8 @@ absl::Status WriteManifestFiles(const std::string& dir, const Manifest& m) {
     for (const std::string& p : s.paths) {
       std::string rel = fs::path(p).lexically_relative(root).generic_string();
       if (rel.empty() || rel.rfind("..", 0) == 0) {
-        return absl::InvalidArgumentError(absl::StrCat("site file '", p, "' is not under images_dir '", m.images_dir, "'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("site file '", p, "' is not under images_dir '", m.images_dir, "'"));
       }
       r.push_back(rel);
     }
@@ -124,9 +140,10 @@ absl::Status WriteManifestFiles(const std::string& dir, const Manifest& m) {
 
   rows.clear();
   for (const ManifestPair& p : m.pairs) {
-    rows.push_back({absl::StrCat(p.pair_id), p.perturbation, p.dose, p.key, SplitName(p.split), p.cp_plate, p.well,
-                    JoinIds(p.site_ids), p.l1000_plate, absl::StrCat(p.l1000_row), p.control_well,
-                    JoinIds(p.control_site_ids), absl::StrCat(p.control_l1000_row)});
+    rows.push_back({absl::StrCat(p.pair_id), p.perturbation, p.dose, p.key, SplitName(p.split),
+                    p.cp_plate, p.well, JoinIds(p.site_ids), p.l1000_plate,
+                    absl::StrCat(p.l1000_row), p.control_well, JoinIds(p.control_site_ids),
+                    absl::StrCat(p.control_l1000_row)});
   }
   CF_RETURN_IF_ERROR(WriteTable(dir + "/manifest.csv", ',', kPairsHeader, rows));
 
@@ -143,13 +160,15 @@ absl::Status WriteManifestFiles(const std::string& dir, const Manifest& m) {
   rows.clear();
   for (size_t i = 0; i < m.expression_rows.size(); ++i) {
     const ExpressionRow& e = m.expression_rows[i];
-    rows.push_back({absl::StrCat(i), absl::StrCat(e.source_row), e.plate, e.pert_id, e.key, e.is_control ? "1" : "0"});
+    rows.push_back({absl::StrCat(i), absl::StrCat(e.source_row), e.plate, e.pert_id, e.key,
+                    e.is_control ? "1" : "0"});
   }
   CF_RETURN_IF_ERROR(WriteTable(dir + "/expression_rows.csv", ',', kExprRowsHeader, rows));
 
   const size_t n_genes = m.gene_ids.size();
   if (m.expression.size() != m.expression_rows.size() * n_genes) {
-    return absl::InvalidArgumentError(absl::StrCat("expression has ", m.expression.size(), " values, expected rows ",
+    return absl::InvalidArgumentError(absl::StrCat("expression has ", m.expression.size(),
+                                                   " values, expected rows ",
                                                    m.expression_rows.size(), " x genes ", n_genes));
   }
   {
@@ -164,11 +183,13 @@ absl::Status WriteManifestFiles(const std::string& dir, const Manifest& m) {
 
   rows.clear();
   for (size_t g = 0; g < n_genes; ++g) {
-    rows.push_back({absl::StrCat(g), m.gene_ids[g], g < m.gene_symbols.size() ? m.gene_symbols[g] : ""});
+    rows.push_back(
+        {absl::StrCat(g), m.gene_ids[g], g < m.gene_symbols.size() ? m.gene_symbols[g] : ""});
   }
   CF_RETURN_IF_ERROR(WriteTable(dir + "/genes.tsv", '\t', kGenesHeader, rows));
   rows.clear();
-  for (size_t g = 0; g < n_genes; ++g) rows.push_back({m.gene_ids[g], Num(m.gene_mean[g]), Num(m.gene_std[g])});
+  for (size_t g = 0; g < n_genes; ++g)
+    rows.push_back({m.gene_ids[g], Num(m.gene_mean[g]), Num(m.gene_std[g])});
   CF_RETURN_IF_ERROR(WriteTable(dir + "/gene_stats.csv", ',', kGeneStatsHeader, rows));
 
   rows.clear();
@@ -190,8 +211,10 @@ absl::StatusOr<Manifest> LoadManifest(const std::string& dir, bool load_expressi
   CF_ASSIGN_OR_RETURN(m.summary_json, ReadFile(dir + "/summary.json"));
   {
     nlohmann::json j = nlohmann::json::parse(m.summary_json, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("images_dir") || !j["images_dir"].is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat(dir, "/summary.json: not a JSON object with a string 'images_dir'"));
+    if (j.is_discarded() || !j.is_object() || !j.contains("images_dir") ||
+        !j["images_dir"].is_string()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(dir, "/summary.json: not a JSON object with a string 'images_dir'"));
     }
     m.images_dir = j["images_dir"].get<std::string>();
   }
@@ -201,7 +224,8 @@ absl::StatusOr<Manifest> LoadManifest(const std::string& dir, bool load_expressi
     CF_ASSIGN_OR_RETURN(int64_t id, Int(t, i, 0, f_sites, i, i + 1));  // ids are 0..n-1 in order
     CF_ASSIGN_OR_RETURN(int64_t site, Int(t, i, 3, f_sites, 1, 1000));
     SiteFiles s{t.rows[i][1], t.rows[i][2], static_cast<int>(site), {}};
-    for (int c = 0; c < kNumChannels; ++c) s.paths[c] = (fs::path(m.images_dir) / t.rows[i][4 + c]).string();
+    for (int c = 0; c < kNumChannels; ++c)
+      s.paths[c] = (fs::path(m.images_dir) / t.rows[i][4 + c]).string();
     (void)id;
     m.sites.push_back(std::move(s));
   }
@@ -236,10 +260,10 @@ absl::StatusOr<Manifest> LoadManifest(const std::string& dir, bool load_expressi
     CF_ASSIGN_OR_RETURN(p.control_site_ids, Ids(t, i, 11, f_pairs, n_sites));
     CF_ASSIGN_OR_RETURN(p.control_l1000_row, Int(t, i, 12, f_pairs, 0, n_rows));
     if (m.expression_rows[p.control_l1000_row].plate != p.l1000_plate) {
-      return absl::InvalidArgumentError(absl::StrCat(f_pairs, ":", t.lines[i], ": control_l1000_row ",
-                                                     p.control_l1000_row, " is on L1000 plate ",
-                                                     m.expression_rows[p.control_l1000_row].plate, ", expected ",
-                                                     p.l1000_plate));
+      return absl::InvalidArgumentError(
+          absl::StrCat(f_pairs, ":", t.lines[i], ": control_l1000_row ", p.control_l1000_row,
+                       " is on L1000 plate ", m.expression_rows[p.control_l1000_row].plate,
+                       ", expected ", p.l1000_plate));
     }
     m.pairs.push_back(std::move(p));
   }
@@ -265,14 +289,15 @@ absl::StatusOr<Manifest> LoadManifest(const std::string& dir, bool load_expressi
   const std::string f_stats = dir + "/gene_stats.csv";
   CF_ASSIGN_OR_RETURN(t, ReadTable(dir, "gene_stats.csv", ',', kGeneStatsHeader));
   if (t.rows.size() != m.gene_ids.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(f_stats, ": ", t.rows.size(), " rows, expected one per gene (", m.gene_ids.size(), ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        f_stats, ": ", t.rows.size(), " rows, expected one per gene (", m.gene_ids.size(), ")"));
   }
   for (size_t i = 0; i < t.rows.size(); ++i) {
     double mean = 0, sd = 0;
-    if (t.rows[i][0] != m.gene_ids[i] || !absl::SimpleAtod(t.rows[i][1], &mean) || !absl::SimpleAtod(t.rows[i][2], &sd)) {
-      return absl::InvalidArgumentError(absl::StrCat(f_stats, ":", t.lines[i], ": expected gene '", m.gene_ids[i],
-                                                     "' with numeric mean and std"));
+    if (t.rows[i][0] != m.gene_ids[i] || !absl::SimpleAtod(t.rows[i][1], &mean) ||
+        !absl::SimpleAtod(t.rows[i][2], &sd)) {
+      return absl::InvalidArgumentError(absl::StrCat(f_stats, ":", t.lines[i], ": expected gene '",
+                                                     m.gene_ids[i], "' with numeric mean and std"));
     }
     m.gene_mean.push_back(mean);
     m.gene_std.push_back(sd);
@@ -293,9 +318,9 @@ absl::StatusOr<Manifest> LoadManifest(const std::string& dir, bool load_expressi
   const uint64_t want = static_cast<uint64_t>(n_rows) * m.gene_ids.size() * sizeof(float);
   const uint64_t have = fs::file_size(f_expr, ec);
   if (ec || have != want) {
-    return absl::InvalidArgumentError(absl::StrCat(f_expr, ": ", ec ? ec.message() : absl::StrCat(have, " bytes"),
-                                                   "; expected ", want, " bytes (rows ", n_rows, " x genes ",
-                                                   m.gene_ids.size(), " x 4)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(f_expr, ": ", ec ? ec.message() : absl::StrCat(have, " bytes"), "; expected ",
+                     want, " bytes (rows ", n_rows, " x genes ", m.gene_ids.size(), " x 4)"));
   }
   if (load_expression) {
     m.expression.resize(static_cast<size_t>(n_rows) * m.gene_ids.size());
@@ -303,7 +328,8 @@ absl::StatusOr<Manifest> LoadManifest(const std::string& dir, bool load_expressi
     if (f == nullptr) return absl::NotFoundError(absl::StrCat("cannot open '", f_expr, "'"));
     size_t got = std::fread(m.expression.data(), sizeof(float), m.expression.size(), f);
     std::fclose(f);
-    if (got != m.expression.size()) return absl::DataLossError(absl::StrCat(f_expr, ": short read"));
+    if (got != m.expression.size())
+      return absl::DataLossError(absl::StrCat(f_expr, ": short read"));
   }
   return m;
 }

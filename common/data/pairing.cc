@@ -24,11 +24,12 @@ uint64_t DeterministicRng::Uniform(uint64_t n) {
   return x % n;
 }
 
-PairingResult PairTreatments(const std::vector<CpWell>& cp_wells, const std::vector<L1000Record>& l1000,
-                             uint64_t seed) {
+PairingResult PairTreatments(const std::vector<CpWell>& cp_wells,
+                             const std::vector<L1000Record>& l1000, uint64_t seed) {
   PairingResult result;
   for (size_t i = 0; i < cp_wells.size(); ++i) {
-    if (cp_wells[i].is_control()) result.cp_controls[cp_wells[i].plate].push_back(static_cast<int>(i));
+    if (cp_wells[i].is_control())
+      result.cp_controls[cp_wells[i].plate].push_back(static_cast<int>(i));
   }
   for (size_t i = 0; i < l1000.size(); ++i) {
     if (l1000[i].is_control) result.l1000_controls[l1000[i].plate].push_back(static_cast<int>(i));
@@ -41,8 +42,10 @@ PairingResult PairTreatments(const std::vector<CpWell>& cp_wells, const std::vec
     if (w.is_control()) continue;
     cp_keys.insert(w.key);
     if (!result.cp_controls.count(w.plate)) {
-      result.dropped.push_back({"cp_plate_without_dmso", absl::StrCat("CP plate ", w.plate, " well ", w.well, " (", w.key, ")"),
-                                absl::StrCat("no DMSO well on CP plate ", w.plate, " to pair as control")});
+      result.dropped.push_back(
+          {"cp_plate_without_dmso",
+           absl::StrCat("CP plate ", w.plate, " well ", w.well, " (", w.key, ")"),
+           absl::StrCat("no DMSO well on CP plate ", w.plate, " to pair as control")});
       continue;
     }
     cp_by_key[w.key].push_back(static_cast<int>(i));
@@ -52,8 +55,10 @@ PairingResult PairTreatments(const std::vector<CpWell>& cp_wells, const std::vec
     if (r.is_control) continue;
     l1000_keys.insert(r.key);
     if (!result.l1000_controls.count(r.plate)) {
-      result.dropped.push_back({"l1000_plate_without_dmso", absl::StrCat("L1000 row ", i, " plate ", r.plate, " (", r.key, ")"),
-                                absl::StrCat("no DMSO row on L1000 plate ", r.plate, " to pair as control")});
+      result.dropped.push_back(
+          {"l1000_plate_without_dmso",
+           absl::StrCat("L1000 row ", i, " plate ", r.plate, " (", r.key, ")"),
+           absl::StrCat("no DMSO row on L1000 plate ", r.plate, " to pair as control")});
       continue;
     }
     l1000_by_key[r.key].push_back(static_cast<int>(i));
@@ -98,9 +103,12 @@ PairingResult PairTreatments(const std::vector<CpWell>& cp_wells, const std::vec
 
 const char* SplitName(Split split) {
   switch (split) {
-    case Split::kTrain: return "train";
-    case Split::kVal: return "val";
-    case Split::kTest: return "test";
+    case Split::kTrain:
+      return "train";
+    case Split::kVal:
+      return "val";
+    case Split::kTest:
+      return "test";
   }
   return "?";
 }
@@ -108,7 +116,8 @@ const char* SplitName(Split split) {
 SplitCounts ComputeSplitCounts(int64_t n, int64_t requested_test, double val_fraction) {
   SplitCounts c;
   if (n <= 0) return c;
-  c.test = std::min<int64_t>(std::max<int64_t>(requested_test, 0), static_cast<int64_t>(kMaxTestFraction * n));
+  c.test = std::min<int64_t>(std::max<int64_t>(requested_test, 0),
+                             static_cast<int64_t>(kMaxTestFraction * n));
   if (requested_test > 0 && n >= 3 && c.test == 0) c.test = 1;
   const int64_t rest = n - c.test;
   c.val = static_cast<int64_t>(std::llround(std::max(val_fraction, 0.0) * rest));
@@ -118,19 +127,21 @@ SplitCounts ComputeSplitCounts(int64_t n, int64_t requested_test, double val_fra
   return c;
 }
 
-std::map<std::string, Split> SplitPerturbations(std::vector<std::string> perturbations, int64_t requested_test,
-                                                double val_fraction, uint64_t seed) {
+std::map<std::string, Split> SplitPerturbations(std::vector<std::string> perturbations,
+                                                int64_t requested_test, double val_fraction,
+                                                uint64_t seed) {
   std::sort(perturbations.begin(), perturbations.end());
   perturbations.erase(std::unique(perturbations.begin(), perturbations.end()), perturbations.end());
-  SplitCounts counts = ComputeSplitCounts(static_cast<int64_t>(perturbations.size()), requested_test, val_fraction);
+  SplitCounts counts =
+      ComputeSplitCounts(static_cast<int64_t>(perturbations.size()), requested_test, val_fraction);
   // A different stream from the pairing's, so changing the split does not reshuffle pairs.
   DeterministicRng rng(seed ^ 0x5EED5EED5EED5EEDULL);
   rng.Shuffle(&perturbations);
   std::map<std::string, Split> out;
   for (size_t i = 0; i < perturbations.size(); ++i) {
-    Split s = static_cast<int64_t>(i) < counts.test                 ? Split::kTest
+    Split s = static_cast<int64_t>(i) < counts.test                ? Split::kTest
               : static_cast<int64_t>(i) < counts.test + counts.val ? Split::kVal
-                                                                    : Split::kTrain;
+                                                                   : Split::kTrain;
     out.emplace(perturbations[i], s);
   }
   return out;

@@ -5,9 +5,9 @@
 //
 // Matching: a CP well's key is CpSampleKey(treatment) (broad_sample + "_" + doubled dose), an
 // L1000 row's key is its pert_sample_dose. A key present in both modalities is "matched".
-// Pairing, per matched key with W usable CP wells and R usable L1000 rows (both shuffled): max(W, R)
-// pairs, pair i = (well[i mod W], row[i mod R]), so every replicate of both modalities is used and
-// none more than ceil(max/min) times. Each pair then gets one DMSO control drawn uniformly from
+// Pairing, per matched key with W usable CP wells and R usable L1000 rows (both shuffled): max(W,
+// R) pairs, pair i = (well[i mod W], row[i mod R]), so every replicate of both modalities is used
+// and none more than ceil(max/min) times. Each pair then gets one DMSO control drawn uniformly from
 // the same CP plate (a control well) and one from the same L1000 plate (a control row); a treated
 // well whose CP plate has no DMSO well, or an L1000 row whose plate has no DMSO row, cannot be
 // paired and is dropped with that reason before pairing.
@@ -41,10 +41,10 @@ class DeterministicRng {
 
 struct CpWell {
   std::string plate;
-  std::string well;          // "A01"
-  std::string broad_sample;  // empty for DMSO
-  std::string key;           // CpSampleKey; empty for DMSO
-  std::vector<int> site_ids; // indices into the site table
+  std::string well;           // "A01"
+  std::string broad_sample;   // empty for DMSO
+  std::string key;            // CpSampleKey; empty for DMSO
+  std::vector<int> site_ids;  // indices into the site table
   bool is_control() const { return broad_sample.empty(); }
 };
 
@@ -57,15 +57,15 @@ struct L1000Record {
 
 struct Pair {
   std::string key;
-  std::string perturbation;  // broad_sample of the CP well
-  int cp_well = -1;          // index into the CP wells
-  int l1000_row = -1;        // index into the L1000 records
-  int control_cp_well = -1;  // a DMSO well on the same CP plate
+  std::string perturbation;    // broad_sample of the CP well
+  int cp_well = -1;            // index into the CP wells
+  int l1000_row = -1;          // index into the L1000 records
+  int control_cp_well = -1;    // a DMSO well on the same CP plate
   int control_l1000_row = -1;  // a DMSO row on the same L1000 plate
 };
 
 struct PairingResult {
-  std::vector<Pair> pairs;  // sorted by key, then pairing order
+  std::vector<Pair> pairs;                                 // sorted by key, then pairing order
   std::map<std::string, std::vector<int>> cp_controls;     // CP plate → DMSO well indices
   std::map<std::string, std::vector<int>> l1000_controls;  // L1000 plate → DMSO row indices
   std::vector<DroppedItem> dropped;  // kinds: cp_only_treatment, l1000_only_treatment,
@@ -73,8 +73,8 @@ struct PairingResult {
   int64_t matched_keys = 0;
 };
 
-PairingResult PairTreatments(const std::vector<CpWell>& cp_wells, const std::vector<L1000Record>& l1000,
-                             uint64_t seed);
+PairingResult PairTreatments(const std::vector<CpWell>& cp_wells,
+                             const std::vector<L1000Record>& l1000, uint64_t seed);
 
 enum class Split { kTrain, kVal, kTest };
 const char* SplitName(Split split);
@@ -93,8 +93,9 @@ SplitCounts ComputeSplitCounts(int64_t n, int64_t requested_test, double val_fra
 
 // Assigns each perturbation (deduplicated, sorted first so input order does not matter) a split,
 // shuffled with `seed`.
-std::map<std::string, Split> SplitPerturbations(std::vector<std::string> perturbations, int64_t requested_test,
-                                                double val_fraction, uint64_t seed);
+std::map<std::string, Split> SplitPerturbations(std::vector<std::string> perturbations,
+                                                int64_t requested_test, double val_fraction,
+                                                uint64_t seed);
 
 }  // namespace cellflux::data
 

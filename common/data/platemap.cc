@@ -14,9 +14,12 @@
 namespace cellflux::data {
 namespace {
 
-absl::StatusOr<int> RequireColumn(const io::CsvTable& table, const std::string& path, absl::string_view name) {
+absl::StatusOr<int> RequireColumn(const io::CsvTable& table, const std::string& path,
+                                  absl::string_view name) {
   int c = table.Column(name);
-  if (c < 0) return absl::InvalidArgumentError(absl::StrCat(path, ":1: required column '", name, "' missing"));
+  if (c < 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ":1: required column '", name, "' missing"));
   return c;
 }
 
@@ -32,8 +35,9 @@ absl::StatusOr<std::map<std::string, WellTreatment>> ReadOneMap(const std::strin
     const int64_t line = table.lines[i];
     std::string well;
     if (!NormalizeWell(row[c_well], &well)) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ":", line, ": column well_position: expected a well A01..P24, found '",
-                                                     row[c_well], "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", line, ": column well_position: expected a well A01..P24, found '",
+                       row[c_well], "'"));
     }
     WellTreatment t;
     t.broad_sample = std::string(absl::StripAsciiWhitespace(row[c_sample]));
@@ -43,13 +47,14 @@ absl::StatusOr<std::map<std::string, WellTreatment>> ReadOneMap(const std::strin
     if (!t.is_control() || !(dose.empty() || dose == "NA" || absl::EqualsIgnoreCase(dose, "nan"))) {
       if (!absl::SimpleAtod(dose, &t.mmoles_per_liter) || !std::isfinite(t.mmoles_per_liter) ||
           t.mmoles_per_liter < 0) {
-        return absl::InvalidArgumentError(absl::StrCat(path, ":", line, ": column mmoles_per_liter: expected a ",
-                                                       "non-negative number for ", t.is_control() ? "DMSO" : t.broad_sample,
-                                                       ", found '", dose, "'"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            path, ":", line, ": column mmoles_per_liter: expected a ", "non-negative number for ",
+            t.is_control() ? "DMSO" : t.broad_sample, ", found '", dose, "'"));
       }
     }
     if (!wells.emplace(well, t).second) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ":", line, ": well ", well, " listed twice"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", line, ": well ", well, " listed twice"));
     }
   }
   return wells;
@@ -71,7 +76,8 @@ bool NormalizeWell(absl::string_view text, std::string* well) {
   if (text.size() < 2 || text.size() > 3) return false;
   char row = absl::ascii_toupper(text[0]);
   int col = 0;
-  if (row < 'A' || row > 'P' || !absl::SimpleAtoi(text.substr(1), &col) || col < 1 || col > 24) return false;
+  if (row < 'A' || row > 'P' || !absl::SimpleAtoi(text.substr(1), &col) || col < 1 || col > 24)
+    return false;
   if (!absl::ascii_isdigit(text[1])) return false;
   char buf[8];
   std::snprintf(buf, sizeof(buf), "%c%02d", row, col);
@@ -104,13 +110,14 @@ absl::StatusOr<PlateMaps> ReadPlateMaps(const std::string& platemaps_dir) {
     std::string map_name(absl::StripAsciiWhitespace(table.rows[i][c_map]));
     std::string barcode(absl::StripAsciiWhitespace(table.rows[i][c_barcode]));
     if (map_name.empty() || barcode.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(barcode_path, ":", table.lines[i], ": empty Plate_Map_Name or Assay_Plate_Barcode"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          barcode_path, ":", table.lines[i], ": empty Plate_Map_Name or Assay_Plate_Barcode"));
     }
     auto [it, inserted] = out.barcode_to_map.emplace(barcode, map_name);
     if (!inserted && it->second != map_name) {
-      return absl::InvalidArgumentError(absl::StrCat(barcode_path, ":", table.lines[i], ": plate ", barcode,
-                                                     " mapped to both '", it->second, "' and '", map_name, "'"));
+      return absl::InvalidArgumentError(absl::StrCat(barcode_path, ":", table.lines[i], ": plate ",
+                                                     barcode, " mapped to both '", it->second,
+                                                     "' and '", map_name, "'"));
     }
     if (out.maps.count(map_name)) continue;
     const std::string map_path = absl::StrCat(platemaps_dir, "/platemap/", map_name, ".txt");

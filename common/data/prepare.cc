@@ -5,10 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -41,16 +40,18 @@ std::vector<CpWell> BuildWells(const ScanResult& scan, const PlateMaps& maps, Ma
   const auto& sites = scan.sites;
   for (size_t i = 0; i < sites.size();) {
     size_t j = i;
-    while (j < sites.size() && sites[j].plate == sites[i].plate && sites[j].well == sites[i].well) ++j;
+    while (j < sites.size() && sites[j].plate == sites[i].plate && sites[j].well == sites[i].well)
+      ++j;
     const std::string& plate = sites[i].plate;
     const std::string& well = sites[i].well;
     const WellTreatment* t = maps.Find(plate, well);
     if (!maps.barcode_to_map.count(plate)) {
       unmapped_plates[plate] += static_cast<int64_t>(j - i);
     } else if (t == nullptr) {
-      m->dropped.push_back({"well_not_in_platemap", absl::StrCat("CP plate ", plate, " well ", well),
-                            absl::StrCat(j - i, " site(s) imaged but the well is not in plate map '",
-                                         maps.barcode_to_map.at(plate), "'")});
+      m->dropped.push_back(
+          {"well_not_in_platemap", absl::StrCat("CP plate ", plate, " well ", well),
+           absl::StrCat(j - i, " site(s) imaged but the well is not in plate map '",
+                        maps.barcode_to_map.at(plate), "'")});
     } else {
       CpWell w{plate, well, t->broad_sample, t->is_control() ? "" : CpSampleKey(*t), {}};
       for (size_t k = i; k < j; ++k) {
@@ -63,13 +64,15 @@ std::vector<CpWell> BuildWells(const ScanResult& scan, const PlateMaps& maps, Ma
   }
   for (const auto& [plate, n] : unmapped_plates) {
     m->dropped.push_back({"plate_not_in_platemap", absl::StrCat("CP plate ", plate),
-                          absl::StrCat(n, " site(s) imaged but barcode ", plate, " is not in barcode_platemap.csv")});
+                          absl::StrCat(n, " site(s) imaged but barcode ", plate,
+                                       " is not in barcode_platemap.csv")});
   }
   return wells;
 }
 
 // Population mean/std per gene over the given expression rows.
-void GeneStats(const Manifest& m, const std::set<int64_t>& rows, std::vector<double>* mean, std::vector<double>* sd) {
+void GeneStats(const Manifest& m, const std::set<int64_t>& rows, std::vector<double>* mean,
+               std::vector<double>* sd) {
   const size_t g = m.gene_ids.size();
   mean->assign(g, 0.0);
   sd->assign(g, 1.0);
@@ -102,10 +105,14 @@ absl::Status Publish(const std::string& tmp, const std::string& out_dir) {
     old = absl::StrCat(out_dir, ".old-", ::getpid());
     fs::remove_all(old, ec);
     fs::rename(out_dir, old, ec);
-    if (ec) return absl::InternalError(absl::StrCat("cannot move the existing '", out_dir, "' aside: ", ec.message()));
+    if (ec)
+      return absl::InternalError(
+          absl::StrCat("cannot move the existing '", out_dir, "' aside: ", ec.message()));
   }
   fs::rename(tmp, out_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot rename '", tmp, "' to '", out_dir, "': ", ec.message()));
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("cannot rename '", tmp, "' to '", out_dir, "': ", ec.message()));
   CF_RETURN_IF_ERROR(FsyncDirectory(fs::path(out_dir).parent_path().string()));
   if (!old.empty()) fs::remove_all(old, ec);
   return absl::OkStatus();
@@ -115,17 +122,20 @@ absl::Status Publish(const std::string& tmp, const std::string& out_dir) {
 
 absl::Status PrepareOptions::Validate() const {
   if (images_dir.empty() || platemaps_dir.empty() || l1000_path.empty() || out_dir.empty()) {
-    return absl::InvalidArgumentError("prepare: images_dir, platemaps_dir, l1000_path and out_dir are all required");
+    return absl::InvalidArgumentError(
+        "prepare: images_dir, platemaps_dir, l1000_path and out_dir are all required");
   }
   if (test_perturbations < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("prepare: test_perturbations must be >= 0, got ", test_perturbations));
+    return absl::InvalidArgumentError(
+        absl::StrCat("prepare: test_perturbations must be >= 0, got ", test_perturbations));
   }
   if (!(val_fraction >= 0.0 && val_fraction < 1.0)) {
-    return absl::InvalidArgumentError(absl::StrCat("prepare: val_fraction must be in [0, 1), got ", val_fraction));
+    return absl::InvalidArgumentError(
+        absl::StrCat("prepare: val_fraction must be in [0, 1), got ", val_fraction));
   }
   if (split_level != "perturbation" && split_level != "pair") {
-    return absl::InvalidArgumentError(absl::StrCat("prepare: split_level must be perturbation or pair, got '",
-                                                   split_level, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("prepare: split_level must be perturbation or pair, got '", split_level, "'"));
   }
   return absl::OkStatus();
 }
@@ -141,7 +151,9 @@ std::string PrepareSummary::ToJson() const {
   j["l1000_control_rows"] = l1000_control_rows;
   j["l1000_plates"] = l1000_plates;
   j["matched_treatments"] = matched_treatments;
-  j["perturbations"] = {{"total", perturbations}, {"train", train_perturbations}, {"val", val_perturbations},
+  j["perturbations"] = {{"total", perturbations},
+                        {"train", train_perturbations},
+                        {"val", val_perturbations},
                         {"test", test_perturbations}};
   j["pairs"] = {{"total", pairs}, {"train", train_pairs}, {"val", val_pairs}, {"test", test_pairs}};
   j["genes"] = genes;
@@ -151,11 +163,12 @@ std::string PrepareSummary::ToJson() const {
 
 std::string PrepareSummary::ToText() const {
   std::string out = absl::StrCat(
-      "Cell Painting: ", plates, " plates, ", wells, " wells (", cp_control_wells, " DMSO), ", sites, " sites\n",
-      "L1000: ", l1000_rows_read, " rows read, ", l1000_rows_kept, " kept (", l1000_control_rows, " DMSO) on ",
-      l1000_plates, " plates, ", genes, " genes\n", "matched treatments: ", matched_treatments, "; perturbations: ",
-      perturbations, " (train ", train_perturbations, ", val ", val_perturbations, ", test ", test_perturbations,
-      ")\n", "pairs: ", pairs, " (train ", train_pairs, ", val ", val_pairs, ", test ", test_pairs, ")\n");
+      "Cell Painting: ", plates, " plates, ", wells, " wells (", cp_control_wells, " DMSO), ",
+      sites, " sites\n", "L1000: ", l1000_rows_read, " rows read, ", l1000_rows_kept, " kept (",
+      l1000_control_rows, " DMSO) on ", l1000_plates, " plates, ", genes, " genes\n",
+      "matched treatments: ", matched_treatments, "; perturbations: ", perturbations, " (train ",
+      train_perturbations, ", val ", val_perturbations, ", test ", test_perturbations, ")\n",
+      "pairs: ", pairs, " (train ", train_pairs, ", val ", val_pairs, ", test ", test_pairs, ")\n");
   for (const auto& [kind, n] : dropped) absl::StrAppend(&out, "dropped ", kind, ": ", n, "\n");
   return out;
 }
@@ -179,8 +192,10 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& o) {
   std::set<std::string> cp_keys, cp_plates;
   for (const CpWell& w : wells) {
     cp_plates.insert(w.plate);
-    if (w.is_control()) ++s.cp_control_wells;
-    else cp_keys.insert(w.key);
+    if (w.is_control())
+      ++s.cp_control_wells;
+    else
+      cp_keys.insert(w.key);
   }
   s.plates = static_cast<int64_t>(cp_plates.size());
   s.wells = static_cast<int64_t>(wells.size());
@@ -196,7 +211,8 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& o) {
   m.gene_ids = h.gene_ids;
   std::map<std::string, std::string> symbols;
   for (const LandmarkGene& g : LandmarkGenes()) symbols[g.probe_id] = g.symbol;
-  for (const std::string& id : m.gene_ids) m.gene_symbols.push_back(symbols.count(id) ? symbols[id] : "");
+  for (const std::string& id : m.gene_ids)
+    m.gene_symbols.push_back(symbols.count(id) ? symbols[id] : "");
   std::vector<L1000Record> records;
   std::map<std::string, KeyInfo> key_info;
   std::set<std::string> l1000_only;
@@ -212,22 +228,26 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& o) {
       l1000_only.insert(key);
       continue;
     }
-    const std::string item = absl::StrCat("L1000 row ", row.row_index, " (line ", row.line, ", ", key, ")");
+    const std::string item =
+        absl::StrCat("L1000 row ", row.row_index, " (line ", row.line, ", ", key, ")");
     if (!row.missing.empty()) {
-      m.dropped.push_back({"l1000_missing_values", item,
-                           absl::StrCat(row.missing.size(), " empty/NaN expression cell(s), first in column '",
-                                        m.gene_ids[row.missing[0]], "'")});
+      m.dropped.push_back(
+          {"l1000_missing_values", item,
+           absl::StrCat(row.missing.size(), " empty/NaN expression cell(s), first in column '",
+                        m.gene_ids[row.missing[0]], "'")});
       continue;
     }
     if (plate.empty()) {
-      m.dropped.push_back({"l1000_no_plate", item, "empty det_plate: the row's DMSO controls cannot be found"});
+      m.dropped.push_back(
+          {"l1000_no_plate", item, "empty det_plate: the row's DMSO controls cannot be found"});
       continue;
     }
     records.push_back({plate, key, row.meta[i_pert], control});
     m.expression_rows.push_back({row.row_index, plate, row.meta[i_pert], key, control});
     m.expression.insert(m.expression.end(), row.values.begin(), row.values.end());
     if (!control && !key_info.count(key)) {
-      key_info[key] = {i_smiles >= 0 ? row.meta[i_smiles] : "", i_name >= 0 ? row.meta[i_name] : ""};
+      key_info[key] = {i_smiles >= 0 ? row.meta[i_smiles] : "",
+                       i_name >= 0 ? row.meta[i_name] : ""};
     }
   }
   report("l1000", s.l1000_rows_read, s.l1000_rows_read);
@@ -253,7 +273,8 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& o) {
     for (const auto& [pert, idx] : by_pert) {
       Split sp = m.split.at(pert);
       if (sp == Split::kTrain) continue;
-      uint64_t h = 0xcbf29ce484222325ULL ^ (o.seed * 0x9E3779B97F4A7C15ULL);  // FNV-1a: stable everywhere
+      uint64_t h =
+          0xcbf29ce484222325ULL ^ (o.seed * 0x9E3779B97F4A7C15ULL);  // FNV-1a: stable everywhere
       for (unsigned char ch : pert) h = (h ^ ch) * 0x100000001b3ULL;
       held_out_pair[idx[h % idx.size()]] = sp;
     }
@@ -306,8 +327,9 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& o) {
   GeneStats(m, stat_rows, &m.gene_mean, &m.gene_std);
 
   for (const auto& [pert, doses] : train_doses) {  // sorted by id
-    auto best = std::max_element(doses.begin(), doses.end(),
-                                 [](const auto& a, const auto& b) { return a.second < b.second; });  // first max
+    auto best = std::max_element(doses.begin(), doses.end(), [](const auto& a, const auto& b) {
+      return a.second < b.second;
+    });  // first max
     const KeyInfo& info = key_info[absl::StrCat(pert, "_", best->first)];
     m.vocabulary.push_back({pert, best->first, info.smiles, info.name});
   }
@@ -316,9 +338,12 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& o) {
   s.l1000_plates = static_cast<int64_t>(l1000_plates.size());
   s.perturbations = static_cast<int64_t>(m.split.size());
   for (const auto& [pert, split] : m.split) {
-    if (split == Split::kTrain) ++s.train_perturbations;
-    else if (split == Split::kVal) ++s.val_perturbations;
-    else ++s.test_perturbations;
+    if (split == Split::kTrain)
+      ++s.train_perturbations;
+    else if (split == Split::kVal)
+      ++s.val_perturbations;
+    else
+      ++s.test_perturbations;
   }
   s.pairs = static_cast<int64_t>(m.pairs.size());
   s.genes = static_cast<int64_t>(m.gene_ids.size());

@@ -25,22 +25,22 @@
 namespace cellflux::data {
 
 struct PrepareProgress {
-  std::string stage;  // "platemaps", "scan", "l1000", "pairing", "write"
-  int64_t done = 0;   // items done in this stage
-  int64_t total = -1; // -1 when unknown (streaming)
+  std::string stage;   // "platemaps", "scan", "l1000", "pairing", "write"
+  int64_t done = 0;    // items done in this stage
+  int64_t total = -1;  // -1 when unknown (streaming)
 };
 
 struct PrepareOptions {
   std::string images_dir;
   std::string platemaps_dir;
-  std::string l1000_path;   // replicate_level_l1k.csv or .csv.gz
+  std::string l1000_path;  // replicate_level_l1k.csv or .csv.gz
   std::string out_dir;
   int64_t test_perturbations = 5000;  // clamped, see ComputeSplitCounts in pairing.h
-  double val_fraction = 0.05;          // of the non-test perturbations
+  double val_fraction = 0.05;         // of the non-test perturbations
   uint64_t seed = 0;
-  // "perturbation": test/val perturbations are held out entirely (never in the training vocabulary).
-  // "pair": the paper's protocol — each test (val) perturbation contributes ONE held-out pair and
-  // its other pairs stay in training, so the model has an embedding for it.
+  // "perturbation": test/val perturbations are held out entirely (never in the training
+  // vocabulary). "pair": the paper's protocol — each test (val) perturbation contributes ONE
+  // held-out pair and its other pairs stay in training, so the model has an embedding for it.
   std::string split_level = "perturbation";
   // Called from the calling thread, at stage boundaries and every few thousand items.
   std::function<void(const PrepareProgress&)> progress;
@@ -49,9 +49,9 @@ struct PrepareOptions {
 };
 
 struct PrepareSummary {
-  int64_t plates = 0;        // CP plates with at least one complete site
-  int64_t wells = 0;         // CP wells with images and a plate-map entry
-  int64_t sites = 0;         // complete sites kept
+  int64_t plates = 0;  // CP plates with at least one complete site
+  int64_t wells = 0;   // CP wells with images and a plate-map entry
+  int64_t sites = 0;   // complete sites kept
   int64_t cp_control_wells = 0;
   int64_t l1000_rows_read = 0;
   int64_t l1000_rows_kept = 0;

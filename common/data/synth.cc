@@ -5,11 +5,10 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
-#include <thread>
-#include <vector>
-
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -22,9 +21,9 @@ namespace cellflux {
 namespace {
 
 constexpr int kWellsPerPlate384 = 384;
-constexpr double kTopDose = 5.0;           // mmoles_per_liter of the strongest CP dose
-constexpr double kExpressionGain = 1.5;    // expression shift per unit effect, in gene sd units
-constexpr double kLoadingDensity = 0.35;   // fraction of genes each latent dimension moves
+constexpr double kTopDose = 5.0;          // mmoles_per_liter of the strongest CP dose
+constexpr double kExpressionGain = 1.5;   // expression shift per unit effect, in gene sd units
+constexpr double kLoadingDensity = 0.35;  // fraction of genes each latent dimension moves
 // Doses chosen so that 2 * m has at most two decimals (the matching key is exact).
 constexpr double kHighDoses[] = {5.0, 3.33, 2.5};
 constexpr double kLowDoses[] = {1.25, 0.625};
@@ -35,7 +34,7 @@ enum Stream : uint64_t { kWorld = 1, kCpLayout = 2, kL1000 = 3, kSites = 4 };
 struct Treatment {
   int compound;
   double mmoles_per_liter;
-  double effect;              // s_c * dose factor
+  double effect;  // s_c * dose factor
   MorphologyDelta morph;
   std::vector<double> shift;  // expression shift per gene, expression units
   std::string key;            // pert_sample_dose
@@ -48,8 +47,8 @@ struct Compound {
 };
 
 struct Well {
-  int index;       // 0..383, row-major
-  int treatment;   // -1 = DMSO
+  int index;      // 0..383, row-major
+  int treatment;  // -1 = DMSO
 };
 
 struct CpPlate {
@@ -98,8 +97,8 @@ std::vector<int> Shuffled(int n, SynthRng& rng) {
 }
 
 std::string FakeSmiles(SynthRng& rng) {
-  static const char* kFragments[] = {"c1ccccc1", "C(=O)N", "CC", "O", "N1CCCC1", "C(F)(F)F",
-                                     "c1ccncc1", "S(=O)(=O)N", "Cl", "OC", "C(=O)O", "N"};
+  static const char* kFragments[] = {"c1ccccc1", "C(=O)N",     "CC", "O",  "N1CCCC1", "C(F)(F)F",
+                                     "c1ccncc1", "S(=O)(=O)N", "Cl", "OC", "C(=O)O",  "N"};
   std::string s = "C";
   const int n = 3 + rng.UniformInt(4);
   for (int i = 0; i < n; ++i) s += kFragments[rng.UniformInt(12)];
@@ -119,14 +118,20 @@ void BuildCompounds(const SynthOptions& o, SynthRng& rng, World& world) {
   for (int c = 0; c < o.compounds; ++c) {
     Compound cp;
     int id;
-    do { id = 10000000 + rng.UniformInt(90000000); } while (std::find(ids.begin(), ids.end(), id) != ids.end());
+    do {
+      id = 10000000 + rng.UniformInt(90000000);
+    } while (std::find(ids.begin(), ids.end(), id) != ids.end());
     ids.push_back(id);
     cp.pert_id = absl::StrFormat("BRD-K%08d", id);
-    cp.broad_sample = absl::StrCat(cp.pert_id, "-001-0", 1 + rng.UniformInt(9), "-", rng.UniformInt(10));
+    cp.broad_sample =
+        absl::StrCat(cp.pert_id, "-001-0", 1 + rng.UniformInt(9), "-", rng.UniformInt(10));
     cp.name = absl::StrFormat("cfsyn-%03d", c + 1);
     cp.smiles = FakeSmiles(rng);
     double norm = 0;
-    for (int k = 0; k < o.latent_dim; ++k) { cp.z.push_back(rng.Normal()); norm += cp.z.back() * cp.z.back(); }
+    for (int k = 0; k < o.latent_dim; ++k) {
+      cp.z.push_back(rng.Normal());
+      norm += cp.z.back() * cp.z.back();
+    }
     for (double& v : cp.z) v /= std::sqrt(norm);
     cp.strength = rng.Uniform() < 0.25 ? 0.0 : rng.Uniform(0.3, 1.5);
     world.compounds.push_back(cp);
@@ -195,7 +200,8 @@ absl::Status BuildCpPlates(const SynthOptions& o, SynthRng& rng, World& world) {
       const int n_treated = static_cast<int>(plate_treatments[p].size());
       plate.wells.push_back({positions[i], i < n_treated ? plate_treatments[p][i] : -1});
     }
-    std::sort(plate.wells.begin(), plate.wells.end(), [](const Well& a, const Well& b) { return a.index < b.index; });
+    std::sort(plate.wells.begin(), plate.wells.end(),
+              [](const Well& a, const Well& b) { return a.index < b.index; });
     world.cp_plates.push_back(std::move(plate));
   }
   return absl::OkStatus();
@@ -215,12 +221,14 @@ void BuildL1000Plates(const SynthOptions& o, SynthRng& rng, World& world) {
     for (int r = 0; r < o.l1000_replicates; ++r) plate_rows[(t + r) % o.l1000_plates].push_back(t);
   }
   for (int p = 0; p < o.l1000_plates; ++p) {
-    // More rows than a 384-well plate holds would repeat wells; then the replicate id gets a suffix.
+    // More rows than a 384-well plate holds would repeat wells; then the replicate id gets a
+    // suffix.
     const std::vector<int> positions = Shuffled(kWellsPerPlate384, rng);
     for (size_t i = 0; i < plate_rows[p].size(); ++i) {
-      world.l1000_plates[p].rows.push_back({static_cast<int>(positions[i % kWellsPerPlate384] +
-                                                             kWellsPerPlate384 * (i / kWellsPerPlate384)),
-                                            plate_rows[p][i]});
+      world.l1000_plates[p].rows.push_back(
+          {static_cast<int>(positions[i % kWellsPerPlate384] +
+                            kWellsPerPlate384 * (i / kWellsPerPlate384)),
+           plate_rows[p][i]});
     }
     std::sort(world.l1000_plates[p].rows.begin(), world.l1000_plates[p].rows.end(),
               [](const L1000Row& a, const L1000Row& b) { return a.well < b.well; });
@@ -261,8 +269,9 @@ absl::Status WritePlateMaps(const World& world, const std::string& dir) {
         absl::StrAppend(&tsv, WellName(well.index, true), "\t\t0\tDMSO\n");
       } else {
         const Treatment& t = world.treatments[well.treatment];
-        absl::StrAppend(&tsv, WellName(well.index, true), "\t", world.compounds[t.compound].broad_sample,
-                        "\t", absl::StrFormat("%g", t.mmoles_per_liter), "\tDMSO\n");
+        absl::StrAppend(&tsv, WellName(well.index, true), "\t",
+                        world.compounds[t.compound].broad_sample, "\t",
+                        absl::StrFormat("%g", t.mmoles_per_liter), "\tDMSO\n");
       }
     }
     CF_RETURN_IF_ERROR(WriteText(absl::StrCat(dir, "/platemap/", plate.map_name, ".txt"), tsv));
@@ -270,7 +279,8 @@ absl::Status WritePlateMaps(const World& world, const std::string& dir) {
   return WriteText(dir + "/barcode_platemap.csv", csv);
 }
 
-absl::Status WriteL1000(const SynthOptions& o, const World& world, const std::string& dir, int* n_rows) {
+absl::Status WriteL1000(const SynthOptions& o, const World& world, const std::string& dir,
+                        int* n_rows) {
   CF_RETURN_IF_ERROR(MakeDirs(dir));
   SynthRng rng(MixSeed(o.seed, kL1000));
   std::string csv = "replicate_id,pert_id,pert_dose,det_plate,pert_sample_dose,CPD_NAME,CPD_SMILES";
@@ -281,7 +291,8 @@ absl::Status WriteL1000(const SynthOptions& o, const World& world, const std::st
     for (const L1000Row& row : plate.rows) {
       const std::string well = row.well < kWellsPerPlate384
                                    ? WellName(row.well, true)
-                                   : absl::StrCat(WellName(row.well % kWellsPerPlate384, true), "_", row.well / kWellsPerPlate384);
+                                   : absl::StrCat(WellName(row.well % kWellsPerPlate384, true), "_",
+                                                  row.well / kWellsPerPlate384);
       absl::StrAppend(&csv, plate.det_plate, ":", well, ",");
       const Treatment* t = row.treatment < 0 ? nullptr : &world.treatments[row.treatment];
       if (t == nullptr) {
@@ -304,8 +315,11 @@ absl::Status WriteL1000(const SynthOptions& o, const World& world, const std::st
   return WriteText(dir + "/replicate_level_l1k.csv", csv);
 }
 
-absl::Status WriteImages(const SynthOptions& o, const World& world, const std::string& dir, int* n_images) {
-  struct Job { int plate, well, site; };
+absl::Status WriteImages(const SynthOptions& o, const World& world, const std::string& dir,
+                         int* n_images) {
+  struct Job {
+    int plate, well, site;
+  };
   std::vector<Job> jobs;
   for (int p = 0; p < static_cast<int>(world.cp_plates.size()); ++p) {
     CF_RETURN_IF_ERROR(MakeDirs(absl::StrCat(dir, "/", world.cp_plates[p].barcode)));
@@ -322,20 +336,24 @@ absl::Status WriteImages(const SynthOptions& o, const World& world, const std::s
     for (size_t j = next++; j < jobs.size(); j = next++) {
       const CpPlate& plate = world.cp_plates[jobs[j].plate];
       const Well& well = plate.wells[jobs[j].well];
-      const MorphologyDelta delta = well.treatment < 0 ? MorphologyDelta{} : world.treatments[well.treatment].morph;
-      const uint64_t site_seed = MixSeed(MixSeed(MixSeed(MixSeed(o.seed, kSites), jobs[j].plate), well.index), jobs[j].site);
+      const MorphologyDelta delta =
+          well.treatment < 0 ? MorphologyDelta{} : world.treatments[well.treatment].morph;
+      const uint64_t site_seed = MixSeed(
+          MixSeed(MixSeed(MixSeed(o.seed, kSites), jobs[j].plate), well.index), jobs[j].site);
       const auto channels = RenderSite(render, delta, plate.gains, site_seed);
       for (int ch = 0; ch < kNumChannels; ++ch) {
-        const std::string path = absl::StrFormat("%s/%s/cdp2bioactives_%s_s%d_w%d%s.tif", dir, plate.barcode,
-                                                 WellName(well.index, false), jobs[j].site, ChannelFileDigit(ch),
-                                                 Uuid(MixSeed(site_seed, ch)));
+        const std::string path =
+            absl::StrFormat("%s/%s/cdp2bioactives_%s_s%d_w%d%s.tif", dir, plate.barcode,
+                            WellName(well.index, false), jobs[j].site, ChannelFileDigit(ch),
+                            Uuid(MixSeed(site_seed, ch)));
         bool ok = false;
         try {
           ok = cv::imwrite(path, channels[ch], {cv::IMWRITE_TIFF_COMPRESSION, 1});
         } catch (const cv::Exception& e) {
           statuses[j] = absl::InternalError(absl::StrCat("synth: writing ", path, ": ", e.what()));
         }
-        if (!ok && statuses[j].ok()) statuses[j] = absl::InternalError(absl::StrCat("synth: could not write ", path));
+        if (!ok && statuses[j].ok())
+          statuses[j] = absl::InternalError(absl::StrCat("synth: could not write ", path));
         if (!statuses[j].ok()) break;
       }
     }
@@ -358,18 +376,26 @@ absl::Status WriteGroundTruth(const SynthOptions& o, const World& world, const s
   j["image_size"] = {o.image_width, o.image_height};
   j["sites"] = o.sites;
   j["channels"] = Json::array();
-  for (int ch = 0; ch < kNumChannels; ++ch) j["channels"].push_back({{"name", ChannelName(ch)}, {"file_digit", ChannelFileDigit(ch)}});
-  j["model"] = {{"dose_factor", "effect = strength * (m / (m + 1)) / (5 / 6), m = mmoles_per_liter"},
-                {"morphology", "delta_j = max_delta_j * tanh(effect * (morphology_loadings z)_j)"},
-                {"expression", "x_g = mean_g + plate_offset_g + sd_g * (expression_gain * effect * (expression_loadings z)_g + N(0,1))"},
-                {"expression_gain", kExpressionGain}};
+  for (int ch = 0; ch < kNumChannels; ++ch)
+    j["channels"].push_back({{"name", ChannelName(ch)}, {"file_digit", ChannelFileDigit(ch)}});
+  j["model"] = {
+      {"dose_factor", "effect = strength * (m / (m + 1)) / (5 / 6), m = mmoles_per_liter"},
+      {"morphology", "delta_j = max_delta_j * tanh(effect * (morphology_loadings z)_j)"},
+      {"expression",
+       "x_g = mean_g + plate_offset_g + sd_g * (expression_gain * effect * (expression_loadings "
+       "z)_g + N(0,1))"},
+      {"expression_gain", kExpressionGain}};
   j["morphology_parameters"] = Json::array();
-  for (int p = 0; p < kNumMorphParams; ++p) j["morphology_parameters"].push_back({{"name", MorphParamName(p)}, {"max_delta", MorphParamMaxDelta(p)}});
+  for (int p = 0; p < kNumMorphParams; ++p)
+    j["morphology_parameters"].push_back(
+        {{"name", MorphParamName(p)}, {"max_delta", MorphParamMaxDelta(p)}});
   j["morphology_loadings"] = world.m;
   j["genes"] = Json::array();
   for (size_t g = 0; g < kNumLandmarkGenes; ++g) {
-    j["genes"].push_back({{"probe_id", LandmarkGenes()[g].probe_id}, {"symbol", LandmarkGenes()[g].symbol},
-                          {"mean", world.gene_mean[g]}, {"sd", world.gene_sd[g]}});
+    j["genes"].push_back({{"probe_id", LandmarkGenes()[g].probe_id},
+                          {"symbol", LandmarkGenes()[g].symbol},
+                          {"mean", world.gene_mean[g]},
+                          {"sd", world.gene_sd[g]}});
   }
   j["expression_loadings"] = world.w;
   j["compounds"] = Json::array();
@@ -380,19 +406,30 @@ absl::Status WriteGroundTruth(const SynthOptions& o, const World& world, const s
       if (t.compound != c) continue;
       Json morph;
       for (int p = 0; p < kNumMorphParams; ++p) morph[MorphParamName(p)] = t.morph[p];
-      doses.push_back({{"mmoles_per_liter", t.mmoles_per_liter}, {"pert_sample_dose", t.key}, {"effect", t.effect},
-                       {"morphology_delta", morph}, {"expression_shift", t.shift}});
+      doses.push_back({{"mmoles_per_liter", t.mmoles_per_liter},
+                       {"pert_sample_dose", t.key},
+                       {"effect", t.effect},
+                       {"morphology_delta", morph},
+                       {"expression_shift", t.shift}});
     }
-    j["compounds"].push_back({{"broad_sample", cp.broad_sample}, {"pert_id", cp.pert_id}, {"name", cp.name},
-                              {"smiles", cp.smiles}, {"strength", cp.strength}, {"latent", cp.z}, {"doses", doses}});
+    j["compounds"].push_back({{"broad_sample", cp.broad_sample},
+                              {"pert_id", cp.pert_id},
+                              {"name", cp.name},
+                              {"smiles", cp.smiles},
+                              {"strength", cp.strength},
+                              {"latent", cp.z},
+                              {"doses", doses}});
   }
   j["cp_plates"] = Json::array();
   for (const CpPlate& plate : world.cp_plates) {
     Json gains;
     for (int ch = 0; ch < kNumChannels; ++ch) gains[ChannelName(ch)] = plate.gains[ch];
-    const auto dmso = std::count_if(plate.wells.begin(), plate.wells.end(), [](const Well& w) { return w.treatment < 0; });
-    j["cp_plates"].push_back({{"barcode", plate.barcode}, {"plate_map_name", plate.map_name},
-                              {"channel_gain", gains}, {"dmso_wells", dmso}});
+    const auto dmso = std::count_if(plate.wells.begin(), plate.wells.end(),
+                                    [](const Well& w) { return w.treatment < 0; });
+    j["cp_plates"].push_back({{"barcode", plate.barcode},
+                              {"plate_map_name", plate.map_name},
+                              {"channel_gain", gains},
+                              {"dmso_wells", dmso}});
   }
   j["l1000_plates"] = Json::array();
   for (const L1000Plate& plate : world.l1000_plates) {
@@ -406,12 +443,16 @@ absl::Status WriteGroundTruth(const SynthOptions& o, const World& world, const s
 absl::Status SynthOptions::Validate() const {
   auto check = [](bool ok, const char* field, int value, const char* range) {
     return ok ? absl::OkStatus()
-              : absl::InvalidArgumentError(absl::StrFormat("synth: %s = %d, expected %s", field, value, range));
+              : absl::InvalidArgumentError(
+                    absl::StrFormat("synth: %s = %d, expected %s", field, value, range));
   };
   CF_RETURN_IF_ERROR(check(plates >= 1 && plates <= 1000, "plates", plates, "1..1000"));
-  CF_RETURN_IF_ERROR(check(compounds >= 1 && compounds <= 100000, "compounds", compounds, "1..100000"));
-  CF_RETURN_IF_ERROR(check(image_width >= 16 && image_width <= 4096, "image width", image_width, "16..4096"));
-  CF_RETURN_IF_ERROR(check(image_height >= 16 && image_height <= 4096, "image height", image_height, "16..4096"));
+  CF_RETURN_IF_ERROR(
+      check(compounds >= 1 && compounds <= 100000, "compounds", compounds, "1..100000"));
+  CF_RETURN_IF_ERROR(
+      check(image_width >= 16 && image_width <= 4096, "image width", image_width, "16..4096"));
+  CF_RETURN_IF_ERROR(
+      check(image_height >= 16 && image_height <= 4096, "image height", image_height, "16..4096"));
   CF_RETURN_IF_ERROR(check(sites >= 1 && sites <= 9, "sites", sites, "1..9"));
   CF_RETURN_IF_ERROR(check(min_dmso_wells >= 1, "min_dmso_wells", min_dmso_wells, ">= 1"));
   CF_RETURN_IF_ERROR(check(wells_per_plate > min_dmso_wells && wells_per_plate <= kWellsPerPlate384,
@@ -420,13 +461,15 @@ absl::Status SynthOptions::Validate() const {
   CF_RETURN_IF_ERROR(check(latent_dim >= 1 && latent_dim <= 64, "latent_dim", latent_dim, "1..64"));
   CF_RETURN_IF_ERROR(check(l1000_plates >= 1, "l1000_plates", l1000_plates, ">= 1"));
   CF_RETURN_IF_ERROR(check(l1000_replicates >= 1, "l1000_replicates", l1000_replicates, ">= 1"));
-  CF_RETURN_IF_ERROR(check(l1000_dmso_per_plate >= 1, "l1000_dmso_per_plate", l1000_dmso_per_plate, ">= 1"));
+  CF_RETURN_IF_ERROR(
+      check(l1000_dmso_per_plate >= 1, "l1000_dmso_per_plate", l1000_dmso_per_plate, ">= 1"));
   return check(threads >= 1 && threads <= 256, "threads", threads, "1..256");
 }
 
 std::string PythonDoseString(double x) { return FloatString(std::round(x * 100.0) / 100.0, 2); }
 
-absl::StatusOr<SynthSummary> WriteSynthDataset(const SynthOptions& options, const std::string& out_dir) {
+absl::StatusOr<SynthSummary> WriteSynthDataset(const SynthOptions& options,
+                                               const std::string& out_dir) {
   CF_RETURN_IF_ERROR(options.Validate());
   World world = BuildWorld(options);
   SynthRng layout_rng(MixSeed(options.seed, kCpLayout));
@@ -435,7 +478,8 @@ absl::StatusOr<SynthSummary> WriteSynthDataset(const SynthOptions& options, cons
 
   SynthSummary summary;
   summary.treatments = static_cast<int>(world.treatments.size());
-  for (const CpPlate& plate : world.cp_plates) summary.wells += static_cast<int>(plate.wells.size());
+  for (const CpPlate& plate : world.cp_plates)
+    summary.wells += static_cast<int>(plate.wells.size());
   CF_RETURN_IF_ERROR(MakeDirs(out_dir));
   CF_RETURN_IF_ERROR(WritePlateMaps(world, out_dir + "/platemaps"));
   CF_RETURN_IF_ERROR(WriteL1000(options, world, out_dir + "/l1000", &summary.l1000_rows));

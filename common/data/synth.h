@@ -17,8 +17,8 @@
 // Matching key, as in the real data: pert_sample_dose = broad_sample + "_" + PythonFloatString(
 // round(2 * mmoles_per_liter, 2)), e.g. "BRD-K12345678-001-01-1_10.0".
 //
-// The model: compound c has a unit latent z_c in R^k and a strength s_c (about a quarter exactly 0).
-// At CP dose m its effect scale is e = s_c * m / (m + 1) / (5 / 6) (1 at the top dose m = 5).
+// The model: compound c has a unit latent z_c in R^k and a strength s_c (about a quarter exactly
+// 0). At CP dose m its effect scale is e = s_c * m / (m + 1) / (5 / 6) (1 at the top dose m = 5).
 // Morphology delta_j = max_j * tanh(e * (M z_c)_j) (M: fixed random [params x k]); expression of
 // gene g = mean_g + plate_offset[p][g] + sd_g * (gain * e * (W z_c)_g + noise), W: fixed sparse
 // random [978 x k]. A zero-strength compound is drawn from exactly the DMSO distribution.
@@ -36,36 +36,37 @@
 namespace cellflux {
 
 struct SynthOptions {
-  int plates = 4;                 // Cell Painting plates
-  int compounds = 48;             // distinct compounds (each at 1 or 2 doses)
+  int plates = 4;      // Cell Painting plates
+  int compounds = 48;  // distinct compounds (each at 1 or 2 doses)
   uint64_t seed = 1;
-  int image_width = 160;          // pixels
-  int image_height = 160;         // pixels
-  int sites = 2;                  // fields of view per well (1..9)
-  int wells_per_plate = 80;       // used wells per plate (<= 384); unfilled slots become DMSO
-  int min_dmso_wells = 16;        // DMSO wells per plate, at least
-  int max_cp_replicates = 4;      // replicate wells per treatment (>= 2 required to fit)
-  int latent_dim = 6;             // k, the compound latent size
+  int image_width = 160;      // pixels
+  int image_height = 160;     // pixels
+  int sites = 2;              // fields of view per well (1..9)
+  int wells_per_plate = 80;   // used wells per plate (<= 384); unfilled slots become DMSO
+  int min_dmso_wells = 16;    // DMSO wells per plate, at least
+  int max_cp_replicates = 4;  // replicate wells per treatment (>= 2 required to fit)
+  int latent_dim = 6;         // k, the compound latent size
   int l1000_plates = 3;
-  int l1000_replicates = 3;       // L1000 rows per treatment
+  int l1000_replicates = 3;  // L1000 rows per treatment
   int l1000_dmso_per_plate = 8;
-  int threads = 2;                // rendering threads (output does not depend on it)
+  int threads = 2;  // rendering threads (output does not depend on it)
 
   // INVALID_ARGUMENT naming the field and its allowed range.
   absl::Status Validate() const;
 };
 
 struct SynthSummary {
-  int treatments = 0;   // (compound, dose) pairs
-  int wells = 0;        // wells with images, DMSO included
-  int images = 0;       // TIFF files
+  int treatments = 0;  // (compound, dose) pairs
+  int wells = 0;       // wells with images, DMSO included
+  int images = 0;      // TIFF files
   int l1000_rows = 0;
 };
 
 // Writes the dataset under `out_dir` (created; existing files with the same names are replaced).
 // Errors: INVALID_ARGUMENT for bad options (including too few wells for 2 replicates per
 // treatment); INTERNAL/NOT_FOUND naming the file on write failures.
-absl::StatusOr<SynthSummary> WriteSynthDataset(const SynthOptions& options, const std::string& out_dir);
+absl::StatusOr<SynthSummary> WriteSynthDataset(const SynthOptions& options,
+                                               const std::string& out_dir);
 
 // Python's str(round(x, 2)) for the doses used here: "10.0", "3.33", "0.5".
 std::string PythonDoseString(double x);

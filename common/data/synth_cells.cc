@@ -2,9 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
-
 #include <opencv2/imgproc.hpp>
+#include <vector>
 
 namespace cellflux {
 namespace {
@@ -23,21 +22,21 @@ uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 // Scene constants, in pixels of a 20x-objective BBBC047 image (nuclei ~25x18 px, ~150 cells per
 // 696x520 field) and in 12-bit ADU (measured on the real fixture site).
 constexpr double kCellsPerPixel = 165.0 / (696.0 * 520.0);
-constexpr double kNuclearRadius = 12.5;     // geometric-mean semi-axis, px
-constexpr double kLogAspect = 0.38;         // log(nuclear aspect ratio) of an untreated cell
-constexpr double kRoundedFraction = 0.03;   // bright, rounded (mitotic-like) cells
-constexpr int kMargin = 40;                 // cells are placed this far outside the view, px
-constexpr std::array<double, kNumChannels> kSignal = {620, 520, 480, 520, 380};   // per-cell stain
-constexpr std::array<double, kNumChannels> kOffset = {145, 240, 290, 380, 320};   // camera + autofl.
+constexpr double kNuclearRadius = 12.5;    // geometric-mean semi-axis, px
+constexpr double kLogAspect = 0.38;        // log(nuclear aspect ratio) of an untreated cell
+constexpr double kRoundedFraction = 0.03;  // bright, rounded (mitotic-like) cells
+constexpr int kMargin = 40;                // cells are placed this far outside the view, px
+constexpr std::array<double, kNumChannels> kSignal = {620, 520, 480, 520, 380};  // per-cell stain
+constexpr std::array<double, kNumChannels> kOffset = {145, 240, 290, 380, 320};  // camera + autofl.
 constexpr std::array<double, kNumChannels> kBlurSigma = {1.2, 1.0, 1.0, 0.9, 0.8};  // optics, px
-constexpr double kHaze = 0.25;              // out-of-focus light, fraction of the blurred signal
-constexpr double kShotNoise = 0.6;          // variance per ADU of signal (camera gain)
-constexpr double kReadNoise = 3.5;          // ADU
+constexpr double kHaze = 0.25;      // out-of-focus light, fraction of the blurred signal
+constexpr double kShotNoise = 0.6;  // variance per ADU of signal (camera gain)
+constexpr double kReadNoise = 3.5;  // ADU
 
 struct Cell {
-  double cx, cy, ncos, nsin, na, nb;        // nucleus: centre, orientation, semi-axes
-  double ccx, ccy, ccos, csin, ca, cb;      // cytoplasm ellipse
-  std::array<double, kNumChannels> stain;   // signal scale per channel
+  double cx, cy, ncos, nsin, na, nb;       // nucleus: centre, orientation, semi-axes
+  double ccx, ccy, ccos, csin, ca, cb;     // cytoplasm ellipse
+  std::array<double, kNumChannels> stain;  // signal scale per channel
   bool rounded;
 };
 
@@ -66,7 +65,8 @@ std::vector<Cell> PlaceCells(const SiteRenderOptions& options, const MorphologyD
                              SynthRng& rng) {
   const double w = options.width + 2 * kMargin, h = options.height + 2 * kMargin;
   const double expected = kCellsPerPixel * w * h * std::exp(delta[kCellDensity]);
-  const int n = std::max(1, static_cast<int>(std::lround(expected + std::sqrt(expected) * rng.Normal())));
+  const int n =
+      std::max(1, static_cast<int>(std::lround(expected + std::sqrt(expected) * rng.Normal())));
   const double r0 = kNuclearRadius * std::exp(delta[kNuclearSize]);
   const double min_dist = 1.9 * r0;
   std::vector<Cell> cells;
@@ -75,7 +75,10 @@ std::vector<Cell> PlaceCells(const SiteRenderOptions& options, const MorphologyD
     const double cy = rng.Uniform(-kMargin, options.height + kMargin);
     bool free = true;
     for (const Cell& other : cells) {
-      if (std::hypot(other.cx - cx, other.cy - cy) < min_dist) { free = false; break; }
+      if (std::hypot(other.cx - cx, other.cy - cy) < min_dist) {
+        free = false;
+        break;
+      }
     }
     if (!free) continue;
     Cell cell;
@@ -84,7 +87,10 @@ std::vector<Cell> PlaceCells(const SiteRenderOptions& options, const MorphologyD
     cell.rounded = rng.Uniform() < kRoundedFraction;
     double r = r0 * std::exp(0.12 * rng.Normal());
     double aspect = std::exp(kLogAspect + delta[kNuclearElongation] + 0.12 * rng.Normal());
-    if (cell.rounded) { r *= 0.8; aspect = 1.05; }
+    if (cell.rounded) {
+      r *= 0.8;
+      aspect = 1.05;
+    }
     const double theta = rng.Uniform(0, kPi);
     cell.ncos = std::cos(theta);
     cell.nsin = std::sin(theta);
@@ -113,7 +119,8 @@ std::vector<Cell> PlaceCells(const SiteRenderOptions& options, const MorphologyD
 cv::Point CytoPoint(const Cell& c, double u, double v) {
   const double x = c.ccx + u * c.ca * c.ccos - v * c.cb * c.csin;
   const double y = c.ccy + u * c.ca * c.csin + v * c.cb * c.ccos;
-  return cv::Point(static_cast<int>(std::lround(x)) + kMargin, static_cast<int>(std::lround(y)) + kMargin);
+  return cv::Point(static_cast<int>(std::lround(x)) + kMargin,
+                   static_cast<int>(std::lround(y)) + kMargin);
 }
 
 // Draws the sub-cellular structures (nucleoli, stress fibres, Golgi, mitochondria) onto canvases
@@ -129,14 +136,16 @@ void DrawOrganelles(const std::vector<Cell>& cells, const MorphologyDelta& delta
       const double u = q * std::cos(phi) * c.na, v = q * std::sin(phi) * c.nb;
       const cv::Point p(static_cast<int>(std::lround(c.cx + u * c.ncos - v * c.nsin)) + kMargin,
                         static_cast<int>(std::lround(c.cy + u * c.nsin + v * c.ncos)) + kMargin);
-      cv::circle(nucleoli, p, std::max(1, static_cast<int>(std::lround(0.12 * r * rng.Uniform(0.8, 1.3)))),
+      cv::circle(nucleoli, p,
+                 std::max(1, static_cast<int>(std::lround(0.12 * r * rng.Uniform(0.8, 1.3)))),
                  cv::Scalar(c.stain[kRna] * rng.Uniform(0.6, 1.1)), cv::FILLED, cv::LINE_8);
     }
     if (!c.rounded) {
       const int n_fibres = 5 + rng.UniformInt(8);
       for (int i = 0; i < n_fibres; ++i) {
         const double v = rng.Uniform(-0.8, 0.8), tilt = 0.12 * rng.Normal();
-        cv::line(fibres, CytoPoint(c, -rng.Uniform(0.7, 1.0), v - tilt), CytoPoint(c, rng.Uniform(0.7, 1.0), v + tilt),
+        cv::line(fibres, CytoPoint(c, -rng.Uniform(0.7, 1.0), v - tilt),
+                 CytoPoint(c, rng.Uniform(0.7, 1.0), v + tilt),
                  cv::Scalar(c.stain[kAgp] * rng.Uniform(0.15, 0.45)), 1, cv::LINE_8);
       }
     }
@@ -221,8 +230,9 @@ int ChannelFileDigit(int channel) {
 
 const char* MorphParamName(int param) {
   static const char* kNames[kNumMorphParams] = {
-      "nuclear_size", "nuclear_elongation", "dna_intensity", "rna_intensity", "er_intensity",
-      "agp_intensity", "mito_intensity", "cell_density", "cell_size", "mito_fragmentation"};
+      "nuclear_size", "nuclear_elongation", "dna_intensity",  "rna_intensity",
+      "er_intensity", "agp_intensity",      "mito_intensity", "cell_density",
+      "cell_size",    "mito_fragmentation"};
   return kNames[param];
 }
 
@@ -232,9 +242,9 @@ double MorphParamMaxDelta(int param) {
 }
 
 std::array<cv::Mat, kNumChannels> RenderSite(const SiteRenderOptions& options,
-                                            const MorphologyDelta& delta,
-                                            const std::array<double, kNumChannels>& gains,
-                                            uint64_t seed) {
+                                             const MorphologyDelta& delta,
+                                             const std::array<double, kNumChannels>& gains,
+                                             uint64_t seed) {
   SynthRng rng(seed);
   const int w = options.width, h = options.height;
   const std::vector<Cell> cells = PlaceCells(options, delta, rng);
@@ -244,7 +254,8 @@ std::array<cv::Mat, kNumChannels> RenderSite(const SiteRenderOptions& options,
   cv::Mat golgi = cv::Mat::zeros(big, CV_32F), mito = cv::Mat::zeros(big, CV_32F);
   DrawOrganelles(cells, delta, rng, nucleoli, fibres, golgi, mito);
   const cv::Rect view(kMargin, kMargin, w, h);
-  const cv::Mat nucleoli_v = nucleoli(view), fibres_v = fibres(view), golgi_v = golgi(view), mito_v = mito(view);
+  const cv::Mat nucleoli_v = nucleoli(view), fibres_v = fibres(view), golgi_v = golgi(view),
+                mito_v = mito(view);
 
   const cv::Mat tex_nucleus = NoiseField(w, h, 1.2, rng);
   const cv::Mat tex_cyto = NoiseField(w, h, 3.0, rng);
@@ -258,8 +269,10 @@ std::array<cv::Mat, kNumChannels> RenderSite(const SiteRenderOptions& options,
   for (int i = 0; i < static_cast<int>(cells.size()); ++i) {
     const Cell& c = cells[i];
     const double reach = 1.25 * std::max(c.ca, c.cb) + 2;  // 1.25: the wobble can push ρ below 1
-    const int x0 = std::max(0, static_cast<int>((c.ccx - reach) / kTile)), x1 = std::min(tiles_x - 1, static_cast<int>((c.ccx + reach) / kTile));
-    const int y0 = std::max(0, static_cast<int>((c.ccy - reach) / kTile)), y1 = std::min(tiles_y - 1, static_cast<int>((c.ccy + reach) / kTile));
+    const int x0 = std::max(0, static_cast<int>((c.ccx - reach) / kTile)),
+              x1 = std::min(tiles_x - 1, static_cast<int>((c.ccx + reach) / kTile));
+    const int y0 = std::max(0, static_cast<int>((c.ccy - reach) / kTile)),
+              y1 = std::min(tiles_y - 1, static_cast<int>((c.ccy + reach) / kTile));
     if (c.ccx + reach < 0 || c.ccy + reach < 0) continue;
     for (int ty = y0; ty <= y1; ++ty)
       for (int tx = x0; tx <= x1; ++tx) candidates[ty * tiles_x + tx].push_back(i);
@@ -313,7 +326,8 @@ std::array<cv::Mat, kNumChannels> RenderSite(const SiteRenderOptions& options,
         v[kAgp] = c.stain[kAgp] * (0.35 * (1 + 0.2 * tc) + 0.55 * cortex);
         v[kMito] = c.stain[kMito] * (0.15 + 0.45 * wp) * (1 + 0.3 * tc) * thin;
       }
-      for (int ch = 0; ch < kNumChannels; ++ch) signal[ch].at<float>(y, x) = static_cast<float>(std::max(0.0, v[ch]));
+      for (int ch = 0; ch < kNumChannels; ++ch)
+        signal[ch].at<float>(y, x) = static_cast<float>(std::max(0.0, v[ch]));
       // Organelles count only inside a cell (fibres and Golgi may not leak into background).
       signal[kRna].at<float>(y, x) += rn < 1.0 ? nucleoli_v.at<float>(y, x) : 0.0f;
       signal[kAgp].at<float>(y, x) += fibres_v.at<float>(y, x) + golgi_v.at<float>(y, x);
@@ -336,7 +350,8 @@ std::array<cv::Mat, kNumChannels> RenderSite(const SiteRenderOptions& options,
         const double illum = 1.0 - 0.12 * ((x - cx) * (x - cx) + (y - cy) * (y - cy)) * norm;
         const double mean = gains[ch] * illum * s[x];
         // Shot noise (Gaussian approximation of Poisson) and read noise, as one normal draw.
-        const double value = kOffset[ch] + mean + std::sqrt(kShotNoise * mean + kReadNoise * kReadNoise) * rng.Normal();
+        const double value = kOffset[ch] + mean +
+                             std::sqrt(kShotNoise * mean + kReadNoise * kReadNoise) * rng.Normal();
         o[x] = static_cast<uint16_t>(std::clamp(std::lround(value), 0L, 4095L));
       }
     }

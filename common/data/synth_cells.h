@@ -11,7 +11,8 @@
 //        shortens them.
 // Cells are elongated ellipses whose territories are cut where neighbours meet (touching cells).
 // Then: optical blur + out-of-focus haze, smooth illumination falloff, per-channel camera offset,
-// per-plate gain, shot noise (Poisson-like, Gaussian approximation) + read noise, clipped to 12 bit.
+// per-plate gain, shot noise (Poisson-like, Gaussian approximation) + read noise, clipped to 12
+// bit.
 //
 // Compound effects arrive as a MorphologyDelta: additive deltas, 0 = untreated (DMSO). A zero
 // delta renders from exactly the same distribution as DMSO.
@@ -23,7 +24,6 @@
 
 #include <array>
 #include <cstdint>
-
 #include <opencv2/core.hpp>
 
 namespace cellflux {
@@ -34,10 +34,10 @@ class SynthRng {
  public:
   explicit SynthRng(uint64_t seed);
   uint64_t Next();
-  double Uniform();                            // [0, 1)
-  double Uniform(double lo, double hi);        // [lo, hi)
-  int UniformInt(int n);                       // [0, n), n > 0
-  double Normal();                             // N(0, 1)
+  double Uniform();                      // [0, 1)
+  double Uniform(double lo, double hi);  // [lo, hi)
+  int UniformInt(int n);                 // [0, n), n > 0
+  double Normal();                       // N(0, 1)
   double Normal(double mean, double sd) { return mean + sd * Normal(); }
 
  private:
@@ -51,21 +51,21 @@ uint64_t MixSeed(uint64_t seed, uint64_t key);
 
 inline constexpr int kNumChannels = 5;  // canonical order: DNA, RNA, ER, AGP, Mito
 enum Channel { kDna = 0, kRna = 1, kEr = 2, kAgp = 3, kMito = 4 };
-const char* ChannelName(int channel);   // "DNA", "RNA", "ER", "AGP", "Mito"
-int ChannelFileDigit(int channel);      // BBBC047 `_w<digit>`: DNA 1, ER 2, RNA 3, AGP 4, Mito 5
+const char* ChannelName(int channel);  // "DNA", "RNA", "ER", "AGP", "Mito"
+int ChannelFileDigit(int channel);     // BBBC047 `_w<digit>`: DNA 1, ER 2, RNA 3, AGP 4, Mito 5
 
 // Morphology parameters a compound can change. Units of each delta (0 = no change):
 enum MorphParam {
-  kNuclearSize = 0,     // log factor on nuclear radius
-  kNuclearElongation,   // added to log(nuclear aspect ratio)
-  kDnaIntensity,        // log factor on the DNA stain signal
-  kRnaIntensity,        // log factor on the RNA stain signal
-  kErIntensity,         // log factor on the ER stain signal
-  kAgpIntensity,        // log factor on the AGP stain signal
-  kMitoIntensity,       // log factor on the Mito stain signal
-  kCellDensity,         // log factor on cells per area
-  kCellSize,            // log factor on cytoplasm extent
-  kMitoFragmentation,   // >0 shorter, more punctate mitochondria; <0 longer filaments
+  kNuclearSize = 0,    // log factor on nuclear radius
+  kNuclearElongation,  // added to log(nuclear aspect ratio)
+  kDnaIntensity,       // log factor on the DNA stain signal
+  kRnaIntensity,       // log factor on the RNA stain signal
+  kErIntensity,        // log factor on the ER stain signal
+  kAgpIntensity,       // log factor on the AGP stain signal
+  kMitoIntensity,      // log factor on the Mito stain signal
+  kCellDensity,        // log factor on cells per area
+  kCellSize,           // log factor on cytoplasm extent
+  kMitoFragmentation,  // >0 shorter, more punctate mitochondria; <0 longer filaments
   kNumMorphParams
 };
 const char* MorphParamName(int param);  // snake_case, e.g. "nuclear_size"
@@ -82,9 +82,9 @@ struct SiteRenderOptions {
 // Renders one site. `gains` multiply each channel's signal above the camera offset (plate effect;
 // 1 = none). Returns 5 CV_16UC1 images in canonical channel order, values in [0, 4095].
 std::array<cv::Mat, kNumChannels> RenderSite(const SiteRenderOptions& options,
-                                            const MorphologyDelta& delta,
-                                            const std::array<double, kNumChannels>& gains,
-                                            uint64_t seed);
+                                             const MorphologyDelta& delta,
+                                             const std::array<double, kNumChannels>& gains,
+                                             uint64_t seed);
 
 }  // namespace cellflux
 

@@ -70,8 +70,8 @@ absl::Status Ema::LoadState(const TensorMap& state) {
     if (it == state.end()) {
       missing.push_back(name);
     } else if (it->second.sizes() != shadow.sizes()) {
-      mismatched.push_back(absl::StrCat(name, " (expected ", ShapeOf(shadow), ", got ",
-                                        ShapeOf(it->second), ")"));
+      mismatched.push_back(
+          absl::StrCat(name, " (expected ", ShapeOf(shadow), ", got ", ShapeOf(it->second), ")"));
     }
   }
   if (state.size() + missing.size() != shadows_.size()) {

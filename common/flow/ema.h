@@ -17,13 +17,13 @@
 #ifndef CELLFLUX_COMMON_FLOW_EMA_H_
 #define CELLFLUX_COMMON_FLOW_EMA_H_
 
+#include <torch/nn/module.h>
+#include <torch/types.h>
+
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <torch/nn/module.h>
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 #include "common/torch/tensors.h"

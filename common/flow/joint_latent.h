@@ -3,9 +3,9 @@
 #ifndef CELLFLUX_COMMON_FLOW_JOINT_LATENT_H_
 #define CELLFLUX_COMMON_FLOW_JOINT_LATENT_H_
 
-#include <functional>
-
 #include <torch/types.h>
+
+#include <functional>
 
 namespace cellflux {
 
@@ -16,8 +16,8 @@ struct JointLatent {
 
 // v(z, t, y): velocity of each row. t: [N] float in [0, 1] (per-sample), y: [N] int64 row of the
 // perturbation table (num_classes = the null row). Returns the same shapes as z.
-using VelocityFn =
-    std::function<JointLatent(const JointLatent& z, const torch::Tensor& t, const torch::Tensor& y)>;
+using VelocityFn = std::function<JointLatent(const JointLatent& z, const torch::Tensor& t,
+                                             const torch::Tensor& y)>;
 
 }  // namespace cellflux
 

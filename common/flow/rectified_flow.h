@@ -10,10 +10,10 @@
 #ifndef CELLFLUX_COMMON_FLOW_RECTIFIED_FLOW_H_
 #define CELLFLUX_COMMON_FLOW_RECTIFIED_FLOW_H_
 
-#include <cstdint>
-
 #include <ATen/core/Generator.h>
 #include <torch/types.h>
+
+#include <cstdint>
 
 #include "common/flow/joint_latent.h"
 

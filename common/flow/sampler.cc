@@ -1,8 +1,8 @@
 #include "common/flow/sampler.h"
 
-#include <vector>
-
 #include <torch/torch.h>
+
+#include <vector>
 
 #include "common/torch/tensors.h"
 
@@ -41,18 +41,18 @@ JointLatent GuidedVelocity(const VelocityFn& v, const JointLatent& z, const torc
 
   idx = idx.to(z.image.device());
   JointLatent batch;
-  batch.image = torch::cat({z.image, z.image.index_select(0, idx)});  // [N + M, C, h, w]
+  batch.image = torch::cat({z.image, z.image.index_select(0, idx)});             // [N + M, C, h, w]
   if (has_gene) batch.gene = torch::cat({z.gene, z.gene.index_select(0, idx)});  // [N + M, G]
-  torch::Tensor tb = torch::cat({t, t.index_select(0, idx.to(t.device()))});      // [N + M]
+  torch::Tensor tb = torch::cat({t, t.index_select(0, idx.to(t.device()))});     // [N + M]
   torch::Tensor yb = torch::cat({y, torch::full({m}, null_label, y.options())});  // [N + M]
   const JointLatent out = v(batch, tb, yb);
-  TORCH_CHECK(out.image.size(0) == n + m, "GuidedVelocity: velocity returned ",
-              out.image.size(0), " rows for ", n + m, " inputs");
+  TORCH_CHECK(out.image.size(0) == n + m, "GuidedVelocity: velocity returned ", out.image.size(0),
+              " rows for ", n + m, " inputs");
 
   // Unconditional velocity per row: the computed one for rows with α ≠ 1, else the conditional
   // one (weighted by 1 − α = 0, so it only has to be finite).
   auto combine = [&](const torch::Tensor& both) {
-    torch::Tensor cond = both.narrow(0, 0, n);                          // [N, ...]
+    torch::Tensor cond = both.narrow(0, 0, n);                             // [N, ...]
     torch::Tensor uncond = cond.index_copy(0, idx, both.narrow(0, n, m));  // [N, ...]
     return Mix(cond, uncond, alpha.to(both.device()));
   };
@@ -65,7 +65,7 @@ JointLatent GuidedVelocity(const VelocityFn& v, const JointLatent& z, const torc
 JointLatent EulerStep(const JointLatent& z, const JointLatent& vel, const torch::Tensor& dt) {
   CheckRows("EulerStep dt", dt, z.image.size(0));
   JointLatent next;
-  next.image = z.image + RowScale(dt, z.image) * vel.image;  // [N, C, h, w]
+  next.image = z.image + RowScale(dt, z.image) * vel.image;                    // [N, C, h, w]
   if (z.gene.defined()) next.gene = z.gene + RowScale(dt, z.gene) * vel.gene;  // [N, G]
   return next;
 }

@@ -14,9 +14,9 @@
 #ifndef CELLFLUX_COMMON_FLOW_SAMPLER_H_
 #define CELLFLUX_COMMON_FLOW_SAMPLER_H_
 
-#include <cstdint>
-
 #include <torch/types.h>
+
+#include <cstdint>
 
 #include "common/flow/joint_latent.h"
 

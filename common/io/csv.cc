@@ -35,7 +35,8 @@ CsvReader::~CsvReader() {
   if (gz_ != nullptr) gzclose(Gz(gz_));
 }
 
-absl::StatusOr<std::unique_ptr<CsvReader>> CsvReader::Open(const std::string& path, char delimiter) {
+absl::StatusOr<std::unique_ptr<CsvReader>> CsvReader::Open(const std::string& path,
+                                                           char delimiter) {
   gzFile gz = gzopen(path.c_str(), "rb");
   if (gz == nullptr) {
     return absl::NotFoundError(absl::StrCat("cannot open '", path, "': ", std::strerror(errno)));
@@ -63,7 +64,8 @@ absl::StatusOr<int> CsvReader::GetChar() {
       first_byte_ = false;
       // Skip a UTF-8 byte-order mark (Excel writes one).
       if (size_ >= 3 && static_cast<unsigned char>(buffer_[0]) == 0xEF &&
-          static_cast<unsigned char>(buffer_[1]) == 0xBB && static_cast<unsigned char>(buffer_[2]) == 0xBF) {
+          static_cast<unsigned char>(buffer_[1]) == 0xBB &&
+          static_cast<unsigned char>(buffer_[2]) == 0xBF) {
         pos_ = 3;
         if (pos_ == size_) return GetChar();
       }
@@ -112,7 +114,8 @@ absl::StatusOr<bool> CsvReader::Next(std::vector<std::string>* fields) {
           in_quotes = true;
           was_quoted = true;
         } else {
-          return absl::InvalidArgumentError(absl::StrCat(path_, ":", line_, ": field ", fields->size() + 1,
+          return absl::InvalidArgumentError(absl::StrCat(path_, ":", line_, ": field ",
+                                                         fields->size() + 1,
                                                          ": quote inside an unquoted field"));
         }
         continue;
@@ -136,8 +139,8 @@ absl::StatusOr<bool> CsvReader::Next(std::vector<std::string>* fields) {
         return true;
       }
       if (was_quoted) {
-        return absl::InvalidArgumentError(absl::StrCat(path_, ":", line_, ": field ", fields->size() + 1,
-                                                       ": text after the closing quote"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            path_, ":", line_, ": field ", fields->size() + 1, ": text after the closing quote"));
       }
       field.push_back(static_cast<char>(c));
     }
@@ -155,14 +158,16 @@ absl::StatusOr<CsvTable> ReadCsvTable(const std::string& path, char delimiter) {
   CF_ASSIGN_OR_RETURN(auto reader, CsvReader::Open(path, delimiter));
   CsvTable table;
   CF_ASSIGN_OR_RETURN(bool has_header, reader->Next(&table.header));
-  if (!has_header) return absl::InvalidArgumentError(absl::StrCat(path, ": empty file (no header line)"));
+  if (!has_header)
+    return absl::InvalidArgumentError(absl::StrCat(path, ": empty file (no header line)"));
   std::vector<std::string> fields;
   while (true) {
     CF_ASSIGN_OR_RETURN(bool more, reader->Next(&fields));
     if (!more) break;
     if (fields.size() != table.header.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ":", reader->line(), ": expected ", table.header.size(),
-                                                     " fields (as in the header), found ", fields.size()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", reader->line(), ": expected ", table.header.size(),
+                       " fields (as in the header), found ", fields.size()));
     }
     table.rows.push_back(fields);
     table.lines.push_back(reader->line());
@@ -193,8 +198,13 @@ std::string FormatCsvRecord(const std::vector<std::string>& fields, char delimit
   return out;
 }
 
-CsvWriter::CsvWriter(std::string path, std::string tmp_path, char delimiter, bool gzip, void* handle)
-    : path_(std::move(path)), tmp_path_(std::move(tmp_path)), delimiter_(delimiter), gzip_(gzip), handle_(handle) {}
+CsvWriter::CsvWriter(std::string path, std::string tmp_path, char delimiter, bool gzip,
+                     void* handle)
+    : path_(std::move(path)),
+      tmp_path_(std::move(tmp_path)),
+      delimiter_(delimiter),
+      gzip_(gzip),
+      handle_(handle) {}
 
 CsvWriter::~CsvWriter() {
   if (closed_) return;
@@ -206,10 +216,12 @@ CsvWriter::~CsvWriter() {
   ::unlink(tmp_path_.c_str());
 }
 
-absl::StatusOr<std::unique_ptr<CsvWriter>> CsvWriter::Open(const std::string& path, char delimiter) {
+absl::StatusOr<std::unique_ptr<CsvWriter>> CsvWriter::Open(const std::string& path,
+                                                           char delimiter) {
   std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
   bool gzip = EndsWithGz(path);
-  void* handle = gzip ? static_cast<void*>(gzopen(tmp.c_str(), "wb6")) : static_cast<void*>(std::fopen(tmp.c_str(), "wb"));
+  void* handle = gzip ? static_cast<void*>(gzopen(tmp.c_str(), "wb6"))
+                      : static_cast<void*>(std::fopen(tmp.c_str(), "wb"));
   if (handle == nullptr) {
     return absl::InternalError(absl::StrCat("cannot create '", tmp, "': ", std::strerror(errno)));
   }
@@ -237,10 +249,13 @@ absl::Status CsvWriter::Flush() {
     ok = gzwrite(Gz(handle_), pending_.data(), static_cast<unsigned>(pending_.size())) ==
          static_cast<int>(pending_.size());
   } else {
-    ok = std::fwrite(pending_.data(), 1, pending_.size(), static_cast<FILE*>(handle_)) == pending_.size();
+    ok = std::fwrite(pending_.data(), 1, pending_.size(), static_cast<FILE*>(handle_)) ==
+         pending_.size();
   }
   pending_.clear();
-  if (!ok) return absl::InternalError(absl::StrCat("cannot write '", tmp_path_, "': ", std::strerror(errno)));
+  if (!ok)
+    return absl::InternalError(
+        absl::StrCat("cannot write '", tmp_path_, "': ", std::strerror(errno)));
   return absl::OkStatus();
 }
 
@@ -261,7 +276,8 @@ absl::Status CsvWriter::Close() {
     if (fd >= 0) ::close(fd);
   }
   if (!ok || std::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
-    absl::Status s = absl::InternalError(absl::StrCat("cannot finish '", path_, "': ", std::strerror(errno)));
+    absl::Status s =
+        absl::InternalError(absl::StrCat("cannot finish '", path_, "': ", std::strerror(errno)));
     ::unlink(tmp_path_.c_str());
     return s;
   }

@@ -37,7 +37,8 @@ namespace cellflux::io {
 class CsvReader {
  public:
   // NOT_FOUND when the file cannot be opened.
-  static absl::StatusOr<std::unique_ptr<CsvReader>> Open(const std::string& path, char delimiter = ',');
+  static absl::StatusOr<std::unique_ptr<CsvReader>> Open(const std::string& path,
+                                                         char delimiter = ',');
   ~CsvReader();
   CsvReader(const CsvReader&) = delete;
   CsvReader& operator=(const CsvReader&) = delete;
@@ -83,7 +84,8 @@ std::string FormatCsvRecord(const std::vector<std::string>& fields, char delimit
 
 class CsvWriter {
  public:
-  static absl::StatusOr<std::unique_ptr<CsvWriter>> Open(const std::string& path, char delimiter = ',');
+  static absl::StatusOr<std::unique_ptr<CsvWriter>> Open(const std::string& path,
+                                                         char delimiter = ',');
   ~CsvWriter();
   CsvWriter(const CsvWriter&) = delete;
   CsvWriter& operator=(const CsvWriter&) = delete;

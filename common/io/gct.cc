@@ -47,30 +47,38 @@ absl::StatusOr<int64_t> ParseCount(absl::string_view label, size_t line, absl::s
                                    absl::string_view what) {
   int64_t n = 0;
   if (!absl::SimpleAtoi(field, &n) || n < 0) {
-    return LineError(label, line, absl::StrCat(what, ": expected a non-negative integer, found '", field, "'"));
+    return LineError(label, line,
+                     absl::StrCat(what, ": expected a non-negative integer, found '", field, "'"));
   }
   return n;
 }
 
 }  // namespace
 
-const std::vector<std::string>* GctMatrix::RowMeta(absl::string_view name) const { return FindMeta(row_meta, name); }
-const std::vector<std::string>* GctMatrix::ColMeta(absl::string_view name) const { return FindMeta(col_meta, name); }
+const std::vector<std::string>* GctMatrix::RowMeta(absl::string_view name) const {
+  return FindMeta(row_meta, name);
+}
+const std::vector<std::string>* GctMatrix::ColMeta(absl::string_view name) const {
+  return FindMeta(col_meta, name);
+}
 
 absl::Status GctMatrix::Validate() const {
   if (static_cast<int64_t>(data.size()) != rows() * cols()) {
-    return absl::InvalidArgumentError(absl::StrCat("GCT matrix: data has ", data.size(), " values, expected rows ",
-                                                   rows(), " x cols ", cols()));
+    return absl::InvalidArgumentError(absl::StrCat("GCT matrix: data has ", data.size(),
+                                                   " values, expected rows ", rows(), " x cols ",
+                                                   cols()));
   }
   auto check_meta = [](const GctMeta& meta, size_t n, const char* what) -> absl::Status {
     std::set<std::string> seen;
     for (const auto& [name, values] : meta) {
       if (!seen.insert(name).second) {
-        return absl::InvalidArgumentError(absl::StrCat("GCT matrix: duplicate ", what, " meta field '", name, "'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("GCT matrix: duplicate ", what, " meta field '", name, "'"));
       }
       if (values.size() != n) {
-        return absl::InvalidArgumentError(absl::StrCat("GCT matrix: ", what, " meta field '", name, "' has ",
-                                                       values.size(), " values, expected ", n));
+        return absl::InvalidArgumentError(absl::StrCat("GCT matrix: ", what, " meta field '", name,
+                                                       "' has ", values.size(),
+                                                       " values, expected ", n));
       }
     }
     return absl::OkStatus();
@@ -111,34 +119,40 @@ absl::StatusOr<GctMatrix> ParseGct(absl::string_view text, absl::string_view lab
   absl::string_view version = absl::StripAsciiWhitespace(lines[0]);
   bool v13 = version == "#1.3";
   if (!v13 && version != "#1.2") {
-    return LineError(label, 0, absl::StrCat("expected '#1.3' or '#1.2', found '", version.substr(0, 40), "'"));
+    return LineError(
+        label, 0, absl::StrCat("expected '#1.3' or '#1.2', found '", version.substr(0, 40), "'"));
   }
   if (lines.size() < 2) return LineError(label, 0, "file ends before the dimensions line");
   std::vector<absl::string_view> dims = absl::StrSplit(lines[1], '\t');
   if (dims.size() != (v13 ? 4u : 2u)) {
-    return LineError(label, 1, absl::StrCat("dimensions line: expected ", v13 ? 4 : 2, " tab-separated counts, found ",
-                                            dims.size()));
+    return LineError(label, 1,
+                     absl::StrCat("dimensions line: expected ", v13 ? 4 : 2,
+                                  " tab-separated counts, found ", dims.size()));
   }
   CF_ASSIGN_OR_RETURN(int64_t n_rows, ParseCount(label, 1, dims[0], "dimensions line, rows"));
   CF_ASSIGN_OR_RETURN(int64_t n_cols, ParseCount(label, 1, dims[1], "dimensions line, columns"));
   int64_t n_rmeta = 1, n_cmeta = 0;
   if (v13) {
-    CF_ASSIGN_OR_RETURN(n_rmeta, ParseCount(label, 1, dims[2], "dimensions line, row metadata fields"));
-    CF_ASSIGN_OR_RETURN(n_cmeta, ParseCount(label, 1, dims[3], "dimensions line, column metadata fields"));
+    CF_ASSIGN_OR_RETURN(n_rmeta,
+                        ParseCount(label, 1, dims[2], "dimensions line, row metadata fields"));
+    CF_ASSIGN_OR_RETURN(n_cmeta,
+                        ParseCount(label, 1, dims[3], "dimensions line, column metadata fields"));
   }
   if (lines.size() < 3) return LineError(label, 1, "file ends before the header line");
   const size_t width = 1 + n_rmeta + n_cols;
   std::vector<absl::string_view> fields = absl::StrSplit(lines[2], '\t');
   if (fields.size() != width) {
-    return LineError(label, 2, absl::StrCat("header: expected ", width, " fields (1 id + ", n_rmeta,
-                                            " row-meta names + ", n_cols, " column ids), found ", fields.size()));
+    return LineError(
+        label, 2,
+        absl::StrCat("header: expected ", width, " fields (1 id + ", n_rmeta, " row-meta names + ",
+                     n_cols, " column ids), found ", fields.size()));
   }
   const size_t expected_lines = 3 + n_cmeta + n_rows;
   if (lines.size() != expected_lines) {
     return LineError(label, std::min(lines.size(), expected_lines) - 1,
-                     absl::StrCat("dimensions line promises ", n_cmeta, " column-meta lines and ", n_rows,
-                                  " data rows (", expected_lines, " lines in all), the file has ", lines.size(),
-                                  " lines"));
+                     absl::StrCat("dimensions line promises ", n_cmeta, " column-meta lines and ",
+                                  n_rows, " data rows (", expected_lines,
+                                  " lines in all), the file has ", lines.size(), " lines"));
   }
   GctMatrix m;
   m.row_ids.reserve(n_rows);
@@ -153,7 +167,9 @@ absl::StatusOr<GctMatrix> ParseGct(absl::string_view text, absl::string_view lab
     const size_t li = 3 + k;
     fields = absl::StrSplit(lines[li], '\t');
     if (fields.size() != width) {
-      return LineError(label, li, absl::StrCat("column-meta line: expected ", width, " fields, found ", fields.size()));
+      return LineError(
+          label, li,
+          absl::StrCat("column-meta line: expected ", width, " fields, found ", fields.size()));
     }
     m.col_meta.emplace_back(std::string(fields[0]), ToStrings(fields, 1 + n_rmeta));
   }
@@ -162,16 +178,18 @@ absl::StatusOr<GctMatrix> ParseGct(absl::string_view text, absl::string_view lab
     const size_t li = 3 + n_cmeta + r;
     fields = absl::StrSplit(lines[li], '\t');
     if (fields.size() != width) {
-      return LineError(label, li, absl::StrCat("data row '", fields[0], "': expected ", width, " fields, found ",
-                                               fields.size()));
+      return LineError(label, li,
+                       absl::StrCat("data row '", fields[0], "': expected ", width,
+                                    " fields, found ", fields.size()));
     }
     m.row_ids.emplace_back(fields[0]);
     for (int64_t k = 0; k < n_rmeta; ++k) m.row_meta[k].second.emplace_back(fields[1 + k]);
     for (int64_t c = 0; c < n_cols; ++c) {
       absl::string_view cell = fields[1 + n_rmeta + c];
       if (!ParseFloatCell(cell, &m.data[r * n_cols + c])) {
-        return LineError(label, li, absl::StrCat("row '", fields[0], "', column ", c + 1, " ('", m.col_ids[c],
-                                                 "'): expected a number, found '", cell.substr(0, 40), "'"));
+        return LineError(label, li,
+                         absl::StrCat("row '", fields[0], "', column ", c + 1, " ('", m.col_ids[c],
+                                      "'): expected a number, found '", cell.substr(0, 40), "'"));
       }
     }
   }
@@ -186,7 +204,8 @@ absl::StatusOr<GctMatrix> ReadGct(const std::string& path) {
 
 std::string FormatGct(const GctMatrix& m) {
   const size_t n_rmeta = m.row_meta.size();
-  std::string out = absl::StrCat("#1.3\n", m.rows(), "\t", m.cols(), "\t", n_rmeta, "\t", m.col_meta.size(), "\nid");
+  std::string out = absl::StrCat("#1.3\n", m.rows(), "\t", m.cols(), "\t", n_rmeta, "\t",
+                                 m.col_meta.size(), "\nid");
   for (const auto& [name, values] : m.row_meta) absl::StrAppend(&out, "\t", name);
   for (const auto& id : m.col_ids) absl::StrAppend(&out, "\t", id);
   out.push_back('\n');

@@ -58,17 +58,20 @@ absl::Status H5Error(const std::string& file, absl::string_view object, absl::st
 
 // ---- reading --------------------------------------------------------------------------------
 
-absl::StatusOr<std::vector<std::string>> ReadTextDataset(hid_t file, const std::string& name, const std::string& label,
+absl::StatusOr<std::vector<std::string>> ReadTextDataset(hid_t file, const std::string& name,
+                                                         const std::string& label,
                                                          size_t expected) {
   Hid ds(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose);
   if (!ds.ok()) return H5Error(label, name, "dataset missing");
   Hid space(H5Dget_space(ds.get()), H5Sclose);
   int rank = H5Sget_simple_extent_ndims(space.get());
   hsize_t dims[2] = {0, 0};
-  if (rank < 1 || rank > 2) return H5Error(label, name, absl::StrCat("expected a 1-D dataset, found rank ", rank));
+  if (rank < 1 || rank > 2)
+    return H5Error(label, name, absl::StrCat("expected a 1-D dataset, found rank ", rank));
   H5Sget_simple_extent_dims(space.get(), dims, nullptr);
   size_t n = dims[0] * (rank == 2 ? dims[1] : 1);
-  if (n != expected) return H5Error(label, name, absl::StrCat("expected ", expected, " values, found ", n));
+  if (n != expected)
+    return H5Error(label, name, absl::StrCat("expected ", expected, " values, found ", n));
   std::vector<std::string> out(n);
   if (n == 0) return out;
   Hid type(H5Dget_type(ds.get()), H5Tclose);
@@ -160,7 +163,8 @@ absl::Status ReadMetaGroup(hid_t file, const std::string& group_path, const std:
   CF_ASSIGN_OR_RETURN(*ids, ReadTextDataset(file, group_path + "/id", label, expected));
   for (const std::string& name : links.names) {
     if (name == "id") continue;
-    CF_ASSIGN_OR_RETURN(auto values, ReadTextDataset(file, group_path + "/" + name, label, expected));
+    CF_ASSIGN_OR_RETURN(auto values,
+                        ReadTextDataset(file, group_path + "/" + name, label, expected));
     meta->emplace_back(name, std::move(values));
   }
   return absl::OkStatus();
@@ -168,16 +172,18 @@ absl::Status ReadMetaGroup(hid_t file, const std::string& group_path, const std:
 
 // ---- writing --------------------------------------------------------------------------------
 
-absl::StatusOr<Hid> MakeGroup(hid_t parent, const char* name, const std::string& label, bool track_order) {
+absl::StatusOr<Hid> MakeGroup(hid_t parent, const char* name, const std::string& label,
+                              bool track_order) {
   Hid gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
-  if (track_order) H5Pset_link_creation_order(gcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+  if (track_order)
+    H5Pset_link_creation_order(gcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
   Hid g(H5Gcreate2(parent, name, H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose);
   if (!g.ok()) return H5Error(label, name, "cannot create group");
   return g;
 }
 
-absl::Status WriteTextDataset(hid_t group, const std::string& name, const std::vector<std::string>& values,
-                              const std::string& label) {
+absl::Status WriteTextDataset(hid_t group, const std::string& name,
+                              const std::vector<std::string>& values, const std::string& label) {
   size_t width = 1;
   for (const auto& v : values) width = std::max(width, v.size());
   Hid type(H5Tcopy(H5T_C_S1), H5Tclose);
@@ -185,19 +191,22 @@ absl::Status WriteTextDataset(hid_t group, const std::string& name, const std::v
   H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
   hsize_t dims[1] = {values.size()};
   Hid space(H5Screate_simple(1, dims, nullptr), H5Sclose);
-  Hid ds(H5Dcreate2(group, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+  Hid ds(H5Dcreate2(group, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT,
+                    H5P_DEFAULT),
+         H5Dclose);
   if (!ds.ok()) return H5Error(label, name, "cannot create dataset");
   if (values.empty()) return absl::OkStatus();
   std::vector<char> buf(values.size() * width, '\0');
-  for (size_t i = 0; i < values.size(); ++i) std::copy(values[i].begin(), values[i].end(), buf.begin() + i * width);
+  for (size_t i = 0; i < values.size(); ++i)
+    std::copy(values[i].begin(), values[i].end(), buf.begin() + i * width);
   if (H5Dwrite(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) < 0) {
     return H5Error(label, name, "cannot write");
   }
   return absl::OkStatus();
 }
 
-absl::Status WriteMetaGroup(hid_t parent, const char* name, const std::vector<std::string>& ids, const GctMeta& meta,
-                            const std::string& label) {
+absl::Status WriteMetaGroup(hid_t parent, const char* name, const std::vector<std::string>& ids,
+                            const GctMeta& meta, const std::string& label) {
   CF_ASSIGN_OR_RETURN(Hid group, MakeGroup(parent, name, label, /*track_order=*/true));
   CF_RETURN_IF_ERROR(WriteTextDataset(group.get(), "id", ids, label));
   for (const auto& [field, values] : meta) {
@@ -212,7 +221,8 @@ absl::Status WriteVersionAttribute(hid_t file, const std::string& label) {
   Hid type(H5Tcopy(H5T_C_S1), H5Tclose);
   H5Tset_size(type.get(), version.size());
   Hid space(H5Screate(H5S_SCALAR), H5Sclose);
-  Hid attr(H5Acreate2(file, "version", type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  Hid attr(H5Acreate2(file, "version", type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+           H5Aclose);
   if (!attr.ok() || H5Awrite(attr.get(), type.get(), version.data()) < 0) {
     return H5Error(label, "/", "cannot write the version attribute");
   }
@@ -246,10 +256,12 @@ absl::Status WriteGctxFile(const std::string& path, const std::string& label, co
     H5Pset_chunk(dcpl.get(), 2, chunk);
     H5Pset_deflate(dcpl.get(), 6);
   }
-  Hid ds(H5Dcreate2(data0.get(), "matrix", H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+  Hid ds(H5Dcreate2(data0.get(), "matrix", H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, dcpl.get(),
+                    H5P_DEFAULT),
          H5Dclose);
   if (!ds.ok()) return H5Error(label, kMatrixPath, "cannot create dataset");
-  if (!t.empty() && H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data()) < 0) {
+  if (!t.empty() &&
+      H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data()) < 0) {
     return H5Error(label, kMatrixPath, "cannot write");
   }
   if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) return H5Error(label, "/", "cannot flush");
@@ -265,9 +277,10 @@ absl::StatusOr<GctMatrix> ReadGctx(const std::string& path) {
   char head[4] = {0, 0, 0, 0};
   probe.read(head, 4);
   if (std::string(head, 3) == "#1.") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": not an HDF5 file: it starts with '", std::string(head, 4),
-        "', i.e. it is GCT text (whatever its name); read it with ReadGct or ReadExpressionMatrix"));
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not an HDF5 file: it starts with '",
+                                                   std::string(head, 4),
+                                                   "', i.e. it is GCT text (whatever its name); "
+                                                   "read it with ReadGct or ReadExpressionMatrix"));
   }
   if (H5Fis_hdf5(path.c_str()) <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": not an HDF5 file (no HDF5 signature)"));
@@ -280,20 +293,25 @@ absl::StatusOr<GctMatrix> ReadGctx(const std::string& path) {
   Hid space(H5Dget_space(ds.get()), H5Sclose);
   if (H5Sget_simple_extent_ndims(space.get()) != 2) {
     return H5Error(path, kMatrixPath,
-                   absl::StrCat("expected a 2-D matrix, found rank ", H5Sget_simple_extent_ndims(space.get())));
+                   absl::StrCat("expected a 2-D matrix, found rank ",
+                                H5Sget_simple_extent_ndims(space.get())));
   }
   hsize_t dims[2];
   H5Sget_simple_extent_dims(space.get(), dims, nullptr);
   const hsize_t n_cols = dims[0], n_rows = dims[1];  // stored samples × genes
   Hid type(H5Dget_type(ds.get()), H5Tclose);
   H5T_class_t cls = H5Tget_class(type.get());
-  if (cls != H5T_FLOAT && cls != H5T_INTEGER) return H5Error(path, kMatrixPath, "expected a numeric matrix");
+  if (cls != H5T_FLOAT && cls != H5T_INTEGER)
+    return H5Error(path, kMatrixPath, "expected a numeric matrix");
 
   GctMatrix m;
-  CF_RETURN_IF_ERROR(ReadMetaGroup(file.get(), kRowMetaPath, path, &m.row_ids, &m.row_meta, n_rows));
-  CF_RETURN_IF_ERROR(ReadMetaGroup(file.get(), kColMetaPath, path, &m.col_ids, &m.col_meta, n_cols));
+  CF_RETURN_IF_ERROR(
+      ReadMetaGroup(file.get(), kRowMetaPath, path, &m.row_ids, &m.row_meta, n_rows));
+  CF_RETURN_IF_ERROR(
+      ReadMetaGroup(file.get(), kColMetaPath, path, &m.col_ids, &m.col_meta, n_cols));
   std::vector<float> t(n_rows * n_cols);
-  if (!t.empty() && H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data()) < 0) {
+  if (!t.empty() &&
+      H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data()) < 0) {
     return H5Error(path, kMatrixPath, "cannot read");
   }
   m.data.resize(t.size());
@@ -316,7 +334,8 @@ absl::Status WriteGctx(const std::string& path, const GctMatrix& matrix) {
       ::fsync(fd);
       ::close(fd);
     }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) s = absl::InternalError(absl::StrCat("cannot rename to '", path, "'"));
+    if (std::rename(tmp.c_str(), path.c_str()) != 0)
+      s = absl::InternalError(absl::StrCat("cannot rename to '", path, "'"));
   }
   if (!s.ok()) {
     ::unlink(tmp.c_str());

@@ -38,11 +38,11 @@ struct L1000Header {
 };
 
 struct L1000Row {
-  int64_t row_index = 0;           // 0-based data row (header excluded)
-  int64_t line = 0;                // 1-based line in the file where the row starts
-  std::vector<std::string> meta;   // parallel to L1000Header::meta_names
-  std::vector<float> values;       // parallel to L1000Header::gene_ids
-  std::vector<int> missing;        // gene indices whose cell was empty or NaN
+  int64_t row_index = 0;          // 0-based data row (header excluded)
+  int64_t line = 0;               // 1-based line in the file where the row starts
+  std::vector<std::string> meta;  // parallel to L1000Header::meta_names
+  std::vector<float> values;      // parallel to L1000Header::gene_ids
+  std::vector<int> missing;       // gene indices whose cell was empty or NaN
 };
 
 class L1000CsvReader {
@@ -50,8 +50,8 @@ class L1000CsvReader {
   // Reads the header. INVALID_ARGUMENT when it has no probe column, a duplicate column name, or
   // lacks one of `required_meta` (default: pert_id, pert_dose, det_plate, pert_sample_dose).
   static absl::StatusOr<std::unique_ptr<L1000CsvReader>> Open(
-      const std::string& path,
-      const std::vector<std::string>& required_meta = {"pert_id", "pert_dose", "det_plate", "pert_sample_dose"});
+      const std::string& path, const std::vector<std::string>& required_meta = {
+                                   "pert_id", "pert_dose", "det_plate", "pert_sample_dose"});
 
   const L1000Header& header() const { return header_; }
   // Fills `row`; false at end of file. Errors name file, line and column.

@@ -73,26 +73,46 @@ absl::StatusOr<DType> ParseDType(absl::string_view name) {
 
 const char* DTypeName(DType dtype) {
   switch (dtype) {
-    case DType::kF64: return "F64";
-    case DType::kF32: return "F32";
-    case DType::kF16: return "F16";
-    case DType::kBF16: return "BF16";
-    case DType::kI64: return "I64";
-    case DType::kI32: return "I32";
-    case DType::kI16: return "I16";
-    case DType::kI8: return "I8";
-    case DType::kU8: return "U8";
-    case DType::kBool: return "BOOL";
+    case DType::kF64:
+      return "F64";
+    case DType::kF32:
+      return "F32";
+    case DType::kF16:
+      return "F16";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kI64:
+      return "I64";
+    case DType::kI32:
+      return "I32";
+    case DType::kI16:
+      return "I16";
+    case DType::kI8:
+      return "I8";
+    case DType::kU8:
+      return "U8";
+    case DType::kBool:
+      return "BOOL";
   }
   return "?";
 }
 
 size_t DTypeSize(DType dtype) {
   switch (dtype) {
-    case DType::kF64: case DType::kI64: return 8;
-    case DType::kF32: case DType::kI32: return 4;
-    case DType::kF16: case DType::kBF16: case DType::kI16: return 2;
-    case DType::kI8: case DType::kU8: case DType::kBool: return 1;
+    case DType::kF64:
+    case DType::kI64:
+      return 8;
+    case DType::kF32:
+    case DType::kI32:
+      return 4;
+    case DType::kF16:
+    case DType::kBF16:
+    case DType::kI16:
+      return 2;
+    case DType::kI8:
+    case DType::kU8:
+    case DType::kBool:
+      return 1;
   }
   return 1;
 }
@@ -112,8 +132,10 @@ int64_t TensorInfo::numel() const {
 absl::StatusOr<SafetensorsFile> SafetensorsFile::Read(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("safetensors '", path, "': no such file"));
-    return absl::InternalError(absl::StrCat("safetensors '", path, "': cannot open: ", std::strerror(errno)));
+    if (errno == ENOENT)
+      return absl::NotFoundError(absl::StrCat("safetensors '", path, "': no such file"));
+    return absl::InternalError(
+        absl::StrCat("safetensors '", path, "': cannot open: ", std::strerror(errno)));
   }
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -126,7 +148,8 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Read(const std::string& path) {
     void* m = ::mmap(nullptr, backing->size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (m == MAP_FAILED) {
       ::close(fd);
-      return absl::InternalError(absl::StrCat("safetensors '", path, "': mmap failed: ", std::strerror(errno)));
+      return absl::InternalError(
+          absl::StrCat("safetensors '", path, "': mmap failed: ", std::strerror(errno)));
     }
     backing->map = m;
     backing->map_size = backing->size;
@@ -148,12 +171,14 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Validate(std::shared_ptr<Backin
                                                           std::string label) {
   const size_t size = backing->size;
   if (size < 8) {
-    return Invalid(label, absl::StrCat("truncated: ", size, " bytes, the 8-byte header length alone needs 8"));
+    return Invalid(
+        label, absl::StrCat("truncated: ", size, " bytes, the 8-byte header length alone needs 8"));
   }
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(backing->data[i]);
   if (n > kMaxHeaderBytes) {
-    return Invalid(label, absl::StrCat("header length ", n, " exceeds the ", kMaxHeaderBytes, "-byte limit"));
+    return Invalid(
+        label, absl::StrCat("header length ", n, " exceeds the ", kMaxHeaderBytes, "-byte limit"));
   }
   if (n > size - 8) {
     return Invalid(label, absl::StrCat("header length ", n, " runs past the end of the file (",
@@ -179,7 +204,8 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Validate(std::shared_ptr<Backin
       if (!v.is_object()) return Invalid(file.label_, "__metadata__ is not an object");
       for (auto m = v.begin(); m != v.end(); ++m) {
         if (!m.value().is_string()) {
-          return Invalid(file.label_, absl::StrCat("__metadata__ value of '", m.key(), "' is not a string"));
+          return Invalid(file.label_,
+                         absl::StrCat("__metadata__ value of '", m.key(), "' is not a string"));
         }
         file.metadata_[m.key()] = m.value().get<std::string>();
       }
@@ -189,8 +215,10 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Validate(std::shared_ptr<Backin
     auto dt = v.find("dtype");
     auto sh = v.find("shape");
     auto off = v.find("data_offsets");
-    if (dt == v.end() || !dt->is_string()) return InvalidTensor(file.label_, name, "missing string field 'dtype'");
-    if (sh == v.end() || !sh->is_array()) return InvalidTensor(file.label_, name, "missing array field 'shape'");
+    if (dt == v.end() || !dt->is_string())
+      return InvalidTensor(file.label_, name, "missing string field 'dtype'");
+    if (sh == v.end() || !sh->is_array())
+      return InvalidTensor(file.label_, name, "missing array field 'shape'");
     if (off == v.end() || !off->is_array() || off->size() != 2) {
       return InvalidTensor(file.label_, name, "'data_offsets' must be an array [begin, end]");
     }
@@ -200,7 +228,8 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Validate(std::shared_ptr<Backin
     if (!dtype.ok()) return InvalidTensor(file.label_, name, dtype.status().message());
     info.dtype = *dtype;
     if (static_cast<int64_t>(sh->size()) > kMaxRank) {
-      return InvalidTensor(file.label_, name, absl::StrCat("rank ", sh->size(), " exceeds ", kMaxRank));
+      return InvalidTensor(file.label_, name,
+                           absl::StrCat("rank ", sh->size(), " exceeds ", kMaxRank));
     }
     // Every prefix product of the shape must fit in int64, as in the reference implementation:
     // numel() and every caller multiply left to right, so a later zero does not excuse an
@@ -213,8 +242,9 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Validate(std::shared_ptr<Backin
       const uint64_t dim = d.get<uint64_t>();
       if (!CheckedMul(numel, dim, kMaxNumel, &numel)) {
         // sh holds only numbers here, so dump() cannot throw.
-        return InvalidTensor(file.label_, name,
-                             absl::StrCat("shape ", sh->dump(), " overflows: element count above 2^63 - 1"));
+        return InvalidTensor(
+            file.label_, name,
+            absl::StrCat("shape ", sh->dump(), " overflows: element count above 2^63 - 1"));
       }
       info.shape.push_back(static_cast<int64_t>(dim));
     }
@@ -230,8 +260,9 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Validate(std::shared_ptr<Backin
     info.begin = (*off)[0].get<uint64_t>();
     info.end = (*off)[1].get<uint64_t>();
     if (info.begin > info.end) {
-      return InvalidTensor(file.label_, name, absl::StrCat("data_offsets [", info.begin, ", ", info.end,
-                                                           "] has begin > end"));
+      return InvalidTensor(
+          file.label_, name,
+          absl::StrCat("data_offsets [", info.begin, ", ", info.end, "] has begin > end"));
     }
     if (info.end > data_size) {
       return InvalidTensor(file.label_, name,
@@ -240,35 +271,38 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Validate(std::shared_ptr<Backin
                                         " bytes; file truncated?)"));
     }
     if (info.end - info.begin != nbytes) {
-      return InvalidTensor(file.label_, name,
-                           absl::StrCat("byte size ", info.end - info.begin, " does not match dtype ",
-                                        DTypeName(info.dtype), " × shape ", ShapeString(info.shape),
-                                        " (expected ", nbytes, ")"));
+      return InvalidTensor(
+          file.label_, name,
+          absl::StrCat("byte size ", info.end - info.begin, " does not match dtype ",
+                       DTypeName(info.dtype), " × shape ", ShapeString(info.shape), " (expected ",
+                       nbytes, ")"));
     }
     file.tensors_.push_back(std::move(info));
   }
 
-  std::sort(file.tensors_.begin(), file.tensors_.end(), [](const TensorInfo& a, const TensorInfo& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
+  std::sort(file.tensors_.begin(), file.tensors_.end(),
+            [](const TensorInfo& a, const TensorInfo& b) {
+              return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+            });
   uint64_t expected = 0;
   for (size_t i = 0; i < file.tensors_.size(); ++i) {
     const TensorInfo& t = file.tensors_[i];
     if (t.begin < expected) {
       return InvalidTensor(file.label_, t.name,
-                           absl::StrCat("data_offsets [", t.begin, ", ", t.end, "] overlap tensor '",
-                                        file.tensors_[i - 1].name, "'"));
+                           absl::StrCat("data_offsets [", t.begin, ", ", t.end,
+                                        "] overlap tensor '", file.tensors_[i - 1].name, "'"));
     }
     if (t.begin > expected) {
       return InvalidTensor(file.label_, t.name,
-                           absl::StrCat("hole in the data section: bytes [", expected, ", ", t.begin,
-                                        ") belong to no tensor"));
+                           absl::StrCat("hole in the data section: bytes [", expected, ", ",
+                                        t.begin, ") belong to no tensor"));
     }
     expected = t.end;
   }
   if (expected != data_size) {
-    return Invalid(file.label_, absl::StrCat("data section has ", data_size, " bytes but tensors cover ",
-                                             expected, " (trailing bytes)"));
+    return Invalid(file.label_,
+                   absl::StrCat("data section has ", data_size, " bytes but tensors cover ",
+                                expected, " (trailing bytes)"));
   }
   file.backing_ = std::move(backing);
   return file;
@@ -288,18 +322,23 @@ absl::string_view SafetensorsFile::Data(const TensorInfo& info) const {
 absl::StatusOr<const TensorInfo*> SafetensorsFile::Expect(absl::string_view name, DType dtype,
                                                           const std::vector<int64_t>& shape) const {
   const TensorInfo* t = Find(name);
-  if (t == nullptr) return absl::NotFoundError(absl::StrCat("safetensors '", label_, "': tensor '", name, "' is missing"));
+  if (t == nullptr)
+    return absl::NotFoundError(
+        absl::StrCat("safetensors '", label_, "': tensor '", name, "' is missing"));
   if (t->dtype != dtype) {
-    return InvalidTensor(label_, name, absl::StrCat("dtype ", DTypeName(t->dtype), ", expected ", DTypeName(dtype)));
+    return InvalidTensor(
+        label_, name, absl::StrCat("dtype ", DTypeName(t->dtype), ", expected ", DTypeName(dtype)));
   }
   if (t->shape != shape) {
-    return InvalidTensor(label_, name, absl::StrCat("shape ", ShapeString(t->shape), ", expected ", ShapeString(shape)));
+    return InvalidTensor(
+        label_, name,
+        absl::StrCat("shape ", ShapeString(t->shape), ", expected ", ShapeString(shape)));
   }
   return t;
 }
 
-absl::StatusOr<std::string> SerializeSafetensors(const std::vector<TensorToWrite>& tensors,
-                                                 const std::map<std::string, std::string>& metadata) {
+absl::StatusOr<std::string> SerializeSafetensors(
+    const std::vector<TensorToWrite>& tensors, const std::map<std::string, std::string>& metadata) {
   std::vector<const TensorToWrite*> order;
   for (const auto& t : tensors) order.push_back(&t);
   std::sort(order.begin(), order.end(),
@@ -314,7 +353,8 @@ absl::StatusOr<std::string> SerializeSafetensors(const std::vector<TensorToWrite
   for (size_t i = 0; i < order.size(); ++i) {
     const TensorToWrite& t = *order[i];
     if (t.name.empty() || t.name == "__metadata__") {
-      return absl::InvalidArgumentError(absl::StrCat("cannot write tensor with name '", t.name, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot write tensor with name '", t.name, "'"));
     }
     if (i > 0 && order[i - 1]->name == t.name) {
       return absl::InvalidArgumentError(absl::StrCat("duplicate tensor name '", t.name, "'"));
@@ -330,18 +370,20 @@ absl::StatusOr<std::string> SerializeSafetensors(const std::vector<TensorToWrite
             absl::StrCat("tensor '", t.name, "': negative dim in shape ", ShapeString(t.shape)));
       }
       if (!CheckedMul(numel, static_cast<uint64_t>(d), kMaxNumel, &numel)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "tensor '", t.name, "': shape ", ShapeString(t.shape), " overflows: element count above 2^63 - 1"));
+        return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "': shape ",
+                                                       ShapeString(t.shape),
+                                                       " overflows: element count above 2^63 - 1"));
       }
     }
     uint64_t nbytes = 0;
     if (!CheckedMul(numel, DTypeSize(t.dtype), std::numeric_limits<uint64_t>::max(), &nbytes)) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "': byte size overflows 64 bits"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", t.name, "': byte size overflows 64 bits"));
     }
     if (nbytes != t.data.size()) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "': ", t.data.size(),
-                                                     " bytes given, dtype ", DTypeName(t.dtype),
-                                                     " × shape ", ShapeString(t.shape), " needs ", nbytes));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", t.name, "': ", t.data.size(), " bytes given, dtype ",
+                       DTypeName(t.dtype), " × shape ", ShapeString(t.shape), " needs ", nbytes));
     }
     header[t.name] = {{"dtype", DTypeName(t.dtype)},
                       {"shape", t.shape},
@@ -371,7 +413,8 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorT
                               const std::map<std::string, std::string>& metadata) {
   absl::StatusOr<std::string> bytes = SerializeSafetensors(tensors, metadata);
   if (!bytes.ok()) {
-    return absl::Status(bytes.status().code(), absl::StrCat("writing '", path, "': ", bytes.status().message()));
+    return absl::Status(bytes.status().code(),
+                        absl::StrCat("writing '", path, "': ", bytes.status().message()));
   }
   return WriteFileAtomic(path, *bytes);
 }

@@ -13,9 +13,8 @@
 #ifndef CELLFLUX_COMMON_IO_TIFF_H_
 #define CELLFLUX_COMMON_IO_TIFF_H_
 
-#include <string>
-
 #include <opencv2/core.hpp>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"

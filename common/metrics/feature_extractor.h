@@ -11,10 +11,10 @@
 #ifndef CELLFLUX_COMMON_METRICS_FEATURE_EXTRACTOR_H_
 #define CELLFLUX_COMMON_METRICS_FEATURE_EXTRACTOR_H_
 
+#include <torch/types.h>
+
 #include <memory>
 #include <string>
-
-#include <torch/types.h>
 
 #include "absl/status/statusor.h"
 
@@ -29,7 +29,8 @@ class FeatureExtractor {
   virtual std::string name() const = 0;
 };
 
-// `path` empty → the fallback; otherwise the TorchScript file (NOT_FOUND / INVALID_ARGUMENT name it).
+// `path` empty → the fallback; otherwise the TorchScript file (NOT_FOUND / INVALID_ARGUMENT name
+// it).
 absl::StatusOr<std::unique_ptr<FeatureExtractor>> MakeFeatureExtractor(const std::string& path,
                                                                        const torch::Device& device);
 

@@ -1,11 +1,11 @@
 #include "common/metrics/fid.h"
 
-#include <cmath>
+#include <torch/torch.h>
+
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <random>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -24,8 +24,10 @@ torch::Tensor SqrtPsd(const torch::Tensor& a) {
 
 absl::StatusOr<FeatureStats> ComputeFeatureStats(const torch::Tensor& features) {
   if (features.dim() != 2 || features.size(0) < 2) {
-    return absl::InvalidArgumentError(absl::StrCat("feature statistics need [N >= 2, D] features, got ",
-                                                   features.dim() == 2 ? absl::StrCat("N=", features.size(0)) : absl::StrCat("rank ", features.dim())));
+    return absl::InvalidArgumentError(
+        absl::StrCat("feature statistics need [N >= 2, D] features, got ",
+                     features.dim() == 2 ? absl::StrCat("N=", features.size(0))
+                                         : absl::StrCat("rank ", features.dim())));
   }
   torch::Tensor f = features.to(torch::kFloat64).cpu();
   FeatureStats s;
@@ -45,23 +47,27 @@ double TraceSqrtProduct(const torch::Tensor& a, const torch::Tensor& b) {
 
 absl::StatusOr<double> FrechetDistance(const FeatureStats& a, const FeatureStats& b) {
   if (a.mean.sizes() != b.mean.sizes() || a.cov.sizes() != b.cov.sizes()) {
-    return absl::InvalidArgumentError(absl::StrCat("FID: feature dimensions differ (", a.mean.size(0), " vs ",
-                                                   b.mean.size(0), ")"));
+    return absl::InvalidArgumentError(absl::StrCat("FID: feature dimensions differ (",
+                                                   a.mean.size(0), " vs ", b.mean.size(0), ")"));
   }
   double diff = (a.mean - b.mean).pow(2).sum().item<double>();
   double tr = a.cov.trace().item<double>() + b.cov.trace().item<double>();
   double fid = diff + tr - 2.0 * TraceSqrtProduct(a.cov, b.cov);
-  if (!std::isfinite(fid)) return absl::InternalError("FID is not finite (features contain NaN/Inf?)");
+  if (!std::isfinite(fid))
+    return absl::InternalError("FID is not finite (features contain NaN/Inf?)");
   return std::max(fid, 0.0);
 }
 
 absl::StatusOr<KidResult> KernelInceptionDistance(const torch::Tensor& a, const torch::Tensor& b,
-                                                  int64_t subset_size, int64_t num_subsets, uint64_t seed) {
+                                                  int64_t subset_size, int64_t num_subsets,
+                                                  uint64_t seed) {
   if (a.dim() != 2 || b.dim() != 2 || a.size(1) != b.size(1)) {
     return absl::InvalidArgumentError("KID: features must be [N, D] with the same D");
   }
   const int64_t m = std::min({subset_size, a.size(0), b.size(0)});
-  if (m < 2) return absl::InvalidArgumentError(absl::StrCat("KID needs at least 2 samples per set, got ", m));
+  if (m < 2)
+    return absl::InvalidArgumentError(
+        absl::StrCat("KID needs at least 2 samples per set, got ", m));
   torch::Tensor x = a.to(torch::kFloat64).cpu(), y = b.to(torch::kFloat64).cpu();
   const double d = static_cast<double>(a.size(1));
   std::mt19937_64 rng(seed);

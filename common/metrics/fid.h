@@ -9,10 +9,10 @@
 #ifndef CELLFLUX_COMMON_METRICS_FID_H_
 #define CELLFLUX_COMMON_METRICS_FID_H_
 
+#include <torch/types.h>
+
 #include <cstdint>
 #include <string>
-
-#include <torch/types.h>
 
 #include "absl/status/statusor.h"
 
@@ -38,8 +38,8 @@ struct KidResult {
 
 // Unbiased MMD² over `num_subsets` subsets of min(subset_size, N_a, N_b) rows, seeded.
 absl::StatusOr<KidResult> KernelInceptionDistance(const torch::Tensor& a, const torch::Tensor& b,
-                                                  int64_t subset_size = 1000, int64_t num_subsets = 100,
-                                                  uint64_t seed = 0);
+                                                  int64_t subset_size = 1000,
+                                                  int64_t num_subsets = 100, uint64_t seed = 0);
 
 }  // namespace cellflux
 

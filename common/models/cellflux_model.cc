@@ -11,18 +11,19 @@ CellFluxModelImpl::CellFluxModelImpl(const ModelConfig& config) : config_(config
   gene_ae_ = register_module("gene_ae", GeneAutoencoder(gene));
 }
 
-torch::Device CellFluxModelImpl::device() const {
-  return sit_->parameters().front().device();
-}
+torch::Device CellFluxModelImpl::device() const { return sit_->parameters().front().device(); }
 
 LatentPosterior CellFluxModelImpl::EncodeImages(const torch::Tensor& images, int64_t max_batch) {
-  // images: [N, C, S, S] → pseudo-RGB batch [N·C, 3, S, S]; latent channel c·L+l = image c, latent l.
+  // images: [N, C, S, S] → pseudo-RGB batch [N·C, 3, S, S]; latent channel c·L+l = image c, latent
+  // l.
   const int64_t n = images.size(0), c = images.size(1), s = images.size(2);
-  torch::Tensor rgb = images.reshape({n * c, 1, s, images.size(3)}).expand({n * c, 3, s, images.size(3)});
+  torch::Tensor rgb =
+      images.reshape({n * c, 1, s, images.size(3)}).expand({n * c, 3, s, images.size(3)});
   const int64_t chunk = max_batch > 0 ? WholeSampleChunk(max_batch, c) : n * c;
   std::vector<torch::Tensor> means, logvars;
   for (int64_t start = 0; start < n * c; start += chunk) {
-    VaePosterior p = vae_->autoencoder()->Encode(rgb.narrow(0, start, std::min(chunk, n * c - start)));
+    VaePosterior p =
+        vae_->autoencoder()->Encode(rgb.narrow(0, start, std::min(chunk, n * c - start)));
     means.push_back(p.mean);
     logvars.push_back(p.logvar);
   }
@@ -67,7 +68,8 @@ JointLatent CellFluxModelImpl::DrawSource(const LatentPosterior& posterior,
   // image: [N, C·L, h, w] = mean + std · ε, or the mean. ε is drawn either way, so the σ noise
   // of a seed is the same with and without posterior sampling.
   if (config_.flow.sample_posterior) {
-    z.image = posterior.mean.expand(full_shape) + posterior.std.expand(full_shape) * torch::cat(eps_img, 0).to(dev);
+    z.image = posterior.mean.expand(full_shape) +
+              posterior.std.expand(full_shape) * torch::cat(eps_img, 0).to(dev);
   } else {
     z.image = posterior.mean.expand(full_shape).contiguous();
   }

@@ -15,12 +15,12 @@
 #ifndef CELLFLUX_COMMON_MODELS_CELLFLUX_MODEL_H_
 #define CELLFLUX_COMMON_MODELS_CELLFLUX_MODEL_H_
 
-#include <cstdint>
-#include <vector>
-
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
+
+#include <cstdint>
+#include <vector>
 
 #include "common/flow/joint_latent.h"
 #include "common/models/config.h"
@@ -60,8 +60,9 @@ class CellFluxModelImpl : public torch::nn::Module {
   torch::Tensor EncodeExpression(const torch::Tensor& expression);
 
   // Source latents z_0, one row per seed: image = mean + std·ε (ε from seed; just the mean when
-  // config.flow.sample_posterior is false) + σ·ε' when config.flow.source_noise_sigma > 0; gene = gene_latent (+ σ·ε''). posterior/gene_latent may
-  // have one row (shared by all seeds) or one row per seed.
+  // config.flow.sample_posterior is false) + σ·ε' when config.flow.source_noise_sigma > 0; gene =
+  // gene_latent (+ σ·ε''). posterior/gene_latent may have one row (shared by all seeds) or one row
+  // per seed.
   JointLatent DrawSource(const LatentPosterior& posterior, const torch::Tensor& gene_latent,
                          const std::vector<uint64_t>& seeds) const;
 

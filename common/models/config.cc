@@ -25,13 +25,16 @@ absl::Status Field(const json& j, const char* section, const char* key, T* out) 
 }
 
 absl::Status Positive(const char* field, double v) {
-  if (!(v > 0)) return absl::InvalidArgumentError(absl::StrCat("config field '", field, "' must be > 0, got ", v));
+  if (!(v > 0))
+    return absl::InvalidArgumentError(
+        absl::StrCat("config field '", field, "' must be > 0, got ", v));
   return absl::OkStatus();
 }
 
 absl::Status RequireObject(const json& j, const char* section) {
   if (!j.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat("config section '", section, "' must be an object"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config section '", section, "' must be an object"));
   }
   return absl::OkStatus();
 }
@@ -41,11 +44,25 @@ absl::Status RequireObject(const json& j, const char* section) {
 absl::StatusOr<SiTConfig> SiTConfig::FromSize(const std::string& size, int patch_size) {
   SiTConfig c;
   c.patch_size = patch_size;
-  if (size == "S") { c.depth = 12; c.hidden_size = 384; c.num_heads = 6; }
-  else if (size == "B") { c.depth = 12; c.hidden_size = 768; c.num_heads = 12; }
-  else if (size == "L") { c.depth = 24; c.hidden_size = 1024; c.num_heads = 16; }
-  else if (size == "XL") { c.depth = 28; c.hidden_size = 1152; c.num_heads = 16; }
-  else return absl::InvalidArgumentError(absl::StrCat("SiT size '", size, "': expected S, B, L or XL"));
+  if (size == "S") {
+    c.depth = 12;
+    c.hidden_size = 384;
+    c.num_heads = 6;
+  } else if (size == "B") {
+    c.depth = 12;
+    c.hidden_size = 768;
+    c.num_heads = 12;
+  } else if (size == "L") {
+    c.depth = 24;
+    c.hidden_size = 1024;
+    c.num_heads = 16;
+  } else if (size == "XL") {
+    c.depth = 28;
+    c.hidden_size = 1152;
+    c.num_heads = 16;
+  } else
+    return absl::InvalidArgumentError(
+        absl::StrCat("SiT size '", size, "': expected S, B, L or XL"));
   return c;
 }
 
@@ -59,34 +76,43 @@ absl::Status SiTConfig::Validate() const {
   CF_RETURN_IF_ERROR(Positive("sit.mlp_ratio", mlp_ratio));
   CF_RETURN_IF_ERROR(Positive("sit.num_classes", num_classes));
   if (input_size % patch_size != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("config: sit.input_size ", input_size,
-                                                   " is not divisible by sit.patch_size ", patch_size));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config: sit.input_size ", input_size, " is not divisible by sit.patch_size ", patch_size));
   }
   if (hidden_size % num_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("config: sit.hidden_size ", hidden_size,
-                                                   " is not divisible by sit.num_heads ", num_heads));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config: sit.hidden_size ", hidden_size, " is not divisible by sit.num_heads ", num_heads));
   }
   if (hidden_size % 4 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("config: sit.hidden_size ", hidden_size,
-                                                   " must be a multiple of 4 (2-D sin-cos position embedding)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: sit.hidden_size ", hidden_size,
+                     " must be a multiple of 4 (2-D sin-cos position embedding)"));
   }
   if (class_dropout_prob < 0 || class_dropout_prob >= 1) {
-    return absl::InvalidArgumentError(absl::StrCat("config: sit.class_dropout_prob must be in [0, 1), got ", class_dropout_prob));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: sit.class_dropout_prob must be in [0, 1), got ", class_dropout_prob));
   }
   if (gene_latent_dim < 0 || gene_tokens < 0 || ((gene_latent_dim > 0) != (gene_tokens > 0))) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config: sit.gene_latent_dim (", gene_latent_dim, ") and sit.gene_tokens (", gene_tokens,
-        ") must both be 0 (image-only) or both be > 0"));
+    return absl::InvalidArgumentError(absl::StrCat("config: sit.gene_latent_dim (", gene_latent_dim,
+                                                   ") and sit.gene_tokens (", gene_tokens,
+                                                   ") must both be 0 (image-only) or both be > 0"));
   }
   return absl::OkStatus();
 }
 
 json SiTConfig::ToJson() const {
-  return {{"input_size", input_size}, {"patch_size", patch_size}, {"in_channels", in_channels},
-          {"hidden_size", hidden_size}, {"depth", depth}, {"num_heads", num_heads},
-          {"mlp_ratio", mlp_ratio}, {"num_classes", num_classes},
-          {"class_dropout_prob", class_dropout_prob}, {"learn_sigma", learn_sigma},
-          {"gene_latent_dim", gene_latent_dim}, {"gene_tokens", gene_tokens}};
+  return {{"input_size", input_size},
+          {"patch_size", patch_size},
+          {"in_channels", in_channels},
+          {"hidden_size", hidden_size},
+          {"depth", depth},
+          {"num_heads", num_heads},
+          {"mlp_ratio", mlp_ratio},
+          {"num_classes", num_classes},
+          {"class_dropout_prob", class_dropout_prob},
+          {"learn_sigma", learn_sigma},
+          {"gene_latent_dim", gene_latent_dim},
+          {"gene_tokens", gene_tokens}};
 }
 
 absl::StatusOr<SiTConfig> SiTConfig::FromJson(const json& j) {
@@ -121,22 +147,27 @@ absl::Status VaeConfig::Validate() const {
   CF_RETURN_IF_ERROR(Positive("vae.latent_channels", latent_channels));
   CF_RETURN_IF_ERROR(Positive("vae.norm_num_groups", norm_num_groups));
   CF_RETURN_IF_ERROR(Positive("vae.scaling_factor", scaling_factor));
-  if (block_out_channels.empty()) return absl::InvalidArgumentError("config: vae.block_out_channels is empty");
+  if (block_out_channels.empty())
+    return absl::InvalidArgumentError("config: vae.block_out_channels is empty");
   for (int c : block_out_channels) {
     if (c <= 0 || c % norm_num_groups != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("config: vae.block_out_channels entry ", c,
-                                                     " must be a positive multiple of vae.norm_num_groups ",
-                                                     norm_num_groups));
+      return absl::InvalidArgumentError(
+          absl::StrCat("config: vae.block_out_channels entry ", c,
+                       " must be a positive multiple of vae.norm_num_groups ", norm_num_groups));
     }
   }
   return absl::OkStatus();
 }
 
 json VaeConfig::ToJson() const {
-  return {{"in_channels", in_channels}, {"out_channels", out_channels},
-          {"block_out_channels", block_out_channels}, {"layers_per_block", layers_per_block},
-          {"latent_channels", latent_channels}, {"norm_num_groups", norm_num_groups},
-          {"scaling_factor", scaling_factor}, {"mid_block_attention", mid_block_attention}};
+  return {{"in_channels", in_channels},
+          {"out_channels", out_channels},
+          {"block_out_channels", block_out_channels},
+          {"layers_per_block", layers_per_block},
+          {"latent_channels", latent_channels},
+          {"norm_num_groups", norm_num_groups},
+          {"scaling_factor", scaling_factor},
+          {"mid_block_attention", mid_block_attention}};
 }
 
 absl::StatusOr<VaeConfig> VaeConfig::FromJson(const json& j) {
@@ -177,18 +208,20 @@ absl::Status ImageNormalization::Validate(int channels) const {
   if (method == "divide") return Positive("normalization.scale", scale);
   if (method == "percentile") {
     if (static_cast<int>(low.size()) != channels || static_cast<int>(high.size()) != channels) {
-      return absl::InvalidArgumentError(absl::StrCat("config: normalization.low/high need ", channels,
-                                                     " entries, got ", low.size(), "/", high.size()));
+      return absl::InvalidArgumentError(absl::StrCat("config: normalization.low/high need ",
+                                                     channels, " entries, got ", low.size(), "/",
+                                                     high.size()));
     }
     for (int c = 0; c < channels; ++c) {
       if (!(high[c] > low[c])) {
-        return absl::InvalidArgumentError(absl::StrCat("config: normalization.high[", c, "] must exceed low[", c, "]"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("config: normalization.high[", c, "] must exceed low[", c, "]"));
       }
     }
     return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(absl::StrCat("config: normalization.method '", method,
-                                                 "': expected divide or percentile"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("config: normalization.method '", method, "': expected divide or percentile"));
 }
 
 json ImageNormalization::ToJson() const {
@@ -210,18 +243,24 @@ absl::StatusOr<ImageNormalization> ImageNormalization::FromJson(const json& j) {
 
 absl::Status SamplingConfig::Validate() const {
   if (num_steps < 1 || num_steps > max_steps) {
-    return absl::InvalidArgumentError(absl::StrCat("config: sampling.num_steps must be in [1, ", max_steps, "], got ", num_steps));
+    return absl::InvalidArgumentError(absl::StrCat("config: sampling.num_steps must be in [1, ",
+                                                   max_steps, "], got ", num_steps));
   }
   CF_RETURN_IF_ERROR(Positive("sampling.max_samples", max_samples));
   if (guidance_scale < 0 || guidance_scale > max_guidance) {
-    return absl::InvalidArgumentError(absl::StrCat("config: sampling.guidance_scale must be in [0, ", max_guidance, "], got ", guidance_scale));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: sampling.guidance_scale must be in [0, ", max_guidance, "], got ",
+                     guidance_scale));
   }
   return absl::OkStatus();
 }
 
 json SamplingConfig::ToJson() const {
-  return {{"num_steps", num_steps}, {"guidance_scale", guidance_scale}, {"max_steps", max_steps},
-          {"max_samples", max_samples}, {"max_guidance", max_guidance}};
+  return {{"num_steps", num_steps},
+          {"guidance_scale", guidance_scale},
+          {"max_steps", max_steps},
+          {"max_samples", max_samples},
+          {"max_guidance", max_guidance}};
 }
 
 absl::StatusOr<SamplingConfig> SamplingConfig::FromJson(const json& j) {
@@ -236,7 +275,9 @@ absl::StatusOr<SamplingConfig> SamplingConfig::FromJson(const json& j) {
 }
 
 json FlowConfig::ToJson() const {
-  return {{"beta", beta}, {"source_noise_sigma", source_noise_sigma}, {"ema_decay", ema_decay},
+  return {{"beta", beta},
+          {"source_noise_sigma", source_noise_sigma},
+          {"ema_decay", ema_decay},
           {"sample_posterior", sample_posterior}};
 }
 
@@ -259,29 +300,32 @@ absl::Status ModelConfig::Validate() const {
   CF_RETURN_IF_ERROR(normalization.Validate(num_channels()));
   CF_RETURN_IF_ERROR(sampling.Validate());
   if (image_size % vae.downsample_factor() != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("config: image_size ", image_size,
-                                                   " is not divisible by the VAE downsample factor ",
-                                                   vae.downsample_factor()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: image_size ", image_size,
+                     " is not divisible by the VAE downsample factor ", vae.downsample_factor()));
   }
   if (sit.input_size != latent_size()) {
     return absl::InvalidArgumentError(absl::StrCat("config: sit.input_size is ", sit.input_size,
-                                                   " but image_size/", vae.downsample_factor(), " = ",
-                                                   latent_size()));
+                                                   " but image_size/", vae.downsample_factor(),
+                                                   " = ", latent_size()));
   }
   if (sit.in_channels != image_latent_channels()) {
-    return absl::InvalidArgumentError(absl::StrCat("config: sit.in_channels is ", sit.in_channels,
-                                                   " but channels × vae.latent_channels = ",
-                                                   image_latent_channels()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: sit.in_channels is ", sit.in_channels,
+                     " but channels × vae.latent_channels = ", image_latent_channels()));
   }
   if (sit.gene_latent_dim != 0 && sit.gene_latent_dim != gene_ae.latent_dim) {
-    return absl::InvalidArgumentError(absl::StrCat("config: sit.gene_latent_dim is ", sit.gene_latent_dim,
-                                                   " but gene_ae.latent_dim is ", gene_ae.latent_dim));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: sit.gene_latent_dim is ", sit.gene_latent_dim,
+                     " but gene_ae.latent_dim is ", gene_ae.latent_dim));
   }
   if (vae.in_channels != 3 || vae.out_channels != 3) {
-    return absl::InvalidArgumentError("config: the pseudo-RGB wrapper needs vae.in_channels = vae.out_channels = 3");
+    return absl::InvalidArgumentError(
+        "config: the pseudo-RGB wrapper needs vae.in_channels = vae.out_channels = 3");
   }
   if (flow.ema_decay < 0 || flow.ema_decay > 1) {
-    return absl::InvalidArgumentError(absl::StrCat("config: flow.ema_decay must be in [0, 1], got ", flow.ema_decay));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: flow.ema_decay must be in [0, 1], got ", flow.ema_decay));
   }
   return absl::OkStatus();
 }
@@ -305,12 +349,24 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const json& j) {
   CF_RETURN_IF_ERROR(Field(j, "<root>", "name", &c.name));
   CF_RETURN_IF_ERROR(Field(j, "<root>", "image_size", &c.image_size));
   CF_RETURN_IF_ERROR(Field(j, "<root>", "channel_names", &c.channel_names));
-  if (j.contains("sit")) { CF_ASSIGN_OR_RETURN(c.sit, SiTConfig::FromJson(j["sit"])); }
-  if (j.contains("vae")) { CF_ASSIGN_OR_RETURN(c.vae, VaeConfig::FromJson(j["vae"])); }
-  if (j.contains("gene_ae")) { CF_ASSIGN_OR_RETURN(c.gene_ae, GeneAutoencoderConfig::FromJson(j["gene_ae"])); }
-  if (j.contains("normalization")) { CF_ASSIGN_OR_RETURN(c.normalization, ImageNormalization::FromJson(j["normalization"])); }
-  if (j.contains("sampling")) { CF_ASSIGN_OR_RETURN(c.sampling, SamplingConfig::FromJson(j["sampling"])); }
-  if (j.contains("flow")) { CF_ASSIGN_OR_RETURN(c.flow, FlowConfig::FromJson(j["flow"])); }
+  if (j.contains("sit")) {
+    CF_ASSIGN_OR_RETURN(c.sit, SiTConfig::FromJson(j["sit"]));
+  }
+  if (j.contains("vae")) {
+    CF_ASSIGN_OR_RETURN(c.vae, VaeConfig::FromJson(j["vae"]));
+  }
+  if (j.contains("gene_ae")) {
+    CF_ASSIGN_OR_RETURN(c.gene_ae, GeneAutoencoderConfig::FromJson(j["gene_ae"]));
+  }
+  if (j.contains("normalization")) {
+    CF_ASSIGN_OR_RETURN(c.normalization, ImageNormalization::FromJson(j["normalization"]));
+  }
+  if (j.contains("sampling")) {
+    CF_ASSIGN_OR_RETURN(c.sampling, SamplingConfig::FromJson(j["sampling"]));
+  }
+  if (j.contains("flow")) {
+    CF_ASSIGN_OR_RETURN(c.flow, FlowConfig::FromJson(j["flow"]));
+  }
   if (j.contains("training")) c.training = j["training"];
   return c;
 }
@@ -318,13 +374,16 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const json& j) {
 absl::StatusOr<ModelConfig> ModelConfig::Load(const std::string& path) {
   CF_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat("config '", path, "': not valid JSON"));
+  if (j.is_discarded())
+    return absl::InvalidArgumentError(absl::StrCat("config '", path, "': not valid JSON"));
   absl::StatusOr<ModelConfig> c = FromJson(j);
   if (c.ok()) {
     absl::Status v = c->Validate();
     if (!v.ok()) c = v;
   }
-  if (!c.ok()) return absl::Status(c.status().code(), absl::StrCat("config '", path, "': ", c.status().message()));
+  if (!c.ok())
+    return absl::Status(c.status().code(),
+                        absl::StrCat("config '", path, "': ", c.status().message()));
   return c;
 }
 

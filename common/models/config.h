@@ -15,18 +15,18 @@ namespace cellflux {
 
 // SiT velocity network (reference SiT hyper-parameters plus the CellFluxMM gene tokens).
 struct SiTConfig {
-  int input_size = 32;        // latent height = width
-  int patch_size = 2;         // 2, 4 or 8
-  int in_channels = 20;       // image latent channels (5 Cell Painting channels × 4)
+  int input_size = 32;   // latent height = width
+  int patch_size = 2;    // 2, 4 or 8
+  int in_channels = 20;  // image latent channels (5 Cell Painting channels × 4)
   int hidden_size = 384;
   int depth = 12;
   int num_heads = 6;
   double mlp_ratio = 4.0;
-  int num_classes = 1000;     // perturbation vocabulary size; row num_classes is the null row
+  int num_classes = 1000;           // perturbation vocabulary size; row num_classes is the null row
   double class_dropout_prob = 0.1;  // training-time condition drop (CFG)
-  bool learn_sigma = false;   // reference checkpoints: 2× output channels, sigma half dropped
-  int gene_latent_dim = 0;    // CellFluxMM gene tokens: latent size (0 = image-only SiT)
-  int gene_tokens = 0;        // K tokens the gene latent is mapped to
+  bool learn_sigma = false;  // reference checkpoints: 2× output channels, sigma half dropped
+  int gene_latent_dim = 0;   // CellFluxMM gene tokens: latent size (0 = image-only SiT)
+  int gene_tokens = 0;       // K tokens the gene latent is mapped to
 
   // Named sizes: "S", "B", "L", "XL" set depth/hidden/heads.
   static absl::StatusOr<SiTConfig> FromSize(const std::string& size, int patch_size);
@@ -40,7 +40,7 @@ struct VaeConfig {
   int in_channels = 3;
   int out_channels = 3;
   std::vector<int> block_out_channels = {128, 256, 512, 512};
-  int layers_per_block = 2;   // encoder; the decoder uses layers_per_block + 1
+  int layers_per_block = 2;  // encoder; the decoder uses layers_per_block + 1
   int latent_channels = 4;
   int norm_num_groups = 32;
   double scaling_factor = 0.18215;

@@ -21,8 +21,8 @@ torch::nn::Sequential MlpStack(const std::vector<int>& widths) {
 
 absl::Status CheckStatistic(const char* name, const torch::Tensor& x, int64_t genes) {
   if (!x.defined() || x.dim() != 1 || x.size(0) != genes) {
-    return absl::InvalidArgumentError(absl::StrCat("gene autoencoder ", name,
-                                                   ": expected shape [", genes, "], got ",
+    return absl::InvalidArgumentError(absl::StrCat("gene autoencoder ", name, ": expected shape [",
+                                                   genes, "], got ",
                                                    x.defined() ? ShapeOf(x) : "undefined"));
   }
   if (!x.is_floating_point() || !torch::isfinite(x).all().item<bool>()) {
@@ -60,9 +60,9 @@ absl::Status GeneAutoencoderImpl::SetStatistics(const torch::Tensor& mean,
 absl::Status GeneAutoencoderImpl::CheckExpression(const torch::Tensor& raw) const {
   const int64_t g = num_genes();
   if (!raw.defined() || raw.dim() != 2 || raw.size(1) != g) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("gene expression: expected shape [N, ", g, "], got ",
-                     raw.defined() ? ShapeOf(raw) : "undefined"));
+    return absl::InvalidArgumentError(absl::StrCat("gene expression: expected shape [N, ", g,
+                                                   "], got ",
+                                                   raw.defined() ? ShapeOf(raw) : "undefined"));
   }
   if (!raw.is_floating_point()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -71,10 +71,10 @@ absl::Status GeneAutoencoderImpl::CheckExpression(const torch::Tensor& raw) cons
   torch::Tensor bad = torch::nonzero(~torch::isfinite(raw));  // [K, 2] (row, gene)
   if (bad.size(0) > 0) {
     torch::Tensor first = bad[0].cpu();
-    return absl::InvalidArgumentError(absl::StrCat(
-        "gene expression: ", bad.size(0), " non-finite value", bad.size(0) == 1 ? "" : "s",
-        " (NaN/Inf), first at row ", first[0].item<int64_t>(), ", gene ",
-        first[1].item<int64_t>()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("gene expression: ", bad.size(0), " non-finite value",
+                     bad.size(0) == 1 ? "" : "s", " (NaN/Inf), first at row ",
+                     first[0].item<int64_t>(), ", gene ", first[1].item<int64_t>()));
   }
   return absl::OkStatus();
 }

@@ -16,12 +16,12 @@
 #ifndef CELLFLUX_COMMON_MODELS_GENE_AUTOENCODER_H_
 #define CELLFLUX_COMMON_MODELS_GENE_AUTOENCODER_H_
 
-#include <cstdint>
-
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
+
+#include <cstdint>
 
 #include "absl/status/status.h"
 #include "common/models/config.h"
@@ -44,10 +44,10 @@ class GeneAutoencoderImpl : public torch::nn::Module {
   // "gene expression: 1 non-finite value (NaN/Inf), first at row 0, gene 5".
   absl::Status CheckExpression(const torch::Tensor& raw) const;
 
-  torch::Tensor Standardize(const torch::Tensor& raw) const;   // (raw − mean) / std, [N, G]
-  torch::Tensor Unstandardize(const torch::Tensor& z) const;   // z·std + mean, [N, G]
+  torch::Tensor Standardize(const torch::Tensor& raw) const;  // (raw − mean) / std, [N, G]
+  torch::Tensor Unstandardize(const torch::Tensor& z) const;  // z·std + mean, [N, G]
 
-  torch::Tensor Encode(const torch::Tensor& raw);                  // [N, G] → [N, L]
+  torch::Tensor Encode(const torch::Tensor& raw);                 // [N, G] → [N, L]
   torch::Tensor DecodeStandardized(const torch::Tensor& latent);  // [N, L] → [N, G] standardized
   torch::Tensor Decode(const torch::Tensor& latent);              // [N, L] → [N, G] raw scale
 

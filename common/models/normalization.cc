@@ -6,7 +6,8 @@ namespace cellflux {
 namespace {
 
 // Per-channel (low, high) as [1, C, 1, 1] tensors on x's device.
-std::pair<torch::Tensor, torch::Tensor> Range(const torch::Tensor& x, const ImageNormalization& norm) {
+std::pair<torch::Tensor, torch::Tensor> Range(const torch::Tensor& x,
+                                              const ImageNormalization& norm) {
   auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(x.device());
   const int64_t c = x.size(1);
   if (norm.method == "percentile") {

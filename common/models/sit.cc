@@ -1,8 +1,8 @@
 #include "common/models/sit.h"
 
-#include <cmath>
-
 #include <torch/torch.h>
+
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 
@@ -20,11 +20,14 @@ torch::nn::Linear MakeLinear(int64_t in, int64_t out) {
   return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(true));
 }
 
-std::string Shape(const torch::Tensor& t) { return t.defined() ? ShapeOf(t) : std::string("undefined"); }
+std::string Shape(const torch::Tensor& t) {
+  return t.defined() ? ShapeOf(t) : std::string("undefined");
+}
 
 }  // namespace
 
-torch::Tensor Modulate(const torch::Tensor& x, const torch::Tensor& shift, const torch::Tensor& scale) {
+torch::Tensor Modulate(const torch::Tensor& x, const torch::Tensor& shift,
+                       const torch::Tensor& scale) {
   // One fused op instead of the reference's mul + add: shift + x * (1 + scale).
   return torch::addcmul(shift.unsqueeze(1), x, scale.unsqueeze(1) + 1);
 }
@@ -42,14 +45,16 @@ torch::Tensor TimestepFrequencyEmbedding(const torch::Tensor& t, int64_t dim, do
 }
 
 torch::Tensor SinCos2dPositionEmbedding(int64_t dim, int64_t grid) {
-  TORCH_CHECK(dim % 4 == 0, "2-D sin-cos position embedding: dim ", dim, " must be a multiple of 4");
+  TORCH_CHECK(dim % 4 == 0, "2-D sin-cos position embedding: dim ", dim,
+              " must be a multiple of 4");
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   const int64_t quarter = dim / 4;
   // omega_i = 10000^(-i / (dim/4)), i < dim/4.
-  torch::Tensor omega = 1.0 / torch::pow(10000.0, torch::arange(0, quarter, f64) / static_cast<double>(quarter));
+  torch::Tensor omega =
+      1.0 / torch::pow(10000.0, torch::arange(0, quarter, f64) / static_cast<double>(quarter));
   torch::Tensor coord = torch::arange(0, grid, f64);
-  torch::Tensor col = coord.repeat({grid});                  // token i*grid + j → j
-  torch::Tensor row = coord.repeat_interleave(grid);         // token i*grid + j → i
+  torch::Tensor col = coord.repeat({grid});           // token i*grid + j → j
+  torch::Tensor row = coord.repeat_interleave(grid);  // token i*grid + j → i
   auto one_d = [&](const torch::Tensor& pos) {
     torch::Tensor out = pos.unsqueeze(1) * omega.unsqueeze(0);  // [T, dim/4]
     return torch::cat({torch::sin(out), torch::cos(out)}, 1);   // [T, dim/2]
@@ -57,10 +62,12 @@ torch::Tensor SinCos2dPositionEmbedding(int64_t dim, int64_t grid) {
   return torch::cat({one_d(col), one_d(row)}, 1);  // [T, dim]
 }
 
-torch::Tensor DropConditions(const torch::Tensor& y, double p, int64_t null_label, torch::Generator gen) {
+torch::Tensor DropConditions(const torch::Tensor& y, double p, int64_t null_label,
+                             torch::Generator gen) {
   TORCH_CHECK(y.dim() == 1, "DropConditions: y must be [N], got ", Shape(y));
   if (p <= 0) return y;
-  torch::Tensor u = torch::rand({y.size(0)}, gen, torch::TensorOptions().dtype(torch::kFloat32).device(y.device()));
+  torch::Tensor u = torch::rand({y.size(0)}, gen,
+                                torch::TensorOptions().dtype(torch::kFloat32).device(y.device()));
   return y.masked_fill(u < p, null_label);
 }
 
@@ -68,8 +75,9 @@ torch::Tensor DropConditions(const torch::Tensor& y, double p, int64_t null_labe
 
 TimestepEmbedderImpl::TimestepEmbedderImpl(int64_t hidden_size, int64_t frequency_embedding_size)
     : frequency_embedding_size_(frequency_embedding_size) {
-  mlp = register_module("mlp", torch::nn::Sequential(MakeLinear(frequency_embedding_size, hidden_size),
-                                                     torch::nn::SiLU(), MakeLinear(hidden_size, hidden_size)));
+  mlp = register_module(
+      "mlp", torch::nn::Sequential(MakeLinear(frequency_embedding_size, hidden_size),
+                                   torch::nn::SiLU(), MakeLinear(hidden_size, hidden_size)));
 }
 
 torch::Tensor TimestepEmbedderImpl::forward(const torch::Tensor& t) {
@@ -78,14 +86,19 @@ torch::Tensor TimestepEmbedderImpl::forward(const torch::Tensor& t) {
 }
 
 LabelEmbedderImpl::LabelEmbedderImpl(int64_t num_classes, int64_t hidden_size) {
-  embedding_table = register_module("embedding_table", torch::nn::Embedding(num_classes + 1, hidden_size));
+  embedding_table =
+      register_module("embedding_table", torch::nn::Embedding(num_classes + 1, hidden_size));
 }
 
-torch::Tensor LabelEmbedderImpl::forward(const torch::Tensor& y) { return embedding_table->forward(y); }
+torch::Tensor LabelEmbedderImpl::forward(const torch::Tensor& y) {
+  return embedding_table->forward(y);
+}
 
 PatchEmbedImpl::PatchEmbedImpl(int64_t in_channels, int64_t hidden_size, int64_t patch_size) {
   proj = register_module(
-      "proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels, hidden_size, patch_size).stride(patch_size)));
+      "proj",
+      torch::nn::Conv2d(
+          torch::nn::Conv2dOptions(in_channels, hidden_size, patch_size).stride(patch_size)));
 }
 
 torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& x) {
@@ -102,20 +115,21 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
   const int64_t n = x.size(0), l = x.size(1), d = x.size(2), hd = d / num_heads_;
   // One contiguous copy puts q, k, v head-major; every later reshape is a view, and bmm reads
   // kᵀ through strides (BLAS transpose flag) instead of copying it.
-  torch::Tensor qkv_heads = qkv->forward(x)                        // [N, L, 3D]
+  torch::Tensor qkv_heads = qkv->forward(x)  // [N, L, 3D]
                                 .view({n, l, 3, num_heads_, hd})
-                                .permute({2, 0, 3, 1, 4})           // [3, N, H, L, hd]
+                                .permute({2, 0, 3, 1, 4})  // [3, N, H, L, hd]
                                 .contiguous()
                                 .view({3, n * num_heads_, l, hd});  // [3, N·H, L, hd]
   torch::Tensor q = qkv_heads[0], k = qkv_heads[1], v = qkv_heads[2];
   // scores = scale · q kᵀ in one BLAS call (beta = 0 ignores the uninitialised input).
-  torch::Tensor scores = torch::baddbmm(torch::empty({n * num_heads_, l, l}, q.options()), q,
-                                        k.transpose(1, 2), /*beta=*/0.0, /*alpha=*/scale_);  // [N·H, L, L]
+  torch::Tensor scores =
+      torch::baddbmm(torch::empty({n * num_heads_, l, l}, q.options()), q, k.transpose(1, 2),
+                     /*beta=*/0.0, /*alpha=*/scale_);  // [N·H, L, L]
   torch::Tensor attn = torch::softmax(scores, -1);
-  torch::Tensor out = torch::bmm(attn, v)                 // [N·H, L, hd]
+  torch::Tensor out = torch::bmm(attn, v)  // [N·H, L, hd]
                           .view({n, num_heads_, l, hd})
-                          .transpose(1, 2)                // [N, L, H, hd]
-                          .reshape({n, l, d});            // [N, L, D]
+                          .transpose(1, 2)      // [N, L, H, hd]
+                          .reshape({n, l, d});  // [N, L, D]
   return proj->forward(out);
 }
 
@@ -128,45 +142,53 @@ torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
   return fc2->forward(torch::gelu(fc1->forward(x), "tanh"));
 }
 
-SiTBlockImpl::SiTBlockImpl(int64_t hidden_size, int64_t num_heads, double mlp_ratio) : hidden_size_(hidden_size) {
+SiTBlockImpl::SiTBlockImpl(int64_t hidden_size, int64_t num_heads, double mlp_ratio)
+    : hidden_size_(hidden_size) {
   attn = register_module("attn", Attention(hidden_size, num_heads));
   mlp = register_module("mlp", Mlp(hidden_size, static_cast<int64_t>(hidden_size * mlp_ratio)));
   ada_linear_ = MakeLinear(hidden_size, 6 * hidden_size);
-  adaLN_modulation = register_module("adaLN_modulation", torch::nn::Sequential(torch::nn::SiLU(), ada_linear_));
+  adaLN_modulation =
+      register_module("adaLN_modulation", torch::nn::Sequential(torch::nn::SiLU(), ada_linear_));
 }
 
 torch::Tensor SiTBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& c_act) {
   std::vector<torch::Tensor> mod = ada_linear_->forward(c_act).chunk(6, 1);  // 6 × [N, D]
-  const auto& shift_msa = mod[0], &scale_msa = mod[1], &gate_msa = mod[2];
-  const auto& shift_mlp = mod[3], &scale_mlp = mod[4], &gate_mlp = mod[5];
-  torch::Tensor h = torch::addcmul(x, gate_msa.unsqueeze(1),
-                                   attn->forward(Modulate(PlainLayerNorm(x), shift_msa, scale_msa)));  // [N, L, D]
-  return torch::addcmul(h, gate_mlp.unsqueeze(1), mlp->forward(Modulate(PlainLayerNorm(h), shift_mlp, scale_mlp)));
+  const auto &shift_msa = mod[0], &scale_msa = mod[1], &gate_msa = mod[2];
+  const auto &shift_mlp = mod[3], &scale_mlp = mod[4], &gate_mlp = mod[5];
+  torch::Tensor h = torch::addcmul(
+      x, gate_msa.unsqueeze(1),
+      attn->forward(Modulate(PlainLayerNorm(x), shift_msa, scale_msa)));  // [N, L, D]
+  return torch::addcmul(h, gate_mlp.unsqueeze(1),
+                        mlp->forward(Modulate(PlainLayerNorm(h), shift_mlp, scale_mlp)));
 }
 
 FinalLayerImpl::FinalLayerImpl(int64_t hidden_size, int64_t patch_size, int64_t out_channels)
     : hidden_size_(hidden_size) {
-  linear = register_module("linear", MakeLinear(hidden_size, patch_size * patch_size * out_channels));
+  linear =
+      register_module("linear", MakeLinear(hidden_size, patch_size * patch_size * out_channels));
   ada_linear_ = MakeLinear(hidden_size, 2 * hidden_size);
-  adaLN_modulation = register_module("adaLN_modulation", torch::nn::Sequential(torch::nn::SiLU(), ada_linear_));
+  adaLN_modulation =
+      register_module("adaLN_modulation", torch::nn::Sequential(torch::nn::SiLU(), ada_linear_));
 }
 
 torch::Tensor FinalLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& c_act) {
   std::vector<torch::Tensor> mod = ada_linear_->forward(c_act).chunk(2, 1);  // shift, scale: [N, D]
-  return linear->forward(Modulate(PlainLayerNorm(x), mod[0], mod[1]));    // [N, T, p·p·out]
+  return linear->forward(Modulate(PlainLayerNorm(x), mod[0], mod[1]));       // [N, T, p·p·out]
 }
 
-GeneFinalLayerImpl::GeneFinalLayerImpl(int64_t hidden_size, int64_t gene_tokens, int64_t gene_latent_dim)
+GeneFinalLayerImpl::GeneFinalLayerImpl(int64_t hidden_size, int64_t gene_tokens,
+                                       int64_t gene_latent_dim)
     : hidden_size_(hidden_size) {
   linear = register_module("linear", MakeLinear(gene_tokens * hidden_size, gene_latent_dim));
   ada_linear_ = MakeLinear(hidden_size, 2 * hidden_size);
-  adaLN_modulation = register_module("adaLN_modulation", torch::nn::Sequential(torch::nn::SiLU(), ada_linear_));
+  adaLN_modulation =
+      register_module("adaLN_modulation", torch::nn::Sequential(torch::nn::SiLU(), ada_linear_));
 }
 
 torch::Tensor GeneFinalLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& c_act) {
   std::vector<torch::Tensor> mod = ada_linear_->forward(c_act).chunk(2, 1);  // shift, scale: [N, D]
-  torch::Tensor h = Modulate(PlainLayerNorm(x), mod[0], mod[1]);            // [N, K, D]
-  return linear->forward(h.reshape({h.size(0), -1}));                       // [N, K·D] → [N, G]
+  torch::Tensor h = Modulate(PlainLayerNorm(x), mod[0], mod[1]);             // [N, K, D]
+  return linear->forward(h.reshape({h.size(0), -1}));                        // [N, K·D] → [N, G]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -180,7 +202,8 @@ SiTImpl::SiTImpl(const SiTConfig& config) : config_(config) {
   t_embedder = register_module("t_embedder", TimestepEmbedder(d));
   y_embedder = register_module("y_embedder", LabelEmbedder(config.num_classes, d));
   // Frozen parameter (not a buffer) so it sits in the state dict exactly like the reference's.
-  pos_embed = register_parameter("pos_embed", torch::zeros({1, grid_ * grid_, d}), /*requires_grad=*/false);
+  pos_embed =
+      register_parameter("pos_embed", torch::zeros({1, grid_ * grid_, d}), /*requires_grad=*/false);
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int i = 0; i < config.depth; ++i) {
     SiTBlock block(d, config.num_heads, config.mlp_ratio);
@@ -189,10 +212,11 @@ SiTImpl::SiTImpl(const SiTConfig& config) : config_(config) {
   }
   final_layer = register_module("final_layer", FinalLayer(d, config.patch_size, out_channels()));
   if (config.gene_latent_dim > 0) {
-    gene_embedder = register_module("gene_embedder", MakeLinear(config.gene_latent_dim, config.gene_tokens * d));
+    gene_embedder = register_module("gene_embedder",
+                                    MakeLinear(config.gene_latent_dim, config.gene_tokens * d));
     gene_pos_embed = register_parameter("gene_pos_embed", torch::zeros({1, config.gene_tokens, d}));
-    gene_final_layer =
-        register_module("gene_final_layer", GeneFinalLayer(d, config.gene_tokens, config.gene_latent_dim));
+    gene_final_layer = register_module(
+        "gene_final_layer", GeneFinalLayer(d, config.gene_tokens, config.gene_latent_dim));
   }
   InitializeWeights();
 }
@@ -207,7 +231,8 @@ void SiTImpl::InitializeWeights() {
       init::zeros_(lin->bias);
     }
   }
-  pos_embed.copy_(SinCos2dPositionEmbedding(config_.hidden_size, grid_).to(torch::kFloat32).unsqueeze(0));
+  pos_embed.copy_(
+      SinCos2dPositionEmbedding(config_.hidden_size, grid_).to(torch::kFloat32).unsqueeze(0));
   // Patch conv initialised like a Linear over its flattened [D, C·p·p] weight.
   init::xavier_uniform_(x_embedder->proj->weight.view({x_embedder->proj->weight.size(0), -1}));
   init::zeros_(x_embedder->proj->bias);
@@ -237,18 +262,22 @@ torch::Tensor SiTImpl::Unpatchify(const torch::Tensor& x) const {
 SiTOutput SiTImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y,
                            const torch::Tensor& gene) {
   const int64_t size = config_.input_size;
-  TORCH_CHECK(x.dim() == 4 && x.size(1) == config_.in_channels && x.size(2) == size && x.size(3) == size,
-              "SiT: x must be [N, ", config_.in_channels, ", ", size, ", ", size, "], got ", Shape(x));
+  TORCH_CHECK(
+      x.dim() == 4 && x.size(1) == config_.in_channels && x.size(2) == size && x.size(3) == size,
+      "SiT: x must be [N, ", config_.in_channels, ", ", size, ", ", size, "], got ", Shape(x));
   const int64_t n = x.size(0);
   TORCH_CHECK(t.dim() == 1 && t.size(0) == n, "SiT: t must be [", n, "], got ", Shape(t));
   TORCH_CHECK(y.dim() == 1 && y.size(0) == n && y.scalar_type() == torch::kInt64,
-              "SiT: y must be int64 [", n, "], got ", Shape(y), " ", c10::toString(y.scalar_type()));
+              "SiT: y must be int64 [", n, "], got ", Shape(y), " ",
+              c10::toString(y.scalar_type()));
   const bool has_gene = config_.gene_latent_dim > 0;
   if (has_gene) {
-    TORCH_CHECK(gene.defined() && gene.dim() == 2 && gene.size(0) == n && gene.size(1) == config_.gene_latent_dim,
+    TORCH_CHECK(gene.defined() && gene.dim() == 2 && gene.size(0) == n &&
+                    gene.size(1) == config_.gene_latent_dim,
                 "SiT: gene must be [", n, ", ", config_.gene_latent_dim, "], got ", Shape(gene));
   } else {
-    TORCH_CHECK(!gene.defined(), "SiT: this model has no gene tokens (gene_latent_dim = 0) but a gene tensor ",
+    TORCH_CHECK(!gene.defined(),
+                "SiT: this model has no gene tokens (gene_latent_dim = 0) but a gene tensor ",
                 Shape(gene), " was given");
   }
 
@@ -256,9 +285,10 @@ SiTOutput SiTImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const
   torch::Tensor c = t_embedder->forward(t) + y_embedder->forward(y);  // [N, D]
   const int64_t num_image_tokens = tokens.size(1);
   if (has_gene) {
-    torch::Tensor g = gene_embedder->forward(gene).view({n, config_.gene_tokens, config_.hidden_size}) +
-                      gene_pos_embed;       // [N, K, D]
-    tokens = torch::cat({tokens, g}, 1);    // [N, T + K, D]
+    torch::Tensor g =
+        gene_embedder->forward(gene).view({n, config_.gene_tokens, config_.hidden_size}) +
+        gene_pos_embed;                   // [N, K, D]
+    tokens = torch::cat({tokens, g}, 1);  // [N, T + K, D]
   }
   // Every adaLN_modulation starts with SiLU(c): compute it once for all blocks and heads.
   torch::Tensor c_act = torch::silu(c);
@@ -268,7 +298,8 @@ SiTOutput SiTImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const
   torch::Tensor image_tokens = has_gene ? tokens.narrow(1, 0, num_image_tokens) : tokens;
   out.image = Unpatchify(final_layer->forward(image_tokens, c_act));  // [N, C, H, W]
   if (has_gene) {
-    out.gene = gene_final_layer->forward(tokens.narrow(1, num_image_tokens, config_.gene_tokens), c_act);  // [N, G]
+    out.gene = gene_final_layer->forward(tokens.narrow(1, num_image_tokens, config_.gene_tokens),
+                                         c_act);  // [N, G]
   }
   return out;
 }
@@ -283,8 +314,9 @@ absl::Status LoadSiTWeights(SiT& model, const TensorMap& tensors, const std::str
   if (!config.learn_sigma) {
     auto w = adapted.find("final_layer.linear.weight");
     auto b = adapted.find("final_layer.linear.bias");
-    if (w != adapted.end() && b != adapted.end() && w->second.dim() == 2 && w->second.size(0) == p2 * 2 * c &&
-        b->second.dim() == 1 && b->second.size(0) == p2 * 2 * c) {
+    if (w != adapted.end() && b != adapted.end() && w->second.dim() == 2 &&
+        w->second.size(0) == p2 * 2 * c && b->second.dim() == 1 &&
+        b->second.size(0) == p2 * 2 * c) {
       // Output features are ordered (p, q, channel); keep channels [0, C) of each patch position.
       const int64_t d = w->second.size(1);
       w->second = w->second.view({p2, 2 * c, d}).narrow(1, 0, c).reshape({p2 * c, d});

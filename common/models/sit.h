@@ -27,18 +27,18 @@
 #ifndef CELLFLUX_COMMON_MODELS_SIT_H_
 #define CELLFLUX_COMMON_MODELS_SIT_H_
 
-#include <cstdint>
-#include <string>
-#include <vector>
-
 #include <torch/nn/module.h>
-#include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "common/models/config.h"
@@ -47,11 +47,13 @@
 namespace cellflux {
 
 // x * (1 + scale) + shift, with shift/scale [N, D] broadcast over the tokens of x [N, L, D].
-torch::Tensor Modulate(const torch::Tensor& x, const torch::Tensor& shift, const torch::Tensor& scale);
+torch::Tensor Modulate(const torch::Tensor& x, const torch::Tensor& shift,
+                       const torch::Tensor& scale);
 
 // Reference timestep embedding: [cos(t·f_i), sin(t·f_i)], f_i = max_period^(-i/half),
 // i < half = dim/2 (zero-padded when dim is odd). t: [N] (any real value, fed as is) → [N, dim].
-torch::Tensor TimestepFrequencyEmbedding(const torch::Tensor& t, int64_t dim, double max_period = 10000.0);
+torch::Tensor TimestepFrequencyEmbedding(const torch::Tensor& t, int64_t dim,
+                                         double max_period = 10000.0);
 
 // Reference fixed 2-D sin-cos position embedding for a grid×grid patch grid, row-major tokens:
 // the first dim/2 channels encode the column (w) coordinate, the last dim/2 the row (h), each as
@@ -61,7 +63,8 @@ torch::Tensor SinCos2dPositionEmbedding(int64_t dim, int64_t grid);
 // Per-sample condition drop for classifier-free guidance training: each label of y [N] (int64)
 // becomes null_label with probability p, drawn from `gen` (which must live on y's device type).
 // Same generator state ⇒ same result.
-torch::Tensor DropConditions(const torch::Tensor& y, double p, int64_t null_label, torch::Generator gen);
+torch::Tensor DropConditions(const torch::Tensor& y, double p, int64_t null_label,
+                             torch::Generator gen);
 
 class TimestepEmbedderImpl : public torch::nn::Module {
  public:
@@ -178,7 +181,9 @@ class SiTImpl : public torch::nn::Module {
   const SiTConfig& config() const { return config_; }
   int64_t num_patches() const { return grid_ * grid_; }
   // Channels the image head predicts (2·C with learn_sigma).
-  int64_t out_channels() const { return config_.learn_sigma ? 2 * config_.in_channels : config_.in_channels; }
+  int64_t out_channels() const {
+    return config_.learn_sigma ? 2 * config_.in_channels : config_.in_channels;
+  }
 
   PatchEmbed x_embedder{nullptr};
   TimestepEmbedder t_embedder{nullptr};
@@ -186,9 +191,9 @@ class SiTImpl : public torch::nn::Module {
   torch::Tensor pos_embed;  // [1, T, D], requires_grad = false
   torch::nn::ModuleList blocks{nullptr};
   FinalLayer final_layer{nullptr};
-  torch::nn::Linear gene_embedder{nullptr};   // only with gene tokens
-  torch::Tensor gene_pos_embed;               // [1, K, D], only with gene tokens
-  GeneFinalLayer gene_final_layer{nullptr};   // only with gene tokens
+  torch::nn::Linear gene_embedder{nullptr};  // only with gene tokens
+  torch::Tensor gene_pos_embed;              // [1, K, D], only with gene tokens
+  GeneFinalLayer gene_final_layer{nullptr};  // only with gene tokens
 
  private:
   void InitializeWeights();

@@ -1,9 +1,9 @@
 #include "common/models/vae.h"
 
+#include <torch/torch.h>
+
 #include <utility>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -49,8 +49,9 @@ int64_t WholeSampleChunk(int64_t max_batch, int64_t channels) {
 }
 
 torch::Tensor VaePosterior::Sample(at::Generator generator) const {
-  torch::Tensor eps = torch::randn(mean.sizes(), generator,
-                                   torch::TensorOptions().dtype(mean.scalar_type()).device(generator.device()));
+  torch::Tensor eps =
+      torch::randn(mean.sizes(), generator,
+                   torch::TensorOptions().dtype(mean.scalar_type()).device(generator.device()));
   return mean + torch::exp(0.5 * logvar) * eps.to(mean.device());
 }
 
@@ -63,26 +64,29 @@ AutoencoderKLImpl::AutoencoderKLImpl(const VaeConfig& config)
     : config_(config),
       encoder_(register_module("encoder", VaeEncoder(config))),
       decoder_(register_module("decoder", VaeDecoder(config))),
-      quant_conv_(register_module("quant_conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(
-                                                    2 * config.latent_channels, 2 * config.latent_channels, 1)))),
+      quant_conv_(register_module("quant_conv",
+                                  torch::nn::Conv2d(torch::nn::Conv2dOptions(
+                                      2 * config.latent_channels, 2 * config.latent_channels, 1)))),
       post_quant_conv_(register_module("post_quant_conv",
                                        torch::nn::Conv2d(torch::nn::Conv2dOptions(
                                            config.latent_channels, config.latent_channels, 1)))) {}
 
 VaePosterior AutoencoderKLImpl::Encode(const torch::Tensor& x) {
   const int64_t f = config_.downsample_factor();
-  TORCH_CHECK(x.dim() == 4 && x.size(1) == config_.in_channels, "AutoencoderKL::Encode: expected [N, ",
-              config_.in_channels, ", H, W], got ", x.sizes());
-  TORCH_CHECK(x.size(2) % f == 0 && x.size(3) % f == 0, "AutoencoderKL::Encode: H and W must be divisible by ",
-              f, ", got ", x.sizes());
+  TORCH_CHECK(x.dim() == 4 && x.size(1) == config_.in_channels,
+              "AutoencoderKL::Encode: expected [N, ", config_.in_channels, ", H, W], got ",
+              x.sizes());
+  TORCH_CHECK(x.size(2) % f == 0 && x.size(3) % f == 0,
+              "AutoencoderKL::Encode: H and W must be divisible by ", f, ", got ", x.sizes());
   torch::Tensor moments = quant_conv_->forward(encoder_->forward(x));  // [N, 2L, H/f, W/f]
   std::vector<torch::Tensor> halves = moments.chunk(2, /*dim=*/1);
   return VaePosterior{halves[0], torch::clamp(halves[1], -30.0, 20.0)};
 }
 
 torch::Tensor AutoencoderKLImpl::Decode(const torch::Tensor& z) {
-  TORCH_CHECK(z.dim() == 4 && z.size(1) == config_.latent_channels, "AutoencoderKL::Decode: expected [N, ",
-              config_.latent_channels, ", h, w], got ", z.sizes());
+  TORCH_CHECK(z.dim() == 4 && z.size(1) == config_.latent_channels,
+              "AutoencoderKL::Decode: expected [N, ", config_.latent_channels, ", h, w], got ",
+              z.sizes());
   return decoder_->forward(post_quant_conv_->forward(z));  // [N, out_channels, h·f, w·f]
 }
 
@@ -108,27 +112,30 @@ TensorMap NormalizeVaeWeightNames(const TensorMap& tensors) {
   return out;
 }
 
-absl::Status LoadVaeWeights(AutoencoderKL& vae, const TensorMap& tensors, const std::string& label) {
+absl::Status LoadVaeWeights(AutoencoderKL& vae, const TensorMap& tensors,
+                            const std::string& label) {
   return LoadStateDict(*vae, NormalizeVaeWeightNames(tensors), label);
 }
 
 CellPaintingVaeImpl::CellPaintingVaeImpl(const VaeConfig& config)
     : autoencoder_(register_module("autoencoder", AutoencoderKL(config))) {
   TORCH_CHECK(config.in_channels == 3 && config.out_channels == 3,
-              "CellPaintingVae needs a 3-channel (RGB) AutoencoderKL, got in_channels ", config.in_channels,
-              ", out_channels ", config.out_channels);
+              "CellPaintingVae needs a 3-channel (RGB) AutoencoderKL, got in_channels ",
+              config.in_channels, ", out_channels ", config.out_channels);
 }
 
-torch::Tensor CellPaintingVaeImpl::Encode(const torch::Tensor& x, std::optional<at::Generator> generator,
+torch::Tensor CellPaintingVaeImpl::Encode(const torch::Tensor& x,
+                                          std::optional<at::Generator> generator,
                                           int64_t max_batch) {
   TORCH_CHECK(x.dim() == 4, "CellPaintingVae::Encode: expected [N, C, S, S], got ", x.sizes());
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   // Row n·C + c of the pseudo-RGB batch is image n, channel c, repeated into R, G and B.
   torch::Tensor rgb = x.reshape({n * c, 1, h, w}).expand({n * c, 3, h, w});  // [N·C, 3, S, S]
-  torch::Tensor latents = Chunked(rgb, WholeSampleChunk(max_batch, c), [&](const torch::Tensor& part) {
-    VaePosterior posterior = autoencoder_->Encode(part.contiguous());
-    return generator ? posterior.Sample(*generator) : posterior.mean;  // [B, L, S/f, S/f]
-  });
+  torch::Tensor latents =
+      Chunked(rgb, WholeSampleChunk(max_batch, c), [&](const torch::Tensor& part) {
+        VaePosterior posterior = autoencoder_->Encode(part.contiguous());
+        return generator ? posterior.Sample(*generator) : posterior.mean;  // [B, L, S/f, S/f]
+      });
   const int64_t l = latents.size(1);
   return latents.reshape({n, c * l, latents.size(2), latents.size(3)}) *
          config().scaling_factor;  // [N, C·L, S/f, S/f]
@@ -139,12 +146,14 @@ torch::Tensor CellPaintingVaeImpl::Decode(const torch::Tensor& z, int64_t max_ba
   TORCH_CHECK(z.dim() == 4 && z.size(1) % l == 0, "CellPaintingVae::Decode: expected [N, C·", l,
               ", h, w], got ", z.sizes());
   const int64_t n = z.size(0), c = z.size(1) / l;
-  torch::Tensor per_channel = (z / config().scaling_factor).reshape({n * c, l, z.size(2), z.size(3)});
-  torch::Tensor rgb = Chunked(per_channel, WholeSampleChunk(max_batch, c), [&](const torch::Tensor& part) {
-    return autoencoder_->Decode(part);  // [B, 3, S, S]
-  });
-  torch::Tensor gray = rgb.mean(/*dim=*/1);                          // [N·C, S, S]
-  return gray.reshape({n, c, gray.size(1), gray.size(2)});           // [N, C, S, S]
+  torch::Tensor per_channel =
+      (z / config().scaling_factor).reshape({n * c, l, z.size(2), z.size(3)});
+  torch::Tensor rgb =
+      Chunked(per_channel, WholeSampleChunk(max_batch, c), [&](const torch::Tensor& part) {
+        return autoencoder_->Decode(part);  // [B, 3, S, S]
+      });
+  torch::Tensor gray = rgb.mean(/*dim=*/1);                 // [N·C, S, S]
+  return gray.reshape({n, c, gray.size(1), gray.size(2)});  // [N, C, S, S]
 }
 
 }  // namespace cellflux

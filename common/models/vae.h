@@ -21,13 +21,13 @@
 #ifndef CELLFLUX_COMMON_MODELS_VAE_H_
 #define CELLFLUX_COMMON_MODELS_VAE_H_
 
-#include <optional>
-#include <string>
-
 #include <ATen/core/Generator.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/types.h>
+
+#include <optional>
+#include <string>
 
 #include "absl/status/status.h"
 #include "common/models/config.h"
@@ -99,7 +99,8 @@ class CellPaintingVaeImpl : public torch::nn::Module {
   // channel c becomes latent channels c·L .. c·L+L−1. With a generator the posterior is sampled,
   // otherwise its mean is used. max_batch > 0 bounds the pseudo-RGB batch (N·C images) per
   // autoencoder call (rounded to whole samples, WholeSampleChunk); 0 = one call.
-  torch::Tensor Encode(const torch::Tensor& x, std::optional<at::Generator> generator = std::nullopt,
+  torch::Tensor Encode(const torch::Tensor& x,
+                       std::optional<at::Generator> generator = std::nullopt,
                        int64_t max_batch = 0);
   // z: [N, C·L, h, w] scaled latent -> [N, C, h·f, w·f], each channel the mean of the three
   // pseudo-RGB outputs.

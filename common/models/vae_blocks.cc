@@ -1,8 +1,8 @@
 #include "common/models/vae_blocks.h"
 
-#include <cmath>
-
 #include <torch/torch.h>
+
+#include <cmath>
 
 namespace cellflux {
 namespace {
@@ -14,7 +14,8 @@ torch::nn::GroupNorm Norm(int groups, int channels) {
 }
 
 torch::nn::Conv2d Conv(int in, int out, int kernel, int stride = 1, int padding = 0) {
-  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding));
+  return torch::nn::Conv2d(
+      torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding));
 }
 
 // Runs every module of `list` in order; they all map one tensor to one tensor.
@@ -56,8 +57,9 @@ VaeUpsampleImpl::VaeUpsampleImpl(int channels)
     : conv_(register_module("conv", Conv(channels, channels, 3, 1, 1))) {}
 
 torch::Tensor VaeUpsampleImpl::forward(const torch::Tensor& x) {
-  torch::Tensor up = F::interpolate(
-      x, F::InterpolateFuncOptions().scale_factor(std::vector<double>{2.0, 2.0}).mode(torch::kNearest));
+  torch::Tensor up = F::interpolate(x, F::InterpolateFuncOptions()
+                                           .scale_factor(std::vector<double>{2.0, 2.0})
+                                           .mode(torch::kNearest));
   return conv_->forward(up);  // [N, C, 2H, 2W]
 }
 
@@ -66,27 +68,31 @@ VaeAttentionImpl::VaeAttentionImpl(int channels, int groups)
       to_q_(register_module("to_q", torch::nn::Linear(channels, channels))),
       to_k_(register_module("to_k", torch::nn::Linear(channels, channels))),
       to_v_(register_module("to_v", torch::nn::Linear(channels, channels))),
-      to_out_(register_module("to_out", torch::nn::ModuleList(torch::nn::Linear(channels, channels)))) {}
+      to_out_(register_module("to_out",
+                              torch::nn::ModuleList(torch::nn::Linear(channels, channels)))) {}
 
 torch::Tensor VaeAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   torch::Tensor t = group_norm_->forward(x).reshape({n, c, h * w}).transpose(1, 2);  // [N, L, C]
-  torch::Tensor q = to_q_->forward(t);                                                // [N, L, C]
+  torch::Tensor q = to_q_->forward(t);                                               // [N, L, C]
   torch::Tensor k = to_k_->forward(t);
   torch::Tensor v = to_v_->forward(t);
   const double scale = 1.0 / std::sqrt(static_cast<double>(c));
-  torch::Tensor weights = torch::softmax(torch::matmul(q, k.transpose(1, 2)) * scale, -1);  // [N, L, L]
-  torch::Tensor out = torch::matmul(weights, v);                                              // [N, L, C]
+  torch::Tensor weights =
+      torch::softmax(torch::matmul(q, k.transpose(1, 2)) * scale, -1);  // [N, L, L]
+  torch::Tensor out = torch::matmul(weights, v);                        // [N, L, C]
   out = to_out_[0]->as<torch::nn::LinearImpl>()->forward(out);
   out = out.transpose(1, 2).reshape({n, c, h, w});  // [N, C, H, W]
   return out + x;
 }
 
 VaeMidBlockImpl::VaeMidBlockImpl(int channels, int groups, bool attention)
-    : resnets_(register_module("resnets", torch::nn::ModuleList(VaeResnetBlock(channels, channels, groups),
-                                                                 VaeResnetBlock(channels, channels, groups)))) {
+    : resnets_(register_module("resnets",
+                               torch::nn::ModuleList(VaeResnetBlock(channels, channels, groups),
+                                                     VaeResnetBlock(channels, channels, groups)))) {
   if (attention) {
-    attentions_ = register_module("attentions", torch::nn::ModuleList(VaeAttention(channels, groups)));
+    attentions_ =
+        register_module("attentions", torch::nn::ModuleList(VaeAttention(channels, groups)));
   }
 }
 
@@ -104,7 +110,8 @@ VaeResampleBlockImpl::VaeResampleBlockImpl(Kind kind, int in_channels, int out_c
   }
   if (resample) {
     if (kind == Kind::kDown) {
-      resamplers_ = register_module("downsamplers", torch::nn::ModuleList(VaeDownsample(out_channels)));
+      resamplers_ =
+          register_module("downsamplers", torch::nn::ModuleList(VaeDownsample(out_channels)));
     } else {
       resamplers_ = register_module("upsamplers", torch::nn::ModuleList(VaeUpsample(out_channels)));
     }
@@ -130,14 +137,15 @@ VaeEncoderImpl::VaeEncoderImpl(const VaeConfig& config) {
                                              config.layers_per_block, groups, /*resample=*/!last));
     in = widths[i];
   }
-  mid_block_ = register_module("mid_block", VaeMidBlock(widths.back(), groups, config.mid_block_attention));
+  mid_block_ =
+      register_module("mid_block", VaeMidBlock(widths.back(), groups, config.mid_block_attention));
   conv_norm_out_ = register_module("conv_norm_out", Norm(groups, widths.back()));
   conv_out_ = register_module("conv_out", Conv(widths.back(), 2 * config.latent_channels, 3, 1, 1));
 }
 
 torch::Tensor VaeEncoderImpl::forward(const torch::Tensor& x) {
-  torch::Tensor h = conv_in_->forward(x);                 // [N, C0, H, W]
-  h = RunAll<VaeResampleBlockImpl>(down_blocks_, h);      // [N, C_last, H/f, W/f]
+  torch::Tensor h = conv_in_->forward(x);             // [N, C0, H, W]
+  h = RunAll<VaeResampleBlockImpl>(down_blocks_, h);  // [N, C_last, H/f, W/f]
   h = mid_block_->forward(h);
   return conv_out_->forward(torch::silu(conv_norm_out_->forward(h)));  // [N, 2L, H/f, W/f]
 }
@@ -146,13 +154,15 @@ VaeDecoderImpl::VaeDecoderImpl(const VaeConfig& config) {
   std::vector<int> widths(config.block_out_channels.rbegin(), config.block_out_channels.rend());
   const int groups = config.norm_num_groups;
   conv_in_ = register_module("conv_in", Conv(config.latent_channels, widths.front(), 3, 1, 1));
-  mid_block_ = register_module("mid_block", VaeMidBlock(widths.front(), groups, config.mid_block_attention));
+  mid_block_ =
+      register_module("mid_block", VaeMidBlock(widths.front(), groups, config.mid_block_attention));
   up_blocks_ = register_module("up_blocks", torch::nn::ModuleList());
   int in = widths.front();
   for (size_t i = 0; i < widths.size(); ++i) {
     const bool last = i + 1 == widths.size();
     up_blocks_->push_back(VaeResampleBlock(VaeResampleBlockImpl::Kind::kUp, in, widths[i],
-                                           config.layers_per_block + 1, groups, /*resample=*/!last));
+                                           config.layers_per_block + 1, groups,
+                                           /*resample=*/!last));
     in = widths[i];
   }
   conv_norm_out_ = register_module("conv_norm_out", Norm(groups, widths.back()));
@@ -160,10 +170,11 @@ VaeDecoderImpl::VaeDecoderImpl(const VaeConfig& config) {
 }
 
 torch::Tensor VaeDecoderImpl::forward(const torch::Tensor& z) {
-  torch::Tensor h = conv_in_->forward(z);             // [N, C_last, h, w]
+  torch::Tensor h = conv_in_->forward(z);  // [N, C_last, h, w]
   h = mid_block_->forward(h);
-  h = RunAll<VaeResampleBlockImpl>(up_blocks_, h);    // [N, C0, h·f, w·f]
-  return conv_out_->forward(torch::silu(conv_norm_out_->forward(h)));  // [N, out_channels, h·f, w·f]
+  h = RunAll<VaeResampleBlockImpl>(up_blocks_, h);  // [N, C0, h·f, w·f]
+  return conv_out_->forward(
+      torch::silu(conv_norm_out_->forward(h)));  // [N, out_channels, h·f, w·f]
 }
 
 }  // namespace cellflux

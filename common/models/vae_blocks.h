@@ -1,5 +1,6 @@
 // Building blocks of the Stable-Diffusion AutoencoderKL, with diffusers' parameter names so a
-// diffusers `vae/diffusion_pytorch_model.safetensors` loads by name (see vae.h for the whole model).
+// diffusers `vae/diffusion_pytorch_model.safetensors` loads by name (see vae.h for the whole
+// model).
 //
 // Semantics follow diffusers (models/resnet.py, downsampling.py, upsampling.py,
 // attention_processor.py, autoencoders/vae.py) for the configuration the SD VAE uses: no time
@@ -87,7 +88,8 @@ class VaeAttentionImpl : public torch::nn::Module {
   torch::nn::Linear to_q_{nullptr};
   torch::nn::Linear to_k_{nullptr};
   torch::nn::Linear to_v_{nullptr};
-  torch::nn::ModuleList to_out_{nullptr};  // [0] = Linear (diffusers' [1] is a parameterless Dropout)
+  torch::nn::ModuleList to_out_{
+      nullptr};  // [0] = Linear (diffusers' [1] is a parameterless Dropout)
 };
 TORCH_MODULE(VaeAttention);
 

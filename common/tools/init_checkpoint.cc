@@ -6,10 +6,10 @@
 //
 // Perturbation ids are synthetic Broad-style ids (BRD-K000000NN-001-01-1); genes are the first N
 // real L1000 landmark probes. --perturbations/--genes override the config's sizes.
+#include <torch/torch.h>
+
 #include <iostream>
 #include <memory>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_format.h"
 #include "common/checkpoint/checkpoint.h"
@@ -35,8 +35,9 @@ absl::Status InitCheckpoint(const InitOptions& o) {
   if (o.genes > 0) config.gene_ae.num_genes = o.genes;
   const auto& landmarks = LandmarkGenes();
   if (config.gene_ae.num_genes > static_cast<int>(landmarks.size())) {
-    return absl::InvalidArgumentError(absl::StrFormat("--genes %d exceeds the %d L1000 landmark genes",
-                                                      config.gene_ae.num_genes, landmarks.size()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--genes %d exceeds the %d L1000 landmark genes", config.gene_ae.num_genes,
+                        landmarks.size()));
   }
   CF_RETURN_IF_ERROR(config.Validate());
   torch::manual_seed(o.seed);
@@ -51,11 +52,13 @@ absl::Status InitCheckpoint(const InitOptions& o) {
     vocab.push_back(e);
   }
   std::vector<GeneEntry> genes;
-  for (int i = 0; i < config.gene_ae.num_genes; ++i) genes.push_back({landmarks[i].probe_id, landmarks[i].symbol});
+  for (int i = 0; i < config.gene_ae.num_genes; ++i)
+    genes.push_back({landmarks[i].probe_id, landmarks[i].symbol});
   CheckpointBundle bundle = BundleFromModel(model, vocab, genes, /*step=*/0);
   CF_RETURN_IF_ERROR(WriteCheckpoint(o.out, bundle));
-  std::cout << "wrote " << o.out << ": " << config.name << ", " << config.sit.num_classes << " perturbations, "
-            << config.gene_ae.num_genes << " genes, random weights (seed " << o.seed << ")\n";
+  std::cout << "wrote " << o.out << ": " << config.name << ", " << config.sit.num_classes
+            << " perturbations, " << config.gene_ae.num_genes << " genes, random weights (seed "
+            << o.seed << ")\n";
   return absl::OkStatus();
 }
 
@@ -63,7 +66,8 @@ RunFn SetupInitCheckpoint(CLI::App* app) {
   auto o = std::make_shared<InitOptions>();
   app->add_option("--config", o->config, "model config JSON")->capture_default_str();
   app->add_option("--out", o->out, "checkpoint directory to write")->required();
-  app->add_option("--perturbations", o->perturbations, "vocabulary size (default: the config's sit.num_classes)");
+  app->add_option("--perturbations", o->perturbations,
+                  "vocabulary size (default: the config's sit.num_classes)");
   app->add_option("--genes", o->genes, "number of genes (default: the config's gene_ae.num_genes)");
   app->add_option("--seed", o->seed, "weight initialisation seed")->capture_default_str();
   return [o]() -> int { return ReportStatus("init-checkpoint", InitCheckpoint(*o)); };
@@ -72,8 +76,7 @@ RunFn SetupInitCheckpoint(CLI::App* app) {
 }  // namespace
 
 // Registered by hand: the verb name has a dash, which CF_TOOL_COMMAND's identifier can't hold.
-static Registrar cf_tool_registrar_init_checkpoint("init-checkpoint",
-                                                   "Write a checkpoint with randomly initialised weights",
-                                                   SetupInitCheckpoint);
+static Registrar cf_tool_registrar_init_checkpoint(
+    "init-checkpoint", "Write a checkpoint with randomly initialised weights", SetupInitCheckpoint);
 
 }  // namespace cellflux::tool

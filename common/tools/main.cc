@@ -16,7 +16,9 @@ std::vector<Command>& Registry() {
 int ReportStatus(const std::string& verb, const absl::Status& status) {
   if (status.ok()) return 0;
   std::cerr << "cellflux-tool " << verb << ": " << status.message() << "\n";
-  if (status.code() == absl::StatusCode::kInvalidArgument || status.code() == absl::StatusCode::kNotFound) return 2;
+  if (status.code() == absl::StatusCode::kInvalidArgument ||
+      status.code() == absl::StatusCode::kNotFound)
+    return 2;
   return 1;
 }
 

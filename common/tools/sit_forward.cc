@@ -9,10 +9,10 @@
 // I holds x [N,C,H,W] float32, t [N] float32, y [N] int64 (and gene [N,G] for gene-token models).
 // O gets v (image velocity, sigma half dropped) and, for gene-token models, v_gene.
 // Missing/extra/mis-shaped weights fail with the names listed (exit code 2).
+#include <torch/torch.h>
+
 #include <memory>
 #include <string>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/models/config.h"
@@ -38,14 +38,15 @@ absl::StatusOr<SiTConfig> ReadSiTConfig(const std::string& path) {
   if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON"));
   if (j.is_object() && j.contains("sit")) j = j["sit"];
   absl::StatusOr<SiTConfig> config = SiTConfig::FromJson(j);
-  if (!config.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message()));
+  if (!config.ok())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message()));
   absl::Status valid = config->Validate();
   if (!valid.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", valid.message()));
   return *config;
 }
 
-absl::StatusOr<torch::Tensor> Input(const TensorMap& inputs, const std::string& file, const std::string& name,
-                                    bool required = true) {
+absl::StatusOr<torch::Tensor> Input(const TensorMap& inputs, const std::string& file,
+                                    const std::string& name, bool required = true) {
   auto it = inputs.find(name);
   if (it == inputs.end()) {
     if (!required) return torch::Tensor();
@@ -62,10 +63,11 @@ absl::Status RunSiTForward(const SiTForwardOptions& opts) {
   CF_ASSIGN_OR_RETURN(torch::Tensor x, Input(inputs, opts.inputs, "x"));
   CF_ASSIGN_OR_RETURN(torch::Tensor t, Input(inputs, opts.inputs, "t"));
   CF_ASSIGN_OR_RETURN(torch::Tensor y, Input(inputs, opts.inputs, "y"));
-  CF_ASSIGN_OR_RETURN(torch::Tensor gene, Input(inputs, opts.inputs, "gene", /*required=*/config.gene_latent_dim > 0));
+  CF_ASSIGN_OR_RETURN(torch::Tensor gene,
+                      Input(inputs, opts.inputs, "gene", /*required=*/config.gene_latent_dim > 0));
   if (y.scalar_type() != torch::kInt64) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(opts.inputs, ": tensor 'y' must be int64, got ", c10::toString(y.scalar_type())));
+    return absl::InvalidArgumentError(absl::StrCat(opts.inputs, ": tensor 'y' must be int64, got ",
+                                                   c10::toString(y.scalar_type())));
   }
   if (config.gene_latent_dim == 0) gene = torch::Tensor();  // an image-only model ignores it
 
@@ -80,8 +82,9 @@ absl::Status RunSiTForward(const SiTForwardOptions& opts) {
   TensorMap out;
   CF_RETURN_IF_ERROR(TorchCall(absl::StrCat("sit-forward on ", opts.inputs), [&] {
     c10::InferenceMode guard;
-    SiTOutput v = model->forward(x.to(device, torch::kFloat32), t.to(device, torch::kFloat32), y.to(device),
-                                 gene.defined() ? gene.to(device, torch::kFloat32) : gene);
+    SiTOutput v =
+        model->forward(x.to(device, torch::kFloat32), t.to(device, torch::kFloat32), y.to(device),
+                       gene.defined() ? gene.to(device, torch::kFloat32) : gene);
     out["v"] = v.image.to(torch::kCPU);
     if (v.gene.defined()) out["v_gene"] = v.gene.to(torch::kCPU);
   }));
@@ -97,9 +100,11 @@ static Registrar sit_forward_registrar(
     "sit-forward", "Run one SiT forward from safetensors weights and inputs (interop check)",
     [](CLI::App* app) -> RunFn {
       auto opts = std::make_shared<SiTForwardOptions>();
-      app->add_option("--weights", opts->weights, "SiT weights (.safetensors, reference names)")->required();
+      app->add_option("--weights", opts->weights, "SiT weights (.safetensors, reference names)")
+          ->required();
       app->add_option("--config", opts->config, "JSON with the SiT hyper-parameters")->required();
-      app->add_option("--inputs", opts->inputs, "safetensors with x [N,C,H,W], t [N], y [N] int64")->required();
+      app->add_option("--inputs", opts->inputs, "safetensors with x [N,C,H,W], t [N], y [N] int64")
+          ->required();
       app->add_option("--output", opts->output, "safetensors to write v (and v_gene)")->required();
       app->add_option("--device", opts->device, "cpu, cuda, cuda:N or auto")->capture_default_str();
       return [opts]() { return ReportStatus("sit-forward", RunSiTForward(*opts)); };

@@ -13,10 +13,10 @@
 //         [N, L, H/f, W/f], before scaling_factor.
 // decode: I holds z [N, L, h, w] (unscaled); O gets x [N, out_channels, h·f, w·f].
 // Missing/extra/mis-shaped weights or inputs fail with the names listed (exit code 2).
+#include <torch/torch.h>
+
 #include <memory>
 #include <string>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/models/config.h"
@@ -44,21 +44,23 @@ absl::StatusOr<VaeConfig> ReadVaeConfig(const std::string& path) {
   if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON"));
   if (j.is_object() && j.contains("vae")) j = j["vae"];
   absl::StatusOr<VaeConfig> config = VaeConfig::FromJson(j);
-  if (!config.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message()));
+  if (!config.ok())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message()));
   absl::Status valid = config->Validate();
   if (!valid.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", valid.message()));
   return *config;
 }
 
 // The one input tensor, checked to be 4-D with `channels` channels.
-absl::StatusOr<torch::Tensor> ImageInput(const TensorMap& inputs, const std::string& file, const std::string& name,
-                                         int64_t channels) {
+absl::StatusOr<torch::Tensor> ImageInput(const TensorMap& inputs, const std::string& file,
+                                         const std::string& name, int64_t channels) {
   auto it = inputs.find(name);
-  if (it == inputs.end()) return absl::InvalidArgumentError(absl::StrCat(file, ": tensor '", name, "' is missing"));
+  if (it == inputs.end())
+    return absl::InvalidArgumentError(absl::StrCat(file, ": tensor '", name, "' is missing"));
   const torch::Tensor& t = it->second;
   if (t.dim() != 4 || t.size(1) != channels) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(file, ": tensor '", name, "' must be [N, ", channels, ", H, W], got ", ShapeOf(t)));
+    return absl::InvalidArgumentError(absl::StrCat(file, ": tensor '", name, "' must be [N, ",
+                                                   channels, ", H, W], got ", ShapeOf(t)));
   }
   return t;
 }
@@ -83,8 +85,8 @@ absl::Status RunVaeInterop(VaeDirection direction, const VaeInteropOptions& opts
     CF_ASSIGN_OR_RETURN(torch::Tensor x, ImageInput(inputs, opts.inputs, "x", config.in_channels));
     const int64_t f = config.downsample_factor();
     if (x.size(2) % f != 0 || x.size(3) % f != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(opts.inputs, ": tensor 'x' ", ShapeOf(x),
-                                                     ": height and width must be divisible by ", f));
+      return absl::InvalidArgumentError(absl::StrCat(
+          opts.inputs, ": tensor 'x' ", ShapeOf(x), ": height and width must be divisible by ", f));
     }
     CF_RETURN_IF_ERROR(TorchCall(absl::StrCat(verb, " on ", opts.inputs), [&] {
       c10::InferenceMode guard;
@@ -93,7 +95,8 @@ absl::Status RunVaeInterop(VaeDirection direction, const VaeInteropOptions& opts
       out["logvar"] = posterior.logvar.to(torch::kCPU);
     }));
   } else {
-    CF_ASSIGN_OR_RETURN(torch::Tensor z, ImageInput(inputs, opts.inputs, "z", config.latent_channels));
+    CF_ASSIGN_OR_RETURN(torch::Tensor z,
+                        ImageInput(inputs, opts.inputs, "z", config.latent_channels));
     CF_RETURN_IF_ERROR(TorchCall(absl::StrCat(verb, " on ", opts.inputs), [&] {
       c10::InferenceMode guard;
       out["x"] = vae->Decode(z.to(device, torch::kFloat32)).to(torch::kCPU);
@@ -109,11 +112,15 @@ SetupFn VaeSetup(VaeDirection direction) {
   return [direction](CLI::App* app) -> RunFn {
     auto opts = std::make_shared<VaeInteropOptions>();
     const bool encode = direction == VaeDirection::kEncode;
-    app->add_option("--weights", opts->weights, "AutoencoderKL weights (.safetensors, diffusers names)")->required();
-    app->add_option("--config", opts->config, "JSON with the VaeConfig fields (top level or under \"vae\")")
+    app->add_option("--weights", opts->weights,
+                    "AutoencoderKL weights (.safetensors, diffusers names)")
+        ->required();
+    app->add_option("--config", opts->config,
+                    "JSON with the VaeConfig fields (top level or under \"vae\")")
         ->required();
     app->add_option("--inputs", opts->inputs,
-                    encode ? "safetensors with x [N,3,H,W] in [-1,1]" : "safetensors with z [N,L,h,w] (unscaled)")
+                    encode ? "safetensors with x [N,3,H,W] in [-1,1]"
+                           : "safetensors with z [N,L,h,w] (unscaled)")
         ->required();
     app->add_option("--output", opts->output,
                     encode ? "safetensors to write mean and logvar" : "safetensors to write x")
@@ -129,10 +136,11 @@ SetupFn VaeSetup(VaeDirection direction) {
 }  // namespace
 
 // Registered by hand: the verb names have a dash, which CF_TOOL_COMMAND's identifier can't hold.
-static Registrar vae_encode_registrar("vae-encode",
-                                      "Encode images with an AutoencoderKL: posterior mean and logvar (interop check)",
-                                      VaeSetup(VaeDirection::kEncode));
-static Registrar vae_decode_registrar("vae-decode", "Decode unscaled latents with an AutoencoderKL (interop check)",
-                                      VaeSetup(VaeDirection::kDecode));
+static Registrar vae_encode_registrar(
+    "vae-encode", "Encode images with an AutoencoderKL: posterior mean and logvar (interop check)",
+    VaeSetup(VaeDirection::kEncode));
+static Registrar vae_decode_registrar(
+    "vae-decode", "Decode unscaled latents with an AutoencoderKL (interop check)",
+    VaeSetup(VaeDirection::kDecode));
 
 }  // namespace cellflux::tool

@@ -1,13 +1,12 @@
 #include "common/torch/runtime.h"
 
-#include <algorithm>
-#include <thread>
-
-#include <fstream>
-#include <string>
-
 #include <torch/torch.h>
 #include <torch/version.h>
+
+#include <algorithm>
+#include <fstream>
+#include <string>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -62,12 +61,12 @@ absl::StatusOr<c10::Device> ParseDevice(const std::string& spec) {
       return absl::InvalidArgumentError(absl::StrCat("device '", spec, "': expected cuda:N"));
     }
     if (!torch::cuda::is_available()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("device '", spec, "' requested but this LibTorch build sees no CUDA device"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "device '", spec, "' requested but this LibTorch build sees no CUDA device"));
     }
     if (index < 0 || index >= static_cast<int>(torch::cuda::device_count())) {
-      return absl::InvalidArgumentError(absl::StrCat("device '", spec, "': only ",
-                                                     torch::cuda::device_count(), " CUDA devices"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("device '", spec, "': only ", torch::cuda::device_count(), " CUDA devices"));
     }
     return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
   }

@@ -2,9 +2,9 @@
 #ifndef CELLFLUX_COMMON_TORCH_RUNTIME_H_
 #define CELLFLUX_COMMON_TORCH_RUNTIME_H_
 
-#include <string>
-
 #include <c10/core/Device.h>
+
+#include <string>
 
 #include "absl/status/statusor.h"
 
@@ -27,7 +27,8 @@ absl::StatusOr<c10::Device> ParseDevice(const std::string& spec);
 
 // Tunes malloc for tensor buffers (common/util/allocator.h), sets intra-op threads (0 = one per
 // core: Debian's OpenMP LibTorch would use one), then logs one line with the LibTorch version,
-// device, thread count, BLAS and malloc tuning, plus a WARNING when the slow reference BLAS is in use.
+// device, thread count, BLAS and malloc tuning, plus a WARNING when the slow reference BLAS is in
+// use.
 void LogRuntime(const std::string& binary, const c10::Device& device, int threads = 0);
 
 }  // namespace cellflux

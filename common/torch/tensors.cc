@@ -1,12 +1,12 @@
 #include "common/torch/tensors.h"
 
-#include <cstring>
-
 #include <torch/torch.h>
 
+#include <cstring>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/match.h"
 #include "common/util/status_macros.h"
 
 namespace cellflux {
@@ -30,39 +30,61 @@ absl::Status TorchCall(const std::string& context, const std::function<void()>& 
 
 absl::StatusOr<io::DType> ToSafetensorsDType(torch::ScalarType type) {
   switch (type) {
-    case torch::kFloat64: return io::DType::kF64;
-    case torch::kFloat32: return io::DType::kF32;
-    case torch::kFloat16: return io::DType::kF16;
-    case torch::kBFloat16: return io::DType::kBF16;
-    case torch::kInt64: return io::DType::kI64;
-    case torch::kInt32: return io::DType::kI32;
-    case torch::kInt16: return io::DType::kI16;
-    case torch::kInt8: return io::DType::kI8;
-    case torch::kUInt8: return io::DType::kU8;
-    case torch::kBool: return io::DType::kBool;
+    case torch::kFloat64:
+      return io::DType::kF64;
+    case torch::kFloat32:
+      return io::DType::kF32;
+    case torch::kFloat16:
+      return io::DType::kF16;
+    case torch::kBFloat16:
+      return io::DType::kBF16;
+    case torch::kInt64:
+      return io::DType::kI64;
+    case torch::kInt32:
+      return io::DType::kI32;
+    case torch::kInt16:
+      return io::DType::kI16;
+    case torch::kInt8:
+      return io::DType::kI8;
+    case torch::kUInt8:
+      return io::DType::kU8;
+    case torch::kBool:
+      return io::DType::kBool;
     default:
-      return absl::UnimplementedError(absl::StrCat("no safetensors dtype for ", c10::toString(type)));
+      return absl::UnimplementedError(
+          absl::StrCat("no safetensors dtype for ", c10::toString(type)));
   }
 }
 
 torch::ScalarType ToTorchDType(io::DType dtype) {
   switch (dtype) {
-    case io::DType::kF64: return torch::kFloat64;
-    case io::DType::kF32: return torch::kFloat32;
-    case io::DType::kF16: return torch::kFloat16;
-    case io::DType::kBF16: return torch::kBFloat16;
-    case io::DType::kI64: return torch::kInt64;
-    case io::DType::kI32: return torch::kInt32;
-    case io::DType::kI16: return torch::kInt16;
-    case io::DType::kI8: return torch::kInt8;
-    case io::DType::kU8: return torch::kUInt8;
-    case io::DType::kBool: return torch::kBool;
+    case io::DType::kF64:
+      return torch::kFloat64;
+    case io::DType::kF32:
+      return torch::kFloat32;
+    case io::DType::kF16:
+      return torch::kFloat16;
+    case io::DType::kBF16:
+      return torch::kBFloat16;
+    case io::DType::kI64:
+      return torch::kInt64;
+    case io::DType::kI32:
+      return torch::kInt32;
+    case io::DType::kI16:
+      return torch::kInt16;
+    case io::DType::kI8:
+      return torch::kInt8;
+    case io::DType::kU8:
+      return torch::kUInt8;
+    case io::DType::kBool:
+      return torch::kBool;
   }
   return torch::kFloat32;
 }
 
 torch::Tensor TensorFromSafetensors(const io::SafetensorsFile& file, const io::TensorInfo& info) {
-  torch::Tensor t = torch::empty(info.shape, torch::TensorOptions().dtype(ToTorchDType(info.dtype)));
+  torch::Tensor t =
+      torch::empty(info.shape, torch::TensorOptions().dtype(ToTorchDType(info.dtype)));
   absl::string_view bytes = file.Data(info);
   // memcpy, not from_blob: the data section of a file need not be aligned for the dtype.
   if (!bytes.empty()) std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
@@ -72,7 +94,8 @@ torch::Tensor TensorFromSafetensors(const io::SafetensorsFile& file, const io::T
 absl::StatusOr<TensorMap> LoadSafetensors(const std::string& path) {
   CF_ASSIGN_OR_RETURN(io::SafetensorsFile file, io::SafetensorsFile::Read(path));
   TensorMap out;
-  for (const io::TensorInfo& info : file.tensors()) out[info.name] = TensorFromSafetensors(file, info);
+  for (const io::TensorInfo& info : file.tensors())
+    out[info.name] = TensorFromSafetensors(file, info);
   return out;
 }
 
@@ -126,7 +149,8 @@ absl::Status LoadStateDict(torch::nn::Module& module, const TensorMap& tensors,
     if (it == tensors.end()) {
       missing.push_back(name);
     } else if (it->second.sizes() != param.sizes()) {
-      mismatched.push_back(absl::StrCat(name, " (file ", ShapeOf(it->second), ", model ", ShapeOf(param), ")"));
+      mismatched.push_back(
+          absl::StrCat(name, " (file ", ShapeOf(it->second), ", model ", ShapeOf(param), ")"));
     }
   }
   if (!options.allow_extra) {
@@ -139,9 +163,12 @@ absl::Status LoadStateDict(torch::nn::Module& module, const TensorMap& tensors,
   }
   if (!missing.empty() || !extra.empty() || !mismatched.empty()) {
     std::string msg = absl::StrCat("weights '", label, "' do not match the model:");
-    if (!missing.empty()) absl::StrAppend(&msg, " missing ", missing.size(), " [", absl::StrJoin(missing, ", "), "];");
-    if (!extra.empty()) absl::StrAppend(&msg, " unexpected ", extra.size(), " [", absl::StrJoin(extra, ", "), "];");
-    if (!mismatched.empty()) absl::StrAppend(&msg, " shape mismatch [", absl::StrJoin(mismatched, "; "), "];");
+    if (!missing.empty())
+      absl::StrAppend(&msg, " missing ", missing.size(), " [", absl::StrJoin(missing, ", "), "];");
+    if (!extra.empty())
+      absl::StrAppend(&msg, " unexpected ", extra.size(), " [", absl::StrJoin(extra, ", "), "];");
+    if (!mismatched.empty())
+      absl::StrAppend(&msg, " shape mismatch [", absl::StrJoin(mismatched, "; "), "];");
     return absl::InvalidArgumentError(msg);
   }
   return TorchCall(absl::StrCat("loading weights '", label, "'"), [&] {

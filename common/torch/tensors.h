@@ -2,13 +2,13 @@
 #ifndef CELLFLUX_COMMON_TORCH_TENSORS_H_
 #define CELLFLUX_COMMON_TORCH_TENSORS_H_
 
+#include <torch/nn/module.h>
+#include <torch/types.h>
+
 #include <functional>
 #include <map>
 #include <string>
 #include <vector>
-
-#include <torch/types.h>
-#include <torch/nn/module.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"

@@ -18,17 +18,21 @@ AllocatorTuning TuneAllocatorForTensors(size_t threshold_bytes) {
     out.why = "malloc: glibc defaults (CELLFLUX_MALLOC_TUNING=0)";
     return out;
   }
-  if (std::getenv("MALLOC_MMAP_THRESHOLD_") != nullptr || std::getenv("MALLOC_TRIM_THRESHOLD_") != nullptr) {
-    out.why = "malloc: thresholds from the environment (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_)";
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") != nullptr ||
+      std::getenv("MALLOC_TRIM_THRESHOLD_") != nullptr) {
+    out.why =
+        "malloc: thresholds from the environment (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_)";
     return out;
   }
 #if defined(__GLIBC__)
-  const int bytes = static_cast<int>(threshold_bytes > (size_t{1} << 30) ? (size_t{1} << 30) : threshold_bytes);
+  const int bytes =
+      static_cast<int>(threshold_bytes > (size_t{1} << 30) ? (size_t{1} << 30) : threshold_bytes);
   // One arena: a thread's own arena deletes a heap as soon as it empties, trim threshold or not.
   const bool one_arena = std::getenv("MALLOC_ARENA_MAX") != nullptr || mallopt(M_ARENA_MAX, 1) == 1;
   if (mallopt(M_MMAP_THRESHOLD, bytes) == 1 && mallopt(M_TRIM_THRESHOLD, bytes) == 1 && one_arena) {
     out.applied = true;
-    out.why = absl::StrCat("malloc: blocks up to ", bytes >> 20, " MiB reused instead of mmap'd per call, one arena");
+    out.why = absl::StrCat("malloc: blocks up to ", bytes >> 20,
+                           " MiB reused instead of mmap'd per call, one arena");
   } else {
     out.why = "malloc: mallopt refused the thresholds; glibc defaults";
   }

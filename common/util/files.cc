@@ -46,7 +46,8 @@ absl::Status FsyncDirectory(const std::string& dir) {
 absl::Status MakeDirs(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create directory '", dir, "': ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat("cannot create directory '", dir, "': ", ec.message()));
   return absl::OkStatus();
 }
 

@@ -15,9 +15,12 @@ std::mutex g_write_mu;  // one fwrite per line; the mutex only orders whole line
 
 const char* LevelName(LogLevel level) {
   switch (level) {
-    case LogLevel::kINFO: return "INFO";
-    case LogLevel::kWARNING: return "WARNING";
-    case LogLevel::kERROR: return "ERROR";
+    case LogLevel::kINFO:
+      return "INFO";
+    case LogLevel::kWARNING:
+      return "WARNING";
+    case LogLevel::kERROR:
+      return "ERROR";
   }
   return "?";
 }

@@ -31,6 +31,7 @@ class LogMessage {
 
 }  // namespace cellflux
 
-#define CF_LOG(level) ::cellflux::LogMessage(::cellflux::LogLevel::k##level, __FILE__, __LINE__).stream()
+#define CF_LOG(level) \
+  ::cellflux::LogMessage(::cellflux::LogLevel::k##level, __FILE__, __LINE__).stream()
 
 #endif  // CELLFLUX_COMMON_UTIL_LOGGING_H_

@@ -72,12 +72,14 @@ void ProgressBar::Draw(bool final) {
     double frac = std::min(1.0, static_cast<double>(done_) / total_);
     counts = absl::StrFormat("%d/%d %3.0f%%", done_, total_, 100 * frac);
     eta = final ? absl::StrCat("in ", FormatDuration(elapsed))
-                : (rate > 0 ? absl::StrCat("ETA ", FormatDuration((total_ - done_) / rate)) : "ETA ?");
+                : (rate > 0 ? absl::StrCat("ETA ", FormatDuration((total_ - done_) / rate))
+                            : "ETA ?");
   } else {
     counts = absl::StrFormat("%d", done_);
     eta = FormatDuration(elapsed);
   }
-  std::string line = absl::StrFormat("%s %s %.2f %s/s %s", options_.label, counts, rate, options_.unit, eta);
+  std::string line =
+      absl::StrFormat("%s %s %.2f %s/s %s", options_.label, counts, rate, options_.unit, eta);
   if (!status_.empty()) absl::StrAppend(&line, " ", status_);
   if (tty_) {
     std::string bar;
@@ -86,7 +88,8 @@ void ProgressBar::Draw(bool final) {
       int filled = static_cast<int>(width * std::min(1.0, static_cast<double>(done_) / total_));
       bar = "[" + std::string(filled, '#') + std::string(width - filled, '.') + "] ";
     }
-    std::string full = absl::StrCat(options_.label, " ", bar, line.substr(options_.label.size() + 1));
+    std::string full =
+        absl::StrCat(options_.label, " ", bar, line.substr(options_.label.size() + 1));
     std::fprintf(options_.out, "\r\033[K%s%s", full.c_str(), final ? "\n" : "");
   } else {
     std::fprintf(options_.out, "%s\n", line.c_str());

@@ -40,17 +40,17 @@ class ProgressBar {
   double elapsed_seconds() const;
 
  private:
-  void Draw(bool final) ;
+  void Draw(bool final);
 
   const int64_t total_;
   const ProgressOptions options_;
   const bool tty_;
   const std::chrono::steady_clock::time_point start_;
   mutable std::mutex mu_;
-  int64_t done_ = 0;                                    // guarded by mu_
-  std::string status_;                                  // guarded by mu_
-  std::chrono::steady_clock::time_point last_draw_;     // guarded by mu_
-  bool finished_ = false;                               // guarded by mu_
+  int64_t done_ = 0;                                 // guarded by mu_
+  std::string status_;                               // guarded by mu_
+  std::chrono::steady_clock::time_point last_draw_;  // guarded by mu_
+  bool finished_ = false;                            // guarded by mu_
 };
 
 }  // namespace cellflux

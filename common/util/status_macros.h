@@ -8,10 +8,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define CF_RETURN_IF_ERROR(expr)                   \
-  do {                                             \
-    ::absl::Status cf_status_ = (expr);            \
-    if (!cf_status_.ok()) return cf_status_;       \
+#define CF_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::absl::Status cf_status_ = (expr);      \
+    if (!cf_status_.ok()) return cf_status_; \
   } while (0)
 
 #define CF_CONCAT_INNER_(a, b) a##b

@@ -1,5 +1,6 @@
 #include "common/checkpoint/checkpoint.h"
 
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -8,8 +9,6 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
-
-#include <torch/torch.h>
 
 #include "common/checkpoint/checkpoint_dir.h"
 #include "common/util/files.h"
@@ -56,7 +55,10 @@ class CheckpointTest : public ::testing::Test {
     b.perturbations = {{"BRD-K00000001", 10.0, "CCO", "ethanol"},
                        {"BRD-K00000002", 0.1, "", ""},
                        {"BRD-A12345678", std::nan(""), "c1ccccc1", "benzene µ"}};
-    b.genes = {{"200814_at", "PSME1"}, {"222103_at", "ATF1"}, {"201453_x_at", "RHEB"}, {"204131_s_at", ""}};
+    b.genes = {{"200814_at", "PSME1"},
+               {"222103_at", "ATF1"},
+               {"201453_x_at", "RHEB"},
+               {"204131_s_at", ""}};
     b.step = step;
     return b;
   }
@@ -116,24 +118,29 @@ std::string Slurp(const std::string& path) {
   return ss.str();
 }
 
-void Spit(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
+void Spit(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
 
 TEST_F(CheckpointTest, RoundTripIsBitExact) {
   CheckpointBundle b = MakeBundle(7);
   b.model_id = "my-model";
   ASSERT_TRUE(WriteCheckpoint(Dir("step_7"), b).ok());
-  EXPECT_THAT(Entries(Dir("step_7")),
-              UnorderedElementsAre("config.json", "model.safetensors", "gene_autoencoder.safetensors",
-                                   "image_vae.safetensors", "perturbations.tsv", "genes.tsv"));
+  EXPECT_THAT(
+      Entries(Dir("step_7")),
+      UnorderedElementsAre("config.json", "model.safetensors", "gene_autoencoder.safetensors",
+                           "image_vae.safetensors", "perturbations.tsv", "genes.tsv"));
   absl::StatusOr<CheckpointBundle> r = ReadCheckpoint(Dir("step_7"));
   ASSERT_TRUE(r.ok()) << r.status();
   ExpectSameBundle(b, *r);
   // The files are the documented plain formats.
-  EXPECT_THAT(Slurp(Dir("step_7/perturbations.tsv")),
-              HasSubstr("row_index\tbroad_id\tdose\tsmiles\tname\n0\tBRD-K00000001\t10\tCCO\tethanol\n"
-                        "1\tBRD-K00000002\t0.1\t\t\n2\tBRD-A12345678\t\tc1ccccc1\tbenzene µ\n"));
+  EXPECT_THAT(
+      Slurp(Dir("step_7/perturbations.tsv")),
+      HasSubstr("row_index\tbroad_id\tdose\tsmiles\tname\n0\tBRD-K00000001\t10\tCCO\tethanol\n"
+                "1\tBRD-K00000002\t0.1\t\t\n2\tBRD-A12345678\t\tc1ccccc1\tbenzene µ\n"));
   EXPECT_EQ(Slurp(Dir("step_7/genes.tsv")),
-            "order\tprobe_id\tsymbol\n0\t200814_at\tPSME1\n1\t222103_at\tATF1\n2\t201453_x_at\tRHEB\n3\t204131_s_at\t\n");
+            "order\tprobe_id\tsymbol\n0\t200814_at\tPSME1\n1\t222103_at\tATF1\n2\t201453_x_"
+            "at\tRHEB\n3\t204131_s_at\t\n");
   auto j = nlohmann::json::parse(Slurp(Dir("step_7/config.json")));
   EXPECT_EQ(j["step"], 7);
   EXPECT_EQ(j["model_id"], "my-model");
@@ -147,9 +154,11 @@ TEST_F(CheckpointTest, DefaultModelIdIsNameStepAndContentHash) {
   ASSERT_TRUE(WriteCheckpoint(Dir("c"), b).ok());
   absl::StatusOr<CheckpointBundle> r = ReadCheckpoint(Dir("c"));
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_TRUE(std::regex_match(r->model_id, std::regex("cellfluxmm-tiny@step12-[0-9a-f]{8}"))) << r->model_id;
+  EXPECT_TRUE(std::regex_match(r->model_id, std::regex("cellfluxmm-tiny@step12-[0-9a-f]{8}")))
+      << r->model_id;
   EXPECT_EQ(r->model_id, DefaultModelId(b));
-  EXPECT_EQ(DefaultModelId(*r), DefaultModelId(b));  // hash of what was read = hash of what was written
+  EXPECT_EQ(DefaultModelId(*r),
+            DefaultModelId(b));  // hash of what was read = hash of what was written
   CheckpointBundle changed = b;
   changed.model["pos_embed"] = changed.model["pos_embed"].clone();
   changed.model["pos_embed"].view(-1)[0] += 1;
@@ -254,10 +263,13 @@ TEST_F(CheckpointTest, LatestPointerAndResolve) {
   EXPECT_EQ(Slurp(Dir("latest")), "step_1\n");
   ASSERT_TRUE(UpdateLatestPointer(root_.string(), "step_2").ok());
   EXPECT_EQ(*ResolveCheckpointDir(root_.string()), Dir("step_2"));
-  EXPECT_EQ(*ResolveCheckpointDir(Dir("step_1")), Dir("step_1"));  // a checkpoint dir resolves to itself
+  EXPECT_EQ(*ResolveCheckpointDir(Dir("step_1")),
+            Dir("step_1"));  // a checkpoint dir resolves to itself
 
-  EXPECT_EQ(UpdateLatestPointer(root_.string(), "../step_1").code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(UpdateLatestPointer(root_.string(), ".hidden").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(UpdateLatestPointer(root_.string(), "../step_1").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(UpdateLatestPointer(root_.string(), ".hidden").code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(UpdateLatestPointer(root_.string(), "step_9").code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(*ReadCheckpointPointer(root_.string(), "latest"), "step_2");  // unchanged by failures
 
@@ -278,11 +290,13 @@ TEST_F(CheckpointTest, PruneKeepsLastKAndPointedTo) {
   ASSERT_TRUE(removed.ok()) << removed.status();
   // Steps order numerically (step_9 < step_10), not by name.
   EXPECT_THAT(*removed, UnorderedElementsAre("step_2"));
-  EXPECT_THAT(Entries(root_), UnorderedElementsAre("step_1", "step_3", "step_9", "step_10", "latest", "best"));
+  EXPECT_THAT(Entries(root_),
+              UnorderedElementsAre("step_1", "step_3", "step_9", "step_10", "latest", "best"));
   removed = PruneCheckpoints(root_.string(), 1);
   ASSERT_TRUE(removed.ok()) << removed.status();
   EXPECT_THAT(*removed, UnorderedElementsAre("step_9"));
-  EXPECT_EQ(PruneCheckpoints(root_.string(), 0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PruneCheckpoints(root_.string(), 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
   // A corrupt pointer means nothing can be known to be safe: delete nothing.
   Spit(Dir("best"), "../x\n");
   EXPECT_FALSE(PruneCheckpoints(root_.string(), 1).ok());
@@ -316,7 +330,8 @@ class CheckpointValidationTest : public CheckpointTest {
 };
 
 TEST_F(CheckpointValidationTest, MissingFiles) {
-  for (const char* f : {kConfigFile, kModelFile, kGeneAutoencoderFile, kImageVaeFile, kPerturbationsFile, kGenesFile}) {
+  for (const char* f : {kConfigFile, kModelFile, kGeneAutoencoderFile, kImageVaeFile,
+                        kPerturbationsFile, kGenesFile}) {
     fs::rename(dir_ + "/" + f, dir_ + "/moved");
     ExpectReadFails(f, "", absl::StatusCode::kNotFound);
     fs::rename(dir_ + "/moved", dir_ + "/" + f);
@@ -337,11 +352,17 @@ TEST_F(CheckpointValidationTest, ConfigStepAndModelId) {
   ExpectReadFails("config.json", "field 'step'");
   EditConfig([](nlohmann::json& j) { j["step"] = -3; });
   ExpectReadFails("config.json", "field 'step'");
-  EditConfig([](nlohmann::json& j) { j["step"] = 5; j.erase("model_id"); });
+  EditConfig([](nlohmann::json& j) {
+    j["step"] = 5;
+    j.erase("model_id");
+  });
   ExpectReadFails("config.json", "field 'model_id'");
   EditConfig([](nlohmann::json& j) { j["model_id"] = ""; });
   ExpectReadFails("config.json", "field 'model_id'");
-  EditConfig([](nlohmann::json& j) { j["model_id"] = "m"; j["checkpoint_format"] = 99; });
+  EditConfig([](nlohmann::json& j) {
+    j["model_id"] = "m";
+    j["checkpoint_format"] = 99;
+  });
   ExpectReadFails("config.json", "checkpoint_format 99");
 }
 
@@ -355,7 +376,10 @@ TEST_F(CheckpointValidationTest, ConfigInvalid) {
 TEST_F(CheckpointValidationTest, VocabularySizeMustMatchConfig) {
   EditConfig([](nlohmann::json& j) { j["sit"]["num_classes"] = 4; });
   ExpectReadFails("perturbations.tsv", "3 rows, but config sit.num_classes = 4");
-  EditConfig([](nlohmann::json& j) { j["sit"]["num_classes"] = 3; j["gene_ae"]["num_genes"] = 5; });
+  EditConfig([](nlohmann::json& j) {
+    j["sit"]["num_classes"] = 3;
+    j["gene_ae"]["num_genes"] = 5;
+  });
   ExpectReadFails("genes.tsv", "4 rows, but config gene_ae.num_genes = 5");
 }
 
@@ -368,7 +392,8 @@ TEST_F(CheckpointValidationTest, PerturbationsTsvProblems) {
   std::string dup = good;
   dup.replace(dup.find("BRD-K00000002"), 13, "BRD-K00000001");
   Spit(dir_ + "/perturbations.tsv", dup);
-  ExpectReadFails("perturbations.tsv", "line 3 (row 1), field 'broad_id': duplicate id 'BRD-K00000001'");
+  ExpectReadFails("perturbations.tsv",
+                  "line 3 (row 1), field 'broad_id': duplicate id 'BRD-K00000001'");
   std::string idx = good;
   idx.replace(idx.find("\n2\t"), 3, "\n7\t");
   Spit(dir_ + "/perturbations.tsv", idx);
@@ -376,7 +401,8 @@ TEST_F(CheckpointValidationTest, PerturbationsTsvProblems) {
   std::string dose = good;
   dose.replace(dose.find("\t0.1\t"), 5, "\tabc\t");
   Spit(dir_ + "/perturbations.tsv", dose);
-  ExpectReadFails("perturbations.tsv", "line 3 (row 1), field 'dose': 'abc' is not a finite number");
+  ExpectReadFails("perturbations.tsv",
+                  "line 3 (row 1), field 'dose': 'abc' is not a finite number");
   Spit(dir_ + "/perturbations.tsv", good + "3\tBRD-X\n");
   ExpectReadFails("perturbations.tsv", "line 5 (row 3): 2 fields, expected 5");
   std::string empty_id = good;
@@ -411,7 +437,8 @@ TEST_F(CheckpointValidationTest, CorruptSafetensors) {
 TEST_F(CheckpointValidationTest, WeightsMustBeFloatingAndFinite) {
   TensorMap ints = {{"blocks.0.attn.qkv.weight", torch::ones({2, 2}, torch::kInt32)}};
   ASSERT_TRUE(SaveSafetensors(dir_ + "/gene_autoencoder.safetensors", ints).ok());
-  ExpectReadFails("gene_autoencoder.safetensors", "tensor 'blocks.0.attn.qkv.weight': dtype Int, expected a floating-point dtype");
+  ExpectReadFails("gene_autoencoder.safetensors",
+                  "tensor 'blocks.0.attn.qkv.weight': dtype Int, expected a floating-point dtype");
   TensorMap nan = {{"w", torch::tensor({1.0f, std::nanf(""), 2.0f})}};
   ASSERT_TRUE(SaveSafetensors(dir_ + "/gene_autoencoder.safetensors", nan).ok());
   ExpectReadFails("gene_autoencoder.safetensors", "tensor 'w' [3]: holds NaN or infinite values");
@@ -428,18 +455,22 @@ TEST_F(CheckpointTest, WriteRefusesInvalidBundlesAndLeavesNothing) {
   b = MakeBundle(1);
   b.perturbations[0].name = "tab\there";
   s = WriteCheckpoint(Dir("bad"), b);
-  EXPECT_THAT(std::string(s.message()), HasSubstr("perturbations.tsv: row 0, field 'name' contains a tab"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("perturbations.tsv: row 0, field 'name' contains a tab"));
   b = MakeBundle(1);
   b.genes[2].probe_id = b.genes[0].probe_id;
   s = WriteCheckpoint(Dir("bad"), b);
-  EXPECT_THAT(std::string(s.message()), HasSubstr("genes.tsv: row 2: duplicate probe_id '200814_at'"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("genes.tsv: row 2: duplicate probe_id '200814_at'"));
   b = MakeBundle(1);
   b.model["w"] = torch::tensor({INFINITY});
   s = WriteCheckpoint(Dir("bad"), b);
-  EXPECT_THAT(std::string(s.message()), HasSubstr("model.safetensors, tensor 'w' [1]: holds NaN or infinite"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("model.safetensors, tensor 'w' [1]: holds NaN or infinite"));
   b = MakeBundle(1);
   b.step = -1;
-  EXPECT_THAT(std::string(WriteCheckpoint(Dir("bad"), b).message()), HasSubstr("step -1 is negative"));
+  EXPECT_THAT(std::string(WriteCheckpoint(Dir("bad"), b).message()),
+              HasSubstr("step -1 is negative"));
   EXPECT_TRUE(Entries(root_).empty());  // no directory, no temp leftovers
 }
 

@@ -1,21 +1,18 @@
 // The cellflux-client binary end to end against the fake service: info output, exit codes of
 // screen (0 all good, 1 a row failed) and predict, and bad flags (2).
-#include <sys/stat.h>
-#include <sys/wait.h>
+#include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
-
-#include <atomic>
-
-#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "tests/client/fake_cellflux_service.h"
@@ -66,7 +63,8 @@ TEST_F(CliTest, ScreenExitCodeIsNonZeroWhenARowFails) {
                      "perturbation_id,control_ref\nBRD-K1,1:a01\nBRD-BAD00000-000-00-0,1:a02\n");
   std::string out;
   const std::string common = " --server " + server_.address() + " --no-progress --seed 1";
-  EXPECT_EQ(RunClient("screen --plan " + dir + "/good.csv --out " + dir + "/good" + common, &out), 0)
+  EXPECT_EQ(RunClient("screen --plan " + dir + "/good.csv --out " + dir + "/good" + common, &out),
+            0)
       << out;
   EXPECT_THAT(out, HasSubstr("2/2 rows done"));
   EXPECT_EQ(RunClient("screen --plan " + dir + "/bad.csv --out " + dir + "/bad" + common, &out), 1)
@@ -78,11 +76,12 @@ TEST_F(CliTest, ScreenExitCodeIsNonZeroWhenARowFails) {
 TEST_F(CliTest, PredictWritesImagesAndGct) {
   const std::string dir = testing::MakeTempDir("clipredict");
   std::string out;
-  ASSERT_EQ(RunClient("predict --server " + server_.address() +
+  ASSERT_EQ(
+      RunClient("predict --server " + server_.address() +
                     " --perturbation BRD-K1 --control-ref 24277:a01:1 --samples 2 --seed 9 --out " +
                     dir,
                 &out),
-            0)
+      0)
       << out;
   struct stat st;
   EXPECT_EQ(stat((dir + "/predictions/r000000/s1_composite.png").c_str(), &st), 0);
@@ -94,10 +93,11 @@ TEST_F(CliTest, PredictWritesImagesAndGct) {
 TEST_F(CliTest, PredictErrorsNameTheCommandLine) {
   const std::string dir = testing::MakeTempDir("clipredict_bad");
   std::string out;
-  EXPECT_NE(RunClient("predict --server " + server_.address() + " --perturbation BRD-K1 --control-dir " + dir +
-                          "/no_such_folder --out " + dir + "/out",
-                      &out),
-            0);
+  EXPECT_NE(
+      RunClient("predict --server " + server_.address() + " --perturbation BRD-K1 --control-dir " +
+                    dir + "/no_such_folder --out " + dir + "/out",
+                &out),
+      0);
   EXPECT_THAT(out, HasSubstr("command line"));
   EXPECT_THAT(out, ::testing::Not(HasSubstr("plan line 0")));
 }
@@ -113,9 +113,9 @@ TEST_F(CliTest, SigintStopsTheScreenAndARerunResumes) {
   const std::string address = server_.address();
   const std::string out = dir + "/out";
   const std::string log = dir + "/log.txt";
-  std::vector<std::string> args = {binary, "screen", "--server", address, "--plan",
-                                   dir + "/plan.csv", "--out", out, "--concurrency", "2",
-                                   "--no-progress"};
+  std::vector<std::string> args = {
+      binary,  "screen", "--server",      address, "--plan",       dir + "/plan.csv",
+      "--out", out,      "--concurrency", "2",     "--no-progress"};
   std::vector<char*> argv;
   for (auto& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
@@ -127,7 +127,8 @@ TEST_F(CliTest, SigintStopsTheScreenAndARerunResumes) {
   });
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
   pid_t pid = 0;
   // `child` is set right after spawning; the child needs a process start and five RPCs before the
   // hook fires, and if it ever won that race the hook would do nothing and the test fail.
@@ -145,21 +146,22 @@ TEST_F(CliTest, SigintStopsTheScreenAndARerunResumes) {
 
   server_.service().set_on_success(nullptr);
   std::string output;
-  EXPECT_EQ(RunClient(absl::StrCat("screen --server ", address, " --plan ", dir,
-                                   "/plan.csv --out ", out, " --no-progress"),
+  EXPECT_EQ(RunClient(absl::StrCat("screen --server ", address, " --plan ", dir, "/plan.csv --out ",
+                                   out, " --no-progress"),
                       &output),
             0)
       << output;
   EXPECT_EQ(server_.service().calls(), 12);
-  EXPECT_THAT(output, HasSubstr("12/12 rows done (" + std::to_string(first_calls) + " from an earlier run)"));
+  EXPECT_THAT(output, HasSubstr("12/12 rows done (" + std::to_string(first_calls) +
+                                " from an earlier run)"));
 }
 
 TEST_F(CliTest, BadFlagsExitWithTwo) {
   std::string out;
   EXPECT_EQ(RunClient("screen --server " + server_.address(), &out), 2) << out;
   EXPECT_EQ(RunClient("predict --server " + server_.address() +
-                    " --perturbation X --control-ref 1:a01 --control-dir d --out /tmp/x",
-                &out),
+                          " --perturbation X --control-ref 1:a01 --control-dir d --out /tmp/x",
+                      &out),
             2)
       << out;
 }

@@ -2,10 +2,10 @@
 // wavelength names on written files), error messages, centre crop and the request image.
 #include "client/control_dir.h"
 
-#include <string>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <string>
 
 #include "common/io/tiff.h"
 #include "tests/client/test_util.h"

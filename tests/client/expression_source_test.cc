@@ -1,10 +1,10 @@
 // Control expression specs: GCT columns (ids with ':'), CSV with and without gene ids, model order.
 #include "client/expression_source.h"
 
-#include <string>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <string>
 
 #include "common/io/gct.h"
 #include "tests/client/test_util.h"

@@ -9,6 +9,8 @@
 #ifndef CELLFLUX_TESTS_CLIENT_FAKE_CELLFLUX_SERVICE_H_
 #define CELLFLUX_TESTS_CLIENT_FAKE_CELLFLUX_SERVICE_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <functional>
@@ -16,8 +18,6 @@
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -81,7 +81,8 @@ class FakeCellFlux final : public cellflux::v1::CellFlux::Service {
 
   // Expression value the fake generates for gene g (before adding the control's value).
   static float Effect(const std::string& perturbation, uint64_t seed, int gene) {
-    return static_cast<float>(Mix(HashString(perturbation) * 31 + seed * 7 + gene) % 2001) / 1000.0f -
+    return static_cast<float>(Mix(HashString(perturbation) * 31 + seed * 7 + gene) % 2001) /
+               1000.0f -
            1.0f;
   }
   static uint16_t Pixel(const std::string& perturbation, uint64_t seed, int channel, int i) {
@@ -191,15 +192,17 @@ class FakeCellFlux final : public cellflux::v1::CellFlux::Service {
             request->data().image().width() == n &&
             request->data().image().channels(c).encoding() == cellflux::v1::RAW_U16_LE) {
           const std::string& bytes = request->data().image().channels(c).data();
-          const int control = static_cast<uint8_t>(bytes[2 * i]) | (static_cast<uint8_t>(bytes[2 * i + 1]) << 8);
-          const double gain = 0.6 + (Mix(HashString(request->perturbation_id()) + c + k) % 800) / 1000.0;
+          const int control =
+              static_cast<uint8_t>(bytes[2 * i]) | (static_cast<uint8_t>(bytes[2 * i + 1]) << 8);
+          const double gain =
+              0.6 + (Mix(HashString(request->perturbation_id()) + c + k) % 800) / 1000.0;
           return static_cast<uint16_t>(std::min(4095.0, control * gain));
         }
         return Pixel(request->perturbation_id(), seed + k, c, i);
       });
       for (size_t g = 0; g < gene_ids_.size(); ++g) {
-        prediction->add_expression(control[g] +
-                                   Effect(request->perturbation_id(), seed + k, static_cast<int>(g)));
+        prediction->add_expression(
+            control[g] + Effect(request->perturbation_id(), seed + k, static_cast<int>(g)));
       }
     }
     if (request->has_ref() && request->options().return_control()) {  // a bank well's crop
@@ -221,7 +224,8 @@ class FakeCellFlux final : public cellflux::v1::CellFlux::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status ListPerturbations(grpc::ServerContext*, const cellflux::v1::ListPerturbationsRequest*,
+  grpc::Status ListPerturbations(grpc::ServerContext*,
+                                 const cellflux::v1::ListPerturbationsRequest*,
                                  cellflux::v1::ListPerturbationsResponse*) override {
     return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "fake");
   }

@@ -1,10 +1,10 @@
 // Plan parsing: controls by ref or folder, extra columns, seeds, and messages naming line/column.
 #include "client/plan.h"
 
-#include <string>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <string>
 
 #include "tests/client/test_util.h"
 

@@ -2,14 +2,13 @@
 // the GCT output and the report. Backoff is shortened to milliseconds; nothing is timed.
 #include "client/screen.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <memory>
 #include <string>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -23,10 +22,10 @@
 namespace cellflux::client {
 namespace {
 
-using ::testing::HasSubstr;
-using ::testing::Not;
 using testing::FakeOptions;
 using testing::FakeServer;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr char kBad[] = "BRD-BAD00000-000-00-0";
 
@@ -104,8 +103,8 @@ TEST_F(ScreenTest, TwentyRowsWithOneBadRowGiveNineteenResultsAndOneFailure) {
 
   // Per prediction: one TIFF per channel and a composite.
   struct stat st;
-  for (const char* file : {"s0_DNA.tif", "s0_RNA.tif", "s0_ER.tif", "s0_AGP.tif", "s0_Mito.tif",
-                           "s0_composite.png"}) {
+  for (const char* file :
+       {"s0_DNA.tif", "s0_RNA.tif", "s0_ER.tif", "s0_AGP.tif", "s0_Mito.tif", "s0_composite.png"}) {
     EXPECT_EQ(stat((dir + "/out/predictions/r000003/" + file).c_str(), &st), 0) << file;
   }
   EXPECT_NE(stat((dir + "/out/predictions/r000007").c_str(), &st), 0);
@@ -268,10 +267,10 @@ TEST_F(ScreenTest, ControlDirRowsSendImageAndExpression) {
   // Absolute paths (the plan's folder is a temp dir).
   char cwd[4096];
   ASSERT_NE(getcwd(cwd, sizeof cwd), nullptr);
-  testing::WriteText(dir + "/plan.csv",
-                     absl::StrCat("perturbation_id,control_dir,control_expression\n", Pert(1), ",",
-                                  cwd, "/", site, ",", cwd, "/", gct,
-                                  ":LJP005_A375_24H_X1_B19:A03\n"));
+  testing::WriteText(
+      dir + "/plan.csv",
+      absl::StrCat("perturbation_id,control_dir,control_expression\n", Pert(1), ",", cwd, "/", site,
+                   ",", cwd, "/", gct, ":LJP005_A375_24H_X1_B19:A03\n"));
   auto plan = ReadPlan(dir + "/plan.csv");
   ASSERT_TRUE(plan.ok()) << plan.status();
   auto summary = RunScreen(*connection_, *plan, Options(dir + "/out"), nullptr);

@@ -3,10 +3,9 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <string>
-
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "common/util/files.h"
@@ -21,7 +20,8 @@ using ::testing::HasSubstr;
 
 TEST(Bbbc047Test, ParsesRealStyleNames) {
   ImageFileName f;
-  ASSERT_TRUE(ParseImageFileName("cdp2bioactives_a01_s1_w1D6DAC3FC-E6F3-4D24-AF11-3D0E2E2B4DE8.tif", &f));
+  ASSERT_TRUE(
+      ParseImageFileName("cdp2bioactives_a01_s1_w1D6DAC3FC-E6F3-4D24-AF11-3D0E2E2B4DE8.tif", &f));
   EXPECT_EQ(f.well, "A01");
   EXPECT_EQ(f.site, 1);
   EXPECT_EQ(f.w, 1);
@@ -56,8 +56,10 @@ TEST(Bbbc047Test, ScanKeepsCompleteSitesAndExplainsDroppedOnes) {
     cv::Mat m(8, 10, CV_16UC1, cv::Scalar(value));
     ASSERT_TRUE(cv::imwrite(dir + "/24277/" + name, m));
   };
-  for (int w = 1; w <= 5; ++w) write(absl::StrCat("cdp2bioactives_a01_s1_w", w, "ABC-1.tif"), 100 * w);
-  for (int w = 1; w <= 4; ++w) write(absl::StrCat("cdp2bioactives_a01_s2_w", w, ".tif"), w);  // no Mito
+  for (int w = 1; w <= 5; ++w)
+    write(absl::StrCat("cdp2bioactives_a01_s1_w", w, "ABC-1.tif"), 100 * w);
+  for (int w = 1; w <= 4; ++w)
+    write(absl::StrCat("cdp2bioactives_a01_s2_w", w, ".tif"), w);  // no Mito
   for (int w = 1; w <= 5; ++w) write(absl::StrCat("cdp2bioactives_b02_s1_w", w, ".tif"), w);
   write("cdp2bioactives_b02_s1_w2FFFF.tif", 2);  // a second ER file
   write("cdp2bioactives_a01_s1_w1_thumb.tif", 1);
@@ -83,7 +85,8 @@ TEST(Bbbc047Test, ScanKeepsCompleteSitesAndExplainsDroppedOnes) {
   auto images = ReadSite(s, {.expected_width = 10, .expected_height = 8, .max_value = 4095});
   ASSERT_TRUE(images.ok()) << images.status();
   const int expected_w[] = {1, 3, 2, 4, 5};
-  for (int c = 0; c < kNumChannels; ++c) EXPECT_EQ((*images)[c].at<uint16_t>(0, 0), 100 * expected_w[c]) << c;
+  for (int c = 0; c < kNumChannels; ++c)
+    EXPECT_EQ((*images)[c].at<uint16_t>(0, 0), 100 * expected_w[c]) << c;
   auto wrong = ReadSite(s, {.expected_width = 696, .expected_height = 520});
   EXPECT_THAT(wrong.status().message(), HasSubstr("w1ABC-1.tif"));
 

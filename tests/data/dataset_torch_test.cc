@@ -1,28 +1,25 @@
-#include "common/data/dataset.h"
-
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <set>
 #include <string>
 #include <tuple>
 #include <vector>
 
-#include <torch/torch.h>
-
-#include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
-
 #include "absl/strings/str_cat.h"
+#include "common/data/dataset.h"
 #include "common/data/manifest.h"
 #include "common/data/prepare.h"
 #include "common/io/l1000_csv.h"
 #include "common/util/files.h"
 #include "gmock/gmock.h"
-#include "tests/data/tiny_cdrp.h"
 #include "gtest/gtest.h"
+#include "tests/data/tiny_cdrp.h"
 
 namespace cellflux::data {
 namespace {
@@ -49,7 +46,8 @@ class DatasetTest : public ::testing::Test {
           const int k = static_cast<int>(file_ids_.size());
           file_ids_[{plate, well, site, CanonicalChannelForW(w)}] = k;
           for (int y = 0; y < kHeight; ++y) {
-            for (int x = 0; x < kWidth; ++x) m->at<uint16_t>(y, x) = static_cast<uint16_t>(8 * k + (x + y) % 7);
+            for (int x = 0; x < kWidth; ++x)
+              m->at<uint16_t>(y, x) = static_cast<uint16_t>(8 * k + (x + y) % 7);
           }
         },
         &manifest_);
@@ -67,7 +65,8 @@ class DatasetTest : public ::testing::Test {
   }
 
   // Checks that every pixel of img [5, S, S] comes from (plate, well, site), channel by channel.
-  void ExpectFrom(const torch::Tensor& img, const std::string& plate, const std::string& well, int site) {
+  void ExpectFrom(const torch::Tensor& img, const std::string& plate, const std::string& well,
+                  int site) {
     ASSERT_EQ(img.sizes(), torch::IntArrayRef({5, kCrop, kCrop}));
     EXPECT_GE(img.min().item<float>(), -1.0f);
     EXPECT_LE(img.max().item<float>(), 1.0f);
@@ -75,15 +74,17 @@ class DatasetTest : public ::testing::Test {
     for (int c = 0; c < 5; ++c) {
       const int k = file_ids_.at({plate, well, site, c});
       torch::Tensor ids = torch::div(raw[c], 8, "floor");
-      EXPECT_TRUE(torch::all(ids == k).item<bool>()) << plate << " " << well << " s" << site << " c" << c;
+      EXPECT_TRUE(torch::all(ids == k).item<bool>())
+          << plate << " " << well << " s" << site << " c" << c;
     }
   }
 
   std::vector<float> Standardized(int64_t row) const {
     std::vector<float> v(kGenes);
     for (int g = 0; g < kGenes; ++g) {
-      v[g] = static_cast<float>((manifest_->expression[row * kGenes + g] - manifest_->gene_mean[g]) /
-                                std::max(manifest_->gene_std[g], 1e-6));
+      v[g] =
+          static_cast<float>((manifest_->expression[row * kGenes + g] - manifest_->gene_mean[g]) /
+                             std::max(manifest_->gene_std[g], 1e-6));
     }
     return v;
   }
@@ -101,7 +102,8 @@ class DatasetTest : public ::testing::Test {
 
   std::string root_;
   std::shared_ptr<Manifest> manifest_;
-  std::map<std::tuple<std::string, std::string, int, int>, int> file_ids_;  // (plate, well, site, c) → k
+  std::map<std::tuple<std::string, std::string, int, int>, int>
+      file_ids_;  // (plate, well, site, c) → k
 };
 
 TEST_F(DatasetTest, ItemsComeFromTheirWellsWithSamePlateControls) {
@@ -122,7 +124,8 @@ TEST_F(DatasetTest, ItemsComeFromTheirWellsWithSamePlateControls) {
       EXPECT_EQ(s->ids.well, p.well);
       ExpectFrom(s->perturbed, p.cp_plate, p.well, s->ids.site);
       // Control image: a DMSO well of the same CP plate, and its pixels are that well's.
-      EXPECT_TRUE(s->ids.control_well == "A01" || s->ids.control_well == "A02") << s->ids.control_well;
+      EXPECT_TRUE(s->ids.control_well == "A01" || s->ids.control_well == "A02")
+          << s->ids.control_well;
       ExpectFrom(s->control, p.cp_plate, s->ids.control_well, s->ids.control_site);
       // Control expression: a DMSO row of the same L1000 plate.
       const std::vector<int64_t>& plate_controls = manifest_->l1000_controls.at(p.l1000_plate);
@@ -164,8 +167,10 @@ TEST_F(DatasetTest, ItemIsAPureFunctionOfIndexEpochAndSeed) {
     EXPECT_TRUE(torch::equal(x->control, y->control));
     EXPECT_TRUE(torch::equal(x->control_expr, y->control_expr));
     EXPECT_EQ(x->ids.control_well, y->ids.control_well);
-    differs_by_epoch += !torch::equal(x->perturbed, z->perturbed) || !torch::equal(x->control, z->control);
-    differs_by_seed += !torch::equal(x->perturbed, w->perturbed) || !torch::equal(x->control, w->control);
+    differs_by_epoch +=
+        !torch::equal(x->perturbed, z->perturbed) || !torch::equal(x->control, z->control);
+    differs_by_seed +=
+        !torch::equal(x->perturbed, w->perturbed) || !torch::equal(x->control, w->control);
   }
   EXPECT_GT(differs_by_epoch, 8);
   EXPECT_GT(differs_by_seed, 8);
@@ -189,7 +194,8 @@ TEST_F(DatasetTest, EvaluationUsesFirstSiteCentreCropAndPreDrawnControl) {
     // Same as the building blocks: LoadSiteImage → CropImage(centre) → (x / 4095).clamp(0,1)·2 − 1.
     auto raw = LoadSiteImage(manifest_->sites[p.site_ids[0]], true);
     ASSERT_TRUE(raw.ok()) << raw.status();
-    torch::Tensor expected = (CropImage(*raw, kCrop, false, nullptr) / 4095.0f).clamp(0.0, 1.0) * 2.0 - 1.0;
+    torch::Tensor expected =
+        (CropImage(*raw, kCrop, false, nullptr) / 4095.0f).clamp(0.0, 1.0) * 2.0 - 1.0;
     EXPECT_TRUE(torch::equal(s->perturbed, expected));
   }
 }
@@ -258,20 +264,23 @@ TEST_F(DatasetTest, CacheChangesNothingButSpeed) {
 TEST_F(DatasetTest, OptionAndManifestErrors) {
   DatasetOptions o;
   o.image_size = 0;
-  EXPECT_THAT(CellPaintingDataset::Create(manifest_, o).status().message(), HasSubstr("image_size"));
+  EXPECT_THAT(CellPaintingDataset::Create(manifest_, o).status().message(),
+              HasSubstr("image_size"));
   o = {};
   o.normalization.method = "zscore";
   EXPECT_THAT(CellPaintingDataset::Create(manifest_, o).status().message(), HasSubstr("zscore"));
   auto no_expr = std::make_shared<Manifest>(*manifest_);
   no_expr->expression.clear();
-  EXPECT_THAT(CellPaintingDataset::Create(no_expr, {}).status().message(), HasSubstr("load_expression"));
+  EXPECT_THAT(CellPaintingDataset::Create(no_expr, {}).status().message(),
+              HasSubstr("load_expression"));
   auto no_val = std::make_shared<Manifest>(*manifest_);
   no_val->pairs.erase(std::remove_if(no_val->pairs.begin(), no_val->pairs.end(),
                                      [](const ManifestPair& p) { return p.split == Split::kVal; }),
                       no_val->pairs.end());
   DatasetOptions val;
   val.split = Split::kVal;
-  EXPECT_EQ(CellPaintingDataset::Create(no_val, val).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(CellPaintingDataset::Create(no_val, val).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 // --- Bad data: each case names the file/row and carries its reason. --------------------------
@@ -280,16 +289,19 @@ class BadDataTest : public DatasetTest {
  protected:
   // Item 0's pair: a compound well used by no other item.
   const ManifestPair& Victim(const CellPaintingDataset& d) { return d.pair(0); }
-  void ExpectBad(const std::string& reason, absl::StatusCode code, const std::vector<std::string>& names) {
+  void ExpectBad(const std::string& reason, absl::StatusCode code,
+                 const std::vector<std::string>& names) {
     auto d = Make();
     ASSERT_NE(d, nullptr);
     auto s = d->Get(0, 0);
     ASSERT_FALSE(s.ok());
     EXPECT_EQ(s.status().code(), code) << s.status();
-    for (const std::string& name : names) EXPECT_THAT(std::string(s.status().message()), HasSubstr(name));
+    for (const std::string& name : names)
+      EXPECT_THAT(std::string(s.status().message()), HasSubstr(name));
     EXPECT_THAT(s.status().message(), HasSubstr(absl::StrCat("pair ", d->pair(0).pair_id)));
     EXPECT_EQ(BadSampleReason(s.status()), reason);
-    for (int64_t i = 1; i < d->size(); ++i) EXPECT_TRUE(d->Get(i, 0).ok()) << i;  // others unaffected
+    for (int64_t i = 1; i < d->size(); ++i)
+      EXPECT_TRUE(d->Get(i, 0).ok()) << i;  // others unaffected
   }
 };
 
@@ -297,7 +309,8 @@ TEST_F(BadDataTest, MissingTiff) {
   const ManifestPair& p = Victim(*Make());
   const std::vector<std::string> paths = Paths(p.cp_plate, p.well, 2);
   for (const auto& path : paths) fs::remove(path);
-  ExpectBad("missing_file", absl::StatusCode::kNotFound, {fs::path(paths[0]).parent_path().string(), "_w2"});  // ER
+  ExpectBad("missing_file", absl::StatusCode::kNotFound,
+            {fs::path(paths[0]).parent_path().string(), "_w2"});  // ER
   auto raw = LoadSiteImage(manifest_->sites[p.site_ids[0]], true);
   EXPECT_EQ(raw.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(BadSampleReason(raw.status()), "missing_file");
@@ -305,22 +318,26 @@ TEST_F(BadDataTest, MissingTiff) {
 
 TEST_F(BadDataTest, ChannelOfWrongSize) {
   const ManifestPair& p = Victim(*Make());
-  for (const auto& path : Paths(p.cp_plate, p.well, 3)) ASSERT_TRUE(cv::imwrite(path, cv::Mat(30, 30, CV_16UC1, cv::Scalar(5))));
+  for (const auto& path : Paths(p.cp_plate, p.well, 3))
+    ASSERT_TRUE(cv::imwrite(path, cv::Mat(30, 30, CV_16UC1, cv::Scalar(5))));
   ExpectBad("bad_image", absl::StatusCode::kInvalidArgument, {"30x30", "_w4"});
 }
 
 TEST_F(BadDataTest, SiteSmallerThanCrop) {
   const ManifestPair& p = Victim(*Make());
   for (int c = 0; c < 5; ++c) {
-    for (const auto& path : Paths(p.cp_plate, p.well, c)) ASSERT_TRUE(cv::imwrite(path, cv::Mat(20, 24, CV_16UC1, cv::Scalar(5))));
+    for (const auto& path : Paths(p.cp_plate, p.well, c))
+      ASSERT_TRUE(cv::imwrite(path, cv::Mat(20, 24, CV_16UC1, cv::Scalar(5))));
   }
-  ExpectBad("image_too_small", absl::StatusCode::kInvalidArgument, {"24x20, smaller than the 32x32 crop", "_w1"});
+  ExpectBad("image_too_small", absl::StatusCode::kInvalidArgument,
+            {"24x20, smaller than the 32x32 crop", "_w1"});
 }
 
 TEST_F(BadDataTest, EightBitTiff) {
   const ManifestPair& p = Victim(*Make());
   const std::vector<std::string> paths = Paths(p.cp_plate, p.well, 1);
-  for (const auto& path : paths) ASSERT_TRUE(cv::imwrite(path, cv::Mat(kHeight, kWidth, CV_8UC1, cv::Scalar(5))));
+  for (const auto& path : paths)
+    ASSERT_TRUE(cv::imwrite(path, cv::Mat(kHeight, kWidth, CV_8UC1, cv::Scalar(5))));
   ExpectBad("bad_image", absl::StatusCode::kInvalidArgument,
             {fs::path(paths[0]).parent_path().string(), "_w3", "8-bit unsigned"});
 }

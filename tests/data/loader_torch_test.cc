@@ -1,27 +1,24 @@
-#include "common/data/loader.h"
-
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <set>
 #include <string>
 #include <vector>
 
-#include <torch/torch.h>
-
-#include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
-
 #include "absl/strings/str_cat.h"
+#include "common/data/loader.h"
 #include "common/data/manifest.h"
 #include "common/data/prepare.h"
 #include "common/io/l1000_csv.h"
 #include "common/util/files.h"
 #include "common/util/logging.h"
 #include "gmock/gmock.h"
-#include "tests/data/tiny_cdrp.h"
 #include "gtest/gtest.h"
+#include "tests/data/tiny_cdrp.h"
 
 namespace cellflux::data {
 namespace {
@@ -118,10 +115,12 @@ TEST_F(LoaderTest, BatchesHaveShapesAndSamePlateControls) {
       // CP control: a DMSO well on the pair's CP plate (ids name the plate of both images).
       EXPECT_EQ(id.plate, p.cp_plate);
       bool control_on_plate = false;
-      for (const ControlWell& w : manifest_->cp_controls) control_on_plate |= w.plate == p.cp_plate && w.well == id.control_well;
+      for (const ControlWell& w : manifest_->cp_controls)
+        control_on_plate |= w.plate == p.cp_plate && w.well == id.control_well;
       EXPECT_TRUE(control_on_plate) << id.control_well << " on " << p.cp_plate;
       // L1000 control: a DMSO row of the pair's L1000 plate.
-      EXPECT_THAT(manifest_->l1000_controls.at(p.l1000_plate), ::testing::Contains(id.control_l1000_row));
+      EXPECT_THAT(manifest_->l1000_controls.at(p.l1000_plate),
+                  ::testing::Contains(id.control_l1000_row));
     }
   }
 }
@@ -157,7 +156,8 @@ TEST_F(LoaderTest, EachEpochIsADifferentPermutationOfTheSplit) {
   ASSERT_NE(loader, nullptr);
   std::vector<int64_t> e0 = PairIds(Drain(*loader, 0)), e1 = PairIds(Drain(*loader, 1));
   EXPECT_NE(e0, e1);
-  EXPECT_EQ(std::multiset<int64_t>(e0.begin(), e0.end()), std::multiset<int64_t>(e1.begin(), e1.end()));
+  EXPECT_EQ(std::multiset<int64_t>(e0.begin(), e0.end()),
+            std::multiset<int64_t>(e1.begin(), e1.end()));
   EXPECT_EQ(std::set<int64_t>(e0.begin(), e0.end()).size(), 16u);  // each item once
   std::vector<int64_t> announced;  // EpochItems() names the items the epoch delivers, in order
   auto d = Dataset();
@@ -186,7 +186,8 @@ TEST_F(LoaderTest, ShardsAreDisjointAndCoverTheEpoch) {
       sizes.push_back(ids.size());
     }
     EXPECT_EQ(all.size(), 16u) << world;
-    EXPECT_EQ(std::set<int64_t>(all.begin(), all.end()).size(), 16u) << "shards overlap, W=" << world;
+    EXPECT_EQ(std::set<int64_t>(all.begin(), all.end()).size(), 16u)
+        << "shards overlap, W=" << world;
     if (world == 3) EXPECT_EQ(sizes, (std::vector<size_t>{6, 5, 5}));
   }
   // even_shards: every rank the same count, the epoch's remainder dropped.
@@ -205,7 +206,8 @@ TEST_F(LoaderTest, TrainNeverYieldsTestOrValItems) {
   EXPECT_EQ(ids.size(), 16u);
   for (int64_t id : ids) EXPECT_EQ(manifest_->pairs[id].split, Split::kTrain) << id;
   auto test_loader = MakeLoader(o, Split::kTest);
-  for (int64_t id : PairIds(Drain(*test_loader, 0))) EXPECT_EQ(manifest_->pairs[id].split, Split::kTest) << id;
+  for (int64_t id : PairIds(Drain(*test_loader, 0)))
+    EXPECT_EQ(manifest_->pairs[id].split, Split::kTest) << id;
 }
 
 TEST_F(LoaderTest, ResumeMidEpochAndDropLast) {
@@ -260,7 +262,8 @@ enum class Breakage { kMissingTiff, kWrongSize, kEightBit, kNanExpression };
 
 class BadSampleTest : public LoaderTest, public ::testing::WithParamInterface<Breakage> {
  protected:
-  // Breaks the pair with the smallest pair id among train items; returns (reason, text the error names).
+  // Breaks the pair with the smallest pair id among train items; returns (reason, text the error
+  // names).
   std::pair<std::string, std::string> Break(const CellPaintingDataset& d) {
     const ManifestPair& p = d.pair(0);
     std::vector<std::string> dna;
@@ -272,7 +275,8 @@ class BadSampleTest : public LoaderTest, public ::testing::WithParamInterface<Br
         for (const auto& f : dna) fs::remove(f);
         return {"missing_file", fs::path(dna[0]).parent_path().string()};
       case Breakage::kWrongSize:
-        for (const auto& f : dna) cv::imwrite(f, cv::Mat(kHeight + 5, kWidth, CV_16UC1, cv::Scalar(1)));
+        for (const auto& f : dna)
+          cv::imwrite(f, cv::Mat(kHeight + 5, kWidth, CV_16UC1, cv::Scalar(1)));
         return {"bad_image", absl::StrCat(kWidth, "x", kHeight + 5)};
       case Breakage::kEightBit:
         for (const auto& f : dna) cv::imwrite(f, cv::Mat(kHeight, kWidth, CV_8UC1, cv::Scalar(1)));
@@ -328,8 +332,8 @@ TEST_P(BadSampleTest, SkippedAndCountedWithSkip) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllCases, BadSampleTest,
-                         ::testing::Values(Breakage::kMissingTiff, Breakage::kWrongSize, Breakage::kEightBit,
-                                           Breakage::kNanExpression));
+                         ::testing::Values(Breakage::kMissingTiff, Breakage::kWrongSize,
+                                           Breakage::kEightBit, Breakage::kNanExpression));
 
 }  // namespace
 }  // namespace cellflux::data

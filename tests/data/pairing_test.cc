@@ -22,10 +22,11 @@ std::vector<CpWell> Wells() {
 
 std::vector<L1000Record> Rows() {
   return {
-      {"L1", "DMSO", "DMSO", true},    {"L1", "K1_10.0", "K1", false}, {"L1", "K1_10.0", "K1", false},
-      {"L1", "K1_10.0", "K1", false},  {"L2", "DMSO", "DMSO", true},   {"L2", "K2_10.0", "K2", false},
+      {"L1", "DMSO", "DMSO", true},   {"L1", "K1_10.0", "K1", false},
+      {"L1", "K1_10.0", "K1", false}, {"L1", "K1_10.0", "K1", false},
+      {"L2", "DMSO", "DMSO", true},   {"L2", "K2_10.0", "K2", false},
       {"L3", "K2_10.0", "K2", false},  // no DMSO on L3
-      {"L1", "K3_10.0", "K3", false},  {"L1", "K9_10.0", "K9", false},
+      {"L1", "K3_10.0", "K3", false}, {"L1", "K9_10.0", "K9", false},
   };
 }
 

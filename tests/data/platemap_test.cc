@@ -52,11 +52,14 @@ class PlatemapFilesTest : public ::testing::Test {
 };
 
 TEST_F(PlatemapFilesTest, ReadsMapsPerBarcode) {
-  ASSERT_TRUE(WriteFileAtomic(dir_ + "/barcode_platemap.csv",
-                              "Plate_Map_Name,Assay_Plate_Barcode\nH-BIOA-004-3,24277\nH-BIOA-004-3,24278\n").ok());
+  ASSERT_TRUE(WriteFileAtomic(
+                  dir_ + "/barcode_platemap.csv",
+                  "Plate_Map_Name,Assay_Plate_Barcode\nH-BIOA-004-3,24277\nH-BIOA-004-3,24278\n")
+                  .ok());
   ASSERT_TRUE(WriteFileAtomic(dir_ + "/platemap/H-BIOA-004-3.txt",
                               "well_position\tbroad_sample\tmmoles_per_liter\tsolvent\n"
-                              "A01\t\t\tDMSO\nA02\tDMSO\t0\tDMSO\nb03\tBRD-K1\t1.6665\tDMSO\n").ok());
+                              "A01\t\t\tDMSO\nA02\tDMSO\t0\tDMSO\nb03\tBRD-K1\t1.6665\tDMSO\n")
+                  .ok());
   auto maps = ReadPlateMaps(dir_);
   ASSERT_TRUE(maps.ok()) << maps.status();
   EXPECT_EQ(maps->barcode_to_map.size(), 2u);
@@ -74,11 +77,17 @@ TEST_F(PlatemapFilesTest, ReadsMapsPerBarcode) {
 }
 
 TEST_F(PlatemapFilesTest, ErrorsNameFileLineAndColumn) {
-  ASSERT_TRUE(WriteFileAtomic(dir_ + "/barcode_platemap.csv", "Plate_Map_Name,Assay_Plate_Barcode\nM,1\n").ok());
+  ASSERT_TRUE(
+      WriteFileAtomic(dir_ + "/barcode_platemap.csv", "Plate_Map_Name,Assay_Plate_Barcode\nM,1\n")
+          .ok());
   const std::string map = dir_ + "/platemap/M.txt";
-  ASSERT_TRUE(WriteFileAtomic(map, "well_position\tbroad_sample\tmmoles_per_liter\nA01\tBRD-K1\tabc\n").ok());
-  EXPECT_THAT(ReadPlateMaps(dir_).status().message(), HasSubstr(map + ":2: column mmoles_per_liter"));
-  ASSERT_TRUE(WriteFileAtomic(map, "well_position\tbroad_sample\tmmoles_per_liter\nZ99\tBRD-K1\t1\n").ok());
+  ASSERT_TRUE(
+      WriteFileAtomic(map, "well_position\tbroad_sample\tmmoles_per_liter\nA01\tBRD-K1\tabc\n")
+          .ok());
+  EXPECT_THAT(ReadPlateMaps(dir_).status().message(),
+              HasSubstr(map + ":2: column mmoles_per_liter"));
+  ASSERT_TRUE(
+      WriteFileAtomic(map, "well_position\tbroad_sample\tmmoles_per_liter\nZ99\tBRD-K1\t1\n").ok());
   EXPECT_THAT(ReadPlateMaps(dir_).status().message(), HasSubstr(map + ":2: column well_position"));
   ASSERT_TRUE(WriteFileAtomic(map, "well\tbroad_sample\tmmoles_per_liter\n").ok());
   EXPECT_THAT(ReadPlateMaps(dir_).status().message(), HasSubstr("required column 'well_position'"));

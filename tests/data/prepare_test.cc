@@ -5,12 +5,11 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "common/data/bbbc047.h"
@@ -41,8 +40,10 @@ class PrepareTest : public ::testing::Test {
     fs::remove_all(root_);
     ASSERT_TRUE(MakeDirs(root_ + "/platemaps/platemap").ok());
     ASSERT_TRUE(WriteFileAtomic(root_ + "/platemaps/barcode_platemap.csv",
-                                "Plate_Map_Name,Assay_Plate_Barcode\nM1,P1\nM1,P2\n").ok());
-    std::string map = "well_position\tbroad_sample\tmmoles_per_liter\tsolvent\nA01\t\t\tDMSO\nA02\t\t\tDMSO\n";
+                                "Plate_Map_Name,Assay_Plate_Barcode\nM1,P1\nM1,P2\n")
+                    .ok());
+    std::string map =
+        "well_position\tbroad_sample\tmmoles_per_liter\tsolvent\nA01\t\t\tDMSO\nA02\t\t\tDMSO\n";
     for (int c = 1; c <= 8; ++c) {
       absl::StrAppend(&map, "B0", c, "\tC", c, "\t", c == 3 ? "1.6665" : "5", "\tDMSO\n");
     }
@@ -65,18 +66,21 @@ class PrepareTest : public ::testing::Test {
     }
     WriteImage("P1", "cdp2bioactives_a01_s1_w1_thumb.tif");  // ignored
 
-    auto writer = io::L1000CsvWriter::Open(
-        root_ + "/l1k.csv.gz",
-        {"replicate_id", "pert_id", "pert_dose", "det_plate", "pert_sample_dose", "CPD_NAME", "CPD_SMILES"},
-        {"1_at", "2_at", "3_s_at"});
+    auto writer = io::L1000CsvWriter::Open(root_ + "/l1k.csv.gz",
+                                           {"replicate_id", "pert_id", "pert_dose", "det_plate",
+                                            "pert_sample_dose", "CPD_NAME", "CPD_SMILES"},
+                                           {"1_at", "2_at", "3_s_at"});
     ASSERT_TRUE(writer.ok());
-    auto add = [&](const std::string& pert, const std::string& key, const std::string& plate, bool nan = false) {
+    auto add = [&](const std::string& pert, const std::string& key, const std::string& plate,
+                   bool nan = false) {
       int r = static_cast<int>(rows_.size());
       std::vector<float> v = {0.5f * r, 1.0f + r, nan ? NAN : -0.25f * r * r};
       rows_.push_back(v);
-      ASSERT_TRUE((*writer)->Write({absl::StrCat("rep", r), pert, pert == "DMSO" ? "-666" : "10", plate, key,
-                                    "name-" + pert, "smiles-" + pert},
-                                   v).ok());
+      ASSERT_TRUE((*writer)
+                      ->Write({absl::StrCat("rep", r), pert, pert == "DMSO" ? "-666" : "10", plate,
+                               key, "name-" + pert, "smiles-" + pert},
+                              v)
+                      .ok());
     };
     for (const char* plate : {"L1", "L2"}) {
       add("DMSO", "DMSO_-666", plate);
@@ -115,7 +119,8 @@ class PrepareTest : public ::testing::Test {
 
 std::map<std::string, std::string> ReadDir(const std::string& dir) {
   std::map<std::string, std::string> files;
-  for (const auto& e : fs::directory_iterator(dir)) files[e.path().filename().string()] = *ReadFile(e.path().string());
+  for (const auto& e : fs::directory_iterator(dir))
+    files[e.path().filename().string()] = *ReadFile(e.path().string());
   return files;
 }
 
@@ -191,13 +196,15 @@ TEST_F(PrepareTest, PairsControlsSplitAndDroppedItems) {
     EXPECT_TRUE(control.is_control);
     EXPECT_EQ(control.plate, p.l1000_plate);
     // The stored expression is the source row's.
-    for (int g = 0; g < 3; ++g) EXPECT_EQ(m->expression[p.l1000_row * 3 + g], rows_[treated.source_row][g]);
+    for (int g = 0; g < 3; ++g)
+      EXPECT_EQ(m->expression[p.l1000_row * 3 + g], rows_[treated.source_row][g]);
     if (p.perturbation == "C1") {
       c1_wells.insert({p.cp_plate, p.well});
       c1_rows.insert(p.l1000_row);
     }
   }
-  for (int c = 1; c <= 8; ++c) EXPECT_EQ(per_key[c == 3 ? "C3_3.33" : absl::StrCat("C", c, "_10.0")], 2) << c;
+  for (int c = 1; c <= 8; ++c)
+    EXPECT_EQ(per_key[c == 3 ? "C3_3.33" : absl::StrCat("C", c, "_10.0")], 2) << c;
   EXPECT_EQ(c1_wells.size(), 2u);  // both replicates of both modalities used
   EXPECT_EQ(c1_rows.size(), 2u);
   EXPECT_EQ(m->sites.size(), 43u);
@@ -238,7 +245,8 @@ TEST_F(PrepareTest, PairsControlsSplitAndDroppedItems) {
   EXPECT_GT(m->gene_std[1], 0.0);
 
   // Sites read back as images with the size written.
-  auto images = ReadSite(m->sites[m->pairs[0].site_ids[0]], {.expected_width = 64, .expected_height = 48});
+  auto images =
+      ReadSite(m->sites[m->pairs[0].site_ids[0]], {.expected_width = 64, .expected_height = 48});
   ASSERT_TRUE(images.ok()) << images.status();
 }
 
@@ -264,8 +272,10 @@ TEST_F(PrepareTest, PairLevelSplitHoldsOutOnePairPerHeldOutPerturbation) {
   ASSERT_TRUE(m.ok()) << m.status();
   std::map<std::string, int> held_out, in_train;
   for (const auto& p : m->pairs) {
-    if (p.split == Split::kTrain) ++in_train[p.perturbation];
-    else ++held_out[p.perturbation];
+    if (p.split == Split::kTrain)
+      ++in_train[p.perturbation];
+    else
+      ++held_out[p.perturbation];
   }
   ASSERT_FALSE(held_out.empty());
   for (const auto& [pert, n] : held_out) {

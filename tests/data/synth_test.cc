@@ -2,19 +2,19 @@
 // data, image content, plate maps, L1000 matching keys, compound effects, determinism.
 #include "common/data/synth.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <regex>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-#include <opencv2/imgcodecs.hpp>
 
 #include "absl/strings/str_split.h"
 #include "common/data/landmark_genes.h"
@@ -57,7 +57,8 @@ std::vector<std::string> Lines(const fs::path& path) {
 std::map<std::string, std::string> Snapshot(const fs::path& dir) {
   std::map<std::string, std::string> files;
   for (const auto& entry : fs::recursive_directory_iterator(dir)) {
-    if (entry.is_regular_file()) files[fs::relative(entry.path(), dir).string()] = ReadAll(entry.path());
+    if (entry.is_regular_file())
+      files[fs::relative(entry.path(), dir).string()] = ReadAll(entry.path());
   }
   return files;
 }
@@ -65,7 +66,8 @@ std::map<std::string, std::string> Snapshot(const fs::path& dir) {
 class SynthTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new fs::path(fs::path(::testing::TempDir()) / ("synth_test_" + std::to_string(::getpid())));
+    dir_ =
+        new fs::path(fs::path(::testing::TempDir()) / ("synth_test_" + std::to_string(::getpid())));
     fs::remove_all(*dir_);
     auto summary = WriteSynthDataset(SmallOptions(7), dir_->string());
     ASSERT_TRUE(summary.ok()) << summary.status();
@@ -75,7 +77,9 @@ class SynthTest : public ::testing::Test {
     fs::remove_all(*dir_);
     delete dir_;
   }
-  static nlohmann::json Truth() { return nlohmann::json::parse(ReadAll(*dir_ / "ground_truth.json")); }
+  static nlohmann::json Truth() {
+    return nlohmann::json::parse(ReadAll(*dir_ / "ground_truth.json"));
+  }
 
   static fs::path* dir_;
   static SynthSummary summary_;
@@ -96,7 +100,8 @@ TEST(PythonDoseStringTest, MatchesPythonStrOfRoundedFloat) {
 TEST(SynthOptionsTest, RejectsTooFewWellsForTwoReplicates) {
   SynthOptions o = SmallOptions(1);
   o.compounds = 50;
-  auto summary = WriteSynthDataset(o, (fs::path(::testing::TempDir()) / "synth_never_written").string());
+  auto summary =
+      WriteSynthDataset(o, (fs::path(::testing::TempDir()) / "synth_never_written").string());
   EXPECT_EQ(summary.status().code(), absl::StatusCode::kInvalidArgument);
   o = SmallOptions(1);
   o.sites = 0;
@@ -141,7 +146,8 @@ TEST_F(SynthTest, TiffsAre16BitTwelveBitWithBrightNuclei) {
       std::vector<uint16_t> v(image.begin<uint16_t>(), image.end<uint16_t>());
       std::sort(v.begin(), v.end());
       const double background = v[v.size() / 10];
-      const double bright = std::count_if(v.begin(), v.end(), [&](uint16_t p) { return p > background + 200; });
+      const double bright =
+          std::count_if(v.begin(), v.end(), [&](uint16_t p) { return p > background + 200; });
       bright_fraction_sum += bright / v.size();
       ++dna_images;
       dna_with_nuclei += bright / v.size() > 0.02;
@@ -175,7 +181,8 @@ TEST_F(SynthTest, PlateMapsHaveDmsoOnEveryPlate) {
       if (c[1].empty()) {
         ++dmso;
       } else {
-        EXPECT_TRUE(std::regex_match(c[1], std::regex(R"(BRD-K[0-9]{8}-[0-9]{3}-[0-9]{2}-[0-9])"))) << c[1];
+        EXPECT_TRUE(std::regex_match(c[1], std::regex(R"(BRD-K[0-9]{8}-[0-9]{3}-[0-9]{2}-[0-9])")))
+            << c[1];
       }
     }
     EXPECT_GE(dmso, 6) << f[0];
@@ -198,7 +205,7 @@ L1000Table ReadL1000(const fs::path& path) {
 
 TEST_F(SynthTest, EveryCpTreatmentHasL1000RowsWithItsKey) {
   const L1000Table l1k = ReadL1000(*dir_ / "l1000" / "replicate_level_l1k.csv");
-  const std::vector<std::string> meta = {"replicate_id", "pert_id", "pert_dose", "det_plate",
+  const std::vector<std::string> meta = {"replicate_id",     "pert_id",  "pert_dose", "det_plate",
                                          "pert_sample_dose", "CPD_NAME", "CPD_SMILES"};
   ASSERT_EQ(l1k.header.size(), meta.size() + kNumLandmarkGenes);
   for (size_t i = 0; i < meta.size(); ++i) EXPECT_EQ(l1k.header[i], meta[i]);
@@ -230,7 +237,8 @@ TEST_F(SynthTest, EveryCpTreatmentHasL1000RowsWithItsKey) {
 }
 
 // Mean over genes of ((mean of the key's rows - mean of DMSO rows) / sd_g)^2.
-double StandardizedDistanceFromDmso(const L1000Table& l1k, const nlohmann::json& truth, const std::string& key) {
+double StandardizedDistanceFromDmso(const L1000Table& l1k, const nlohmann::json& truth,
+                                    const std::string& key) {
   std::vector<double> treated(kNumLandmarkGenes, 0), dmso(kNumLandmarkGenes, 0);
   int n_treated = 0, n_dmso = 0;
   for (const auto& row : l1k.rows) {
@@ -243,7 +251,8 @@ double StandardizedDistanceFromDmso(const L1000Table& l1k, const nlohmann::json&
   EXPECT_GT(n_treated, 0) << key;
   double sum = 0;
   for (size_t g = 0; g < kNumLandmarkGenes; ++g) {
-    const double d = (treated[g] / n_treated - dmso[g] / n_dmso) / truth["genes"][g]["sd"].get<double>();
+    const double d =
+        (treated[g] / n_treated - dmso[g] / n_dmso) / truth["genes"][g]["sd"].get<double>();
     sum += d * d;
   }
   return sum / kNumLandmarkGenes;
@@ -259,14 +268,18 @@ TEST_F(SynthTest, NullCompoundMatchesDmsoAndStrongCompoundDoesNot) {
   const auto& strong_c = *std::max_element(compounds.begin(), compounds.end(), by_strength);
   ASSERT_EQ(null_c["strength"].get<double>(), 0.0);
   ASSERT_GT(strong_c["strength"].get<double>(), 1.0);
-  for (const auto& [name, delta] : null_c["doses"][0]["morphology_delta"].items()) EXPECT_EQ(delta.get<double>(), 0.0) << name;
+  for (const auto& [name, delta] : null_c["doses"][0]["morphology_delta"].items())
+    EXPECT_EQ(delta.get<double>(), 0.0) << name;
   double strong_morph = 0;
-  for (const auto& [name, delta] : strong_c["doses"][0]["morphology_delta"].items()) strong_morph += std::abs(delta.get<double>());
+  for (const auto& [name, delta] : strong_c["doses"][0]["morphology_delta"].items())
+    strong_morph += std::abs(delta.get<double>());
   EXPECT_GT(strong_morph, 0.5);
 
   const L1000Table l1k = ReadL1000(*dir_ / "l1000" / "replicate_level_l1k.csv");
-  const double null_d = StandardizedDistanceFromDmso(l1k, truth, null_c["doses"][0]["pert_sample_dose"]);
-  const double strong_d = StandardizedDistanceFromDmso(l1k, truth, strong_c["doses"][0]["pert_sample_dose"]);
+  const double null_d =
+      StandardizedDistanceFromDmso(l1k, truth, null_c["doses"][0]["pert_sample_dose"]);
+  const double strong_d =
+      StandardizedDistanceFromDmso(l1k, truth, strong_c["doses"][0]["pert_sample_dose"]);
   // Pure noise: 1/4 replicates + 1/20 DMSO rows + plate offsets (0.3 sd per plate, both sides).
   const double noise = 1.0 / 4 + 1.0 / 20 + 2 * 0.09;
   EXPECT_LT(null_d, 1.5 * noise);
@@ -274,8 +287,10 @@ TEST_F(SynthTest, NullCompoundMatchesDmsoAndStrongCompoundDoesNot) {
 }
 
 TEST_F(SynthTest, SameSeedGivesIdenticalBytesAndAnotherSeedDiffers) {
-  const fs::path again = fs::path(::testing::TempDir()) / ("synth_again_" + std::to_string(::getpid()));
-  const fs::path other = fs::path(::testing::TempDir()) / ("synth_other_" + std::to_string(::getpid()));
+  const fs::path again =
+      fs::path(::testing::TempDir()) / ("synth_again_" + std::to_string(::getpid()));
+  const fs::path other =
+      fs::path(::testing::TempDir()) / ("synth_other_" + std::to_string(::getpid()));
   SynthOptions one_thread = SmallOptions(7);
   one_thread.threads = 1;  // output must not depend on the thread count either
   ASSERT_TRUE(WriteSynthDataset(one_thread, again.string()).ok());

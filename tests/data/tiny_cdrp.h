@@ -6,14 +6,14 @@
 #ifndef CELLFLUX_TESTS_DATA_TINY_CDRP_H_
 #define CELLFLUX_TESTS_DATA_TINY_CDRP_H_
 
+#include <gtest/gtest.h>
+
 #include <functional>
 #include <memory>
-#include <string>
-#include <vector>
-
-#include <gtest/gtest.h>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/data/bbbc047.h"
@@ -28,7 +28,8 @@ inline std::string Compound(int c) { return absl::StrCat("C", c < 10 ? "0" : "",
 inline std::string Well(int c) { return absl::StrCat("B", c < 10 ? "0" : "", c); }
 
 // Fills the 16-bit image of (plate, well, site, w) — w is the BBBC047 channel digit 1..5.
-using TinyPixels = std::function<void(const std::string& plate, const std::string& well, int site, int w, cv::Mat* m)>;
+using TinyPixels = std::function<void(const std::string& plate, const std::string& well, int site,
+                                      int w, cv::Mat* m)>;
 
 // Writes the layout under `root` and prepares it into root/prepared; *manifest gets the result.
 // Fails the calling test (ASSERT) on any error: callers check HasFatalFailure().
@@ -36,8 +37,10 @@ inline void WriteTinyCdrp(const std::string& root, int compounds, int height, in
                           const TinyPixels& pixels, std::shared_ptr<Manifest>* manifest) {
   ASSERT_TRUE(MakeDirs(root + "/platemaps/platemap").ok());
   ASSERT_TRUE(WriteFileAtomic(root + "/platemaps/barcode_platemap.csv",
-                              "Plate_Map_Name,Assay_Plate_Barcode\nM1,P1\nM1,P2\n").ok());
-  std::string map = "well_position\tbroad_sample\tmmoles_per_liter\tsolvent\nA01\t\t\tDMSO\nA02\t\t\tDMSO\n";
+                              "Plate_Map_Name,Assay_Plate_Barcode\nM1,P1\nM1,P2\n")
+                  .ok());
+  std::string map =
+      "well_position\tbroad_sample\tmmoles_per_liter\tsolvent\nA01\t\t\tDMSO\nA02\t\t\tDMSO\n";
   std::vector<std::string> wells = {"A01", "A02"};
   for (int c = 1; c <= compounds; ++c) {
     absl::StrAppend(&map, Well(c), "\t", Compound(c), "\t5\tDMSO\n");
@@ -51,22 +54,26 @@ inline void WriteTinyCdrp(const std::string& root, int compounds, int height, in
         for (int w = 1; w <= 5; ++w) {
           cv::Mat m(height, width, CV_16UC1);
           pixels(plate, well, site, w, &m);
-          ASSERT_TRUE(cv::imwrite(absl::StrCat(root, "/images/", plate, "/", MakeImageFileName(well, site, w)), m));
+          ASSERT_TRUE(cv::imwrite(
+              absl::StrCat(root, "/images/", plate, "/", MakeImageFileName(well, site, w)), m));
         }
       }
     }
   }
   const std::vector<std::string> all_genes = {"1_at", "2_at", "3_at", "4_at"};
-  auto writer = io::L1000CsvWriter::Open(root + "/l1k.csv",
-                                         {"replicate_id", "pert_id", "pert_dose", "det_plate", "pert_sample_dose"},
-                                         {all_genes.begin(), all_genes.begin() + genes});
+  auto writer = io::L1000CsvWriter::Open(
+      root + "/l1k.csv", {"replicate_id", "pert_id", "pert_dose", "det_plate", "pert_sample_dose"},
+      {all_genes.begin(), all_genes.begin() + genes});
   ASSERT_TRUE(writer.ok());
   int r = 0;
   auto add = [&](const std::string& pert, const std::string& key, const std::string& plate) {
     ++r;
     const std::vector<float> values = {0.5f * r, 1.0f + r * r, -0.25f * r, 2.0f};
-    ASSERT_TRUE((*writer)->Write({absl::StrCat("rep", r), pert, pert == "DMSO" ? "-666" : "10", plate, key},
-                                 {values.begin(), values.begin() + genes}).ok());
+    ASSERT_TRUE(
+        (*writer)
+            ->Write({absl::StrCat("rep", r), pert, pert == "DMSO" ? "-666" : "10", plate, key},
+                    {values.begin(), values.begin() + genes})
+            .ok());
   };
   for (const char* plate : {"L1", "L2"}) {
     add("DMSO", "DMSO", plate);

@@ -1,9 +1,9 @@
 #include "common/flow/ema.h"
 
+#include <torch/torch.h>
+
 #include <cmath>
 #include <filesystem>
-
-#include <torch/torch.h>
 
 #include "gtest/gtest.h"
 

@@ -75,7 +75,8 @@ TEST(RectifiedFlowTest, LossMatchesClosedFormAndBetaWeightsGene) {
   torch::Tensor ti = t.view({-1, 1, 1, 1}), tg = t.view({-1, 1});
   torch::Tensor zi = (1 - ti) * z0.image + ti * z1.image;
   torch::Tensor zg = (1 - tg) * z0.gene + tg * z1.gene;
-  double image = (2 * zi + s.view({-1, 1, 1, 1}) - (z1.image - z0.image)).pow(2).mean().item<double>();
+  double image =
+      (2 * zi + s.view({-1, 1, 1, 1}) - (z1.image - z0.image)).pow(2).mean().item<double>();
   double gene = (2 * zg + s.view({-1, 1}) - (z1.gene - z0.gene)).pow(2).mean().item<double>();
   EXPECT_NEAR(loss.image.item<double>(), image, 1e-5 * image);
   EXPECT_NEAR(loss.gene.item<double>(), gene, 1e-5 * gene);
@@ -127,7 +128,8 @@ TEST(RectifiedFlowTest, SourceNoiseIsSeededAndScaled) {
   // Noise of standard deviation ≈ σ.
   JointLatent big;
   big.image = torch::zeros({64, 4, 8, 8});
-  double sd = AddSourceNoise(big, 0.1, at::detail::createCPUGenerator(1)).image.std().item<double>();
+  double sd =
+      AddSourceNoise(big, 0.1, at::detail::createCPUGenerator(1)).image.std().item<double>();
   EXPECT_NEAR(sd, 0.1, 0.01);
   // σ = 0 is a no-op.
   EXPECT_TRUE(torch::equal(AddSourceNoise(z0, 0.0, gen).image, z0.image));

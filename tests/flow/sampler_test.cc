@@ -1,8 +1,8 @@
 #include "common/flow/sampler.h"
 
-#include <vector>
-
 #include <torch/torch.h>
+
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -58,8 +58,8 @@ TEST(SamplerTest, GuidanceRunsOneBatchedForwardAndCombines) {
   RecordingField field;
   JointLatent g = GuidedVelocity(field.fn(), z, t, y, torch::full({3}, alpha), kNull);
   ASSERT_EQ(field.rows, std::vector<int64_t>({6}));
-  EXPECT_TRUE(torch::equal(field.labels[0],
-                           torch::tensor({4, 5, 6, kNull, kNull, kNull}, torch::kInt64)));
+  EXPECT_TRUE(
+      torch::equal(field.labels[0], torch::tensor({4, 5, 6, kNull, kNull, kNull}, torch::kInt64)));
   EXPECT_TRUE(torch::equal(field.times[0], torch::cat({t, t})));
 
   JointLatent cond = RecordingField::Eval(z, t, y);
@@ -78,8 +78,10 @@ TEST(SamplerTest, MixedPerRowGuidanceAddsOnlyNeededRows) {
   RecordingField field;
   JointLatent g = GuidedVelocity(field.fn(), z, t, y, alpha, kNull);
   ASSERT_EQ(field.rows, std::vector<int64_t>({6}));  // 4 conditional + rows 1 and 3
-  EXPECT_TRUE(torch::equal(field.labels[0], torch::tensor({0, 1, 2, 3, kNull, kNull}, torch::kInt64)));
-  EXPECT_TRUE(torch::equal(field.times[0], torch::tensor({0.0f, 0.25f, 0.5f, 0.75f, 0.25f, 0.75f})));
+  EXPECT_TRUE(
+      torch::equal(field.labels[0], torch::tensor({0, 1, 2, 3, kNull, kNull}, torch::kInt64)));
+  EXPECT_TRUE(
+      torch::equal(field.times[0], torch::tensor({0.0f, 0.25f, 0.5f, 0.75f, 0.25f, 0.75f})));
 
   JointLatent cond = RecordingField::Eval(z, t, y);
   JointLatent unc = RecordingField::Eval(z, t, torch::full({4}, kNull, torch::kInt64));
@@ -99,8 +101,9 @@ TEST(SamplerTest, ImageOnlyLatentWorks) {
   VelocityFn v = [&](const JointLatent& zz, const torch::Tensor&, const torch::Tensor& y) {
     ++calls;
     EXPECT_FALSE(zz.gene.defined());
-    return JointLatent{torch::ones_like(zz.image) * (y == kNull).to(torch::kFloat32).view({-1, 1, 1, 1}),
-                       torch::Tensor()};
+    return JointLatent{
+        torch::ones_like(zz.image) * (y == kNull).to(torch::kFloat32).view({-1, 1, 1, 1}),
+        torch::Tensor()};
   };
   JointLatent g = GuidedVelocity(v, z, torch::zeros({2}), torch::zeros({2}, torch::kInt64),
                                  torch::full({2}, 0.5), kNull);
@@ -182,7 +185,8 @@ TEST(SamplerTest, RunsUnderInferenceMode) {
   SamplerOptions options;
   options.num_steps = 3;
   options.guidance_scale = 1.5;
-  JointLatent z1 = SampleEuler(field.fn(), z0, torch::tensor({1, 2}, torch::kInt64), kNull, options);
+  JointLatent z1 =
+      SampleEuler(field.fn(), z0, torch::tensor({1, 2}, torch::kInt64), kNull, options);
   EXPECT_TRUE(z1.image.is_inference());
   EXPECT_EQ(field.rows.size(), 3u);
 }

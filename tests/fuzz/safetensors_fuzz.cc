@@ -1,17 +1,17 @@
 // libFuzzer target for the safetensors reader (built only with -DCELLFLUX_FUZZ=ON and clang):
 //   build-fuzz/tests/fuzz/safetensors_fuzz -max_len=4096 tests/fuzz/corpus/safetensors
 // Any broken invariant aborts so libFuzzer records the input; parse errors are expected.
+#include "tests/fuzz/safetensors_fuzz.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
-#include "tests/fuzz/safetensors_fuzz.h"
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  absl::Status s = cellflux::fuzz::FuzzSafetensors(
-      absl::string_view(reinterpret_cast<const char*>(data), size));
+  absl::Status s =
+      cellflux::fuzz::FuzzSafetensors(absl::string_view(reinterpret_cast<const char*>(data), size));
   if (s.code() == absl::StatusCode::kInternal) {
     std::fprintf(stderr, "invariant broken: %s\n", std::string(s.message()).c_str());
     std::abort();

@@ -12,7 +12,8 @@ absl::Status FuzzSafetensors(absl::string_view bytes) {
   absl::StatusOr<io::SafetensorsFile> file = io::SafetensorsFile::Parse(std::string(bytes), "fuzz");
   if (!file.ok()) {
     if (file.status().code() != absl::StatusCode::kInvalidArgument) {
-      return absl::InternalError(absl::StrCat("unexpected status code: ", file.status().ToString()));
+      return absl::InternalError(
+          absl::StrCat("unexpected status code: ", file.status().ToString()));
     }
     return file.status();
   }
@@ -23,11 +24,12 @@ absl::Status FuzzSafetensors(absl::string_view bytes) {
     absl::string_view data = file->Data(t);
     for (char c : data) checksum = checksum * 31 + static_cast<uint8_t>(c);
     if (data.size() != static_cast<uint64_t>(t.numel()) * io::DTypeSize(t.dtype)) {
-      return absl::InternalError(absl::StrCat("tensor '", t.name, "': ", data.size(),
-                                              " bytes but numel × dtype size = ",
-                                              t.numel() * io::DTypeSize(t.dtype)));
+      return absl::InternalError(
+          absl::StrCat("tensor '", t.name, "': ", data.size(),
+                       " bytes but numel × dtype size = ", t.numel() * io::DTypeSize(t.dtype)));
     }
-    if (file->Find(t.name) != &t) return absl::InternalError(absl::StrCat("Find('", t.name, "') failed"));
+    if (file->Find(t.name) != &t)
+      return absl::InternalError(absl::StrCat("Find('", t.name, "') failed"));
     if (!file->Expect(t.name, t.dtype, t.shape).ok()) {
       return absl::InternalError(absl::StrCat("Expect('", t.name, "') failed"));
     }
@@ -35,10 +37,13 @@ absl::Status FuzzSafetensors(absl::string_view bytes) {
   }
   // Round trip: what we accept, we can write, and it reads back the same.
   absl::StatusOr<std::string> again = io::SerializeSafetensors(rewrite, file->metadata());
-  if (!again.ok()) return absl::InternalError(absl::StrCat("re-serialize failed: ", again.status().ToString()));
+  if (!again.ok())
+    return absl::InternalError(absl::StrCat("re-serialize failed: ", again.status().ToString()));
   absl::StatusOr<io::SafetensorsFile> reread = io::SafetensorsFile::Parse(*again, "fuzz-rewrite");
-  if (!reread.ok()) return absl::InternalError(absl::StrCat("re-parse failed: ", reread.status().ToString()));
-  if (reread->tensors().size() != file->tensors().size() || reread->metadata() != file->metadata()) {
+  if (!reread.ok())
+    return absl::InternalError(absl::StrCat("re-parse failed: ", reread.status().ToString()));
+  if (reread->tensors().size() != file->tensors().size() ||
+      reread->metadata() != file->metadata()) {
     return absl::InternalError("round trip changed the tensor list or the metadata");
   }
   for (const io::TensorInfo& t : reread->tensors()) {

@@ -32,7 +32,8 @@ std::vector<Seed> LoadCorpus() {
     ss << in.rdbuf();
     seeds.push_back({entry.path().filename().string(), ss.str()});
   }
-  std::sort(seeds.begin(), seeds.end(), [](const Seed& a, const Seed& b) { return a.name < b.name; });
+  std::sort(seeds.begin(), seeds.end(),
+            [](const Seed& a, const Seed& b) { return a.name < b.name; });
   return seeds;
 }
 
@@ -40,7 +41,8 @@ bool StartsWith(const std::string& s, const std::string& prefix) { return s.rfin
 
 TEST(SafetensorsFuzzReplayTest, SeedCorpusParsesAsNamed) {
   std::vector<Seed> seeds = LoadCorpus();
-  ASSERT_GE(seeds.size(), 10u) << "seed corpus missing from " << kCorpusDir << " (run from the repo root)";
+  ASSERT_GE(seeds.size(), 10u) << "seed corpus missing from " << kCorpusDir
+                               << " (run from the repo root)";
   int valid = 0, invalid = 0;
   for (const Seed& s : seeds) {
     absl::Status st = FuzzSafetensors(s.bytes);
@@ -67,8 +69,8 @@ void FixHeaderLength(std::string& b) {
 }
 
 std::string Mutate(const std::string& in, std::mt19937_64& rng) {
-  static const char kInteresting[] = {'{', '}', '[', ']', '"', ',', ':', '-', '0', '1', '9',
-                                      'e', '.', ' ', '\0', '\x7f', '\xff', '\xc3'};
+  static const char kInteresting[] = {'{', '}', '[', ']', '"', ',',  ':',    '-',    '0',
+                                      '1', '9', 'e', '.', ' ', '\0', '\x7f', '\xff', '\xc3'};
   std::string b = in;
   auto pick = [&rng](size_t n) { return n == 0 ? size_t{0} : static_cast<size_t>(rng() % n); };
   const int rounds = 1 + static_cast<int>(rng() % 4);
@@ -131,7 +133,8 @@ TEST(SafetensorsFuzzReplayTest, DeterministicMutationsNeverBreakInvariants) {
     ASSERT_NE(st.code(), absl::StatusCode::kInternal)
         << "mutation " << i << " of " << seed.name << " broke an invariant: " << st;
     ASSERT_TRUE(st.ok() || st.code() == absl::StatusCode::kInvalidArgument) << st;
-    if (!st.ok()) ASSERT_NE(st.message().find("fuzz"), absl::string_view::npos) << "no file label: " << st;
+    if (!st.ok())
+      ASSERT_NE(st.message().find("fuzz"), absl::string_view::npos) << "no file label: " << st;
     (st.ok() ? accepted : rejected)++;
   }
   RecordProperty("accepted", accepted);

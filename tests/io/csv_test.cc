@@ -23,7 +23,8 @@ std::string TempPath(const std::string& name) {
   return absl::StrCat(::testing::TempDir(), "/csv_test_", ::getpid(), "_", name);
 }
 
-std::vector<std::vector<std::string>> ReadAll(const std::string& path, char delim, absl::Status* status,
+std::vector<std::vector<std::string>> ReadAll(const std::string& path, char delim,
+                                              absl::Status* status,
                                               std::vector<int64_t>* lines = nullptr) {
   std::vector<std::vector<std::string>> out;
   auto reader = CsvReader::Open(path, delim);
@@ -71,8 +72,9 @@ TEST(CsvTest, QuotedFieldsCrlfBomAndEmbeddedNewlines) {
 }
 
 TEST(CsvTest, WriterRoundTripsThroughGzipAndTsv) {
-  std::vector<std::vector<std::string>> rows = {
-      {"id", "text"}, {"1", "comma, inside"}, {"2", "quote \" inside"}, {"3", "new\nline"}, {"4", "tab\tinside"}, {"", ""}};
+  std::vector<std::vector<std::string>> rows = {{"id", "text"},           {"1", "comma, inside"},
+                                                {"2", "quote \" inside"}, {"3", "new\nline"},
+                                                {"4", "tab\tinside"},     {"", ""}};
   for (const char* name : {"w.csv", "w.csv.gz", "w.tsv"}) {
     std::string path = TempPath(name);
     char delim = absl::EndsWith(name, ".tsv") ? '\t' : ',';
@@ -122,7 +124,8 @@ TEST(CsvTest, CorruptGzipIsDataLoss) {
   {
     auto writer = CsvWriter::Open(path);
     ASSERT_TRUE(writer.ok());
-    for (int i = 0; i < 2000; ++i) ASSERT_TRUE((*writer)->Write({absl::StrCat(i), "payload payload payload"}).ok());
+    for (int i = 0; i < 2000; ++i)
+      ASSERT_TRUE((*writer)->Write({absl::StrCat(i), "payload payload payload"}).ok());
     ASSERT_TRUE((*writer)->Close().ok());
     auto raw = ReadFile(path);
     ASSERT_TRUE(raw.ok());

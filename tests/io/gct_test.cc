@@ -122,7 +122,8 @@ TEST(GctTest, GctToGctxToMatrixIsExact) {
 }
 
 TEST(GctTest, ReadsGct12) {
-  auto m = ParseGct("#1.2\n2\t2\nName\tDescription\ta\tb\ng1\tgene one\t1\t2\ng2\t\t3\tNaN\n", "v12.gct");
+  auto m = ParseGct("#1.2\n2\t2\nName\tDescription\ta\tb\ng1\tgene one\t1\t2\ng2\t\t3\tNaN\n",
+                    "v12.gct");
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->row_ids, (std::vector<std::string>{"g1", "g2"}));
   ASSERT_NE(m->RowMeta("Description"), nullptr);
@@ -141,7 +142,8 @@ TEST(GctTest, MalformedInputsNameFileAndLine) {
       {"#1.3\n2\t2\t1\n", "bad.gct:2: dimensions line: expected 4"},
       {"#1.3\n2\tx\t1\t1\n", "bad.gct:2: dimensions line, columns"},
       {head + "g1\tA\t1\t2\ng2\tB\t3\n", "bad.gct:6: data row 'g2': expected 4 fields, found 3"},
-      {head + "g1\tA\t1\t2\ng2\tB\t3\tfoo\n", "bad.gct:6: row 'g2', column 2 ('b'): expected a number, found 'foo'"},
+      {head + "g1\tA\t1\t2\ng2\tB\t3\tfoo\n",
+       "bad.gct:6: row 'g2', column 2 ('b'): expected a number, found 'foo'"},
       {head + "g1\tA\t1\t2\n", "promises 1 column-meta lines and 2 data rows"},
       {"#1.3\n2\t2\t1\t1\nid\tsym\ta\n", "bad.gct:3: header: expected 4 fields"},
   };
@@ -159,7 +161,8 @@ TEST(GctTest, WritersRejectInconsistentMatrices) {
   EXPECT_THAT(WriteGct(TempPath("x.gct"), m).message(), HasSubstr("data has 5 values"));
   m = Small();
   m.col_meta[0].second.push_back("extra");
-  EXPECT_THAT(WriteGctx(TempPath("x.gctx"), m).message(), HasSubstr("'pert_id' has 3 values, expected 2"));
+  EXPECT_THAT(WriteGctx(TempPath("x.gctx"), m).message(),
+              HasSubstr("'pert_id' has 3 values, expected 2"));
 }
 
 TEST(GctTest, FloatTextIsShortestRoundTrip) {

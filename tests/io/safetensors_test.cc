@@ -37,7 +37,8 @@ absl::Status ParseStatus(const std::string& bytes) {
 
 // Every malformed-file error is INVALID_ARGUMENT, names the file, and contains `what`
 // (and the tensor, when given).
-void ExpectInvalid(const std::string& bytes, const std::string& what, const std::string& tensor = "") {
+void ExpectInvalid(const std::string& bytes, const std::string& what,
+                   const std::string& tensor = "") {
   absl::Status s = ParseStatus(bytes);
   ASSERT_FALSE(s.ok()) << "accepted a malformed file expected to fail with: " << what;
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
@@ -93,10 +94,12 @@ TEST(SafetensorsMalformedTest, EntryMissingFields) {
                 "missing array field 'shape'", "w");
   ExpectInvalid(Blob(R"({"w": {"dtype": "F32", "shape": [1]}})", std::string(4, 'x')),
                 "'data_offsets' must be an array [begin, end]", "w");
-  ExpectInvalid(Blob(R"({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0]}})", std::string(4, 'x')),
-                "'data_offsets' must be an array [begin, end]", "w");
-  ExpectInvalid(Blob(R"({"w": {"dtype": 32, "shape": [1], "data_offsets": [0, 4]}})", std::string(4, 'x')),
-                "missing string field 'dtype'", "w");
+  ExpectInvalid(
+      Blob(R"({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0]}})", std::string(4, 'x')),
+      "'data_offsets' must be an array [begin, end]", "w");
+  ExpectInvalid(
+      Blob(R"({"w": {"dtype": 32, "shape": [1], "data_offsets": [0, 4]}})", std::string(4, 'x')),
+      "missing string field 'dtype'", "w");
 }
 
 TEST(SafetensorsMalformedTest, UnknownDType) {
@@ -119,7 +122,8 @@ TEST(SafetensorsMalformedTest, NegativeOrNonIntegerShape) {
 
 TEST(SafetensorsMalformedTest, RankAboveLimit) {
   ExpectInvalid(Blob(R"({"w": {"dtype": "U8", "shape": [1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1],)"
-                     R"( "data_offsets": [0, 1]}})", "x"),
+                     R"( "data_offsets": [0, 1]}})",
+                     "x"),
                 "rank 17 exceeds 16", "w");
 }
 
@@ -140,9 +144,11 @@ TEST(SafetensorsMalformedTest, OffsetsPastEndOfData) {
   ExpectInvalid(Blob(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})", "12345"),
                 "data_offsets [0, 8] run past the end of the data section (5 bytes", "w");
   // Offsets near 2^64 must not wrap.
-  ExpectInvalid(Blob(R"({"w": {"dtype": "U8", "shape": [1], "data_offsets": [18446744073709551615, )"
-                     R"(18446744073709551615]}})", "x"),
-                "run past the end of the data section", "w");
+  ExpectInvalid(
+      Blob(R"({"w": {"dtype": "U8", "shape": [1], "data_offsets": [18446744073709551615, )"
+           R"(18446744073709551615]}})",
+           "x"),
+      "run past the end of the data section", "w");
 }
 
 TEST(SafetensorsMalformedTest, ByteSizeMismatch) {
@@ -152,17 +158,20 @@ TEST(SafetensorsMalformedTest, ByteSizeMismatch) {
 
 TEST(SafetensorsMalformedTest, OverlappingOffsets) {
   ExpectInvalid(Blob(R"({"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},)"
-                     R"( "b": {"dtype": "U8", "shape": [4], "data_offsets": [2, 6]}})", "123456"),
+                     R"( "b": {"dtype": "U8", "shape": [4], "data_offsets": [2, 6]}})",
+                     "123456"),
                 "overlap tensor 'a'", "b");
   // Same range twice.
   ExpectInvalid(Blob(R"({"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},)"
-                     R"( "b": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}})", "1234"),
+                     R"( "b": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}})",
+                     "1234"),
                 "overlap tensor");
 }
 
 TEST(SafetensorsMalformedTest, Holes) {
   ExpectInvalid(Blob(R"({"a": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]},)"
-                     R"( "b": {"dtype": "U8", "shape": [2], "data_offsets": [4, 6]}})", "123456"),
+                     R"( "b": {"dtype": "U8", "shape": [2], "data_offsets": [4, 6]}})",
+                     "123456"),
                 "hole in the data section: bytes [2, 4)", "b");
   ExpectInvalid(Blob(R"({"a": {"dtype": "U8", "shape": [2], "data_offsets": [1, 3]}})", "123"),
                 "hole in the data section: bytes [0, 1)", "a");
@@ -177,26 +186,32 @@ TEST(SafetensorsMalformedTest, TrailingBytes) {
 TEST(SafetensorsMalformedTest, ShapeProductOverflow) {
   const std::string big = std::to_string(uint64_t{1} << 40);
   ExpectInvalid(Blob(R"({"w": {"dtype": "F32", "shape": [)" + big + ", " + big +
-                     R"(], "data_offsets": [0, 4]}})", "1234"),
+                         R"(], "data_offsets": [0, 4]}})",
+                     "1234"),
                 "overflows", "w");
   // A zero dimension does not excuse an overflowing product: numel() must stay defined.
   ExpectInvalid(Blob(R"({"w": {"dtype": "F32", "shape": [)" + big + ", " + big +
                      R"(, 0], "data_offsets": [0, 0]}})"),
                 "overflows", "w");
   ExpectInvalid(Blob(R"({"w": {"dtype": "F32", "shape": [18446744073709551615], )"
-                     R"("data_offsets": [0, 4]}})", "1234"),
+                     R"("data_offsets": [0, 4]}})",
+                     "1234"),
                 "overflows", "w");
 }
 
 TEST(SafetensorsMalformedTest, MetadataNotStringToString) {
   ExpectInvalid(Blob(R"({"__metadata__": [1]})"), "__metadata__ is not an object");
-  ExpectInvalid(Blob(R"({"__metadata__": {"format": 1}})"), "__metadata__ value of 'format' is not a string");
-  ExpectInvalid(Blob(R"({"__metadata__": {"k": {"nested": "x"}}})"), "__metadata__ value of 'k' is not a string");
+  ExpectInvalid(Blob(R"({"__metadata__": {"format": 1}})"),
+                "__metadata__ value of 'format' is not a string");
+  ExpectInvalid(Blob(R"({"__metadata__": {"k": {"nested": "x"}}})"),
+                "__metadata__ value of 'k' is not a string");
 }
 
 TEST(SafetensorsMalformedTest, ReadNamesThePath) {
-  std::string path = testing::TempDir() + "/truncated_" + std::to_string(::getpid()) + ".safetensors";
-  std::ofstream(path, std::ios::binary) << Blob(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})", "1234");
+  std::string path =
+      testing::TempDir() + "/truncated_" + std::to_string(::getpid()) + ".safetensors";
+  std::ofstream(path, std::ios::binary)
+      << Blob(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})", "1234");
   absl::Status s = SafetensorsFile::Read(path).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_THAT(std::string(s.message()), HasSubstr(path));
@@ -219,7 +234,8 @@ TEST(SafetensorsMalformedTest, ExpectNamesFileTensorAndBothValues) {
   auto file = SafetensorsFile::Parse(*bytes, "m.safetensors");
   ASSERT_TRUE(file.ok()) << file.status();
   absl::Status s = file->Expect("w", DType::kF32, {1, 2}).status();
-  EXPECT_THAT(std::string(s.message()), HasSubstr("'m.safetensors', tensor 'w': shape [2], expected [1, 2]"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("'m.safetensors', tensor 'w': shape [2], expected [1, 2]"));
   s = file->Expect("w", DType::kF16, {2}).status();
   EXPECT_THAT(std::string(s.message()), HasSubstr("dtype F32, expected F16"));
   s = file->Expect("missing", DType::kF32, {2}).status();
@@ -231,18 +247,22 @@ TEST(SafetensorsMalformedTest, ExpectNamesFileTensorAndBothValues) {
 
 TEST(SafetensorsWriteTest, RejectsBadTensors) {
   char b[4] = {};
-  EXPECT_THAT(std::string(SerializeSafetensors({{"w", DType::kF32, {2}, Bytes(b, 4)}}).status().message()),
-              HasSubstr("tensor 'w': 4 bytes given, dtype F32 × shape [2] needs 8"));
+  EXPECT_THAT(
+      std::string(SerializeSafetensors({{"w", DType::kF32, {2}, Bytes(b, 4)}}).status().message()),
+      HasSubstr("tensor 'w': 4 bytes given, dtype F32 × shape [2] needs 8"));
   EXPECT_FALSE(SerializeSafetensors({{"", DType::kU8, {0}, ""}}).ok());
   EXPECT_FALSE(SerializeSafetensors({{"__metadata__", DType::kU8, {0}, ""}}).ok());
-  EXPECT_THAT(std::string(SerializeSafetensors({{"a", DType::kU8, {0}, ""}, {"a", DType::kU8, {0}, ""}})
-                              .status().message()),
-              HasSubstr("duplicate tensor name 'a'"));
+  EXPECT_THAT(
+      std::string(SerializeSafetensors({{"a", DType::kU8, {0}, ""}, {"a", DType::kU8, {0}, ""}})
+                      .status()
+                      .message()),
+      HasSubstr("duplicate tensor name 'a'"));
   EXPECT_THAT(std::string(SerializeSafetensors({{"w", DType::kU8, {-1}, ""}}).status().message()),
               HasSubstr("negative"));
   const int64_t big = int64_t{1} << 40;
-  EXPECT_THAT(std::string(SerializeSafetensors({{"w", DType::kU8, {big, big}, ""}}).status().message()),
-              HasSubstr("overflows"));
+  EXPECT_THAT(
+      std::string(SerializeSafetensors({{"w", DType::kU8, {big, big}, ""}}).status().message()),
+      HasSubstr("overflows"));
 }
 
 TEST(SafetensorsWriteTest, RejectsInvalidUtf8InsteadOfThrowing) {
@@ -256,7 +276,8 @@ TEST(SafetensorsWriteTest, RejectsInvalidUtf8InsteadOfThrowing) {
 }
 
 TEST(SafetensorsWriteTest, WriteReportsThePath) {
-  std::string path = testing::TempDir() + "/no_such_dir_" + std::to_string(::getpid()) + "/x.safetensors";
+  std::string path =
+      testing::TempDir() + "/no_such_dir_" + std::to_string(::getpid()) + "/x.safetensors";
   absl::Status s = WriteSafetensors(path, {});
   ASSERT_FALSE(s.ok());
   EXPECT_THAT(std::string(s.message()), HasSubstr(path));
@@ -273,8 +294,9 @@ std::string RandomBytes(size_t n, uint32_t seed) {
 }
 
 TEST(SafetensorsRoundTripTest, EveryDTypeBitExact) {
-  const std::vector<DType> dtypes = {DType::kF32, DType::kF16, DType::kBF16, DType::kF64, DType::kI64,
-                                     DType::kI32, DType::kU8,  DType::kI16,  DType::kI8,  DType::kBool};
+  const std::vector<DType> dtypes = {DType::kF32, DType::kF16, DType::kBF16, DType::kF64,
+                                     DType::kI64, DType::kI32, DType::kU8,   DType::kI16,
+                                     DType::kI8,  DType::kBool};
   std::vector<std::string> data;
   std::vector<TensorToWrite> w;
   data.reserve(dtypes.size());

@@ -3,9 +3,8 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <string>
-
 #include <opencv2/core.hpp>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "common/util/files.h"
@@ -26,7 +25,8 @@ std::string TempPath(const std::string& name) {
 cv::Mat Ramp(int width, int height, int scale) {
   cv::Mat m(height, width, CV_16UC1);
   for (int y = 0; y < height; ++y) {
-    for (int x = 0; x < width; ++x) m.at<uint16_t>(y, x) = static_cast<uint16_t>((x * 37 + y * 101) * scale % 4096);
+    for (int x = 0; x < width; ++x)
+      m.at<uint16_t>(y, x) = static_cast<uint16_t>((x * 37 + y * 101) * scale % 4096);
   }
   return m;
 }
@@ -65,7 +65,8 @@ TEST(TiffTest, TiffAndPngRoundTripBitExact) {
   cv::Mat m = Ramp(64, 48, 1);
   std::string tif = TempPath("a.tif");
   ASSERT_TRUE(WriteTiff16(tif, m).ok());
-  auto back = ReadImage16(tif, {.expected_width = 64, .expected_height = 48, .max_value = kMax12Bit});
+  auto back =
+      ReadImage16(tif, {.expected_width = 64, .expected_height = 48, .max_value = kMax12Bit});
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_TRUE(SameMat(m, *back));
 
@@ -122,7 +123,8 @@ TEST(TiffTest, ChecksNameTheFileAndTheValues) {
   cv::Mat eight(48, 64, CV_8UC1, cv::Scalar(9));
   auto png8 = EncodePng(eight);
   ASSERT_TRUE(png8.ok());
-  EXPECT_THAT(DecodeImage16(*png8, "eight.png").status().message(), HasSubstr("expected 16-bit unsigned"));
+  EXPECT_THAT(DecodeImage16(*png8, "eight.png").status().message(),
+              HasSubstr("expected 16-bit unsigned"));
   EXPECT_FALSE(WriteTiff16(path, eight).ok());
   std::filesystem::remove(path);
 }

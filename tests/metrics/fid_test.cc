@@ -1,11 +1,11 @@
 #include "common/metrics/fid.h"
 
+#include <torch/torch.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
-
-#include <torch/torch.h>
 
 #include "common/torch/tensors.h"
 #include "gtest/gtest.h"
@@ -15,7 +15,8 @@ namespace {
 
 std::string RunPython(const std::string& args) {
   std::string out;
-  FILE* p = popen(("/usr/bin/python3 tests/metrics/fid_reference.py " + args + " 2>&1").c_str(), "r");
+  FILE* p =
+      popen(("/usr/bin/python3 tests/metrics/fid_reference.py " + args + " 2>&1").c_str(), "r");
   if (p == nullptr) return out;
   char buf[256];
   while (fgets(buf, sizeof(buf), p)) out += buf;
@@ -35,7 +36,8 @@ TEST(FidTest, MatchesScipySqrtmOnCorrelatedFeatures) {
   torch::Tensor mix = torch::randn({32, 32}, torch::kFloat64);
   torch::Tensor a = torch::matmul(torch::randn({200, 32}, torch::kFloat64), mix);
   torch::Tensor b = torch::matmul(torch::randn({200, 32}, torch::kFloat64), mix * 1.3) + 0.5;
-  std::string path = (std::filesystem::temp_directory_path() / "cellflux_fid_test.safetensors").string();
+  std::string path =
+      (std::filesystem::temp_directory_path() / "cellflux_fid_test.safetensors").string();
   ASSERT_TRUE(SaveSafetensors(path, {{"a", a}, {"b", b}}).ok());
   std::string ref = RunPython(path);
   double ref_fid = Field(ref, "fid"), ref_mmd = Field(ref, "mmd2");

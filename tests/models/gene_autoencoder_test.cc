@@ -1,9 +1,9 @@
 #include "common/models/gene_autoencoder.h"
 
+#include <torch/torch.h>
+
 #include <filesystem>
 #include <limits>
-
-#include <torch/torch.h>
 
 #include "common/torch/tensors.h"
 #include "gtest/gtest.h"
@@ -23,9 +23,15 @@ TEST(GeneAutoencoderTest, RegistersCheckpointNamesAndShapes) {
   GeneAutoencoder ae(TinyGeneConfig());
   TensorMap sd = StateDict(*ae);
   const std::vector<std::pair<std::string, std::vector<int64_t>>> expected = {
-      {"encoder.0.weight", {16, 12}}, {"encoder.2.weight", {8, 16}}, {"encoder.4.weight", {4, 8}},
-      {"encoder.4.bias", {4}},        {"decoder.0.weight", {8, 4}},  {"decoder.2.weight", {16, 8}},
-      {"decoder.4.weight", {12, 16}}, {"decoder.4.bias", {12}},      {"gene_mean", {12}},
+      {"encoder.0.weight", {16, 12}},
+      {"encoder.2.weight", {8, 16}},
+      {"encoder.4.weight", {4, 8}},
+      {"encoder.4.bias", {4}},
+      {"decoder.0.weight", {8, 4}},
+      {"decoder.2.weight", {16, 8}},
+      {"decoder.4.weight", {12, 16}},
+      {"decoder.4.bias", {12}},
+      {"gene_mean", {12}},
       {"gene_std", {12}}};
   for (const auto& [name, shape] : expected) {
     ASSERT_TRUE(sd.count(name)) << name;

@@ -3,9 +3,9 @@
 #ifndef CELLFLUX_TESTS_MODELS_GOLDEN_UTIL_H_
 #define CELLFLUX_TESTS_MODELS_GOLDEN_UTIL_H_
 
-#include <string>
-
 #include <torch/torch.h>
+
+#include <string>
 
 #include "common/torch/tensors.h"
 #include "gtest/gtest.h"

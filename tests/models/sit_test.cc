@@ -3,9 +3,9 @@
 // sizes, reference initialisation, condition drop, and weight-name reporting.
 #include "common/models/sit.h"
 
-#include <string>
-
 #include <torch/torch.h>
+
+#include <string>
 
 #include "absl/strings/match.h"
 #include "gmock/gmock.h"
@@ -45,7 +45,6 @@ SiTConfig TinyConfig() {
   c.learn_sigma = false;
   return c;
 }
-
 
 TEST(SiTGoldenTest, PlainLearnSigmaMatchesReference) {
   SiT model(GoldenConfig(/*gene=*/false));
@@ -126,7 +125,8 @@ TEST(SiTWeightsTest, ImageOnlyFileIntoGeneModelListsGeneNames) {
   SiTConfig config = GoldenConfig(/*gene=*/true);
   config.learn_sigma = true;  // same image head as the plain file
   SiT model(config);
-  absl::Status s = LoadSiTWeights(model, testing::LoadGolden("sit_plain_weights.safetensors"), "plain");
+  absl::Status s =
+      LoadSiTWeights(model, testing::LoadGolden("sit_plain_weights.safetensors"), "plain");
   ASSERT_FALSE(s.ok());
   EXPECT_THAT(std::string(s.message()), HasSubstr("gene_embedder.weight"));
   EXPECT_THAT(std::string(s.message()), HasSubstr("gene_pos_embed"));
@@ -161,7 +161,8 @@ TEST(SiTTest, ReferenceInitialisation) {
   SiT model(config);
   // adaLN-Zero: heads and modulations start at zero, so the initial velocity is exactly zero.
   for (const auto& [name, t] : StateDict(*model)) {
-    const bool zero = absl::StrContains(name, "adaLN_modulation") || absl::StartsWith(name, "final_layer.") ||
+    const bool zero = absl::StrContains(name, "adaLN_modulation") ||
+                      absl::StartsWith(name, "final_layer.") ||
                       absl::StartsWith(name, "gene_final_layer.") || absl::EndsWith(name, ".bias");
     if (zero) {
       EXPECT_EQ(t.abs().max().item<double>(), 0.0) << name;
@@ -173,12 +174,13 @@ TEST(SiTTest, ReferenceInitialisation) {
   EXPECT_NEAR(y_std, 0.02, 0.005);
   // xavier-uniform bound for qkv: sqrt(6 / (D + 3D)).
   const double bound = std::sqrt(6.0 / (32 + 96));
-  const double qkv_max = model->blocks->ptr<SiTBlockImpl>(0)->attn->qkv->weight.abs().max().item<double>();
+  const double qkv_max =
+      model->blocks->ptr<SiTBlockImpl>(0)->attn->qkv->weight.abs().max().item<double>();
   EXPECT_LE(qkv_max, bound);
   EXPECT_GT(qkv_max, 0.8 * bound);
   torch::NoGradGuard no_grad;
-  SiTOutput out = model->forward(torch::randn({2, 4, 8, 8}), torch::rand({2}), torch::tensor({0, 5}),
-                                 torch::randn({2, 6}));
+  SiTOutput out = model->forward(torch::randn({2, 4, 8, 8}), torch::rand({2}),
+                                 torch::tensor({0, 5}), torch::randn({2, 6}));
   EXPECT_EQ(out.image.abs().max().item<double>(), 0.0);
   EXPECT_EQ(out.gene.abs().max().item<double>(), 0.0);
 }
@@ -187,11 +189,11 @@ TEST(SiTTest, PositionEmbeddingLayout) {
   // dim 8, grid 3: first half encodes the column, second half the row; [sin | cos] per half.
   torch::Tensor pe = SinCos2dPositionEmbedding(8, 3);
   ASSERT_EQ(pe.sizes(), (std::vector<int64_t>{9, 8}));
-  const int64_t token = 1 * 3 + 2;  // row 1, column 2
-  EXPECT_NEAR(pe[token][0].item<double>(), std::sin(2.0), 1e-12);   // col, ω0 = 1
+  const int64_t token = 1 * 3 + 2;                                         // row 1, column 2
+  EXPECT_NEAR(pe[token][0].item<double>(), std::sin(2.0), 1e-12);          // col, ω0 = 1
   EXPECT_NEAR(pe[token][1].item<double>(), std::sin(2.0 / 100.0), 1e-12);  // col, ω1 = 10000^(-1/2)
   EXPECT_NEAR(pe[token][2].item<double>(), std::cos(2.0), 1e-12);
-  EXPECT_NEAR(pe[token][4].item<double>(), std::sin(1.0), 1e-12);   // row
+  EXPECT_NEAR(pe[token][4].item<double>(), std::sin(1.0), 1e-12);  // row
   EXPECT_NEAR(pe[token][7].item<double>(), std::cos(1.0 / 100.0), 1e-12);
 }
 
@@ -205,8 +207,12 @@ TEST(SiTTest, TimestepEmbeddingIsCosThenSin) {
 }
 
 TEST(SiTTest, NamedSizesAndPatches) {
-  struct Want { const char* size; int depth, hidden, heads; };
-  for (Want w : {Want{"S", 12, 384, 6}, Want{"B", 12, 768, 12}, Want{"L", 24, 1024, 16}, Want{"XL", 28, 1152, 16}}) {
+  struct Want {
+    const char* size;
+    int depth, hidden, heads;
+  };
+  for (Want w : {Want{"S", 12, 384, 6}, Want{"B", 12, 768, 12}, Want{"L", 24, 1024, 16},
+                 Want{"XL", 28, 1152, 16}}) {
     absl::StatusOr<SiTConfig> c = SiTConfig::FromSize(w.size, 2);
     ASSERT_TRUE(c.ok()) << w.size;
     EXPECT_EQ(c->depth, w.depth) << w.size;
@@ -226,9 +232,11 @@ TEST(SiTTest, NamedSizesAndPatches) {
     SiT model(*c);
     EXPECT_EQ(model->num_patches(), (16 / patch) * (16 / patch));
     EXPECT_EQ(model->pos_embed.sizes(), (std::vector<int64_t>{1, model->num_patches(), 384}));
-    EXPECT_EQ(model->x_embedder->proj->weight.sizes(), (std::vector<int64_t>{384, 4, patch, patch}));
+    EXPECT_EQ(model->x_embedder->proj->weight.sizes(),
+              (std::vector<int64_t>{384, 4, patch, patch}));
     torch::NoGradGuard no_grad;
-    SiTOutput out = model->forward(torch::randn({2, 4, 16, 16}), torch::rand({2}), torch::tensor({0, 3}));
+    SiTOutput out =
+        model->forward(torch::randn({2, 4, 16, 16}), torch::rand({2}), torch::tensor({0, 3}));
     EXPECT_EQ(out.image.sizes(), (std::vector<int64_t>{2, 4, 16, 16}));
   }
 }
@@ -245,12 +253,13 @@ TEST(SiTTest, SiTS2ParameterCountMatchesReference) {
     if (p.requires_grad()) trainable += p.numel();
   }
   // Hand count: patch 4·2·2·384+384, t-MLP 256·384+384+384²+384, table 1001·384,
-  // 12 blocks × (qkv 384·1152+1152, proj 384²+384, fc1 384·1536+1536, fc2 1536·384+384, ada 384·2304+2304),
-  // final (ada 384·768+768, linear 384·32+32).
+  // 12 blocks × (qkv 384·1152+1152, proj 384²+384, fc1 384·1536+1536, fc2 1536·384+384, ada
+  // 384·2304+2304), final (ada 384·768+768, linear 384·32+32).
   const int64_t d = 384;
-  const int64_t block = d * 3 * d + 3 * d + d * d + d + d * 4 * d + 4 * d + 4 * d * d + d + d * 6 * d + 6 * d;
-  const int64_t want = (16 * d + d) + (256 * d + d + d * d + d) + 1001 * d + 12 * block + (d * 2 * d + 2 * d) +
-                       (d * 32 + 32);
+  const int64_t block =
+      d * 3 * d + 3 * d + d * d + d + d * 4 * d + 4 * d + 4 * d * d + d + d * 6 * d + 6 * d;
+  const int64_t want = (16 * d + d) + (256 * d + d + d * d + d) + 1001 * d + 12 * block +
+                       (d * 2 * d + 2 * d) + (d * 32 + 32);
   EXPECT_EQ(trainable, want);
 }
 

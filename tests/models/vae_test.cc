@@ -2,9 +2,9 @@
 // tests/models/golden/vae_reference.py (tolerance 1e-5 absolute on float32 outputs).
 #include "common/models/vae.h"
 
-#include <string>
-
 #include <torch/torch.h>
+
+#include <string>
 
 #include "absl/strings/match.h"
 #include "common/models/config.h"
@@ -30,7 +30,6 @@ VaeConfig GoldenConfig() {
   EXPECT_TRUE(config.ok()) << config.status();
   return *config;
 }
-
 
 AutoencoderKL LoadedVae(const std::string& weights_file) {
   AutoencoderKL vae(GoldenConfig());
@@ -75,8 +74,10 @@ TEST(AutoencoderKLTest, LoadListsMissingExtraAndMisshapedNames) {
   ASSERT_FALSE(status.ok());
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(status.message()), HasSubstr("bad.safetensors"));
-  EXPECT_THAT(std::string(status.message()), HasSubstr("missing 1 [decoder.up_blocks.2.resnets.0.conv_shortcut.weight]"));
-  EXPECT_THAT(std::string(status.message()), HasSubstr("encoder.mid_block.attentions.0.bogus.weight"));
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("missing 1 [decoder.up_blocks.2.resnets.0.conv_shortcut.weight]"));
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("encoder.mid_block.attentions.0.bogus.weight"));
   EXPECT_THAT(std::string(status.message()), HasSubstr("quant_conv.bias (file [3], model [8])"));
 }
 
@@ -88,7 +89,8 @@ TEST(AutoencoderKLTest, PosteriorSampleUsesGeneratorNoise) {
   at::Generator gen = at::detail::createCPUGenerator(/*seed_in=*/7);
   torch::Tensor sample = posterior.Sample(gen);
   at::Generator same = at::detail::createCPUGenerator(/*seed_in=*/7);
-  torch::Tensor eps = torch::randn(posterior.mean.sizes(), same, torch::TensorOptions().dtype(torch::kFloat32));
+  torch::Tensor eps =
+      torch::randn(posterior.mean.sizes(), same, torch::TensorOptions().dtype(torch::kFloat32));
   EXPECT_LT(MaxAbsDiff(sample, posterior.mean + torch::exp(0.5 * posterior.logvar) * eps), 1e-6);
   EXPECT_GT(MaxAbsDiff(sample, posterior.mean), 1e-3);
 }
@@ -120,15 +122,16 @@ TEST(AutoencoderKLTest, KlDivergenceIsZeroForStandardNormal) {
 TEST(AutoencoderKLTest, DefaultConfigHasDiffusersNamesAndSdParameterCount) {
   AutoencoderKL vae{VaeConfig{}};
   TensorMap state = StateDict(*vae);
-  for (const char* name : {"encoder.conv_in.weight", "encoder.down_blocks.0.resnets.0.norm1.weight",
-                           "encoder.down_blocks.1.resnets.0.conv_shortcut.weight",
-                           "encoder.down_blocks.2.downsamplers.0.conv.weight",
-                           "encoder.mid_block.attentions.0.group_norm.weight",
-                           "encoder.mid_block.attentions.0.to_out.0.bias", "encoder.conv_norm_out.bias",
-                           "quant_conv.weight", "post_quant_conv.weight",
-                           "decoder.up_blocks.0.upsamplers.0.conv.weight",
-                           "decoder.up_blocks.2.resnets.0.conv_shortcut.weight",
-                           "decoder.up_blocks.3.resnets.2.conv2.weight", "decoder.conv_out.weight"}) {
+  for (const char* name :
+       {"encoder.conv_in.weight", "encoder.down_blocks.0.resnets.0.norm1.weight",
+        "encoder.down_blocks.1.resnets.0.conv_shortcut.weight",
+        "encoder.down_blocks.2.downsamplers.0.conv.weight",
+        "encoder.mid_block.attentions.0.group_norm.weight",
+        "encoder.mid_block.attentions.0.to_out.0.bias", "encoder.conv_norm_out.bias",
+        "quant_conv.weight", "post_quant_conv.weight",
+        "decoder.up_blocks.0.upsamplers.0.conv.weight",
+        "decoder.up_blocks.2.resnets.0.conv_shortcut.weight",
+        "decoder.up_blocks.3.resnets.2.conv2.weight", "decoder.conv_out.weight"}) {
     EXPECT_TRUE(state.count(name)) << name;
   }
   EXPECT_FALSE(state.count("encoder.down_blocks.3.downsamplers.0.conv.weight"));
@@ -145,7 +148,8 @@ TEST(AutoencoderKLTest, MidBlockAttentionIsOptional) {
   VaeConfig config = GoldenConfig();
   config.mid_block_attention = false;
   AutoencoderKL vae(config);
-  for (const auto& [name, tensor] : StateDict(*vae)) EXPECT_FALSE(absl::StrContains(name, "attentions")) << name;
+  for (const auto& [name, tensor] : StateDict(*vae))
+    EXPECT_FALSE(absl::StrContains(name, "attentions")) << name;
   torch::NoGradGuard no_grad;
   EXPECT_EQ(vae->Decode(vae->Encode(torch::zeros({1, 3, 8, 8})).mean).sizes(),
             (std::vector<int64_t>{1, 3, 8, 8}));
@@ -154,7 +158,8 @@ TEST(AutoencoderKLTest, MidBlockAttentionIsOptional) {
 CellPaintingVae LoadedCellPaintingVae() {
   CellPaintingVae vae(GoldenConfig());
   vae->eval();
-  absl::Status status = LoadVaeWeights(vae->autoencoder(), testing::LoadGolden("vae_weights.safetensors"), "golden");
+  absl::Status status =
+      LoadVaeWeights(vae->autoencoder(), testing::LoadGolden("vae_weights.safetensors"), "golden");
   EXPECT_TRUE(status.ok()) << status;
   return vae;
 }
@@ -179,9 +184,11 @@ TEST(CellPaintingVaeTest, ChannelLayoutPutsChannelCInLatentBlockC) {
   torch::Tensor pattern = torch::rand({2, 16, 16}) * 2 - 1;
   x.select(1, 2).copy_(pattern);
   torch::Tensor latent = vae->Encode(x);  // [2, 20, 4, 4]
-  torch::Tensor zero_latent = vae->autoencoder()->Encode(torch::zeros({1, 3, 16, 16})).mean * sf;  // [1, 4, 4, 4]
+  torch::Tensor zero_latent =
+      vae->autoencoder()->Encode(torch::zeros({1, 3, 16, 16})).mean * sf;  // [1, 4, 4, 4]
   torch::Tensor pattern_latent =
-      vae->autoencoder()->Encode(pattern.unsqueeze(1).expand({2, 3, 16, 16}).contiguous()).mean * sf;
+      vae->autoencoder()->Encode(pattern.unsqueeze(1).expand({2, 3, 16, 16}).contiguous()).mean *
+      sf;
   for (int c = 0; c < 5; ++c) {
     torch::Tensor block = latent.slice(1, 4 * c, 4 * c + 4);
     torch::Tensor expected = c == 2 ? pattern_latent : zero_latent.expand({2, 4, 4, 4});
@@ -196,7 +203,8 @@ TEST(CellPaintingVaeTest, ChunkingDoesNotChangeResults) {
   torch::Tensor x = torch::rand({2, 5, 16, 16}) * 2 - 1;
   torch::Tensor whole = vae->Encode(x);
   torch::Tensor chunked = vae->Encode(x, std::nullopt, /*max_batch=*/3);
-  EXPECT_LT(MaxAbsDiff(whole, chunked), 1e-5);  // batch size changes the conv algorithm: float32 reassociation
+  EXPECT_LT(MaxAbsDiff(whole, chunked),
+            1e-5);  // batch size changes the conv algorithm: float32 reassociation
   torch::Tensor decoded = vae->Decode(whole);
   EXPECT_EQ(decoded.sizes(), x.sizes());
   EXPECT_LT(MaxAbsDiff(decoded, vae->Decode(whole, /*max_batch=*/4)), 1e-5);
@@ -244,7 +252,8 @@ TEST(CellPaintingVaeTest, SavedAutoencoderStateDictHasPlainDiffusersNames) {
   absl::StatusOr<TensorMap> saved = LoadSafetensors(path);
   ASSERT_TRUE(saved.ok()) << saved.status();
   EXPECT_TRUE(saved->count("encoder.conv_in.weight"));
-  for (const auto& [name, tensor] : *saved) EXPECT_FALSE(absl::StartsWith(name, "autoencoder.")) << name;
+  for (const auto& [name, tensor] : *saved)
+    EXPECT_FALSE(absl::StartsWith(name, "autoencoder.")) << name;
   CellPaintingVae reloaded(GoldenConfig());
   reloaded->eval();
   ASSERT_TRUE(LoadVaeWeights(reloaded->autoencoder(), *saved, path).ok());

@@ -4,13 +4,13 @@
 // every open; bad inputs name what is wrong.
 #include "server/control_bank.h"
 
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <map>
+#include <opencv2/imgcodecs.hpp>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <opencv2/imgcodecs.hpp>
 
 #include "absl/strings/ascii.h"
 #include "common/data/manifest.h"
@@ -26,7 +26,8 @@ class ControlBankTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     SetMinLogLevel(LogLevel::kWARNING);
-    root_ = new std::string(cellflux::testing::UniqueTempDir(::testing::TempDir(), "cellflux_control_bank_test"));
+    root_ = new std::string(
+        cellflux::testing::UniqueTempDir(::testing::TempDir(), "cellflux_control_bank_test"));
     fs::remove_all(*root_);
     auto dir = cellflux::testing::MakeTinyPreparedDataset(*root_);
     ASSERT_TRUE(dir.ok()) << dir.status();
@@ -60,7 +61,8 @@ class ControlBankTest : public ::testing::Test {
 
   static const data::SiteFiles& SiteOf(const ControlKey& key) {
     for (const data::SiteFiles& s : manifest_->sites) {
-      if (s.plate == key.plate && absl::AsciiStrToLower(s.well) == key.well && s.site == key.site) return s;
+      if (s.plate == key.plate && absl::AsciiStrToLower(s.well) == key.well && s.site == key.site)
+        return s;
     }
     ADD_FAILURE() << "no site for " << key.plate << " " << key.well << " " << key.site;
     return manifest_->sites[0];

@@ -11,12 +11,11 @@
 #ifndef CELLFLUX_TESTS_SERVER_FAKE_BACKEND_H_
 #define CELLFLUX_TESTS_SERVER_FAKE_BACKEND_H_
 
-#include <pthread.h>
-
-#include <atomic>
 #include <ATen/CPUGeneratorImpl.h>
+#include <pthread.h>
 #include <torch/torch.h>
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <vector>
@@ -35,7 +34,8 @@ inline ModelInfo FakeModelInfo(int image_size = 8, int num_genes = 4) {
   info.image_size = image_size;
   for (int g = 0; g < num_genes; ++g) info.gene_ids.push_back("gene_" + std::to_string(g) + "_at");
   for (int p = 0; p < 20; ++p) {
-    info.perturbations.push_back({"BRD-K" + std::to_string(10000000 + p), 1.0 + p, "cmpd" + std::to_string(p)});
+    info.perturbations.push_back(
+        {"BRD-K" + std::to_string(10000000 + p), 1.0 + p, "cmpd" + std::to_string(p)});
   }
   info.sampling.num_steps = 5;
   info.sampling.guidance_scale = 1.5;
@@ -132,7 +132,8 @@ class FakeBackend : public Backend {
     }
     std::vector<SampleOutput> out;
     for (int64_t i = 0; i < z.image.size(0); ++i) {
-      torch::Tensor px = (z.image[i] * 4095.0).round().clamp(0, 4095).to(torch::kInt32).contiguous();
+      torch::Tensor px =
+          (z.image[i] * 4095.0).round().clamp(0, 4095).to(torch::kInt32).contiguous();
       SampleOutput s;
       const int32_t* p = px.data_ptr<int32_t>();
       s.pixels.assign(p, p + px.numel());

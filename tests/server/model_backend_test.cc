@@ -3,12 +3,12 @@
 // request's output stays bit-identical when the scheduler batches it with other requests.
 #include "server/model_backend.h"
 
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
 #include <filesystem>
 #include <memory>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <torch/torch.h>
 
 #include "absl/synchronization/notification.h"
 #include "common/checkpoint/checkpoint.h"
@@ -31,12 +31,14 @@ class ModelBackendTest : public ::testing::Test {
     SetMinLogLevel(LogLevel::kWARNING);
     std::vector<std::string> genes;
     for (int g = 0; g < kGenes; ++g) genes.push_back("p" + std::to_string(g) + "_at");
-    dir_ = new std::string(cellflux::testing::UniqueTempDir(::testing::TempDir(), "cellflux_server_tiny_ckpt"));
+    dir_ = new std::string(
+        cellflux::testing::UniqueTempDir(::testing::TempDir(), "cellflux_server_tiny_ckpt"));
     WriteTinyCheckpoint(*dir_, genes);
   }
 
   // A random tiny model (configs/tiny.json) with these probe ids as its genes.
-  static void WriteTinyCheckpoint(const std::string& dir, const std::vector<std::string>& gene_ids) {
+  static void WriteTinyCheckpoint(const std::string& dir,
+                                  const std::vector<std::string>& gene_ids) {
     auto config = ModelConfig::Load("configs/tiny.json");
     ASSERT_TRUE(config.ok()) << config.status();
     config->gene_ae.num_genes = static_cast<int>(gene_ids.size());
@@ -212,7 +214,8 @@ TEST_F(ModelBackendTest, RowsGiveTheSameBitsAloneAndInAnyBatch) {
 // --controls: every DMSO site of a prepared dataset is encoded at load; a bank reference gives
 // exactly what sending the same site's pixels and expression as control.data gives.
 TEST_F(ModelBackendTest, ControlBankMatchesSendingTheSameControl) {
-  const std::string root = cellflux::testing::UniqueTempDir(::testing::TempDir(), "cellflux_server_bank");
+  const std::string root =
+      cellflux::testing::UniqueTempDir(::testing::TempDir(), "cellflux_server_bank");
   std::filesystem::remove_all(root);
   auto data_dir = cellflux::testing::MakeTinyPreparedDataset(root);
   ASSERT_TRUE(data_dir.ok()) << data_dir.status();

@@ -2,12 +2,12 @@
 // deadlines, cancellation, determinism under batching, failures, model swap and Stop().
 #include "server/scheduler.h"
 
+#include <gtest/gtest.h>
+#include <prometheus/registry.h>
+
 #include <memory>
 #include <numeric>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <prometheus/registry.h>
 
 #include "absl/synchronization/notification.h"
 #include "tests/server/fake_backend.h"
@@ -198,7 +198,8 @@ TEST_F(SchedulerTest, StepsGoOnWhileFinishedRowsAreDecoded) {
   AwaitReady(*s, 1);  // B encoded during A's forward
   backend_->OpenGate();
   // A retires and its decode is held; B's three forwards happen meanwhile.
-  EXPECT_TRUE(backend_->AwaitStepCalls(4, absl::Seconds(10))) << backend_->step_calls() << " forwards";
+  EXPECT_TRUE(backend_->AwaitStepCalls(4, absl::Seconds(10)))
+      << backend_->step_calls() << " forwards";
   EXPECT_FALSE(a.done.HasBeenNotified());
   clock_.Advance(absl::Seconds(2));  // A waits 2 s for its decode
   backend_->OpenDecodeGate();

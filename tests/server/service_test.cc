@@ -1,10 +1,10 @@
 // In-process cellflux-server on an ephemeral port with the fake backend: determinism under
 // concurrency, every bad input with its code, deadline/cancel freeing capacity, queue overflow,
 // health transitions, auth, draining, and /metrics checked by promtool.
-#include "server/server.h"
-
-#include <cstring>
 #include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,21 +14,18 @@
 #include <fstream>
 #include <thread>
 
-#include <grpcpp/generic/generic_stub.h>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include "absl/synchronization/notification.h"
 #include "cellflux/v1/cellflux.grpc.pb.h"
 #include "common/util/logging.h"
 #include "server/image_codec.h"
+#include "server/server.h"
 #include "tests/server/fake_backend.h"
 
 namespace cellflux::server {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::FakeBackend;
+using ::testing::HasSubstr;
 
 constexpr int kServing = 1, kNotServing = 2;
 
@@ -184,7 +181,8 @@ TEST_F(ServiceTest, ReturnControlEchoesTheCroppedControl) {
         uint16_t v;
         std::memcpy(&v, bytes.data() + 2 * (y * size + x), 2);
         const int i = (y + 1) * side + (x + 1);  // centre crop: 1 px border
-        ASSERT_EQ(v, static_cast<uint16_t>(100 * c + 7 * i)) << "channel " << c << " y " << y << " x " << x;
+        ASSERT_EQ(v, static_cast<uint16_t>(100 * c + 7 * i))
+            << "channel " << c << " y " << y << " x " << x;
       }
     }
   }
@@ -316,23 +314,33 @@ TEST_F(ServiceTest, BadInputsGetTheirCodes) {
          r->mutable_ref()->set_well("a01");
        },
        grpc::StatusCode::NOT_FOUND, "not in the control bank"},
-      {"channel count", [](auto* r) { r->mutable_data()->mutable_image()->mutable_channels()->RemoveLast(); },
+      {"channel count",
+       [](auto* r) { r->mutable_data()->mutable_image()->mutable_channels()->RemoveLast(); },
        grpc::StatusCode::INVALID_ARGUMENT, "has 4 channels"},
-      {"channel name", [](auto* r) { r->mutable_data()->mutable_image()->mutable_channels(0)->set_name("X"); },
+      {"channel name",
+       [](auto* r) { r->mutable_data()->mutable_image()->mutable_channels(0)->set_name("X"); },
        grpc::StatusCode::INVALID_ARGUMENT, "named \"X\""},
       {"too small", [](auto* r) { r->mutable_data()->mutable_image()->set_height(4); },
        grpc::StatusCode::INVALID_ARGUMENT, "needs at least 8×8"},
-      {"raw bytes", [](auto* r) { r->mutable_data()->mutable_image()->mutable_channels(0)->mutable_data()->append("x"); },
+      {"raw bytes",
+       [](auto* r) {
+         r->mutable_data()->mutable_image()->mutable_channels(0)->mutable_data()->append("x");
+       },
        grpc::StatusCode::INVALID_ARGUMENT, "RAW_U16_LE needs"},
-      {"bad png", [](auto* r) { r->mutable_data()->mutable_image()->mutable_channels(1)->set_data("\x89PNG garbage"); },
+      {"bad png",
+       [](auto* r) {
+         r->mutable_data()->mutable_image()->mutable_channels(1)->set_data("\x89PNG garbage");
+       },
        grpc::StatusCode::INVALID_ARGUMENT, "channel 1 (RNA)"},
-      {"encoding unset", [](auto* r) { r->mutable_data()->mutable_image()->mutable_channels(2)->clear_encoding(); },
+      {"encoding unset",
+       [](auto* r) { r->mutable_data()->mutable_image()->mutable_channels(2)->clear_encoding(); },
        grpc::StatusCode::INVALID_ARGUMENT, "encoding is not set"},
       {"gene length", [](auto* r) { r->mutable_data()->mutable_expression()->add_values(1); },
        grpc::StatusCode::INVALID_ARGUMENT, "has 5 values, the model needs 4"},
       {"gene nan", [](auto* r) { r->mutable_data()->mutable_expression()->set_values(0, NAN); },
        grpc::StatusCode::INVALID_ARGUMENT, "is nan"},
-      {"gene ids", [](auto* r) {
+      {"gene ids",
+       [](auto* r) {
          for (int i = 0; i < 4; ++i) r->mutable_data()->mutable_expression()->add_gene_ids("g");
        },
        grpc::StatusCode::INVALID_ARGUMENT, "is not one of the model's genes"},
@@ -459,12 +467,13 @@ TEST_F(ServiceTest, MetricsPassPromtool) {
   ASSERT_FALSE(server_->metrics_ports().empty());
   const std::string text = HttpGet(server_->metrics_ports()[0], "/metrics");
   for (const char* name :
-       {"cellflux_requests_total{", "code=\"INVALID_ARGUMENT\"", "cellflux_request_duration_seconds_bucket",
-        "cellflux_queue_duration_seconds_bucket", "cellflux_compute_duration_seconds_bucket",
-        "cellflux_batch_size_bucket", "cellflux_queue_depth", "cellflux_active_samples",
-        "cellflux_samples_total 2", "cellflux_euler_steps_total 12",
-        "cellflux_model_info{model_id=\"fake-model\"} 1", "cellflux_model_step 1234",
-        "cellflux_model_load_seconds 0.5", "cellflux_reload_failures_total 0"}) {
+       {"cellflux_requests_total{", "code=\"INVALID_ARGUMENT\"",
+        "cellflux_request_duration_seconds_bucket", "cellflux_queue_duration_seconds_bucket",
+        "cellflux_compute_duration_seconds_bucket", "cellflux_batch_size_bucket",
+        "cellflux_queue_depth", "cellflux_active_samples", "cellflux_samples_total 2",
+        "cellflux_euler_steps_total 12", "cellflux_model_info{model_id=\"fake-model\"} 1",
+        "cellflux_model_step 1234", "cellflux_model_load_seconds 0.5",
+        "cellflux_reload_failures_total 0"}) {
     EXPECT_THAT(text, HasSubstr(name));
   }
   const std::string path = ::testing::TempDir() + "/cellflux_metrics.txt";

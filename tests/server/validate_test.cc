@@ -2,13 +2,13 @@
 // centre cropping and reordering, page tokens, and a fuzz-style sweep over mutated requests.
 #include "server/validate.h"
 
-#include <cmath>
-#include <limits>
-#include <random>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
 #include <opencv2/core.hpp>
+#include <random>
 
 #include "common/io/tiff.h"
 #include "server/image_codec.h"
@@ -121,7 +121,7 @@ TEST_F(ValidateTest, PngAndTiffChannelsDecode) {
 TEST_F(ValidateTest, PermutedChannelsAndGenesAreReordered) {
   auto r = ValidRequest();
   auto* channels = r.mutable_data()->mutable_image()->mutable_channels();
-  channels->SwapElements(0, 4);  // Mito first, DNA last
+  channels->SwapElements(0, 4);     // Mito first, DNA last
   (*channels)[0].set_name("mito");  // case-insensitive
   auto* e = r.mutable_data()->mutable_expression();
   e->clear_values();
@@ -141,7 +141,8 @@ TEST_F(ValidateTest, PerturbationErrors) {
   r.set_perturbation_id("");
   ExpectError(r, absl::StatusCode::kInvalidArgument, "perturbation_id is required");
   r.set_perturbation_id("BRD-NOPE");
-  ExpectError(r, absl::StatusCode::kInvalidArgument, "\"BRD-NOPE\" is not in the model's vocabulary");
+  ExpectError(r, absl::StatusCode::kInvalidArgument,
+              "\"BRD-NOPE\" is not in the model's vocabulary");
 }
 
 TEST_F(ValidateTest, OptionLimits) {
@@ -180,7 +181,8 @@ TEST_F(ValidateTest, ControlRefs) {
   r.mutable_ref()->set_site(2);
   EXPECT_EQ(Validate(r)->control->bank_key->site, 2);
   r.mutable_ref()->set_site(3);
-  ExpectError(r, absl::StatusCode::kNotFound, "control plate \"P1\" well \"a01\" site 3 is not in the control bank");
+  ExpectError(r, absl::StatusCode::kNotFound,
+              "control plate \"P1\" well \"a01\" site 3 is not in the control bank");
   r.mutable_ref()->set_site(0);
   r.mutable_ref()->set_well("h12");
   ExpectError(r, absl::StatusCode::kNotFound, "well \"h12\" is not in the control bank");
@@ -196,7 +198,8 @@ TEST_F(ValidateTest, ImageErrors) {
 
   r = ValidRequest();
   *r.mutable_data()->mutable_image() = MakeImage(kS - 1, kS + 5);
-  ExpectError(r, absl::StatusCode::kInvalidArgument, "is 7×13 (height×width); the model needs at least 8×8");
+  ExpectError(r, absl::StatusCode::kInvalidArgument,
+              "is 7×13 (height×width); the model needs at least 8×8");
 
   r = ValidRequest();
   r.mutable_data()->mutable_image()->set_height(kMaxImageSide + 1);
@@ -204,7 +207,8 @@ TEST_F(ValidateTest, ImageErrors) {
 
   r = ValidRequest();
   r.mutable_data()->mutable_image()->mutable_channels()->RemoveLast();
-  ExpectError(r, absl::StatusCode::kInvalidArgument, "has 4 channels, the model needs 5 (DNA, RNA, ER, AGP, Mito)");
+  ExpectError(r, absl::StatusCode::kInvalidArgument,
+              "has 4 channels, the model needs 5 (DNA, RNA, ER, AGP, Mito)");
 
   r = ValidRequest();
   r.mutable_data()->mutable_image()->mutable_channels(2)->set_name("Actin");
@@ -220,14 +224,16 @@ TEST_F(ValidateTest, ImageErrors) {
 
   r = ValidRequest();
   r.mutable_data()->mutable_image()->mutable_channels(3)->mutable_data()->pop_back();
-  ExpectError(r, absl::StatusCode::kInvalidArgument, "channel 3 (AGP): RAW_U16_LE needs 2 × 8 × 8 = 128 bytes, got 127");
+  ExpectError(r, absl::StatusCode::kInvalidArgument,
+              "channel 3 (AGP): RAW_U16_LE needs 2 × 8 × 8 = 128 bytes, got 127");
 
   r = ValidRequest();
   auto* ch = r.mutable_data()->mutable_image()->mutable_channels(0);
   ch->set_encoding(v1::PNG);
   ExpectError(r, absl::StatusCode::kInvalidArgument, "encoding is PNG but the bytes are not a PNG");
   ch->set_encoding(v1::TIFF);
-  ExpectError(r, absl::StatusCode::kInvalidArgument, "encoding is TIFF but the bytes are not a TIFF");
+  ExpectError(r, absl::StatusCode::kInvalidArgument,
+              "encoding is TIFF but the bytes are not a TIFF");
 }
 
 TEST_F(ValidateTest, EncodedImageErrors) {
@@ -235,7 +241,8 @@ TEST_F(ValidateTest, EncodedImageErrors) {
   auto r = ValidRequest();
   *r.mutable_data()->mutable_image() = MakeImage(kS + 1, kS, v1::PNG);
   r.mutable_data()->mutable_image()->set_height(kS);
-  ExpectError(r, absl::StatusCode::kInvalidArgument, "the PNG is 8×9 (width×height) but the request says 8×8");
+  ExpectError(r, absl::StatusCode::kInvalidArgument,
+              "the PNG is 8×9 (width×height) but the request says 8×8");
 
   // A PNG whose data is cut short: the header parses, decoding fails.
   r = ValidRequest();
@@ -264,7 +271,8 @@ TEST_F(ValidateTest, EncodedImageErrors) {
 TEST_F(ValidateTest, ExpressionErrors) {
   auto r = ValidRequest();
   r.mutable_data()->clear_expression();
-  ExpectError(r, absl::StatusCode::kInvalidArgument, "control.data.expression is required: 4 L1000 values");
+  ExpectError(r, absl::StatusCode::kInvalidArgument,
+              "control.data.expression is required: 4 L1000 values");
 
   r = ValidRequest();
   r.mutable_data()->mutable_expression()->add_values(1);
@@ -281,7 +289,8 @@ TEST_F(ValidateTest, ExpressionErrors) {
   for (int g = 0; g < 3; ++g) e->add_gene_ids(info_.gene_ids[g]);
   ExpectError(r, absl::StatusCode::kInvalidArgument, "has 3 gene_ids for 4 values");
   e->add_gene_ids("200814_at");
-  ExpectError(r, absl::StatusCode::kInvalidArgument, "gene_ids[3] = \"200814_at\" is not one of the model's genes");
+  ExpectError(r, absl::StatusCode::kInvalidArgument,
+              "gene_ids[3] = \"200814_at\" is not one of the model's genes");
   e->set_gene_ids(3, info_.gene_ids[0]);
   ExpectError(r, absl::StatusCode::kInvalidArgument, "has \"gene_0_at\" twice");
 
@@ -311,9 +320,11 @@ TEST_F(ValidateTest, PageTokens) {
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(p->offset, 14);
   EXPECT_EQ(p->size, 6);
-  for (std::string bad : {"garbage", "other-model@3", "fake-model@-1", "fake-model@21", "fake-model@"}) {
+  for (std::string bad :
+       {"garbage", "other-model@3", "fake-model@-1", "fake-model@21", "fake-model@"}) {
     req.set_page_token(bad);
-    EXPECT_EQ(ValidatePageRequest(req, info_).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(ValidatePageRequest(req, info_).status().code(), absl::StatusCode::kInvalidArgument)
+        << bad;
   }
   req.set_page_token("");
   req.set_page_size(-1);
@@ -358,9 +369,15 @@ TEST_F(ValidateTest, MutatedRequestsNeverCrash) {
       for (int e = 0; e < edits && !wire.empty(); ++e) {
         const size_t pos = rng() % wire.size();
         switch (rng() % 3) {
-          case 0: wire[pos] = static_cast<char>(wire[pos] ^ (1 << (rng() % 8))); break;
-          case 1: wire.resize(pos); break;
-          default: wire.insert(pos, 1, static_cast<char>(rng())); break;
+          case 0:
+            wire[pos] = static_cast<char>(wire[pos] ^ (1 << (rng() % 8)));
+            break;
+          case 1:
+            wire.resize(pos);
+            break;
+          default:
+            wire.insert(pos, 1, static_cast<char>(rng()));
+            break;
         }
       }
       if (!r.ParseFromString(wire)) continue;
@@ -379,8 +396,8 @@ TEST_F(ValidateTest, MutatedRequestsNeverCrash) {
       EXPECT_TRUE(v->control->bank_key || v->control->pixels.size() == 5u * kS * kS);
     } else {
       ++invalid;
-      EXPECT_THAT(v.status().code(), ::testing::AnyOf(absl::StatusCode::kInvalidArgument,
-                                                      absl::StatusCode::kNotFound))
+      EXPECT_THAT(v.status().code(),
+                  ::testing::AnyOf(absl::StatusCode::kInvalidArgument, absl::StatusCode::kNotFound))
           << v.status();
       EXPECT_FALSE(v.status().message().empty());
     }

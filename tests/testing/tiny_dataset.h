@@ -1,6 +1,6 @@
-// A small synthetic prepared dataset for server and trainer tests: `cellflux-tool synth` output (1 CP plate,
-// 96×96 sites, 2 sites per well) run through PrepareDataset, so the control bank reads exactly
-// what `cellflux-train prepare` writes for real data.
+// A small synthetic prepared dataset for server and trainer tests: `cellflux-tool synth` output (1
+// CP plate, 96×96 sites, 2 sites per well) run through PrepareDataset, so the control bank reads
+// exactly what `cellflux-train prepare` writes for real data.
 #ifndef CELLFLUX_TESTS_TESTING_TINY_DATASET_H_
 #define CELLFLUX_TESTS_TESTING_TINY_DATASET_H_
 

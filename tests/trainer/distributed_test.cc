@@ -1,12 +1,11 @@
 #include "trainer/distributed.h"
 
 #include <sys/wait.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <string>
-
-#include <torch/torch.h>
 
 #include "gtest/gtest.h"
 

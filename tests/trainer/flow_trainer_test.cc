@@ -1,12 +1,11 @@
 #include "trainer/flow_trainer.h"
 
 #include <sys/wait.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <set>
-
-#include <torch/torch.h>
 
 #include "common/util/logging.h"
 #include "gtest/gtest.h"
@@ -81,7 +80,8 @@ class FlowTrainerTest : public ::testing::Test {
     SetMinLogLevel(LogLevel::kWARNING);
     unsetenv("WORLD_SIZE");
     unsetenv("RANK");
-    dir_ = (fs::temp_directory_path() / ("cellflux_flow_trainer_" + std::to_string(getpid()))).string();
+    dir_ = (fs::temp_directory_path() / ("cellflux_flow_trainer_" + std::to_string(getpid())))
+               .string();
     MakeCache(dir_);
     auto cache = LatentCache::Open(dir_);
     ASSERT_TRUE(cache.ok()) << cache.status();
@@ -134,7 +134,10 @@ TEST_F(FlowTrainerTest, NonFiniteLossStopsWithTheStep) {
   FlowTrainer trainer(NewModel(), cache->get(), dist_.get(), Options(50, 16));
   int checkpoints = 0;
   FlowHooks hooks;
-  hooks.checkpoint = [&](int64_t, bool) { ++checkpoints; return absl::OkStatus(); };
+  hooks.checkpoint = [&](int64_t, bool) {
+    ++checkpoints;
+    return absl::OkStatus();
+  };
   absl::Status s = trainer.Run(hooks);
   fs::remove_all(bad);
   ASSERT_FALSE(s.ok());
@@ -184,7 +187,8 @@ TEST_F(FlowTrainerTest, TwoRanksMatchOneProcess) {
   TensorMap r0 = rank0.State().raw, one = single.State().raw;
   for (const auto& [name, t] : r0) {
     EXPECT_TRUE(torch::equal(t, rank1->at(name))) << "ranks differ at " << name;
-    EXPECT_TRUE(torch::allclose(t, one.at(name), /*rtol=*/1e-5, /*atol=*/1e-5)) << "rank 0 vs single process at " << name;
+    EXPECT_TRUE(torch::allclose(t, one.at(name), /*rtol=*/1e-5, /*atol=*/1e-5))
+        << "rank 0 vs single process at " << name;
   }
 }
 
@@ -192,15 +196,17 @@ TEST_F(FlowTrainerTest, TwoRanksMatchOneProcess) {
 // small split still gives many samples), its first draw is what a single draw was, and
 // control_wells names the well each source latent came from.
 TEST_F(FlowTrainerTest, PairsBatchRepeatsDrawAgainAndNameTheirControls) {
-  FlowExamples examples(cache_.get(), FlowExampleOptions{"train", 5, 0.0, 4, /*sample_posterior=*/false,
-                                                         /*centre_crop_only=*/true});
+  FlowExamples examples(cache_.get(),
+                        FlowExampleOptions{"train", 5, 0.0, 4, /*sample_posterior=*/false,
+                                           /*centre_crop_only=*/true});
   FlowBatch once = examples.PairsBatch({3}, /*salt=*/7, torch::kCPU);
   FlowBatch many = examples.PairsBatch({3, 3, 3, 3, 3, 3, 3, 3}, /*salt=*/7, torch::kCPU);
   ASSERT_EQ(many.control_wells.size(), 8u);
   EXPECT_TRUE(torch::equal(many.z0.image[0], once.z0.image[0]));
   EXPECT_EQ(many.control_wells[0], once.control_wells[0]);
   std::set<int64_t> controls(many.control_wells.begin(), many.control_wells.end());
-  EXPECT_GT(controls.size(), 1u) << "8 draws of one pair all used the same of its plate's 4 controls";
+  EXPECT_GT(controls.size(), 1u)
+      << "8 draws of one pair all used the same of its plate's 4 controls";
   EXPECT_FALSE(torch::equal(many.t[0], many.t[1])) << "repeats must not reuse the seed";
   for (size_t i = 0; i < many.control_wells.size(); ++i) {
     // Without posterior sampling the source is exactly the cached mean of the control's crop 0.
@@ -212,11 +218,13 @@ TEST_F(FlowTrainerTest, PairsBatchRepeatsDrawAgainAndNameTheirControls) {
 
 TEST_F(FlowTrainerTest, PosteriorSamplingIsASwitch) {
   for (bool sample : {true, false}) {
-    FlowExamples examples(cache_.get(), FlowExampleOptions{"train", 5, 0.0, 4, sample, /*centre_crop_only=*/true});
+    FlowExamples examples(
+        cache_.get(), FlowExampleOptions{"train", 5, 0.0, 4, sample, /*centre_crop_only=*/true});
     FlowBatch b = examples.PairsBatch({0, 1}, /*salt=*/1, torch::kCPU);
     torch::Tensor mean, std;
-    cache_->GatherImages({cache_->index().wells[cache_->index().pairs[examples.pair_index(0)].well].crop_rows[0]},
-                         &mean, &std);
+    cache_->GatherImages(
+        {cache_->index().wells[cache_->index().pairs[examples.pair_index(0)].well].crop_rows[0]},
+        &mean, &std);
     EXPECT_EQ(torch::equal(b.z1.image[0], mean[0]), !sample) << "sample_posterior=" << sample;
   }
 }
@@ -224,7 +232,8 @@ TEST_F(FlowTrainerTest, PosteriorSamplingIsASwitch) {
 // The model config's flow.source_noise_sigma is part of training (it was only applied by
 // DrawSource at inference, so a σ > 0 model was sampled from sources it never trained on).
 TEST_F(FlowTrainerTest, SourceNoiseOfTheModelConfigIsTrainedOn) {
-  FlowExampleOptions plain{"train", 5, 0.0, 4, /*sample_posterior=*/false, /*centre_crop_only=*/true};
+  FlowExampleOptions plain{
+      "train", 5, 0.0, 4, /*sample_posterior=*/false, /*centre_crop_only=*/true};
   FlowExampleOptions noisy = plain;
   noisy.source_noise_sigma = 0.3;
   FlowBatch a = FlowExamples(cache_.get(), plain).PairsBatch({0, 1, 2, 3}, 9, torch::kCPU);
@@ -233,7 +242,8 @@ TEST_F(FlowTrainerTest, SourceNoiseOfTheModelConfigIsTrainedOn) {
   EXPECT_NEAR((b.z0.image - a.z0.image).std().item<double>(), 0.3, 0.03);
   EXPECT_NEAR((b.z0.gene - a.z0.gene).std().item<double>(), 0.3, 0.1);
   EXPECT_TRUE(torch::equal(b.z1.image, a.z1.image));  // targets untouched
-  EXPECT_TRUE(torch::equal(b_again.z0.image[0], b.z0.image[2])) << "noise must be per sample, not per batch";
+  EXPECT_TRUE(torch::equal(b_again.z0.image[0], b.z0.image[2]))
+      << "noise must be per sample, not per batch";
 
   auto first_loss = [&](double sigma) {
     ModelConfig c = TinyConfig();

@@ -3,13 +3,13 @@
 // a finished stage is skipped on re-run, and the gene autoencoder keeps its best held-out weights.
 #include "trainer/stages.h"
 
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/data/manifest.h"
@@ -36,7 +36,8 @@ class StagesTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     SetMinLogLevel(LogLevel::kWARNING);
-    root_ = new std::string(cellflux::testing::UniqueTempDir(::testing::TempDir(), "cellflux_stages_test"));
+    root_ = new std::string(
+        cellflux::testing::UniqueTempDir(::testing::TempDir(), "cellflux_stages_test"));
     fs::remove_all(*root_);
     auto dir = cellflux::testing::MakeTinyPreparedDataset(*root_);
     ASSERT_TRUE(dir.ok()) << dir.status();
@@ -100,7 +101,8 @@ TEST_F(StagesTest, GeneAeKeepsTheBestHeldOutWeights) {
   const int64_t best_step = m["best_step"];
   EXPECT_GT(best_step, 0);
   EXPECT_LT(best_step, 300) << "no overfitting on 40 rows in 300 steps at lr 3e-3?";
-  EXPECT_LT(m["reconstruction_mae_holdout"].get<double>(), m["reconstruction_mae_untrained_holdout"].get<double>());
+  EXPECT_LT(m["reconstruction_mae_holdout"].get<double>(),
+            m["reconstruction_mae_untrained_holdout"].get<double>());
 
   // The saved weights are the best ones: their held-out error is the reported best.
   auto manifest = data::LoadManifest(*data_dir_);
@@ -108,7 +110,8 @@ TEST_F(StagesTest, GeneAeKeepsTheBestHeldOutWeights) {
   std::vector<int64_t> rows = m["holdout_row_ids"].get<std::vector<int64_t>>();
   const int64_t g = static_cast<int64_t>(manifest->gene_ids.size());
   torch::Tensor all = torch::from_blob(manifest->expression.data(),
-                                       {static_cast<int64_t>(manifest->expression_rows.size()), g}, torch::kFloat32);
+                                       {static_cast<int64_t>(manifest->expression_rows.size()), g},
+                                       torch::kFloat32);
   torch::Tensor holdout = all.index_select(0, torch::tensor(rows, torch::kInt64)).clone();
   GeneAutoencoder ae(ctx.model.gene_ae);
   auto weights = LoadSafetensors(work + "/gene_ae/gene_autoencoder.safetensors");
@@ -141,12 +144,15 @@ TEST_F(StagesTest, EveryStageRunsAndFeedsTheNext) {
   ASSERT_GT(pairs, 0);
   EXPECT_EQ(samples, 2 * pairs);  // eval.samples_per_pair = 2
   for (const char* sub : {"real", "fake", "control"}) {
-    const auto files = std::distance(fs::directory_iterator(work + "/eval/" + sub), fs::directory_iterator());
+    const auto files =
+        std::distance(fs::directory_iterator(work + "/eval/" + sub), fs::directory_iterator());
     EXPECT_EQ(files, samples) << sub;
   }
   ASSERT_TRUE(eval.contains("fd_fallback_baseline_control")) << eval.dump();
-  EXPECT_TRUE(eval["fd_fallback_baseline_control"].contains(std::to_string(samples))) << eval.dump();
-  EXPECT_TRUE(eval["kd_fallback_x100_baseline_control"].contains(std::to_string(samples))) << eval.dump();
+  EXPECT_TRUE(eval["fd_fallback_baseline_control"].contains(std::to_string(samples)))
+      << eval.dump();
+  EXPECT_TRUE(eval["kd_fallback_x100_baseline_control"].contains(std::to_string(samples)))
+      << eval.dump();
 
   // Re-running a finished stage is a no-op (its stamp matches): the weights file is untouched.
   const auto before = fs::last_write_time(work + "/vae/image_vae.safetensors");

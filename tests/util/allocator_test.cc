@@ -13,7 +13,8 @@
 namespace cellflux {
 namespace {
 
-constexpr size_t kBlock = size_t{40} << 20;  // above glibc's largest dynamic mmap threshold (32 MiB)
+constexpr size_t kBlock = size_t{40}
+                          << 20;  // above glibc's largest dynamic mmap threshold (32 MiB)
 constexpr size_t kPage = 4096;
 
 long MinorFaults() {
@@ -35,7 +36,7 @@ long FaultsOfOneRound() {
 TEST(AllocatorTest, LargeBlocksAreReusedWithoutFaultingAgain) {
   AllocatorTuning t = TuneAllocatorForTensors();
   ASSERT_TRUE(t.applied) << t.why;
-  FaultsOfOneRound();  // first use faults the heap in once
+  FaultsOfOneRound();                                    // first use faults the heap in once
   const long pages = static_cast<long>(kBlock / kPage);  // 10,240
   for (int round = 0; round < 3; ++round) {
     // With glibc's defaults every round is a fresh mmap: 10,240 faults (measured).
