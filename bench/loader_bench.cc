@@ -4,7 +4,7 @@
 //   loader_bench [--wells=64] [--seconds=5] [--batch=16] [--size=256] [--cache_mb=512] [--copy]
 //
 // Dataset: <wells> wells on 2 plates (a quarter DMSO), one site each, every site the real BBBC047
-// fixture site (../shared/fixtures/bbbc047-site, or $CELLFLUX_FIXTURES) hard-linked under BBBC047
+// fixture site (tests/fixtures/bbbc047-site, or $CELLFLUX_FIXTURES) hard-linked under BBBC047
 // names (--copy: real copies), so every read decodes a full 696×520 uncompressed TIFF. Files are in
 // the page cache after the first epoch (as on a training node whose data fits in RAM): this
 // measures decode + crop + normalise + batching, not disk. The manifest is built in memory.
@@ -207,7 +207,7 @@ int main(int argc, char** argv) {
   cellflux::LogRuntime("loader_bench", torch::kCPU, 1);
   const char* env = std::getenv("CELLFLUX_FIXTURES");
   const std::string fixtures =
-      env ? std::string(env) + "/bbbc047-site" : "../shared/fixtures/bbbc047-site";
+      env ? std::string(env) + "/bbbc047-site" : "tests/fixtures/bbbc047-site";
   if (!fs::exists(fixtures + "/Hoechst.tif")) {
     std::fprintf(
         stderr,

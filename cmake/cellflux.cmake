@@ -54,7 +54,7 @@ function(cellflux_unity_sources target)
 endfunction()
 
 # cellflux_add_test(NAME SOURCES... LIBS...): one GoogleTest executable registered with CTest.
-# Tests run from the source root so ../shared/fixtures resolves as documented.
+# Tests run from the source root so tests/fixtures resolves as documented.
 function(cellflux_add_test name)
   cmake_parse_arguments(ARG "TORCH" "" "SOURCES;LIBS" ${ARGN})
   if(ARG_TORCH AND NOT CELLFLUX_WITH_TORCH)

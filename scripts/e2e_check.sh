@@ -19,7 +19,7 @@ tool=$build/common/tools/cellflux-tool
 train=$build/trainer/cellflux-train
 server=$build/server/cellflux-server
 client=$build/client/cellflux-client
-fixtures=$src/../shared/fixtures
+fixtures=$src/tests/fixtures
 
 say() { echo "[e2e] $*"; }
 fail() { say "FAIL: $*"; exit 1; }

@@ -3,12 +3,12 @@
 in the order of the real CMap level-3 fixture, so `cellflux-tool synth` needs no data at run time.
 
 Run once from the project root:  python3 scripts/gen_landmark_genes.py
-Input: ../shared/fixtures/l1000/test_l1000.gct (GCT 1.3; rows with pr_is_lmark == 1).
+Input: tests/fixtures/l1000/test_l1000.gct (GCT 1.3; rows with pr_is_lmark == 1).
 """
 import os
 import sys
 
-SRC = os.path.join("..", "shared", "fixtures", "l1000", "test_l1000.gct")
+SRC = os.path.join("tests", "fixtures", "l1000", "test_l1000.gct")
 DST = os.path.join("common", "data", "landmark_genes.cc")
 
 

@@ -38,7 +38,7 @@ inline std::vector<std::string> Lines(const std::string& path) {
   return absl::StrSplit(ReadText(path), '\n', absl::SkipEmpty());
 }
 
-inline const std::string kFixtures = "../shared/fixtures";
+inline const std::string kFixtures = "tests/fixtures";
 
 }  // namespace cellflux::client::testing
 

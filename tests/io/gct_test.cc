@@ -17,8 +17,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr char kGct[] = "../shared/fixtures/l1000/test_l1000.gct";
-constexpr char kGctx[] = "../shared/fixtures/l1000/test_l1000.gctx";
+constexpr char kGct[] = "tests/fixtures/l1000/test_l1000.gct";
+constexpr char kGctx[] = "tests/fixtures/l1000/test_l1000.gctx";
 
 std::string TempPath(const std::string& name) {
   return absl::StrCat(::testing::TempDir(), "/gct_test_", ::getpid(), "_", name);

@@ -16,7 +16,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr char kSiteDir[] = "../shared/fixtures/bbbc047-site";
+constexpr char kSiteDir[] = "tests/fixtures/bbbc047-site";
 
 std::string TempPath(const std::string& name) {
   return absl::StrCat(::testing::TempDir(), "/tiff_test_", ::getpid(), "_", name);
