@@ -8,8 +8,7 @@
 //   ControlBankReader::Options o;  o.dir = "out/demo/data";  o.image_size = 64;
 //   o.channel_names = info.channel_names;  o.gene_ids = info.gene_ids;
 //   CF_ASSIGN_OR_RETURN(auto reader, ControlBankReader::Open(o));
-//   for (size_t i = 0; i < reader->size(); ++i) { CF_ASSIGN_OR_RETURN(BankControl c,
-//   reader->Read(i)); … }
+//   for (size_t i = 0; i < reader->size(); ++i) { CF_ASSIGN_OR_RETURN(BankControl c, reader->Read(i)); … }
 //
 // Expression: the bank well's images come from a Cell Painting plate, its expression from the
 // L1000 plate that plate's treatments were paired with most often in the manifest (ties: the

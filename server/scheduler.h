@@ -34,10 +34,9 @@
 // max_batch samples ahead of admission (encodes first: they keep the batch full), and decodes
 // retired rows in the order they finished. When the codec thread falls behind while the batch
 // has free rows, the batch thread takes a codec job between forwards (work the two threads then
-// share on a small CPU, where the encoders and decoders cost more than the forwards). On a 2-core
-// CPU a sample's encode + decode cost about as much as its share of the forwards; on one thread
-// they left a core idle (bench/RESULTS.md "Server under load"). A task completes when its last
-// sample is decoded.
+// share on a small CPU, where the encoders and decoders cost more than the forwards). On a 2-core CPU a sample's encode + decode cost about as
+// much as its share of the forwards; on one thread they left a core idle (bench/RESULTS.md
+// "Server under load"). A task completes when its last sample is decoded.
 //
 // Latency bound (kStep, one model): a sample admitted into an iteration finishes after
 // num_steps iterations; an iteration costs one forward over ≤ max_batch rows (2× rows for rows

@@ -1,12 +1,12 @@
 // Stage eval (paper §4.1, DESIGN.md §7): generate for the test pairs with the EMA weights
-// (eval.num_steps Euler steps, guidance eval.guidance), then report FID/KID (KID ×100) on
-// DNA/RNA/ER as RGB at 1K/2.5K/5K samples (or as many as exist), gene MAE against the real
-// perturbed expression beside its two baselines (the control's own expression; the mean perturbed
-// expression of the training pairs), all in standardized units, and the image baseline (the
-// controls scored as if generated), as work_dir/eval/metrics.json, plus work_dir/eval/figure.png
-// (control / real / generated per perturbation, like the paper's Fig. 2) and the real/, fake/ and
-// control/ PNG folders (for `cellflux-tool fid`). eval.samples_per_pair > 1 draws each pair again
-// with another control and seed (a small split still gives a usable FD).
+// (eval.num_steps Euler steps, guidance eval.guidance), then report FID/KID (KID ×100) on DNA/RNA/ER
+// as RGB at 1K/2.5K/5K samples (or as many as exist), gene MAE against the real perturbed
+// expression beside its two baselines (the control's own expression; the mean perturbed expression
+// of the training pairs), all in standardized units, and the image baseline (the controls scored
+// as if generated), as work_dir/eval/metrics.json, plus work_dir/eval/figure.png (control / real /
+// generated per perturbation, like the paper's Fig. 2) and the real/, fake/ and control/ PNG
+// folders (for `cellflux-tool fid`). eval.samples_per_pair > 1 draws each pair again with
+// another control and seed (a small split still gives a usable FD).
 #include <torch/torch.h>
 
 #include <array>

@@ -7,8 +7,7 @@
 //   flow      train the SiT flow model (EMA, checkpoints, validation; --resume)
 //   eval      FID/KID, gene MAE and baselines on the test pairs with the EMA weights
 //   all       gene-ae → vae → encode → flow → eval, skipping stages that are up to date
-// Multi-process: python3 -m torch.distributed.run --no_python --nproc_per_node=N cellflux-train
-// flow ...
+// Multi-process: python3 -m torch.distributed.run --no_python --nproc_per_node=N cellflux-train flow ...
 #include <iostream>
 #include <memory>
 #include <string>

@@ -6,8 +6,8 @@
 //   work_dir/gene_ae/gene_autoencoder.safetensors   (+ metrics.json, stamp.json)
 //   work_dir/vae/image_vae.safetensors              (+ metrics.json, stamp.json)
 //   work_dir/latents/                               (latent_cache.h)
-//   work_dir/checkpoints/step-NNNNNNN/, latest, best (checkpoint bundles; best/latest = pointer
-//   files) work_dir/eval/metrics.json, figure.png, real/, fake/
+//   work_dir/checkpoints/step-NNNNNNN/, latest, best (checkpoint bundles; best/latest = pointer files)
+//   work_dir/eval/metrics.json, figure.png, real/, fake/
 #ifndef CELLFLUX_TRAINER_STAGES_H_
 #define CELLFLUX_TRAINER_STAGES_H_
 

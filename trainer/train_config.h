@@ -3,13 +3,15 @@
 //
 //   model_config: configs/tiny.json   # ModelConfig JSON (architecture, normalization, sampling)
 //   data_dir: out/data                # output of `cellflux-train prepare`
-//   work_dir: out/run                 # stage outputs: gene_ae/, vae/, latents/, checkpoints/,
-//   eval/ seed: 0 device: cpu                       # cpu | cuda | cuda:N | auto threads: 0 #
-//   intra-op threads, 0 = one per core on_bad_sample: error              # error | skip (count and
-//   report) gene_ae: {steps: 2000, batch_size: 256, lr: 1.0e-4, weight_decay: 0.0} vae:
-//   {pretrained: "", steps: 1000, batch_size: 16, lr: 1.0e-4, kl_weight: 1.0e-6} encode:
-//   {crops_per_site: 4, batch_size: 32} flow: {steps: 2000, global_batch: 64, micro_batch: 64,
-//   lr: 1.0e-4, weight_decay: 1.0e-2,
+//   work_dir: out/run                 # stage outputs: gene_ae/, vae/, latents/, checkpoints/, eval/
+//   seed: 0
+//   device: cpu                       # cpu | cuda | cuda:N | auto
+//   threads: 0                        # intra-op threads, 0 = one per core
+//   on_bad_sample: error              # error | skip (count and report)
+//   gene_ae: {steps: 2000, batch_size: 256, lr: 1.0e-4, weight_decay: 0.0}
+//   vae: {pretrained: "", steps: 1000, batch_size: 16, lr: 1.0e-4, kl_weight: 1.0e-6}
+//   encode: {crops_per_site: 4, batch_size: 32}
+//   flow: {steps: 2000, global_batch: 64, micro_batch: 64, lr: 1.0e-4, weight_decay: 1.0e-2,
 //          grad_clip: 1.0, condition_drop: 0.1, beta: 1.0, ema_decay: 0.9999, warmup_steps: 0,
 //          checkpoint_every: 500, keep_last: 3, val_every: 500, val_pairs: 64,
 //          val_num_steps: 10, log_every: 10}

@@ -132,9 +132,8 @@ class DecodedSiteCache;
 
 class CellPaintingDataset {
  public:
-  // INVALID_ARGUMENT for bad options or a manifest without expression/gene stats;
-  // FAILED_PRECONDITION when the split has no pairs or a pair's plate has no controls (naming the
-  // plate).
+  // INVALID_ARGUMENT for bad options or a manifest without expression/gene stats; FAILED_PRECONDITION
+  // when the split has no pairs or a pair's plate has no controls (naming the plate).
   static absl::StatusOr<std::unique_ptr<CellPaintingDataset>> Create(
       std::shared_ptr<const Manifest> manifest, const DatasetOptions& options);
   ~CellPaintingDataset();

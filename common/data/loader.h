@@ -1,7 +1,7 @@
 // Loader: batches of CellPaintingDataset items, assembled by worker threads ahead of the trainer.
 //
-//   auto loader = Loader::Create(dataset, {.batch_size = 64, .seed = 7, .rank = r, .world_size =
-//   w}); for (int64_t epoch = 0; ...; ++epoch) {
+//   auto loader = Loader::Create(dataset, {.batch_size = 64, .seed = 7, .rank = r, .world_size = w});
+//   for (int64_t epoch = 0; ...; ++epoch) {
 //     (*loader)->StartEpoch(epoch);
 //     while (true) {
 //       auto batch = (*loader)->Next();       // blocks; StatusOr<optional<Batch>>
@@ -23,10 +23,10 @@
 // Threads. num_workers threads per epoch, each building whole batches; at most prefetch_batches
 // batches are built or waiting beyond the one the caller holds (memory bound: prefetch × batch
 // bytes; a 64 × 5 × 256² float batch with its controls is ≈ 168 MB). Batch memory is recycled
-// through a small pool once the caller drops a batch (its tensors are views of one block). Next(),
-// StartEpoch() and the destructor must be called from one thread (the consumer). StartEpoch()
-// abandons the previous epoch; the destructor cancels the current one: workers stop after the item
-// they are reading and are joined, so no thread outlives the Loader.
+// through a small pool once the caller drops a batch (its tensors are views of one block). Next(), StartEpoch() and the
+// destructor must be called from one thread (the consumer). StartEpoch() abandons the previous
+// epoch; the destructor cancels the current one: workers stop after the item they are reading and
+// are joined, so no thread outlives the Loader.
 //
 // Bad samples (dataset.h lists them). kError: Next() returns the first failing item's error (in
 // stream order) and keeps returning it until the next StartEpoch(). kSkip: the item is left out of
@@ -109,8 +109,7 @@ class Loader {
   // Batches of this rank in `epoch` (before skips).
   int64_t NumBatches(int64_t epoch) const;
 
-  // Skipped items by reason: in the current epoch (of batches delivered so far), and since
-  // creation.
+  // Skipped items by reason: in the current epoch (of batches delivered so far), and since creation.
   std::map<std::string, int64_t> SkippedThisEpoch() const;
   std::map<std::string, int64_t> SkippedTotal() const;
 

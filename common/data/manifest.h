@@ -3,13 +3,11 @@
 //
 // Files (all UTF-8, CSV unless .tsv, one header line):
 //   summary.json         counts, options, images_dir (absolute), genes, dropped counts by kind
-//   sites.csv            site_id,plate,well,site,DNA,RNA,ER,AGP,Mito   (paths relative to
-//   images_dir) manifest.csv         one row per perturbed pair:
-//   pair_id,perturbation,dose,key,split,cp_plate,
+//   sites.csv            site_id,plate,well,site,DNA,RNA,ER,AGP,Mito   (paths relative to images_dir)
+//   manifest.csv         one row per perturbed pair: pair_id,perturbation,dose,key,split,cp_plate,
 //                        well,site_ids,l1000_plate,l1000_row,control_well,control_site_ids,
 //                        control_l1000_row   (site_ids ';'-separated; *_l1000_row index
-//                        expression.f32; control_well is on cp_plate, control_l1000_row on
-//                        l1000_plate)
+//                        expression.f32; control_well is on cp_plate, control_l1000_row on l1000_plate)
 //   controls_cp.csv      plate,well,site_ids           every DMSO well with images
 //   controls_l1000.csv   l1000_plate,l1000_row         every DMSO L1000 row kept
 //   expression.f32       float32 little-endian, [rows, genes] row-major, no header
@@ -18,9 +16,9 @@
 //   genes.tsv            index,probe_id,symbol         (symbol empty when unknown)
 //   gene_stats.csv       probe_id,mean,std   over the unique L1000 rows of TRAIN pairs + all DMSO
 //                        rows (population std; consumers clamp tiny values)
-//   perturbations.tsv    row,perturbation_id,dose,smiles,name   the training vocabulary, sorted by
-//   id split.csv            perturbation_id,split         train / val / test for every paired
-//   perturbation dropped.csv          kind,item,reason              everything left out, and why
+//   perturbations.tsv    row,perturbation_id,dose,smiles,name   the training vocabulary, sorted by id
+//   split.csv            perturbation_id,split         train / val / test for every paired perturbation
+//   dropped.csv          kind,item,reason              everything left out, and why
 #ifndef CELLFLUX_COMMON_DATA_MANIFEST_H_
 #define CELLFLUX_COMMON_DATA_MANIFEST_H_
 

@@ -5,9 +5,9 @@
 //
 // Matching: a CP well's key is CpSampleKey(treatment) (broad_sample + "_" + doubled dose), an
 // L1000 row's key is its pert_sample_dose. A key present in both modalities is "matched".
-// Pairing, per matched key with W usable CP wells and R usable L1000 rows (both shuffled): max(W,
-// R) pairs, pair i = (well[i mod W], row[i mod R]), so every replicate of both modalities is used
-// and none more than ceil(max/min) times. Each pair then gets one DMSO control drawn uniformly from
+// Pairing, per matched key with W usable CP wells and R usable L1000 rows (both shuffled): max(W, R)
+// pairs, pair i = (well[i mod W], row[i mod R]), so every replicate of both modalities is used and
+// none more than ceil(max/min) times. Each pair then gets one DMSO control drawn uniformly from
 // the same CP plate (a control well) and one from the same L1000 plate (a control row); a treated
 // well whose CP plate has no DMSO well, or an L1000 row whose plate has no DMSO row, cannot be
 // paired and is dropped with that reason before pairing.

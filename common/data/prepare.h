@@ -38,9 +38,9 @@ struct PrepareOptions {
   int64_t test_perturbations = 5000;  // clamped, see ComputeSplitCounts in pairing.h
   double val_fraction = 0.05;         // of the non-test perturbations
   uint64_t seed = 0;
-  // "perturbation": test/val perturbations are held out entirely (never in the training
-  // vocabulary). "pair": the paper's protocol — each test (val) perturbation contributes ONE
-  // held-out pair and its other pairs stay in training, so the model has an embedding for it.
+  // "perturbation": test/val perturbations are held out entirely (never in the training vocabulary).
+  // "pair": the paper's protocol — each test (val) perturbation contributes ONE held-out pair and
+  // its other pairs stay in training, so the model has an embedding for it.
   std::string split_level = "perturbation";
   // Called from the calling thread, at stage boundaries and every few thousand items.
   std::function<void(const PrepareProgress&)> progress;

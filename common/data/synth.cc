@@ -221,8 +221,7 @@ void BuildL1000Plates(const SynthOptions& o, SynthRng& rng, World& world) {
     for (int r = 0; r < o.l1000_replicates; ++r) plate_rows[(t + r) % o.l1000_plates].push_back(t);
   }
   for (int p = 0; p < o.l1000_plates; ++p) {
-    // More rows than a 384-well plate holds would repeat wells; then the replicate id gets a
-    // suffix.
+    // More rows than a 384-well plate holds would repeat wells; then the replicate id gets a suffix.
     const std::vector<int> positions = Shuffled(kWellsPerPlate384, rng);
     for (size_t i = 0; i < plate_rows[p].size(); ++i) {
       world.l1000_plates[p].rows.push_back(

@@ -17,8 +17,8 @@
 // Matching key, as in the real data: pert_sample_dose = broad_sample + "_" + PythonFloatString(
 // round(2 * mmoles_per_liter, 2)), e.g. "BRD-K12345678-001-01-1_10.0".
 //
-// The model: compound c has a unit latent z_c in R^k and a strength s_c (about a quarter exactly
-// 0). At CP dose m its effect scale is e = s_c * m / (m + 1) / (5 / 6) (1 at the top dose m = 5).
+// The model: compound c has a unit latent z_c in R^k and a strength s_c (about a quarter exactly 0).
+// At CP dose m its effect scale is e = s_c * m / (m + 1) / (5 / 6) (1 at the top dose m = 5).
 // Morphology delta_j = max_j * tanh(e * (M z_c)_j) (M: fixed random [params x k]); expression of
 // gene g = mean_g + plate_offset[p][g] + sd_g * (gain * e * (W z_c)_g + noise), W: fixed sparse
 // random [978 x k]. A zero-strength compound is drawn from exactly the DMSO distribution.

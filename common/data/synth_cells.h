@@ -11,8 +11,7 @@
 //        shortens them.
 // Cells are elongated ellipses whose territories are cut where neighbours meet (touching cells).
 // Then: optical blur + out-of-focus haze, smooth illumination falloff, per-channel camera offset,
-// per-plate gain, shot noise (Poisson-like, Gaussian approximation) + read noise, clipped to 12
-// bit.
+// per-plate gain, shot noise (Poisson-like, Gaussian approximation) + read noise, clipped to 12 bit.
 //
 // Compound effects arrive as a MorphologyDelta: additive deltas, 0 = untreated (DMSO). A zero
 // delta renders from exactly the same distribution as DMSO.

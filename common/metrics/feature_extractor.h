@@ -29,8 +29,7 @@ class FeatureExtractor {
   virtual std::string name() const = 0;
 };
 
-// `path` empty → the fallback; otherwise the TorchScript file (NOT_FOUND / INVALID_ARGUMENT name
-// it).
+// `path` empty → the fallback; otherwise the TorchScript file (NOT_FOUND / INVALID_ARGUMENT name it).
 absl::StatusOr<std::unique_ptr<FeatureExtractor>> MakeFeatureExtractor(const std::string& path,
                                                                        const torch::Device& device);
 

@@ -14,8 +14,7 @@ CellFluxModelImpl::CellFluxModelImpl(const ModelConfig& config) : config_(config
 torch::Device CellFluxModelImpl::device() const { return sit_->parameters().front().device(); }
 
 LatentPosterior CellFluxModelImpl::EncodeImages(const torch::Tensor& images, int64_t max_batch) {
-  // images: [N, C, S, S] → pseudo-RGB batch [N·C, 3, S, S]; latent channel c·L+l = image c, latent
-  // l.
+  // images: [N, C, S, S] → pseudo-RGB batch [N·C, 3, S, S]; latent channel c·L+l = image c, latent l.
   const int64_t n = images.size(0), c = images.size(1), s = images.size(2);
   torch::Tensor rgb =
       images.reshape({n * c, 1, s, images.size(3)}).expand({n * c, 3, s, images.size(3)});

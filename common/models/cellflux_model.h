@@ -60,9 +60,8 @@ class CellFluxModelImpl : public torch::nn::Module {
   torch::Tensor EncodeExpression(const torch::Tensor& expression);
 
   // Source latents z_0, one row per seed: image = mean + std·ε (ε from seed; just the mean when
-  // config.flow.sample_posterior is false) + σ·ε' when config.flow.source_noise_sigma > 0; gene =
-  // gene_latent (+ σ·ε''). posterior/gene_latent may have one row (shared by all seeds) or one row
-  // per seed.
+  // config.flow.sample_posterior is false) + σ·ε' when config.flow.source_noise_sigma > 0; gene = gene_latent (+ σ·ε''). posterior/gene_latent may
+  // have one row (shared by all seeds) or one row per seed.
   JointLatent DrawSource(const LatentPosterior& posterior, const torch::Tensor& gene_latent,
                          const std::vector<uint64_t>& seeds) const;
 

@@ -1,6 +1,5 @@
 // Building blocks of the Stable-Diffusion AutoencoderKL, with diffusers' parameter names so a
-// diffusers `vae/diffusion_pytorch_model.safetensors` loads by name (see vae.h for the whole
-// model).
+// diffusers `vae/diffusion_pytorch_model.safetensors` loads by name (see vae.h for the whole model).
 //
 // Semantics follow diffusers (models/resnet.py, downsampling.py, upsampling.py,
 // attention_processor.py, autoencoders/vae.py) for the configuration the SD VAE uses: no time

@@ -27,8 +27,7 @@ absl::StatusOr<c10::Device> ParseDevice(const std::string& spec);
 
 // Tunes malloc for tensor buffers (common/util/allocator.h), sets intra-op threads (0 = one per
 // core: Debian's OpenMP LibTorch would use one), then logs one line with the LibTorch version,
-// device, thread count, BLAS and malloc tuning, plus a WARNING when the slow reference BLAS is in
-// use.
+// device, thread count, BLAS and malloc tuning, plus a WARNING when the slow reference BLAS is in use.
 void LogRuntime(const std::string& binary, const c10::Device& device, int threads = 0);
 
 }  // namespace cellflux

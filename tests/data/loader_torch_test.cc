@@ -262,8 +262,7 @@ enum class Breakage { kMissingTiff, kWrongSize, kEightBit, kNanExpression };
 
 class BadSampleTest : public LoaderTest, public ::testing::WithParamInterface<Breakage> {
  protected:
-  // Breaks the pair with the smallest pair id among train items; returns (reason, text the error
-  // names).
+  // Breaks the pair with the smallest pair id among train items; returns (reason, text the error names).
   std::pair<std::string, std::string> Break(const CellPaintingDataset& d) {
     const ManifestPair& p = d.pair(0);
     std::vector<std::string> dna;

@@ -253,8 +253,8 @@ TEST(SiTTest, SiTS2ParameterCountMatchesReference) {
     if (p.requires_grad()) trainable += p.numel();
   }
   // Hand count: patch 4·2·2·384+384, t-MLP 256·384+384+384²+384, table 1001·384,
-  // 12 blocks × (qkv 384·1152+1152, proj 384²+384, fc1 384·1536+1536, fc2 1536·384+384, ada
-  // 384·2304+2304), final (ada 384·768+768, linear 384·32+32).
+  // 12 blocks × (qkv 384·1152+1152, proj 384²+384, fc1 384·1536+1536, fc2 1536·384+384, ada 384·2304+2304),
+  // final (ada 384·768+768, linear 384·32+32).
   const int64_t d = 384;
   const int64_t block =
       d * 3 * d + 3 * d + d * d + d + d * 4 * d + 4 * d + 4 * d * d + d + d * 6 * d + 6 * d;
