@@ -121,18 +121,27 @@ cv::Mat CenterCrop(const cv::Mat& image, int size) {
   return image(cv::Rect(x, y, w, h)).clone();
 }
 
-absl::StatusOr<ControlImage> LoadControlImage(const std::string& dir, int crop_size) {
+absl::StatusOr<ControlImage> LoadControlImage(const std::string& dir, int crop_size,
+                                              int bit_depth) {
+  if (bit_depth != 0 && bit_depth != 12 && bit_depth != 16) {
+    return absl::InvalidArgumentError(absl::StrCat("control folder ", dir, ": bit depth ",
+                                                   bit_depth, " is not 12 or 16 (0 = from files)"));
+  }
   CF_ASSIGN_OR_RETURN(auto files, FindChannelFiles(dir));
   ControlImage image;
   io::ImageCheck check;
-  check.max_value = io::kMax12Bit;
+  if (bit_depth == 12) check.max_value = io::kMax12Bit;  // names the file and its maximum
   for (int c = 0; c < kNumChannels; ++c) {
     CF_ASSIGN_OR_RETURN(cv::Mat mat, io::ReadImage16(files[c], check));
     // All channels must share the first one's size.
     check.expected_width = mat.cols;
     check.expected_height = mat.rows;
+    double max = 0;
+    cv::minMaxLoc(mat, nullptr, &max);
+    image.max_value = std::max(image.max_value, static_cast<int>(max));
     image.channels.push_back(CenterCrop(mat, crop_size));
   }
+  image.bit_depth = bit_depth != 0 ? bit_depth : (image.max_value > io::kMax12Bit ? 16 : 12);
   return image;
 }
 
@@ -146,6 +155,7 @@ absl::StatusOr<cellflux::v1::Image> ToProtoImage(const ControlImage& image,
   }
   proto.set_height(image.channels[0].rows);
   proto.set_width(image.channels[0].cols);
+  proto.set_bit_depth(image.bit_depth);
   for (const std::string& name : names) {
     int index = -1;
     for (int c = 0; c < kNumChannels; ++c) {

@@ -38,6 +38,7 @@ struct Flags {
   std::string control_ref;
   std::string control_dir;
   std::string control_expression;
+  int control_bit_depth = 0;
   // predict + screen
   std::string out_dir;
   std::optional<int> samples;
@@ -126,6 +127,7 @@ int RunPredict(const Flags& flags) {
   } else {
     row.control_dir = flags.control_dir;
     row.control_expression = flags.control_expression;
+    row.control_bit_depth = flags.control_bit_depth;
     plan.header = {"perturbation_id", "control_dir", "control_expression"};
     row.fields = {flags.perturbation, flags.control_dir, flags.control_expression};
   }
@@ -189,6 +191,12 @@ int Main(int argc, char** argv) {
   predict->add_option(
       "--control-expression", flags.control_expression,
       "control expression: FILE.gct[:COLUMN_ID], FILE.gctx[:COLUMN_ID] or FILE.csv");
+  predict
+      ->add_option("--control-bit-depth", flags.control_bit_depth,
+                   "bit depth of the --control-dir images: 12 or 16 (0 = from the files: 16 when "
+                   "a pixel exceeds 4095, else 12)")
+      ->check(CLI::IsMember({0, 12, 16}))
+      ->capture_default_str();
 
   CLI::App* screen = app.add_subcommand("screen", "every row of a CSV plan, resumable");
   AddConnectionFlags(screen, &flags);

@@ -56,6 +56,7 @@ absl::StatusOr<Plan> ReadPlan(const std::string& path) {
   const int col_dir = table.Column("control_dir");
   const int col_expr = table.Column("control_expression");
   const int col_seed = table.Column("seed");
+  const int col_bits = table.Column("control_bit_depth");
   if (col_pert < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": no perturbation_id column (header: ", absl::StrJoin(table.header, ","), ")"));
@@ -102,6 +103,13 @@ absl::StatusOr<Plan> ReadPlan(const std::string& path) {
                                                        "' is not an unsigned integer"));
       }
       row.seed = seed;
+    }
+    if (col_bits >= 0 && !fields[col_bits].empty()) {
+      if (!absl::SimpleAtoi(fields[col_bits], &row.control_bit_depth) ||
+          (row.control_bit_depth != 12 && row.control_bit_depth != 16)) {
+        return absl::InvalidArgumentError(absl::StrCat(where, " column control_bit_depth: '",
+                                                       fields[col_bits], "' is not 12 or 16"));
+      }
     }
     plan.rows.push_back(std::move(row));
   }

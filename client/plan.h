@@ -6,7 +6,8 @@
 //   control_dir (+ control_expression)  a folder of five channel images (control_dir.h) and an
 //                         expression spec (expression_source.h); control_expression is required
 //                         for models with a gene branch (checked when the row is sent).
-// Optional column: seed (an unsigned integer overriding the screen's seed for this row).
+// Optional columns: seed (an unsigned integer overriding the screen's seed for this row);
+// control_bit_depth (12 or 16; empty = from the files, see control_dir.h) for control_dir rows.
 // Every column, including unknown ones, is carried into results.csv and the GCT column metadata.
 // Relative control_dir / control_expression paths are resolved against the plan's folder.
 // Errors are INVALID_ARGUMENT naming the file, line and column.
@@ -42,6 +43,7 @@ struct PlanRow {
   std::string control_dir;          // resolved path; empty when control_ref is used
   std::string control_expression;   // resolved spec; may be empty
   std::optional<uint64_t> seed;     // from a "seed" column
+  int control_bit_depth = 0;        // from a "control_bit_depth" column; 0 = from the files
   std::vector<std::string> fields;  // all fields as written, parallel to Plan::header
 };
 

@@ -65,12 +65,18 @@ absl::StatusOr<PreparedRow> PrepareRow(const PlanRow& row,
     request.mutable_options()->set_return_control(true);
   } else {
     prepared.control_label = row.control_dir;
-    auto image = LoadControlImage(row.control_dir, info.image_size());
+    auto image = LoadControlImage(row.control_dir, info.image_size(), row.control_bit_depth);
     if (!image.ok()) return WithLine(row, image.status());
     const std::vector<std::string> names(info.channel_names().begin(), info.channel_names().end());
     auto proto = ToProtoImage(*image, names);
     if (!proto.ok()) return WithLine(row, proto.status());
     *request.mutable_data()->mutable_image() = *std::move(proto);
+    if (image->bit_depth == 16) {  // the report shows the control in the predictions' 12-bit scale
+      for (cv::Mat& channel : image->channels) {
+        channel.convertTo(channel, CV_16U, 4095.0 / 65535.0);
+      }
+      image->bit_depth = 12;
+    }
     prepared.control_image = *std::move(image);
     const std::vector<std::string> genes(info.gene_ids().begin(), info.gene_ids().end());
     if (!row.control_expression.empty()) {

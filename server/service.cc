@@ -48,6 +48,7 @@ absl::Status BuildResponse(const PredictResult& result, const ValidatedPredict& 
     v1::Image* image = p->mutable_image();
     image->set_height(s);
     image->set_width(s);
+    image->set_bit_depth(12);
     for (size_t c = 0; c < info.channel_names.size(); ++c) {
       absl::StatusOr<std::string> bytes =
           EncodeChannel(sample.pixels.data() + c * plane, s, s, request.output_encoding);
@@ -84,6 +85,7 @@ absl::Status AddControl(const Backend& backend, const ValidatedPredict& request,
   v1::Image* image = response->mutable_control_image();
   image->set_height(s);
   image->set_width(s);
+  image->set_bit_depth(12);
   for (size_t c = 0; c < info.channel_names.size(); ++c) {
     CF_ASSIGN_OR_RETURN(std::string bytes, EncodeChannel(control->pixels.data() + c * plane, s, s,
                                                          request.output_encoding));

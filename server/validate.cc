@@ -98,6 +98,21 @@ absl::StatusOr<std::vector<int>> ChannelOrder(const v1::Image& image, const Mode
   return source;
 }
 
+// 12-bit data must not exceed 4095: such a pixel means the data is really 16-bit (or corrupt),
+// and clamping it would silently change the prediction. 16-bit data cannot exceed its range.
+absl::Status CheckPixelRange(const std::vector<uint16_t>& plane, int width, int bit_depth,
+                             const std::string& label) {
+  if (bit_depth != 12) return absl::OkStatus();
+  const auto it =
+      std::find_if(plane.begin(), plane.end(), [](uint16_t v) { return v > kMaxValue12Bit; });
+  if (it == plane.end()) return absl::OkStatus();
+  const int64_t i = it - plane.begin();
+  return Invalid(absl::StrFormat(
+      "%s: pixel (row %d, column %d) is %d, above %d, the largest 12-bit value; set "
+      "control.data.image.bit_depth = 16 if the camera writes 16-bit values",
+      label, i / width, i % width, *it, kMaxValue12Bit));
+}
+
 absl::StatusOr<std::vector<uint16_t>> DecodeImage(const v1::Image& image, const ModelInfo& info) {
   const int s = info.image_size;
   const int h = image.height(), w = image.width();
@@ -111,6 +126,13 @@ absl::StatusOr<std::vector<uint16_t>> DecodeImage(const v1::Image& image, const 
     return Invalid(absl::StrFormat("control.data.image is %d×%d; the largest accepted side is %d",
                                    h, w, kMaxImageSide));
   }
+  const int bit_depth = image.bit_depth() == 0 ? 12 : image.bit_depth();
+  if (bit_depth != 12 && bit_depth != 16) {
+    return Invalid(absl::StrFormat(
+        "control.data.image.bit_depth is %d; expected 12 (values 0..4095, the default) or 16 "
+        "(values 0..65535, rescaled to 12 bits)",
+        image.bit_depth()));
+  }
   CF_ASSIGN_OR_RETURN(std::vector<int> order, ChannelOrder(image, info));
   const int y0 = (h - s) / 2, x0 = (w - s) / 2;
   std::vector<uint16_t> pixels(order.size() * s * s);
@@ -119,10 +141,14 @@ absl::StatusOr<std::vector<uint16_t>> DecodeImage(const v1::Image& image, const 
     const std::string label =
         absl::StrFormat("control.data.image channel %d (%s)", order[m], info.channel_names[m]);
     CF_ASSIGN_OR_RETURN(std::vector<uint16_t> plane, DecodeChannel(ch, h, w, label));
+    CF_RETURN_IF_ERROR(CheckPixelRange(plane, w, bit_depth, label));
     uint16_t* dst = pixels.data() + m * s * s;
     for (int y = 0; y < s; ++y) {
       std::copy_n(plane.data() + int64_t{y0 + y} * w + x0, s, dst + int64_t{y} * s);
     }
+  }
+  if (bit_depth == 16) {
+    for (uint16_t& v : pixels) v = RescaleTo12Bit(v);
   }
   return pixels;
 }

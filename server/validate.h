@@ -12,13 +12,15 @@
 //                     (plate, well, site) not in the bank           NOT_FOUND
 //   control.data      image missing; height/width < image_size or > kMaxImageSide; channel
 //                     count; channel names not a permutation of the model's (a permutation is
-//                     reordered); per channel: encoding unset, RAW byte count, PNG/TIFF
-//                     signature, header size, undecodable bytes    INVALID_ARGUMENT
+//                     reordered); bit_depth not 0/12/16; per channel: encoding unset, RAW
+//                     byte count, PNG/TIFF signature, header size, undecodable bytes, a pixel
+//                     above 4095 when bit_depth is 12             INVALID_ARGUMENT
 //                     expression: missing for a gene model / present for an image-only one;
 //                     length ≠ number of genes; NaN/Inf (names the gene); gene_ids with the
 //                     wrong length, unknown or duplicate ids (a permutation is reordered)
 //                                                                  INVALID_ARGUMENT
-// Images larger than image_size are centre-cropped (offset ⌊(H−S)/2⌋, ⌊(W−S)/2⌋).
+// Images larger than image_size are centre-cropped (offset ⌊(H−S)/2⌋, ⌊(W−S)/2⌋). 16-bit images
+// (bit_depth 16) are rescaled to the model's 12-bit scale: RescaleTo12Bit below.
 //
 // LibTorch-free and allocation-bounded (see image_codec.h), so it is safe on any bytes; the
 // fuzz test feeds it random and mutated requests.
@@ -34,6 +36,14 @@
 #include "server/model_info.h"
 
 namespace cellflux::server {
+
+// Largest pixel value of 12-bit data, the model's scale.
+inline constexpr int kMaxValue12Bit = 4095;
+
+// A 16-bit value (0..65535) in the 12-bit scale: round(v · 4095 / 65535).
+constexpr uint16_t RescaleTo12Bit(uint16_t v) {
+  return static_cast<uint16_t>((uint32_t{v} * 4095u + 32767u) / 65535u);
+}
 
 struct ValidatedPredict {
   std::string perturbation_id;

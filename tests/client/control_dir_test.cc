@@ -108,6 +108,54 @@ TEST(ControlDirTest, MissingAndDuplicateChannelsAreNamed) {
   EXPECT_EQ(FindChannelFiles(dir + "/nope").status().code(), absl::StatusCode::kNotFound);
 }
 
+// Five stain-named TIFFs of `value` everywhere, with `peak` at (1, 2) of the Mito channel.
+std::string WriteSite(const std::string& name, int value, int peak) {
+  const std::string dir = testing::MakeTempDir(name);
+  for (const char* stain : {"DNA", "RNA", "ER", "AGP", "Mito"}) {
+    cv::Mat mat(12, 12, CV_16UC1, cv::Scalar(value));
+    if (std::string(stain) == "Mito") mat.at<uint16_t>(1, 2) = static_cast<uint16_t>(peak);
+    EXPECT_TRUE(io::WriteTiff16(dir + "/" + stain + ".tif", mat).ok());
+  }
+  return dir;
+}
+
+TEST(ControlDirTest, BitDepthComesFromTheFilesMaximum) {
+  // The real BBBC047 site: 16-bit files holding 12-bit values → declared 12-bit.
+  auto real = LoadControlImage(testing::kFixtures + "/bbbc047-site", 256);
+  ASSERT_TRUE(real.ok()) << real.status();
+  EXPECT_EQ(real->bit_depth, 12);
+  EXPECT_LE(real->max_value, 4095);
+  EXPECT_EQ(ToProtoImage(*real, {})->bit_depth(), 12);
+
+  // One pixel above 4095 anywhere in the uncropped site (here outside a 4×4 crop) → 16-bit, and
+  // the pixels are sent unchanged for the server to rescale.
+  auto wide = LoadControlImage(WriteSite("wide", 1000, 40000), 4);
+  ASSERT_TRUE(wide.ok()) << wide.status();
+  EXPECT_EQ(wide->bit_depth, 16);
+  EXPECT_EQ(wide->max_value, 40000);
+  auto proto = ToProtoImage(*wide, {});
+  ASSERT_TRUE(proto.ok());
+  EXPECT_EQ(proto->bit_depth(), 16);
+  EXPECT_EQ(wide->channels[0].at<uint16_t>(0, 0), 1000);
+}
+
+TEST(ControlDirTest, ExplicitBitDepth) {
+  const std::string dir = WriteSite("explicit", 1000, 40000);
+  auto twelve = LoadControlImage(dir, 0, 12);  // declared 12-bit, but a pixel says otherwise
+  ASSERT_FALSE(twelve.ok());
+  EXPECT_EQ(twelve.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(twelve.status().message(), HasSubstr("Mito.tif"));
+  EXPECT_THAT(twelve.status().message(), HasSubstr("40000"));
+
+  auto sixteen = LoadControlImage(WriteSite("low16", 1000, 3000), 0, 16);
+  ASSERT_TRUE(sixteen.ok()) << sixteen.status();
+  EXPECT_EQ(sixteen->bit_depth, 16);  // a dim 16-bit site stays 16-bit when told so
+
+  auto bad = LoadControlImage(dir, 0, 8);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("bit depth 8 is not 12 or 16"));
+}
+
 TEST(ControlDirTest, CenterCropLeavesSmallImages) {
   cv::Mat mat(10, 12, CV_16UC1, cv::Scalar(3));
   EXPECT_EQ(CenterCrop(mat, 0).cols, 12);

@@ -62,6 +62,17 @@ TEST(PlanTest, ErrorsNameLineAndColumn) {
   EXPECT_THAT(bad_seed.status().message(), HasSubstr("line 2 column seed"));
 }
 
+TEST(PlanTest, ControlBitDepthColumn) {
+  auto plan = PlanFrom("perturbation_id,control_dir,control_bit_depth\nBRD-A,d1,16\nBRD-B,d2,\n");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->rows[0].control_bit_depth, 16);
+  EXPECT_EQ(plan->rows[1].control_bit_depth, 0);  // empty = from the files
+
+  auto bad = PlanFrom("perturbation_id,control_dir,control_bit_depth\nBRD-A,d1,14\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("line 2 column control_bit_depth: '14'"));
+}
+
 TEST(PlanTest, RowNamesAndFingerprintsAreStable) {
   EXPECT_EQ(RowName(12), "r000012");
   EXPECT_EQ(Fingerprint({"a", "b"}), Fingerprint({"a", "b"}));

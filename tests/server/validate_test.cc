@@ -21,8 +21,8 @@ using ::testing::HasSubstr;
 
 constexpr int kS = 8;  // FakeModelInfo image size
 
-// Pixel value of channel c at (y, x) in the test image.
-uint16_t Px(int c, int y, int x) { return static_cast<uint16_t>(c * 1000 + y * 20 + x); }
+// Pixel value of channel c at (y, x) in the test image (≤ 4095 for the sizes used here).
+uint16_t Px(int c, int y, int x) { return static_cast<uint16_t>(c * 800 + y * 20 + x); }
 
 v1::Image MakeImage(int h, int w, v1::Encoding enc = v1::RAW_U16_LE) {
   const ModelInfo info = testing::FakeModelInfo();
@@ -234,6 +234,65 @@ TEST_F(ValidateTest, ImageErrors) {
   ch->set_encoding(v1::TIFF);
   ExpectError(r, absl::StatusCode::kInvalidArgument,
               "encoding is TIFF but the bytes are not a TIFF");
+}
+
+// Channel c of the request image set to raw pixels `plane` (kS × kS).
+void SetRawChannel(v1::PredictRequest* r, int c, const std::vector<uint16_t>& plane) {
+  r->mutable_data()->mutable_image()->mutable_channels(c)->set_data(
+      *EncodeChannel(plane.data(), kS, kS, v1::RAW_U16_LE));
+}
+
+TEST_F(ValidateTest, TwelveBitImagesRejectValuesAbove4095NamingThePixel) {
+  for (int declared : {0, 12}) {
+    auto r = ValidRequest();
+    r.mutable_data()->mutable_image()->set_bit_depth(declared);
+    std::vector<uint16_t> plane(kS * kS, 100);
+    plane[2 * kS + 5] = 4096;  // row 2, column 5
+    plane[6 * kS + 1] = 60000;
+    SetRawChannel(&r, 3, plane);
+    ExpectError(r, absl::StatusCode::kInvalidArgument,
+                "channel 3 (AGP): pixel (row 2, column 5) is 4096, above 4095");
+  }
+  // 4095 itself is fine and reaches the model unchanged (no clamping, no rescaling).
+  auto r = ValidRequest();
+  std::vector<uint16_t> plane(kS * kS, 4095);
+  SetRawChannel(&r, 0, plane);
+  auto v = Validate(r);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->control->pixels[0], 4095);
+  EXPECT_EQ(v->control->pixels[kS * kS - 1], 4095);
+}
+
+TEST_F(ValidateTest, SixteenBitImagesAreRescaledTo12Bits) {
+  auto r = ValidRequest();
+  r.mutable_data()->mutable_image()->set_bit_depth(16);
+  std::vector<uint16_t> plane(kS * kS, 0);
+  plane[0] = 65535;  // → 4095
+  plane[1] = 16;     // 16·4095/65535 = 0.9998 → 1
+  plane[2] = 8;      // 0.4999 → 0
+  plane[3] = 32768;  // 2047.53 → 2048
+  plane[4] = 4096;   // 255.94 → 256: a 12-bit-looking value is still read as 16-bit
+  SetRawChannel(&r, 1, plane);
+  auto v = Validate(r);
+  ASSERT_TRUE(v.ok()) << v.status();
+  const uint16_t* rna = v->control->pixels.data() + kS * kS;
+  EXPECT_EQ(rna[0], 4095);
+  EXPECT_EQ(rna[1], 1);
+  EXPECT_EQ(rna[2], 0);
+  EXPECT_EQ(rna[3], 2048);
+  EXPECT_EQ(rna[4], 256);
+  // Every channel is rescaled: Mito's (0, 0) is Px(4, 0, 0) = 3200 → 199.96 → 200.
+  EXPECT_EQ(v->control->pixels[4 * kS * kS], 200);
+}
+
+TEST_F(ValidateTest, OtherBitDepthsAreRejected) {
+  for (int declared : {8, 10, 14, 32, -1}) {
+    auto r = ValidRequest();
+    r.mutable_data()->mutable_image()->set_bit_depth(declared);
+    ExpectError(r, absl::StatusCode::kInvalidArgument,
+                "control.data.image.bit_depth is " + std::to_string(declared) +
+                    "; expected 12 (values 0..4095, the default) or 16");
+  }
 }
 
 TEST_F(ValidateTest, EncodedImageErrors) {
