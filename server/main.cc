@@ -5,14 +5,18 @@
 //     [--controls DATA_DIR [--max-controls N]] [--max-batch N] [--max-queue N] [--batching
 //     step|request]
 //     [--max-queue-delay-ms N] [--device cpu|cuda:0] [--threads N] [--tls-cert F --tls-key F]
-//     [--auth-token-file F] [--drain-grace-s N] [--config FILE]
+//     [--auth-token-file F] [--drain-grace-s N] [--watch-checkpoint-s N] [--config FILE]
 //
 // Signals: SIGTERM/SIGINT drain (health NOT_SERVING, new calls UNAVAILABLE, in-flight calls
 // finish within --drain-grace-s) and exit 0; SIGHUP reloads --checkpoint in the background and
 // swaps it in atomically (a failed reload keeps the old model and counts
-// cellflux_reload_failures_total). Exit 1 when start-up fails (the message says why).
+// cellflux_reload_failures_total; a SIGHUP during a reload runs once that one ends). With
+// --watch-checkpoint-s N > 0 a watcher thread polls --checkpoint every N seconds and raises
+// SIGHUP itself when it names another checkpoint (`cellflux-tool promote` flipping
+// MODELS_DIR/current; server/checkpoint_watcher.h). Exit 1 when start-up fails.
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -23,11 +27,14 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/torch/runtime.h"
 #include "common/util/files.h"
 #include "common/util/logging.h"
 #include "common/util/status_macros.h"
+#include "server/checkpoint_watcher.h"
 #include "server/model_backend.h"
 #include "server/server.h"
 
@@ -49,6 +56,7 @@ struct Flags {
   std::string tls_key;
   std::string auth_token_file;
   int drain_grace_s = 30;
+  int watch_checkpoint_s = 0;
 };
 
 absl::StatusOr<cellflux::server::ServerOptions> ToOptions(const Flags& f) {
@@ -132,34 +140,68 @@ int Run(const Flags& flags) {
   }
   (*server)->SetBackend(*std::move(backend), seconds);
 
+  // The watcher starts from the identity just loaded; a change raises SIGHUP (handled below).
+  absl::Notification stop_watching;
+  std::thread watcher;
+  if (flags.watch_checkpoint_s > 0) {
+    CF_LOG(INFO) << "watching " << flags.checkpoint << " every " << flags.watch_checkpoint_s
+                 << " s for a new checkpoint";
+    watcher = std::thread([&flags, &stop_watching] {
+      cellflux::server::CheckpointWatcher watch(flags.checkpoint);
+      while (
+          !stop_watching.WaitForNotificationWithTimeout(absl::Seconds(flags.watch_checkpoint_s))) {
+        if (watch.Poll()) {
+          CF_LOG(INFO) << "checkpoint changed: " << watch.last_identity() << "; reloading";
+          kill(getpid(), SIGHUP);
+        }
+      }
+    });
+  }
+
   std::thread reloader;
-  std::atomic<bool> reloading{false};
+  absl::Mutex reload_mu;
+  bool reloading = false;     // a reloader thread is running (guarded by reload_mu)
+  bool reload_again = false;  // a SIGHUP arrived while it ran: it loads once more
   while (true) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      if (reloading.exchange(true)) {
-        CF_LOG(WARNING) << "SIGHUP: a reload is already running; ignored";
-        continue;
+      {
+        absl::MutexLock lock(&reload_mu);
+        if (reloading) {
+          CF_LOG(INFO) << "SIGHUP during a reload: reloading again once it ends";
+          reload_again = true;
+          continue;
+        }
+        reloading = true;
       }
       if (reloader.joinable()) reloader.join();
       CF_LOG(INFO) << "SIGHUP: reloading " << flags.checkpoint << " in the background";
-      reloader = std::thread([&flags, &server, &reloading] {
-        double s = 0;
-        auto fresh = Load(flags, &s);
-        if (fresh.ok()) {
-          (*server)->SetBackend(*std::move(fresh), s);
-        } else {
-          CF_LOG(ERROR) << "reload failed, keeping the current model: " << fresh.status();
-          (*server)->metrics().ReloadFailed();
+      reloader = std::thread([&flags, &server, &reload_mu, &reloading, &reload_again] {
+        while (true) {
+          double s = 0;
+          auto fresh = Load(flags, &s);
+          if (fresh.ok()) {
+            (*server)->SetBackend(*std::move(fresh), s);
+          } else {
+            CF_LOG(ERROR) << "reload failed, keeping the current model: " << fresh.status();
+            (*server)->metrics().ReloadFailed();
+          }
+          absl::MutexLock lock(&reload_mu);
+          if (!reload_again) {
+            reloading = false;
+            return;
+          }
+          reload_again = false;
         }
-        reloading.store(false);
       });
       continue;
     }
     CF_LOG(INFO) << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ": draining";
     break;
   }
+  stop_watching.Notify();
+  if (watcher.joinable()) watcher.join();
   (*server)->Shutdown();
   if (reloader.joinable()) reloader.join();
   return 0;
@@ -196,6 +238,11 @@ int main(int argc, char** argv) {
   app.add_option("--auth-token-file", f.auth_token_file,
                  "file holding the bearer token clients must send (auth on)");
   app.add_option("--drain-grace-s", f.drain_grace_s, "seconds in-flight calls get on SIGTERM")
+      ->capture_default_str();
+  app.add_option("--watch-checkpoint-s", f.watch_checkpoint_s,
+                 "poll --checkpoint every N seconds and reload when it names another checkpoint "
+                 "(cellflux-tool promote flipping MODELS_DIR/current); 0 = off, reload with SIGHUP")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.set_config("--config", "", "TOML/INI file with the long flag names as keys (flags win)");
   try {
