@@ -52,8 +52,10 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
   CMD ["/usr/local/bin/cellflux-healthcheck", "--addr", "127.0.0.1:50051"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/cellflux-server"]
+# /models: the promoted checkpoints (current → versions/<id>); /data/prepared: the control bank.
 CMD ["--checkpoint", "/models/current", "--listen", "0.0.0.0:50051", \
-     "--metrics-listen", "0.0.0.0:9464", "--device", "cpu", "--drain-grace-s", "30"]
+     "--metrics-listen", "0.0.0.0:9464", "--device", "cpu", "--drain-grace-s", "30", \
+     "--controls", "/data/prepared", "--watch-checkpoint-s", "30"]
 
 # ---- runtime: GPU ------------------------------------------------------------------------------
 FROM ${DEBIAN_IMAGE} AS gpu
@@ -78,7 +80,8 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=300s --retries=3 \
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/cellflux-server"]
 CMD ["--checkpoint", "/models/current", "--listen", "0.0.0.0:50051", \
-     "--metrics-listen", "0.0.0.0:9464", "--device", "cuda", "--drain-grace-s", "30"]
+     "--metrics-listen", "0.0.0.0:9464", "--device", "cuda", "--drain-grace-s", "30", \
+     "--controls", "/data/prepared", "--watch-checkpoint-s", "30"]
 
 # ---- GPU training: gpu + the PyTorch image's Python for torchrun -------------------------------
 # torchrun is Python; cellflux-train itself is not (torchrun --no-python only sets RANK,

@@ -51,8 +51,23 @@ s = c["services"]
 assert {"cellflux-server", "prometheus", "grafana"} <= set(s), sorted(s)
 dev = s["cellflux-server"]["deploy"]["resources"]["reservations"]["devices"][0]
 assert "gpu" in dev["capabilities"], dev
-assert "healthcheck" in s["cellflux-server"]
-print("compose: services", sorted(s), "GPU reservation", dev)
+srv = s["cellflux-server"]
+assert "healthcheck" in srv
+# The README's control.ref examples and screens of bank wells need the bank; promotion needs the
+# server to serve (and watch) the link that `cellflux-tool promote` flips.
+cmd = srv["command"]
+for want in ("--checkpoint=/models/current", "--controls=/data/prepared"):
+    assert want in cmd, f"cellflux-server command lacks {want}: {cmd}"
+assert any(a.startswith("--watch-checkpoint-s=") and int(a.split("=")[1]) > 0 for a in cmd), cmd
+mounts = {}
+for v in srv["volumes"]:
+    if isinstance(v, str):
+        parts = v.split(":")
+        mounts[parts[1]] = parts[2:] == ["ro"]
+    else:
+        mounts[v["target"]] = bool(v.get("read_only"))
+assert mounts.get("/models") is True and mounts.get("/data") is True, f"/models and /data must be read-only volumes: {mounts}"
+print("compose: services", sorted(s), "GPU reservation", dev, "bank + promotion volumes", mounts)
 PY
     ;;
   k8s)
@@ -75,6 +90,19 @@ for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
 startup = c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"]
 assert startup >= 300, f"startup probe allows only {startup}s for the model load"
 drain = [int(a.split("=")[1]) for a in c["args"] if a.startswith("--drain-grace-s=")][0]
+for want in ("--checkpoint=/models/current", "--controls=/data/prepared"):
+    assert want in c["args"], f"server args lack {want}"
+assert any(a.startswith("--watch-checkpoint-s=") and int(a.split("=")[1]) > 0 for a in c["args"])
+mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+claims = {v["name"]: v.get("persistentVolumeClaim", {}) for v in dep["volumes"]}
+for path, claim in (("/models", "cellflux-models"), ("/data", "cellflux-data")):
+    m = mounts[path]
+    assert m.get("readOnly") is True, f"{path} must be mounted read-only"
+    assert claims[m["name"]].get("claimName") == claim, f"{path} must come from the PVC {claim}"
+train_mounts = {m["mountPath"]: m["name"] for m in kinds["Job"][0]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+train_claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in kinds["Job"][0]["spec"]["template"]["spec"]["volumes"]}
+assert train_claims[train_mounts["/data"]] == "cellflux-data", "training and the bank must read the same /data"
+
 assert dep["terminationGracePeriodSeconds"] > drain, "termination grace must exceed --drain-grace-s"
 hpa = kinds["HorizontalPodAutoscaler"][0]["spec"]["metrics"][0]
 assert hpa["pods"]["metric"]["name"] == "cellflux_queue_depth"
@@ -146,6 +174,11 @@ for target in ("cpu", "gpu", "gpu-train"):
         problems.append(f"{target}: must end as a non-root USER")
     if target != "gpu-train" and not any(w == "HEALTHCHECK" for w, _ in lines):
         problems.append(f"{target}: no HEALTHCHECK")
+    if target != "gpu-train":
+        cmds = [r for w, r in lines if w == "CMD"]
+        for want in ('"/models/current"', '"--controls", "/data/prepared"', '"--watch-checkpoint-s"'):
+            if not cmds or want not in cmds[-1]:
+                problems.append(f"{target}: default CMD lacks {want}")
 run_lines = [r for st in stages.values() for w, r in st["lines"] if w == "RUN"]
 print(f"Dockerfile: {len(stages)} stages, {len(run_lines)} RUN steps")
 for p in problems:
