@@ -12,7 +12,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libhdf5-dev libyaml-cpp-dev libcli11-dev zlib1g-dev
   python3 python3-torch python3-numpy python3-scipy python3-grpcio python3-protobuf
-  prometheus clang libclang-rt-14-dev
+  prometheus clang clang-format libclang-rt-14-dev
   docker-compose python3-yaml libgloo-dev openssl
 )
 # The headless browser for scripts/check_report.sh is optional (large): CELLFLUX_SETUP_BROWSER=1.
