@@ -58,14 +58,19 @@ absl::StatusOr<Structure> ParseStructure(const std::string& smiles, int radius, 
     std::lock_guard<std::mutex> lock(LogMutex());
     static std::once_flag init;
     std::call_once(init, [] { RDLog::InitLogs(); });
+    // Point RDKit's error and warning logs at a string for this call (not stderr).
     std::ostringstream log;
-    if (rdErrorLog) rdErrorLog->SetTee(log);
+    std::ostream* error_dest = rdErrorLog ? rdErrorLog->dp_dest : nullptr;
+    std::ostream* warning_dest = rdWarningLog ? rdWarningLog->dp_dest : nullptr;
+    if (rdErrorLog) rdErrorLog->dp_dest = &log;
+    if (rdWarningLog) rdWarningLog->dp_dest = &log;
     try {
       mol.reset(RDKit::SmilesToMol(smiles));
     } catch (const std::exception& e) {
       log << e.what();
     }
-    if (rdErrorLog) rdErrorLog->ClearTee();
+    if (rdErrorLog) rdErrorLog->dp_dest = error_dest;
+    if (rdWarningLog) rdWarningLog->dp_dest = warning_dest;
     reason = log.str();
   }
   if (mol == nullptr) return Invalid(smiles, reason);
