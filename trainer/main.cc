@@ -16,9 +16,13 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "common/data/prepare.h"
+#ifdef CELLFLUX_WITH_RDKIT
+#include "common/chem/chem.h"
+#endif
 #include "common/torch/runtime.h"
 #include "common/util/logging.h"
 #include "common/util/progress.h"
+#include "common/util/status_macros.h"
 #include "trainer/distributed.h"
 #include "trainer/stages.h"
 #include "trainer/train_config.h"
@@ -109,8 +113,19 @@ int main(int argc, char** argv) {
   prepare
       ->add_option("--split-level", prep.split_level,
                    "perturbation (hold out whole compounds) | pair (paper: one held-out pair per "
-                   "test compound)")
+                   "test compound) | compound-scaffold (hold out whole Bemis-Murcko scaffolds)")
+      ->check(CLI::IsMember({"perturbation", "pair", "compound-scaffold"}))
       ->capture_default_str();
+  prepare->add_option("--compounds", prep.compounds_csv,
+                      "compound metadata CSV (broad_sample|pert_id, CPD_SMILES|smiles) for "
+                      "structures the L1000 CSV lacks");
+#ifdef CELLFLUX_WITH_RDKIT
+  prep.parse_structure = [](const std::string& smiles)
+      -> absl::StatusOr<cellflux::data::PrepareOptions::StructureInfo> {
+    CF_ASSIGN_OR_RETURN(cellflux::chem::Structure s, cellflux::chem::ParseStructure(smiles));
+    return cellflux::data::PrepareOptions::StructureInfo{s.canonical_smiles, s.scaffold};
+  };
+#endif
 
   CommonFlags common;
   std::string pretrained, checkpoint;

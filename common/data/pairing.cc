@@ -147,4 +147,38 @@ std::map<std::string, Split> SplitPerturbations(std::vector<std::string> perturb
   return out;
 }
 
+std::map<std::string, Split> SplitPerturbationGroups(
+    std::vector<std::string> perturbations, const std::map<std::string, std::string>& group_of,
+    int64_t requested_test, double val_fraction, uint64_t seed) {
+  std::sort(perturbations.begin(), perturbations.end());
+  perturbations.erase(std::unique(perturbations.begin(), perturbations.end()), perturbations.end());
+  const SplitCounts counts =
+      ComputeSplitCounts(static_cast<int64_t>(perturbations.size()), requested_test, val_fraction);
+  std::map<std::string, std::vector<std::string>> members;  // group → perturbations
+  for (const std::string& p : perturbations) {
+    auto it = group_of.find(p);
+    members[it == group_of.end() ? "\x01" + p : it->second].push_back(p);
+  }
+  std::vector<std::string> groups;
+  for (const auto& [g, ps] : members) groups.push_back(g);
+  DeterministicRng rng(seed ^ 0x5EED5EED5EED5EEDULL);
+  rng.Shuffle(&groups);
+  std::map<std::string, Split> out;
+  int64_t test = 0, val = 0;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    const std::vector<std::string>& ps = members[groups[i]];
+    const bool last = i + 1 == groups.size();
+    Split s = Split::kTrain;
+    if (test < counts.test && !last) {
+      s = Split::kTest;
+      test += static_cast<int64_t>(ps.size());
+    } else if (val < counts.val && !last) {
+      s = Split::kVal;
+      val += static_cast<int64_t>(ps.size());
+    }
+    for (const std::string& p : ps) out.emplace(p, s);
+  }
+  return out;
+}
+
 }  // namespace cellflux::data

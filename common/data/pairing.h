@@ -97,6 +97,15 @@ std::map<std::string, Split> SplitPerturbations(std::vector<std::string> perturb
                                                 int64_t requested_test, double val_fraction,
                                                 uint64_t seed);
 
+// Like SplitPerturbations, but whole groups go to one split (e.g. every compound sharing a
+// Bemis–Murcko scaffold, so test compounds are not near-duplicates of training ones). `group_of`
+// names each perturbation's group; a perturbation missing from it is a group of its own. Groups
+// (sorted by name, then shuffled with `seed`) fill test until it holds at least the
+// ComputeSplitCounts test count, then val likewise; at least one group always stays in train.
+std::map<std::string, Split> SplitPerturbationGroups(
+    std::vector<std::string> perturbations, const std::map<std::string, std::string>& group_of,
+    int64_t requested_test, double val_fraction, uint64_t seed);
+
 }  // namespace cellflux::data
 
 #endif  // CELLFLUX_COMMON_DATA_PAIRING_H_

@@ -11,11 +11,13 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/data/bbbc047.h"
 #include "common/data/landmark_genes.h"
 #include "common/data/manifest.h"
 #include "common/data/pairing.h"
 #include "common/data/platemap.h"
+#include "common/io/csv.h"
 #include "common/io/l1000_csv.h"
 #include "common/util/files.h"
 #include "common/util/status_macros.h"
@@ -133,9 +135,16 @@ absl::Status PrepareOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("prepare: val_fraction must be in [0, 1), got ", val_fraction));
   }
-  if (split_level != "perturbation" && split_level != "pair") {
+  if (split_level != "perturbation" && split_level != "pair" &&
+      split_level != "compound-scaffold") {
     return absl::InvalidArgumentError(
-        absl::StrCat("prepare: split_level must be perturbation or pair, got '", split_level, "'"));
+        absl::StrCat("prepare: split_level must be perturbation, pair or compound-scaffold, got '",
+                     split_level, "'"));
+  }
+  if (split_level == "compound-scaffold" && !parse_structure) {
+    return absl::InvalidArgumentError(
+        "prepare: split_level compound-scaffold needs a structure parser (cellflux-train prepare "
+        "has RDKit's)");
   }
   return absl::OkStatus();
 }
@@ -158,6 +167,10 @@ std::string PrepareSummary::ToJson() const {
   j["pairs"] = {{"total", pairs}, {"train", train_pairs}, {"val", val_pairs}, {"test", test_pairs}};
   j["genes"] = genes;
   j["dropped"] = dropped;
+  j["structures"] = {{"parsed", structures_parsed},
+                     {"without", without_structure.size()},
+                     {"without_structure", without_structure},
+                     {"scaffold_groups", scaffold_groups}};
   return j.dump(2);
 }
 
@@ -170,6 +183,20 @@ std::string PrepareSummary::ToText() const {
       train_perturbations, ", val ", val_perturbations, ", test ", test_perturbations, ")\n",
       "pairs: ", pairs, " (train ", train_pairs, ", val ", val_pairs, ", test ", test_pairs, ")\n");
   for (const auto& [kind, n] : dropped) absl::StrAppend(&out, "dropped ", kind, ": ", n, "\n");
+  if (structures_parsed > 0 || !without_structure.empty()) {
+    absl::StrAppend(&out, "structures: ", structures_parsed, " parsed, ", without_structure.size(),
+                    " without a parsable structure");
+    if (scaffold_groups > 0) absl::StrAppend(&out, "; ", scaffold_groups, " scaffold groups");
+    absl::StrAppend(&out, "\n");
+    int shown = 0;
+    for (const auto& [id, why] : without_structure) {
+      if (++shown > 20) {
+        absl::StrAppend(&out, "  ... (all in summary.json)\n");
+        break;
+      }
+      absl::StrAppend(&out, "  ", id, ": ", why, "\n");
+    }
+  }
   return out;
 }
 
@@ -263,7 +290,64 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& o) {
   s.matched_treatments = pr.matched_keys;
   std::vector<std::string> perts;
   for (const Pair& p : pr.pairs) perts.push_back(p.perturbation);
-  m.split = SplitPerturbations(perts, o.test_perturbations, o.val_fraction, o.seed);
+  // Structures: the L1000 CSV's CPD_SMILES, else the compound metadata CSV's.
+  std::map<std::string, std::string> smiles_of;  // perturbation → SMILES
+  for (const Pair& p : pr.pairs) {
+    auto info = key_info.find(p.key);
+    if (info != key_info.end() && !info->second.smiles.empty()) {
+      smiles_of.emplace(p.perturbation, info->second.smiles);
+    }
+  }
+  if (!o.compounds_csv.empty()) {
+    CF_ASSIGN_OR_RETURN(io::CsvTable t, io::ReadCsvTable(o.compounds_csv));
+    int id_col = t.Column("broad_sample");
+    if (id_col < 0) id_col = t.Column("pert_id");
+    int smiles_col = t.Column("CPD_SMILES");
+    if (smiles_col < 0) smiles_col = t.Column("smiles");
+    if (id_col < 0 || smiles_col < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(o.compounds_csv,
+                       ": needs an id column (broad_sample or pert_id) and a structure column "
+                       "(CPD_SMILES or smiles); header: ",
+                       absl::StrJoin(t.header, ",")));
+    }
+    for (const auto& row : t.rows) {
+      if (!row[smiles_col].empty()) smiles_of.emplace(row[id_col], row[smiles_col]);
+    }
+    for (const Pair& p : pr.pairs) {  // the vocabulary's smiles column too
+      KeyInfo& info = key_info[p.key];
+      auto it = smiles_of.find(p.perturbation);
+      if (info.smiles.empty() && it != smiles_of.end()) info.smiles = it->second;
+    }
+  }
+  std::map<std::string, std::string> scaffold_of;  // perturbation → scaffold group
+  if (o.parse_structure) {
+    std::set<std::string> distinct(perts.begin(), perts.end());
+    std::set<std::string> groups;
+    for (const std::string& pert : distinct) {
+      auto it = smiles_of.find(pert);
+      if (it == smiles_of.end()) {
+        s.without_structure[pert] = "no SMILES";
+        continue;
+      }
+      absl::StatusOr<PrepareOptions::StructureInfo> st = o.parse_structure(it->second);
+      if (!st.ok()) {
+        s.without_structure[pert] = std::string(st.status().message());
+        continue;
+      }
+      ++s.structures_parsed;
+      // Acyclic compounds have no scaffold: each is its own group (by canonical SMILES).
+      scaffold_of[pert] = st->scaffold.empty() ? "acyclic:" + st->canonical_smiles : st->scaffold;
+      groups.insert(scaffold_of[pert]);
+    }
+    if (o.split_level == "compound-scaffold") {
+      s.scaffold_groups = static_cast<int64_t>(groups.size() + s.without_structure.size());
+    }
+  }
+  m.split = o.split_level == "compound-scaffold"
+                ? SplitPerturbationGroups(perts, scaffold_of, o.test_perturbations, o.val_fraction,
+                                          o.seed)
+                : SplitPerturbations(perts, o.test_perturbations, o.val_fraction, o.seed);
 
   // Pair-level split: one held-out pair per test/val perturbation, chosen by the seed.
   std::map<size_t, Split> held_out_pair;
@@ -362,6 +446,8 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& o) {
     j["options"] = {{"l1000_path", o.l1000_path},
                     {"platemaps_dir", o.platemaps_dir},
                     {"test_perturbations_requested", o.test_perturbations},
+                    {"split_level", o.split_level},
+                    {"compounds_csv", o.compounds_csv},
                     {"val_fraction", o.val_fraction},
                     {"seed", o.seed}};
     written = WriteFileAtomic(tmp + "/summary.json", j.dump(2) + "\n");

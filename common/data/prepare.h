@@ -41,7 +41,21 @@ struct PrepareOptions {
   // "perturbation": test/val perturbations are held out entirely (never in the training vocabulary).
   // "pair": the paper's protocol — each test (val) perturbation contributes ONE held-out pair and
   // its other pairs stay in training, so the model has an embedding for it.
+  // "compound-scaffold": whole Bemis–Murcko scaffolds are held out (SplitPerturbationGroups), so
+  // test compounds are not near-duplicates of training ones; needs `parse_structure`.
   std::string split_level = "perturbation";
+  // Optional compound metadata CSV (the CDRP chemical annotations): an id column broad_sample or
+  // pert_id and a structure column CPD_SMILES or smiles. Fills compounds whose L1000 rows carry no
+  // CPD_SMILES (the L1000 value wins when both exist).
+  std::string compounds_csv;
+  // Parses a SMILES into its canonical form and scaffold (the trainer passes RDKit's, chem.h;
+  // this library stays free of RDKit). When set, every perturbation's structure is checked and
+  // those without a parsable one are counted and listed in the summary.
+  struct StructureInfo {
+    std::string canonical_smiles;
+    std::string scaffold;  // "" for acyclic compounds
+  };
+  std::function<absl::StatusOr<StructureInfo>(const std::string& smiles)> parse_structure;
   // Called from the calling thread, at stage boundaries and every few thousand items.
   std::function<void(const PrepareProgress&)> progress;
 
@@ -64,8 +78,13 @@ struct PrepareSummary {
   int64_t train_pairs = 0, val_pairs = 0, test_pairs = 0;
   int64_t genes = 0;
   std::map<std::string, int64_t> dropped;  // kind → count
-  std::string ToJson() const;              // the summary.json body (without images_dir)
-  std::string ToText() const;              // a human-readable block for the console
+  // With PrepareOptions::parse_structure: perturbations with a parsable structure, and those
+  // without one (id → "no SMILES" or the parser's message); scaffold groups of the split.
+  int64_t structures_parsed = 0;
+  std::map<std::string, std::string> without_structure;
+  int64_t scaffold_groups = 0;
+  std::string ToJson() const;  // the summary.json body (without images_dir)
+  std::string ToText() const;  // a human-readable block for the console
 };
 
 absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& options);

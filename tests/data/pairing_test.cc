@@ -111,5 +111,43 @@ TEST(PairingTest, SplitIsDisjointAndSeeded) {
   EXPECT_EQ(n[Split::kTrain], 27);
 }
 
+TEST(PairingTest, GroupSplitKeepsEveryScaffoldInOneSplit) {
+  // 40 compounds in 10 scaffold groups of 4, plus 2 without a structure (groups of their own).
+  std::vector<std::string> perts;
+  std::map<std::string, std::string> scaffold;
+  for (int i = 0; i < 40; ++i) {
+    perts.push_back("BRD-" + std::to_string(100 + i));
+    scaffold[perts.back()] = "scaffold" + std::to_string(i % 10);
+  }
+  perts.push_back("BRD-nostructure-1");
+  perts.push_back("BRD-nostructure-2");
+  const auto split = SplitPerturbationGroups(perts, scaffold, /*requested_test=*/8,
+                                             /*val_fraction=*/0.1, /*seed=*/3);
+  ASSERT_EQ(split.size(), perts.size());
+  std::map<std::string, std::set<Split>> splits_of_group;
+  std::map<Split, int> count;
+  for (const auto& [p, s] : split) {
+    ++count[s];
+    auto it = scaffold.find(p);
+    if (it != scaffold.end()) splits_of_group[it->second].insert(s);
+  }
+  for (const auto& [g, s] : splits_of_group) EXPECT_EQ(s.size(), 1u) << g << " is split";
+  // Test: ≥ 8 (whole groups of 4: 8, or 9-12 when a singleton comes first); val ≥ 3.
+  EXPECT_GE(count[Split::kTest], 8);
+  EXPECT_LE(count[Split::kTest], 12);
+  EXPECT_GE(count[Split::kVal], 3);
+  EXPECT_GE(count[Split::kTrain], 20);
+  // Seeded: the same seed gives the same split, another seed another one.
+  EXPECT_EQ(split, SplitPerturbationGroups(perts, scaffold, 8, 0.1, 3));
+  EXPECT_NE(split, SplitPerturbationGroups(perts, scaffold, 8, 0.1, 4));
+}
+
+TEST(PairingTest, GroupSplitAlwaysKeepsATrainingGroup) {
+  std::vector<std::string> perts = {"a", "b", "c", "d"};
+  std::map<std::string, std::string> one_group = {{"a", "g"}, {"b", "g"}, {"c", "g"}, {"d", "g"}};
+  const auto split = SplitPerturbationGroups(perts, one_group, 1, 0.5, 0);
+  for (const auto& [p, s] : split) EXPECT_EQ(s, Split::kTrain) << p;
+}
+
 }  // namespace
 }  // namespace cellflux::data

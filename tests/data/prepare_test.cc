@@ -287,6 +287,47 @@ TEST_F(PrepareTest, PairLevelSplitHoldsOutOnePairPerHeldOutPerturbation) {
   EXPECT_FALSE(PrepareDataset(o).ok());
 }
 
+TEST_F(PrepareTest, ScaffoldSplitHoldsOutWholeGroupsAndListsCompoundsWithoutStructure) {
+  PrepareOptions o = Options("scaffold", 3);
+  o.split_level = "compound-scaffold";
+  o.test_perturbations = 2;
+  EXPECT_FALSE(PrepareDataset(o).ok());  // no structure parser given
+  // A stand-in parser: "smiles-C<n>" → scaffold by the parity of n; C5's structure is invalid.
+  o.parse_structure =
+      [](const std::string& smiles) -> absl::StatusOr<PrepareOptions::StructureInfo> {
+    if (smiles == "smiles-C5") return absl::InvalidArgumentError("SMILES 'smiles-C5': bad valence");
+    const int n = smiles.back() - '0';
+    return PrepareOptions::StructureInfo{smiles, n % 2 == 0 ? "even-ring" : "odd-ring"};
+  };
+  auto summary = PrepareDataset(o);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->without_structure.size(), 1u);
+  EXPECT_EQ(summary->without_structure.at("C5"), "SMILES 'smiles-C5': bad valence");
+  EXPECT_EQ(summary->structures_parsed, summary->perturbations - 1);
+  EXPECT_EQ(summary->scaffold_groups, 3);  // even, odd, C5 alone
+  EXPECT_THAT(summary->ToText(), HasSubstr("C5: SMILES 'smiles-C5': bad valence"));
+  auto m = LoadManifest(root_ + "/scaffold", /*load_expression=*/false);
+  ASSERT_TRUE(m.ok()) << m.status();
+  std::map<int, std::set<Split>> by_parity;
+  for (const auto& [pert, split] : m->split) {
+    if (pert == "C5") continue;
+    by_parity[(pert.back() - '0') % 2].insert(split);
+  }
+  ASSERT_EQ(by_parity.size(), 2u);
+  for (const auto& [parity, splits] : by_parity) EXPECT_EQ(splits.size(), 1u) << parity;
+  int held_out = 0;
+  for (const auto& [pert, split] : m->split) held_out += split != Split::kTrain;
+  EXPECT_GE(held_out, 1);
+  EXPECT_THAT(*ReadFile(root_ + "/scaffold/summary.json"), HasSubstr("\"without_structure\""));
+
+  // A compound metadata CSV must name its columns.
+  ASSERT_TRUE(WriteFileAtomic(root_ + "/compounds.csv", "id,structure\nC1,CCO\n").ok());
+  o.compounds_csv = root_ + "/compounds.csv";
+  auto bad = PrepareDataset(o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("compounds.csv: needs an id column"));
+}
+
 TEST_F(PrepareTest, BadInputsFailWithNamedFiles) {
   PrepareOptions o = Options("out", 0);
   o.val_fraction = 1.5;
