@@ -19,7 +19,7 @@ import grpc
 import numpy as np
 
 import server_fixture
-from server_fixture import PACKAGE_DIR, SRC, TOKEN
+from server_fixture import PACKAGE_DIR
 
 import cellflux  # noqa: E402  (server_fixture puts client/python on sys.path)
 

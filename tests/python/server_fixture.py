@@ -112,21 +112,23 @@ class RealServer:
     def _wait_serving(self, seconds):
         # Start-up, not test logic: poll until the model answers (a fresh process has no other
         # signal to wait on), failing as soon as the process exits.
+        # A fresh channel per try: a channel that was refused backs off its reconnects (1 s,
+        # 1.6 s, ...) and would report UNAVAILABLE for seconds after the server is up.
         deadline = time.monotonic() + seconds
-        with self.client(retries=0) as probe:
-            while True:
+        while True:
+            with self.client(retries=0) as probe:
                 try:
                     probe.info(timeout=2)
                     return
                 except cellflux.CellFluxError:
                     pass
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"cellflux-server exited {self.process.returncode} during "
-                                       f"start-up:\n{self.log_tail()}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"cellflux-server not serving after {seconds} s:\n"
-                                       f"{self.log_tail()}")
-                time.sleep(0.25)
+            if self.process.poll() is not None:
+                raise RuntimeError(f"cellflux-server exited {self.process.returncode} during "
+                                   f"start-up:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cellflux-server not serving after {seconds} s:\n"
+                                   f"{self.log_tail()}")
+            time.sleep(0.25)
 
     def _run(self, what, *argv):
         done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -295,7 +295,8 @@ def _credentials(tls):
     elif isinstance(tls, (bytes, bytearray)):
         pem, where = bytes(tls), "tls bytes"
     else:
-        raise TypeError(f"tls must be a bool, a CA file path or PEM bytes, got {type(tls).__name__}")
+        raise TypeError(
+            f"tls must be a bool, a CA file path or PEM bytes, got {type(tls).__name__}")
     if b"-----BEGIN CERTIFICATE-----" not in pem:
         raise ValueError(f"{where} holds no PEM certificate (BEGIN CERTIFICATE)")
     return grpc.ssl_channel_credentials(root_certificates=pem)

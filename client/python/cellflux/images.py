@@ -14,7 +14,7 @@ from cellflux.v1 import cellflux_pb2 as pb
 
 
 def image_to_proto(image, channel_names):
-    """A C×H×W array (any integer dtype with values in 0..65535) → Image with RAW_U16_LE channels.
+    """A C×H×W array (any integer dtype, values in 0..65535) → Image with RAW_U16_LE channels.
 
     ValueError when the array is not 3-D, its channel count is not len(channel_names) or a value
     does not fit 16 bits; TypeError for a non-integer dtype (convert explicitly: silently
