@@ -304,6 +304,22 @@ class InstallTest(unittest.TestCase):
                 lines = f.read().splitlines()
             self.assertEqual(lines[0], "gene\tseed9\tseed10")
             self.assertEqual(len(lines), 1 + 978)
+            # The example's screen: a plan CSV → expression.csv, one line per prediction.
+            plan = os.path.join(tmp, "plan.csv")
+            with open(plan, "w") as f:
+                f.write("perturbation_id,control_ref,note\n")
+                for i in range(3):
+                    f.write(f"{SERVER.vocabulary[i]},{bank_ref(i)},row {i}\n")
+            log = self.run_ok([python, os.path.join(PACKAGE_DIR, "examples", "cellflux_example.py"),
+                               "--server", SERVER.address, "--tls-ca", SERVER.ca,
+                               "--token-file", SERVER.token_file, "--plan", plan, "--steps", "2",
+                               "--samples", "2", "--seed", "1", "--out", out], cwd=tmp)
+            self.assertIn("6 predictions from", log)
+            with open(os.path.join(out, "expression.csv")) as f:
+                table = f.read().splitlines()
+            self.assertEqual(len(table), 1 + 6)
+            self.assertTrue(table[0].startswith("prediction,Metadata_perturbation,"), table[0][:80])
+            self.assertEqual(len(table[0].split(",")), 1 + 7 + 978)
 
     def run_ok(self, argv, cwd=None):
         env = dict(os.environ)
