@@ -170,7 +170,7 @@ class Client:
         num_samples, seed, steps, guidance: unset → the model's defaults (info().defaults);
             sample k uses seed + k. guidance is α in v = α·cond + (1 − α)·uncond.
         return_control: also return the control the flow started from.
-        timeout: seconds for the whole call (DEADLINE_EXCEEDED after it).
+        timeout: seconds per attempt (DEADLINE_EXCEEDED after it; not retried).
         Returns a PredictResult. Raises CellFluxError (INVALID_ARGUMENT, NOT_FOUND, ...).
         """
         info = self._info or self.info()
