@@ -239,10 +239,7 @@ def main():
 
     src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     tmp = tempfile.mkdtemp(prefix="cellflux-load-bench.")
-    subprocess.run(["protoc", f"--proto_path={src}/proto", f"--python_out={tmp}", f"--grpc_out={tmp}",
-                    f"--plugin=protoc-gen-grpc={subprocess.check_output(['which', 'grpc_python_plugin']).decode().strip()}",
-                    f"{src}/proto/cellflux/v1/cellflux.proto"], check=True)
-    sys.path.insert(0, tmp)
+    sys.path.insert(0, os.path.join(src, "client", "python"))  # the cellflux package's stubs
     from cellflux.v1 import cellflux_pb2 as pb
     from cellflux.v1 import cellflux_pb2_grpc as pb_grpc
 

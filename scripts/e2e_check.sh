@@ -3,8 +3,9 @@
 #   cellflux-tool synth → cellflux-train prepare → cellflux-tool init-checkpoint (tiny, random)
 #   → cellflux-server --controls (control bank from the prepared DMSO sites) on loopback
 #   → cellflux-client info / predict (bank ref and a control folder + GCT column) / screen
-#   → the Python example client (client/python/cellflux_example.py, stubs from Debian's protoc
-#     and grpc_python_plugin) → SIGTERM: the server drains and exits 0
+#   → the Python example client (client/python/examples/cellflux_example.py on the cellflux
+#     package of the checkout; tests/python covers the package itself) → SIGTERM: the server
+#     drains and exits 0
 #   → a second server with TLS (self-signed certificate from openssl) and a bearer token: the
 #     client with --tls-ca + --auth-token-file predicts; without the token it is refused
 #     (UNAUTHENTICATED); in plaintext it cannot connect.
@@ -114,12 +115,10 @@ assert "BRD-NOTINVOCAB-000-00-0" in report and "Failures (1)" in report
 print("screen outputs ok: GCT 978x6, report with 6 control panels and 1 failure")
 PY
 
-say "Python example client (stubs from protoc + grpc_python_plugin)"
-mkdir -p "$tmp/stubs"
-protoc --proto_path="$src/proto" --python_out="$tmp/stubs" --grpc_out="$tmp/stubs" \
-  --plugin=protoc-gen-grpc="$(command -v grpc_python_plugin)" "$src/proto/cellflux/v1/cellflux.proto"
+say "Python example client (the cellflux package from client/python)"
 plate=${ref%%:*}; well=${ref#*:}
-PYTHONPATH="$tmp/stubs" "$py" "$src/client/python/cellflux_example.py" --server "$addr" \
+PYTHONPATH="$src/client/python" "$py" "$src/client/python/examples/cellflux_example.py" \
+  --server "$addr" \
   --perturbation "$pert" --plate "$plate" --well "$well" --steps 3 --samples 2 --seed 9 \
   --out "$tmp/py_out" > "$tmp/py.log" 2>&1 || { cat "$tmp/py.log"; fail "python example client"; }
 n_tifs=$(find "$tmp/py_out" -name '*.tif' | wc -l)

@@ -103,15 +103,8 @@ if [ "$fake" = 0 ]; then
     fail "grpc_health_check.py reported SERVING for a closed port"
   fi
   wait_for 30 "the metrics endpoint" http_ok "$metrics_url"
-  # Python stubs for the traffic driver, from the proto (the build's own if it made them).
-  stubs=$build/python
-  if [ ! -f "$stubs/cellflux/v1/cellflux_pb2_grpc.py" ]; then
-    stubs=$tmp/stubs
-    mkdir -p "$stubs"
-    protoc --proto_path="$src/proto" --python_out="$stubs" --grpc_out="$stubs" \
-      --plugin=protoc-gen-grpc="$(command -v grpc_python_plugin)" "$src/proto/cellflux/v1/cellflux.proto"
-    touch "$stubs/cellflux/__init__.py" "$stubs/cellflux/v1/__init__.py"
-  fi
+  # Python stubs for the traffic driver: the cellflux package's (client/python/cellflux/v1).
+  stubs=$src/client/python
 else
   say "fake /metrics on 127.0.0.1:$metrics_port (deploy/check/fake_metrics.py)"
   "$py" "$src/deploy/check/fake_metrics.py" --listen "127.0.0.1:$metrics_port" --seconds 300 &

@@ -14,6 +14,7 @@ PACKAGES=(
   python3 python3-torch python3-numpy python3-scipy python3-grpcio python3-protobuf
   prometheus clang clang-format libclang-rt-14-dev
   docker-compose python3-yaml libgloo-dev openssl
+  python3-venv python3-pip python3-setuptools python3-pandas python3-anndata
 )
 # The headless browser for scripts/check_report.sh is optional (large): CELLFLUX_SETUP_BROWSER=1.
 if [ "${CELLFLUX_SETUP_BROWSER:-0}" = 1 ]; then PACKAGES+=(chromium); fi

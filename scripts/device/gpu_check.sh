@@ -9,7 +9,7 @@
 # runs, each step bounded in time and the next one run whatever happened:
 #   a  cellflux-tool init-checkpoint: configs/tiny.json (configs/paper.json last, with g)
 #   b  cellflux-server --device cuda:0 with a control bank: health SERVING, a prediction with the
-#      Python client (client/python/cellflux_example.py, stubs from the kit's protoc), /metrics
+#      Python client (client/python/examples/cellflux_example.py on the cellflux package), /metrics
 #      cellflux_gpu_memory_bytes > 0
 #   c  the same seeded request on a CPU server and the CUDA server: max |difference|
 #   d  offline_sampler_bench on the device, batch 16 and 64 (tiny config): samples/s
@@ -109,7 +109,7 @@ if [ "$DEV" != cpu ]; then
 fi
 
 # --- build ----------------------------------------------------------------------------------------
-TARGETS=(cellflux-server cellflux-tool cellflux-train cellflux-client offline_sampler_bench cellflux_proto_python)
+TARGETS=(cellflux-server cellflux-tool cellflux-train cellflux-client offline_sampler_bench)
 build_ok=0
 tb=$(date +%s)
 {
@@ -195,13 +195,8 @@ stop_server() { kill -TERM "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
 # --- b: CUDA server, Python client, metrics -------------------------------------------------------
 STUBS=$WORK/stubs
 PY_OK=0
-if [ -f "$BUILD/python/cellflux/v1/cellflux_pb2.py" ]; then
-  mkdir -p "$STUBS" && cp -r "$BUILD/python/cellflux" "$STUBS/"
-else
-  mkdir -p "$STUBS" && protoc --proto_path=proto --python_out="$STUBS" --grpc_out="$STUBS" \
-    --plugin=protoc-gen-grpc="$(command -v grpc_python_plugin)" proto/cellflux/v1/cellflux.proto 2>&1
-  touch "$STUBS/cellflux/__init__.py" "$STUBS/cellflux/v1/__init__.py"
-fi
+# The cellflux package with its committed stubs (client/python/gen_stubs.sh, protoc 3.21).
+mkdir -p "$STUBS" && cp -r client/python/cellflux "$STUBS/"
 if PYTHONPATH=$STUBS python3 -c 'import cellflux.v1.cellflux_pb2, cellflux.v1.cellflux_pb2_grpc' 2> "$WORK/pyimport.log"; then
   PY_OK=1
   PB_NOTE="protoc 3.21 stubs load under python protobuf $(python3 -c 'import google.protobuf as p; print(p.__version__)'), grpcio $(python3 -c 'import grpc; print(grpc.__version__)')"
@@ -221,7 +216,7 @@ if enough 60 && LOGDIR=$OUT start_server cuda "$DEV" "$WORK/ckpt"; then
   CUDA_PID=$SPID; CUDA_ADDR=$ADDR; CUDA_MADDR=$MADDR
   result b PASS "server on $DEV SERVING (grpc.health.v1); $PB_NOTE"
   if [ "$PY_OK" = 1 ]; then
-    if timeout "$(limit 60)" python3 client/python/cellflux_example.py --server "$CUDA_ADDR" --perturbation "$PERT" \
+    if timeout "$(limit 60)" python3 client/python/examples/cellflux_example.py --server "$CUDA_ADDR" --perturbation "$PERT" \
          --plate "$PLATE" --well "$WELL" --steps 20 --samples 2 --seed 9 --out "$WORK/py_out" > "$WORK/py.log" 2>&1; then
       result b PASS "python client: $(tail -1 "$WORK/py.log") ($(find "$WORK/py_out" -name '*.tif' | wc -l) TIFFs)"
     else
