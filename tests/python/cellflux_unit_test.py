@@ -158,6 +158,18 @@ class RequestTest(unittest.TestCase):
         with self.assertRaisesRegex(TypeError, "control must be"):
             client_module.build_request(info(), "BRD-1", 42)
 
+    def test_bit_depth(self):
+        image = np.full((5, 4, 4), 100, np.uint16)
+        request = client_module.build_request(info(), "BRD-1", image, [1, 2, 3])
+        self.assertEqual(request.data.image.bit_depth, 0)  # 12-bit, the default
+        image[2, 1, 1] = 5000  # above 12 bits: declared 16-bit, sent unchanged
+        request = client_module.build_request(info(), "BRD-1", image, [1, 2, 3])
+        self.assertEqual(request.data.image.bit_depth, 16)
+        request = client_module.build_request(info(), "BRD-1", image, [1, 2, 3], bit_depth=12)
+        self.assertEqual(request.data.image.bit_depth, 12)  # as told: the server will reject it
+        with self.assertRaisesRegex(ValueError, "bit_depth must be 12 or 16"):
+            client_module.build_request(info(), "BRD-1", image, [1, 2, 3], bit_depth=8)
+
     def test_plan_rows(self):
         row = screen._parse_row(3, {"perturbation_id": "B", "control_ref": "p:a01:2"}, 2, 10)
         self.assertEqual((row["plate"], row["well"], row["site"], row["seed"]), ("p", "a01", 2, 16))

@@ -156,7 +156,7 @@ class Client:
 
     def predict(self, perturbation, control, expression=None, *, num_samples=None, seed=None,
                 steps=None, guidance=None, return_control=False, timeout=600.0,
-                request_id=""):
+                request_id="", bit_depth=None):
         """Predict: num_samples perturbed images + expression profiles from one control.
 
         perturbation: a Broad ID from perturbations().
@@ -170,13 +170,17 @@ class Client:
         num_samples, seed, steps, guidance: unset → the model's defaults (info().defaults);
             sample k uses seed + k. guidance is α in v = α·cond + (1 − α)·uncond.
         return_control: also return the control the flow started from.
+        bit_depth: with pixels, 12 (values 0..4095, the default) or 16 (0..65535, rescaled by the
+            server); None = 16 when a pixel of an array exceeds 4095, else 12. The server rejects
+            a 12-bit image with a larger value (INVALID_ARGUMENT), it never clamps.
         timeout: seconds per attempt (DEADLINE_EXCEEDED after it; not retried).
         Returns a PredictResult. Raises CellFluxError (INVALID_ARGUMENT, NOT_FOUND, ...).
         """
         info = self._info or self.info()
         request = build_request(info, perturbation, control, expression, num_samples=num_samples,
                                 seed=seed, steps=steps, guidance=guidance,
-                                return_control=return_control, request_id=request_id)
+                                return_control=return_control, request_id=request_id,
+                                bit_depth=bit_depth)
         response = self._call(self._stub.Predict, request, timeout)
         if response.model_id != info.model_id:  # the server swapped checkpoints: new gene list
             info = self.info()
@@ -208,7 +212,8 @@ class Client:
 
 
 def build_request(info, perturbation, control, expression=None, *, num_samples=None, seed=None,
-                  steps=None, guidance=None, return_control=False, request_id=""):
+                  steps=None, guidance=None, return_control=False, request_id="",
+                  bit_depth=None):
     """The PredictRequest for Client.predict's arguments (ValueError/TypeError on bad ones)."""
     if not isinstance(perturbation, str) or not perturbation:
         raise ValueError(f"perturbation must be a Broad ID string, got {perturbation!r}")
@@ -222,11 +227,17 @@ def build_request(info, perturbation, control, expression=None, *, num_samples=N
     else:
         if isinstance(control, np.ndarray):
             request.data.image.CopyFrom(images.image_to_proto(control, info.channel_names))
+            if bit_depth is None and control.size and int(control.max()) > 4095:
+                bit_depth = 16
         elif isinstance(control, (list, tuple)):
             request.data.image.CopyFrom(images.files_to_proto(control, info.channel_names))
         else:
             raise TypeError(f"control must be \"PLATE:WELL[:SITE]\", a dict with plate/well, a "
                             f"C×H×W array or a list of files; got {type(control).__name__}")
+        if bit_depth is not None:
+            if bit_depth not in (12, 16):
+                raise ValueError(f"bit_depth must be 12 or 16, got {bit_depth!r}")
+            request.data.image.bit_depth = int(bit_depth)
         if expression is not None:
             request.data.expression.CopyFrom(_expression_proto(expression))
     options = request.options
