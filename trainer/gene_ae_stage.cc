@@ -15,6 +15,7 @@
 #include "common/util/files.h"
 #include "common/util/logging.h"
 #include "common/util/progress.h"
+#include "common/util/seed.h"
 #include "common/util/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "trainer/stages.h"
@@ -22,16 +23,15 @@
 namespace cellflux::trainer {
 namespace {
 
+// Salt of the held-out row draw (MixSeeds with the config seed).
+constexpr uint64_t kHoldoutSeedKey = 0x6A09E667F3BCC909ULL;
+
 torch::Tensor Rows(const data::Manifest& m, const std::vector<int64_t>& rows) {
   const int64_t g = static_cast<int64_t>(m.gene_ids.size());
   torch::Tensor all =
       torch::from_blob(const_cast<float*>(m.expression.data()),
                        {static_cast<int64_t>(m.expression_rows.size()), g}, torch::kFloat32);
   return all.index_select(0, torch::tensor(rows, torch::kInt64)).clone();
-}
-
-uint64_t MixSeedsForHoldout(uint64_t seed) {
-  return seed * 0x9E3779B97F4A7C15ULL + 0x6A09E667F3BCC909ULL;
 }
 
 // Copies of every parameter and buffer (the weights to come back to).
@@ -65,7 +65,7 @@ absl::Status RunGeneAeStage(const StageContext& ctx) {
   const GeneAeStageConfig& c = ctx.config.gene_ae;
   CF_ASSIGN_OR_RETURN(std::string summary,
                       ReadFile(absl::StrCat(ctx.config.data_dir, "/summary.json")));
-  const std::string hash = HashStrings({"gene_ae/v2", ctx.model.gene_ae.ToJson().dump(), summary,
+  const std::string hash = HashStrings({"gene_ae/v3", ctx.model.gene_ae.ToJson().dump(), summary,
                                         absl::StrCat(c.steps, "/", c.batch_size, "/", c.lr, "/",
                                                      c.weight_decay, "/", ctx.config.seed)});
   if (!ctx.force && StampMatches(dir, hash)) {
@@ -73,6 +73,7 @@ absl::Status RunGeneAeStage(const StageContext& ctx) {
     return absl::OkStatus();
   }
   if (!ctx.dist->is_main()) return ctx.dist->Barrier();  // small: rank 0 trains, the others wait
+  CF_RETURN_IF_ERROR(RemoveStamp(dir));
 
   CF_ASSIGN_OR_RETURN(data::Manifest m,
                       data::LoadManifest(ctx.config.data_dir, /*load_expression=*/true));
@@ -88,7 +89,7 @@ absl::Status RunGeneAeStage(const StageContext& ctx) {
   // with the lowest held-out error are kept.
   std::vector<int64_t> fit_rows(train_rows.begin(), train_rows.end());
   std::shuffle(fit_rows.begin(), fit_rows.end(),
-               std::mt19937_64(MixSeedsForHoldout(ctx.config.seed)));
+               std::mt19937_64(MixSeeds(ctx.config.seed, kHoldoutSeedKey)));
   const size_t n_holdout =
       fit_rows.size() >= 10 ? fit_rows.size() / 10 : (fit_rows.size() > 1 ? 1 : 0);
   std::vector<int64_t> holdout_rows(fit_rows.end() - static_cast<std::ptrdiff_t>(n_holdout),
