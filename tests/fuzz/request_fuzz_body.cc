@@ -1,3 +1,5 @@
+#include <google/protobuf/stubs/logging.h>
+
 #include <cmath>
 #include <string>
 
@@ -56,6 +58,12 @@ std::string ValidRequestBytes(bool bank) {
 }
 
 absl::Status FuzzPredictRequest(absl::string_view bytes) {
+  // Mutated strings are often invalid UTF-8, which protobuf reports on stderr for each input.
+  static const bool quiet = [] {
+    google::protobuf::SetLogHandler(nullptr);
+    return true;
+  }();
+  (void)quiet;
   v1::PredictRequest request;
   if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     return absl::InvalidArgumentError("not a PredictRequest");

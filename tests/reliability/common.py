@@ -95,7 +95,10 @@ class Server:
             try:
                 self.info = self.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=2)
                 break
-            except grpc.RpcError:
+            except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.UNAUTHENTICATED:  # up, and wants a token
+                    self.info = None
+                    break
                 time.sleep(0.2)
         else:
             raise Fail("server did not start in 120 s")
