@@ -29,10 +29,21 @@ MHD_Result Respond(MHD_Connection* connection, unsigned int code, const std::str
 
 MHD_Result Handle(void* cls, MHD_Connection* connection, const char* url, const char* method,
                   const char* /*version*/, const char* /*upload_data*/, size_t* upload_data_size,
-                  void** /*request_context*/) {
+                  void** request_context) {
   auto* self = static_cast<MetricsHttpServer*>(cls);
-  self->RequestArrived(connection);
-  *upload_data_size = 0;  // bodies are ignored
+  // libmicrohttpd calls once when the headers are in, then per body chunk, then once more with
+  // no data. A response queued before that last call makes it close the connection (the client
+  // might still be sending a body), which would defeat keep-alive; so answer on the last call.
+  static int started;
+  if (*request_context == nullptr) {
+    *request_context = &started;
+    return MHD_YES;
+  }
+  if (*upload_data_size != 0) {
+    *upload_data_size = 0;  // bodies are ignored
+    return MHD_YES;
+  }
+  self->RequestArrived(connection);  // complete, body included: the deadline no longer applies
   const bool metrics = std::strcmp(url, "/metrics") == 0;
   if (metrics && std::strcmp(method, MHD_HTTP_METHOD_GET) == 0) {
     return Respond(connection, MHD_HTTP_OK, self->Scrape(),

@@ -58,7 +58,7 @@ class MetricsHttpServer {
   std::string Scrape() const;
   void ConnectionStarted(MHD_Connection* connection);
   void ConnectionClosed(MHD_Connection* connection);
-  // A request is in (headers complete): its connection's timer stops until the response is sent.
+  // A request is in (headers and body): its connection's timer stops until the response is sent.
   void RequestArrived(MHD_Connection* connection);
   // The response went out: the next request on this connection gets request_timeout again.
   void RequestCompleted(MHD_Connection* connection);

@@ -160,7 +160,7 @@ def slow_metrics_client(srv):
 
 def reload_under_load(srv, pb, ckpt):
     info = srv.info
-    with ThreadPoolExecutor(6) as pool:  # ≤ --max-batch 4 rows + --max-queue 4: never refused
+    with ThreadPoolExecutor(4) as pool:  # ≤ --max-queue 4 samples in flight: never refused
         futures = [pool.submit(srv.stub.Predict, request(pb, info, seed=100 + i, steps=4),
                                timeout=300) for i in range(16)]
         time.sleep(0.2)
