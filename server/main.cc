@@ -189,7 +189,9 @@ int main(int argc, char** argv) {
                  "load only the first N (plate, well, site) DMSO sites into the bank (0 = all)")
       ->capture_default_str();
   app.add_option("--max-batch", f.max_batch, "samples per velocity forward")->capture_default_str();
-  app.add_option("--max-queue", f.max_queue, "queued samples before RESOURCE_EXHAUSTED")
+  app.add_option("--max-queue", f.max_queue,
+                 "queued samples before RESOURCE_EXHAUSTED (a request for more samples than this "
+                 "is INVALID_ARGUMENT)")
       ->capture_default_str();
   app.add_option("--batching", f.batching, "step (continuous) or request (dynamic batching)")
       ->capture_default_str();
