@@ -197,7 +197,7 @@ def sigterm_under_load(env, ckpt, pb):
     from cellflux.v1 import cellflux_pb2_grpc
     cellflux_pb2_grpc.CellFluxStub(idle).GetModelInfo(pb.GetModelInfoRequest(), timeout=30)
     pool = ThreadPoolExecutor(8)
-    futures = [pool.submit(srv.stub.Predict, request(pb, info, seed=200 + i, steps=200),
+    futures = [pool.submit(srv.stub.Predict, request(pb, info, seed=200 + i, steps=100),
                            timeout=300) for i in range(8)]
     for _ in range(300):  # all 8 accepted (queued or in the batch) before the signal
         if srv.counter("cellflux_queue_depth") + srv.counter("cellflux_active_samples") >= 8:

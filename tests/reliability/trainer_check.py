@@ -16,7 +16,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import SRC, Env, Fail, check, say  # noqa: E402
 
-SETS = ["gene_ae.steps=5", "vae.steps=2", "vae.batch_size=4", "flow.steps=24",
+SETS = ["gene_ae.steps=5", "vae.steps=2", "vae.batch_size=4", "flow.steps=12",
         "flow.checkpoint_every=2", "flow.keep_last=100", "flow.val_every=1000", "flow.val_pairs=2",
         "flow.val_num_steps=2", "flow.global_batch=8", "flow.micro_batch=8", "flow.log_every=2",
         "flow.warmup_steps=0"]
@@ -54,7 +54,7 @@ def main():
         if r.returncode:
             raise Fail(f"{stage}: {log[-2000:]}")
 
-    say("reference: flow to step 24 without interruption")
+    say("reference: flow to step 12 without interruption")
     r, log = train(env, ref, data, "flow", "--resume")
     check(r.returncode == 0, "uninterrupted flow run")
 
@@ -74,33 +74,33 @@ def main():
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    check(not os.path.exists(f"{ckpts}/step-0000024"), "killed before the end (no step-24 yet)")
+    check(not os.path.exists(f"{ckpts}/step-0000012"), "killed before the end (no step-12 yet)")
     r, log = train(env, work, data, "flow", "--resume")
     check(r.returncode == 0 and "resumed from" in log, "resumed after kill -9")
-    same = all(filecmp.cmp(f"{ref}/checkpoints/step-0000024/{f}", f"{ckpts}/step-0000024/{f}",
+    same = all(filecmp.cmp(f"{ref}/checkpoints/step-0000012/{f}", f"{ckpts}/step-0000012/{f}",
                            shallow=False) for f in ("model.safetensors", "trainer_state/raw.safetensors"))
-    check(same, "the resumed run's step 24 is bit-identical to the uninterrupted one")
+    check(same, "the resumed run's step 12 is bit-identical to the uninterrupted one")
 
     say("damaged roots")
     step6 = open(f"{ckpts}/step-0000006/model.safetensors", "rb").read()
     with open(f"{ckpts}/latest", "w"):
         pass  # empty
-    r, log = train(env, work, data, "flow", "--resume", sets=["flow.steps=26"])
-    check(r.returncode == 0 and "unusable" in log and "resumed from" in log and "step 24" in log,
-          "empty latest: resumed from the newest checkpoint (step 24), saying why")
+    r, log = train(env, work, data, "flow", "--resume", sets=["flow.steps=14"])
+    check(r.returncode == 0 and "unusable" in log and "resumed from" in log and "step 12" in log,
+          "empty latest: resumed from the newest checkpoint (step 12), saying why")
     check(open(f"{ckpts}/step-0000006/model.safetensors", "rb").read() == step6,
           "older step directories untouched")
     with open(f"{ckpts}/latest", "w") as f:
         f.write("step-0000099\n")  # dangling
-    r, log = train(env, work, data, "flow", "--resume", sets=["flow.steps=28"])
-    check(r.returncode == 0 and "step-0000099" in log and os.path.isdir(f"{ckpts}/step-0000028"),
+    r, log = train(env, work, data, "flow", "--resume", sets=["flow.steps=16"])
+    check(r.returncode == 0 and "step-0000099" in log and os.path.isdir(f"{ckpts}/step-0000016"),
           "dangling latest: resumed from the newest and went on")
-    os.remove(f"{ckpts}/step-0000028/config.json")
-    r, log = train(env, work, data, "flow", "--resume", sets=["flow.steps=30"])
-    check(r.returncode == 2 and "step-0000028" in log and "no config.json" in log and
-          not os.path.exists(f"{ckpts}/step-0000030"),
+    os.remove(f"{ckpts}/step-0000016/config.json")
+    r, log = train(env, work, data, "flow", "--resume", sets=["flow.steps=18"])
+    check(r.returncode == 2 and "step-0000016" in log and "no config.json" in log and
+          not os.path.exists(f"{ckpts}/step-0000018"),
           "newest step directory without config.json: a clear error (exit 2), nothing written")
-    r, log = train(env, work, data, "flow", sets=["flow.steps=30"])
+    r, log = train(env, work, data, "flow", sets=["flow.steps=18"])
     check(r.returncode == 2 and "--resume" in log and os.path.isdir(f"{ckpts}/step-0000002"),
           "a fresh run refuses a root with checkpoints (exit 2)")
     shutil.rmtree(tmp, ignore_errors=True)
