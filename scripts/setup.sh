@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev libopenblas0-openmp libboost-dev librdkit-dev python3-rdkit
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev libopencv-dev prometheus-cpp-dev
+  libabsl-dev libopencv-dev prometheus-cpp-dev libmicrohttpd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libhdf5-dev libyaml-cpp-dev libcli11-dev zlib1g-dev
   python3 python3-torch python3-numpy python3-scipy python3-grpcio python3-protobuf

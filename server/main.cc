@@ -211,10 +211,19 @@ int Run(const Flags& flags) {
 
 int main(int argc, char** argv) {
   CLI::App app{"cellflux-server: CellFluxMM predictions over gRPC (cellflux.v1.CellFlux)"};
+  app.footer(
+      "Signals: SIGHUP reloads --checkpoint in the background and swaps it in atomically (a "
+      "failed reload keeps the current model and counts cellflux_reload_failures_total); "
+      "SIGTERM/SIGINT drain (health NOT_SERVING, new calls UNAVAILABLE, in-flight calls get "
+      "--drain-grace-s) and exit 0.\n"
+      "/metrics has no authentication: keep --metrics-listen on an address inside the cluster.");
   Flags f;
-  app.add_option("--checkpoint", f.checkpoint, "checkpoint directory to serve")->required();
+  app.add_option("--checkpoint", f.checkpoint, "checkpoint directory to serve (SIGHUP reloads it)")
+      ->required();
   app.add_option("--listen", f.listen, "gRPC address")->capture_default_str();
-  app.add_option("--metrics-listen", f.metrics_listen, "Prometheus /metrics address (empty = off)")
+  app.add_option("--metrics-listen", f.metrics_listen,
+                 "Prometheus /metrics address (empty = off); unauthenticated, keep it inside the "
+                 "cluster")
       ->capture_default_str();
   app.add_option("--controls", f.controls,
                  "prepared data directory whose DMSO wells form the control bank");
@@ -222,7 +231,9 @@ int main(int argc, char** argv) {
                  "load only the first N (plate, well, site) DMSO sites into the bank (0 = all)")
       ->capture_default_str();
   app.add_option("--max-batch", f.max_batch, "samples per velocity forward")->capture_default_str();
-  app.add_option("--max-queue", f.max_queue, "queued samples before RESOURCE_EXHAUSTED")
+  app.add_option("--max-queue", f.max_queue,
+                 "queued samples before RESOURCE_EXHAUSTED (a request for more samples than this "
+                 "is INVALID_ARGUMENT)")
       ->capture_default_str();
   app.add_option("--batching", f.batching, "step (continuous) or request (dynamic batching)")
       ->capture_default_str();
@@ -236,7 +247,8 @@ int main(int argc, char** argv) {
   app.add_option("--tls-cert", f.tls_cert, "PEM certificate chain (TLS on with --tls-key)");
   app.add_option("--tls-key", f.tls_key, "PEM private key");
   app.add_option("--auth-token-file", f.auth_token_file,
-                 "file holding the bearer token clients must send (auth on)");
+                 "file holding the bearer token clients must send (auth on; use with TLS, a "
+                 "plaintext port logs a warning)");
   app.add_option("--drain-grace-s", f.drain_grace_s, "seconds in-flight calls get on SIGTERM")
       ->capture_default_str();
   app.add_option("--watch-checkpoint-s", f.watch_checkpoint_s,

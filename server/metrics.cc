@@ -89,7 +89,13 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                             .Name("cellflux_gpu_memory_bytes")
                             .Help("CUDA memory allocated by the model process, bytes (0 on CPU).")
                             .Register(registry)
-                            .Add({})) {}
+                            .Add({})),
+      nonfinite_outputs_(BuildCounter()
+                             .Name("cellflux_nonfinite_outputs_total")
+                             .Help("Predict calls failed with INTERNAL because the model produced "
+                                   "a NaN/Inf sample.")
+                             .Register(registry)
+                             .Add({})) {}
 
 void ServerMetrics::RequestDone(const std::string& method, const std::string& code,
                                 double seconds) {
@@ -127,5 +133,6 @@ void ServerMetrics::SetModel(const std::string& model_id, int64_t step, double l
 
 void ServerMetrics::ReloadFailed() { reload_failures_.Increment(); }
 void ServerMetrics::SetGpuMemoryBytes(double bytes) { gpu_memory_bytes_.Set(bytes); }
+void ServerMetrics::NonFiniteOutput() { nonfinite_outputs_.Increment(); }
 
 }  // namespace cellflux::server

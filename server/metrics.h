@@ -16,6 +16,8 @@
 //   cellflux_model_load_seconds                    gauge    how long the last successful load took
 //   cellflux_reload_failures_total                 counter  SIGHUP reloads that kept the old model
 //   cellflux_gpu_memory_bytes                      gauge    CUDA memory allocated (CUDA only)
+//   cellflux_nonfinite_outputs_total               counter  Predict calls failed (INTERNAL)
+//                                                           because a sample came out NaN/Inf
 //
 // The registry is passed in (no global); the exposer (the /metrics HTTP endpoint) is main's job.
 // Every method is thread-safe and lock-free for the caller (prometheus-cpp metrics are atomics),
@@ -54,6 +56,8 @@ class ServerMetrics {
   void SetModel(const std::string& model_id, int64_t step, double load_seconds);
   void ReloadFailed();
   void SetGpuMemoryBytes(double bytes);
+  // A Predict call failed because the model produced a NaN/Inf sample.
+  void NonFiniteOutput();
 
   // Bucket boundaries of the duration histograms: 1 ms … 600 s, roughly ×2.5 apart.
   static prometheus::Histogram::BucketBoundaries DurationBuckets();
@@ -73,6 +77,7 @@ class ServerMetrics {
   prometheus::Gauge& model_load_seconds_;
   prometheus::Counter& reload_failures_;
   prometheus::Gauge& gpu_memory_bytes_;
+  prometheus::Counter& nonfinite_outputs_;
 
   absl::Mutex model_mu_;  // serialises SetModel (never held by callers)
   prometheus::Gauge* current_model_ ABSL_GUARDED_BY(model_mu_) = nullptr;

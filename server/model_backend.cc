@@ -173,9 +173,15 @@ class ModelBackend final : public Backend {
         row.image = z.image.slice(0, i, i + 1);
         if (z.gene.defined()) row.gene = z.gene.slice(0, i, i + 1);
         DecodedSample d = model_->Decode(row);
+        // NaN/Inf would leave as black pixels and NaN genes with OK: flag it (service.cc fails
+        // the request).
+        bool finite = torch::isfinite(d.images).all().item<bool>();
+        if (d.expression.defined())
+          finite = finite && torch::isfinite(d.expression).all().item<bool>();
         torch::Tensor px =
             DenormalizeImages(d.images, norm_).clamp(0, 65535).to(torch::kInt32).cpu().contiguous();
         SampleOutput s;
+        s.finite = finite;
         const int32_t* p = px.data_ptr<int32_t>();
         s.pixels.assign(p, p + px.numel());
         if (d.expression.defined()) {
@@ -234,8 +240,16 @@ absl::StatusOr<std::shared_ptr<Backend>> LoadModelBackend(const ModelBackendOpti
   const CheckpointBundle& bundle = loaded.metadata;
   const std::string& dir = loaded.dir;
   CellFluxModel model = loaded.model;
+  ModelInfo info = InfoFrom(bundle);
+  if (!info.gene_ids.empty()) {
+    // The statistics validation bounds standardized expression with (validate.h).
+    torch::Tensor mean = model->gene_ae()->gene_mean().to(torch::kFloat32).cpu().contiguous();
+    torch::Tensor std = model->gene_ae()->gene_std().to(torch::kFloat32).cpu().contiguous();
+    info.gene_mean.assign(mean.data_ptr<float>(), mean.data_ptr<float>() + mean.numel());
+    info.gene_std.assign(std.data_ptr<float>(), std.data_ptr<float>() + std.numel());
+  }
   auto backend =
-      std::make_shared<ModelBackend>(InfoFrom(bundle), model, bundle.config.normalization);
+      std::make_shared<ModelBackend>(std::move(info), model, bundle.config.normalization);
   if (!options.controls_dir.empty()) {
     const ModelInfo& info = backend->info();
     ControlBankReader::Options bank;

@@ -48,11 +48,15 @@ struct SamplingPolicy {
 };
 
 struct ModelInfo {
-  std::string model_id;                          // checkpoint name
-  int64_t step = 0;                              // training step of the checkpoint
-  std::vector<std::string> channel_names;        // image channel order, e.g. DNA RNA ER AGP Mito
-  int image_size = 0;                            // model input height = width, pixels
-  std::vector<std::string> gene_ids;             // expression order; empty = image-only model
+  std::string model_id;                    // checkpoint name
+  int64_t step = 0;                        // training step of the checkpoint
+  std::vector<std::string> channel_names;  // image channel order, e.g. DNA RNA ER AGP Mito
+  int image_size = 0;                      // model input height = width, pixels
+  std::vector<std::string> gene_ids;       // expression order; empty = image-only model
+  // Per-gene training statistics the model standardizes expression with (z = (x − mean) / std),
+  // gene_ids order; empty when unknown (then validation skips the range check).
+  std::vector<float> gene_mean;
+  std::vector<float> gene_std;
   std::vector<PerturbationEntry> perturbations;  // row i = label i
   SamplingPolicy sampling;
   std::vector<ControlKey> controls;  // the control bank, sorted
@@ -80,6 +84,9 @@ struct ControlInput {
 struct SampleOutput {
   std::vector<uint16_t> pixels;   // [C, S, S] raw 12-bit values
   std::vector<float> expression;  // [G] raw, model gene order; empty for image-only models
+  // False when the model produced NaN/Inf for this sample (image or expression): the values above
+  // are meaningless and the request fails with INTERNAL instead of returning them.
+  bool finite = true;
 };
 
 }  // namespace cellflux::server

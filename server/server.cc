@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/util/files.h"
 #include "common/util/logging.h"
 #include "common/util/status_macros.h"
@@ -51,8 +52,9 @@ absl::StatusOr<std::unique_ptr<CellFluxServer>> CellFluxServer::Start(
   s->registry_ = std::make_shared<prometheus::Registry>();
   s->metrics_ = std::make_unique<ServerMetrics>(*s->registry_);
   CF_ASSIGN_OR_RETURN(s->scheduler_, Scheduler::Create(options.scheduler, s->metrics_.get()));
-  s->service_ =
-      std::make_unique<CellFluxService>(options.service, s->scheduler_.get(), s->metrics_.get());
+  ServiceOptions service = options.service;
+  service.max_queue_samples = options.scheduler.max_queue;
+  s->service_ = std::make_unique<CellFluxService>(service, s->scheduler_.get(), s->metrics_.get());
   CF_ASSIGN_OR_RETURN(auto credentials, Credentials(options));
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -75,6 +77,11 @@ absl::StatusOr<std::unique_ptr<CellFluxServer>> CellFluxServer::Start(
       return http.status();
     }
     s->metrics_http_ = std::move(http).value();
+  }
+  if (!options.service.auth_token.empty() && options.tls_cert_file.empty()) {
+    CF_LOG(WARNING) << "token auth is on but the gRPC port is plaintext: every call carries the "
+                       "token unencrypted; serve TLS (--tls-cert/--tls-key) or keep the port on a "
+                       "trusted network";
   }
   CF_LOG(INFO) << "cellflux-server listening on port " << s->port_
                << (options.tls_cert_file.empty() ? " (plaintext)" : " (TLS)")
@@ -115,12 +122,21 @@ void CellFluxServer::Shutdown() {
     if (shut_down_) return;
     shut_down_ = true;
   }
+  const absl::Time grace_end = absl::Now() + options_.drain_grace;
   if (server_ != nullptr) SetServing(false);
   if (service_ != nullptr) service_->StartDraining();
   if (scheduler_ != nullptr) scheduler_->Stop(options_.drain_grace);  // in-flight finish
-  if (service_ != nullptr) service_->WaitForResponses();              // and are answered
+  if (service_ != nullptr) {
+    service_->WaitForResponses();  // and are answered,
+    // and the answers are out (until the grace ends at the latest).
+    if (!service_->WaitForCallsDone(grace_end)) {
+      CF_LOG(WARNING) << "drain grace over with Predict responses still being sent; cutting them";
+    }
+  }
   if (server_ != nullptr) {
-    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    // Every call is done: a deadline of now closes the connections left (idle clients), which
+    // gRPC would otherwise wait on until the deadline.
+    server_->Shutdown(std::chrono::system_clock::now());
     server_->Wait();
   }
   metrics_http_.reset();

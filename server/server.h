@@ -12,7 +12,9 @@
 //
 // Shutdown(): health → NOT_SERVING and every new call → UNAVAILABLE at once; queued and running
 // Predict calls get up to drain_grace to finish (then UNAVAILABLE); every accepted call is
-// answered before the gRPC server stops. Idempotent; the destructor calls it.
+// answered (its response sent, within the grace) before the gRPC server stops, and then every
+// connection is closed at once, idle clients' included, so exit never waits on them. Idempotent;
+// the destructor calls it.
 #ifndef CELLFLUX_SERVER_SERVER_H_
 #define CELLFLUX_SERVER_SERVER_H_
 

@@ -1,5 +1,7 @@
 #include "server/service.h"
 
+#include <cmath>
+#include <functional>
 #include <random>
 #include <utility>
 
@@ -32,6 +34,33 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
 std::string LogSafe(const std::string& s) { return absl::CEscape(s.substr(0, 128)); }
 
 double Ms(double seconds) { return 1000.0 * seconds; }
+
+// gRPC reports an expired deadline to the server as a cancellation (OnCancel), so the scheduler
+// sees CANCELLED either way: it was the deadline when it has passed. The slack covers gRPC's timer
+// firing a hair before the realtime deadline it was converted from.
+absl::Status DeadlineIfPassed(const absl::Status& status, absl::Time deadline) {
+  if (status.code() == absl::StatusCode::kCancelled &&
+      absl::Now() + absl::Milliseconds(50) >= deadline) {
+    return absl::DeadlineExceededError("deadline exceeded before all samples were generated");
+  }
+  return status;
+}
+
+// The last line of defence behind validation: a NaN/Inf sample is never returned as OK.
+absl::Status CheckFinite(const PredictResult& result) {
+  for (size_t k = 0; k < result.samples.size(); ++k) {
+    const SampleOutput& s = result.samples[k];
+    bool finite = s.finite;
+    for (float v : s.expression) finite = finite && std::isfinite(v);
+    if (!finite) {
+      return absl::InternalError(absl::StrFormat(
+          "the model produced non-finite values (NaN/Inf) for sample %d; nothing is returned "
+          "(the server logged it with this request's id)",
+          k));
+    }
+  }
+  return absl::OkStatus();
+}
 
 absl::Status BuildResponse(const PredictResult& result, const ValidatedPredict& request,
                            const ModelInfo& info, v1::PredictResponse* response) {
@@ -103,13 +132,19 @@ absl::Status AddControl(const Backend& backend, const ValidatedPredict& request,
 
 class CellFluxService::PredictReactor final : public grpc::ServerUnaryReactor {
  public:
+  // `on_done` runs once when gRPC is done with the call.
+  explicit PredictReactor(std::function<void()> on_done) : on_done_(std::move(on_done)) {}
   const std::shared_ptr<std::atomic<bool>>& cancelled() const { return cancelled_; }
   // gRPC calls this on client cancellation or an expired deadline; the scheduler drops the
   // samples at its next step and the done callback finishes the call.
   void OnCancel() override { cancelled_->store(true); }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    on_done_();
+    delete this;
+  }
 
  private:
+  std::function<void()> on_done_;
   std::shared_ptr<std::atomic<bool>> cancelled_ = std::make_shared<std::atomic<bool>>(false);
 };
 
@@ -135,6 +170,12 @@ std::shared_ptr<Backend> CellFluxService::backend() const {
 void CellFluxService::StartDraining() { draining_.store(true); }
 
 void CellFluxService::WaitForResponses() { responses_.Drain(); }
+
+bool CellFluxService::WaitForCallsDone(absl::Time deadline) {
+  absl::MutexLock lock(&calls_mu_);
+  auto none = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(calls_mu_) { return open_calls_ == 0; };
+  return calls_mu_.AwaitWithDeadline(absl::Condition(&none), deadline);
+}
 
 absl::Status CellFluxService::Admit(grpc::CallbackServerContext* context,
                                     std::shared_ptr<Backend>* backend) {
@@ -189,8 +230,23 @@ grpc::ServerUnaryReactor* CellFluxService::Predict(grpc::CallbackServerContext* 
                                     LogSafe(std::string(valid.status().message())));
     return FinishNow(context, "Predict", start, valid.status());
   }
+  if (options_.max_queue_samples > 0 && valid->num_samples > options_.max_queue_samples) {
+    return FinishNow(
+        context, "Predict", start,
+        absl::InvalidArgumentError(absl::StrFormat(
+            "options.num_samples %d can never be queued on this server (its queue "
+            "holds %d samples, --max-queue); ask for at most %d per request",
+            valid->num_samples, options_.max_queue_samples, options_.max_queue_samples)));
+  }
 
-  auto* reactor = new PredictReactor();
+  {
+    absl::MutexLock lock(&calls_mu_);
+    ++open_calls_;
+  }
+  auto* reactor = new PredictReactor([this] {
+    absl::MutexLock lock(&calls_mu_);
+    --open_calls_;
+  });
   auto task = std::make_unique<PredictTask>();
   task->backend = backend;
   task->control = valid->control;
@@ -203,17 +259,28 @@ grpc::ServerUnaryReactor* CellFluxService::Predict(grpc::CallbackServerContext* 
   task->cancelled = reactor->cancelled();
   auto request_info = std::make_shared<const ValidatedPredict>(*std::move(valid));
   const std::string request_id = request->request_id();
-  task->done = [this, reactor, response, backend, request_info, request_id,
-                start](absl::StatusOr<PredictResult> result) {
+  const absl::Time deadline = task->deadline;
+  task->done = [this, reactor, response, backend, request_info, request_id, start,
+                deadline](absl::StatusOr<PredictResult> result) {
     // Scheduler thread: hand off at once, encode and finish elsewhere.
     auto shared = std::make_shared<absl::StatusOr<PredictResult>>(std::move(result));
-    responses_.Submit([this, reactor, response, backend, request_info, request_id, start, shared] {
-      absl::Status status = shared->status();
+    responses_.Submit([this, reactor, response, backend, request_info, request_id, start, deadline,
+                       shared] {
+      absl::Status status = DeadlineIfPassed(shared->status(), deadline);
       double queue_s = 0, compute_s = 0, decode_s = 0;
       if (status.ok()) {
         queue_s = (*shared)->queue_seconds;
         compute_s = (*shared)->compute_seconds;
         decode_s = (*shared)->decode_seconds;
+        status = CheckFinite(**shared);
+        if (!status.ok()) {
+          CF_LOG(ERROR) << absl::StrFormat(
+              "rpc=Predict id=\"%s\" perturbation=\"%s\" non-finite: %s", LogSafe(request_id),
+              LogSafe(request_info->perturbation_id), status.message());
+          if (metrics_ != nullptr) metrics_->NonFiniteOutput();
+        }
+      }
+      if (status.ok()) {
         status = BuildResponse(**shared, *request_info, backend->info(), response);
       }
       if (status.ok() && request_info->return_control) {

@@ -8,9 +8,11 @@
 //
 // Codes: see proto/cellflux/v1/cellflux.proto. In short: UNAUTHENTICATED (token configured and
 // missing/wrong), UNAVAILABLE (no model yet, or draining), INVALID_ARGUMENT / NOT_FOUND
-// (validation), RESOURCE_EXHAUSTED (queue full), DEADLINE_EXCEEDED / CANCELLED (the call's own
-// deadline or cancellation; the samples leave the batch at the next step), INTERNAL (model
-// failure).
+// (validation, or num_samples > max_queue_samples: it could never be queued), RESOURCE_EXHAUSTED
+// (queue full), DEADLINE_EXCEEDED (the call's deadline passed, even when gRPC also marked the call
+// cancelled) / CANCELLED (the client cancelled; the samples leave the batch at the next step),
+// INTERNAL (model failure, or a non-finite sample: logged with the request id and counted in
+// cellflux_nonfinite_outputs_total).
 //
 // One structured log line per request:
 //   rpc=Predict id=<request_id> perturbation=<id> samples=N steps=N queue_ms=.. compute_ms=..
@@ -43,6 +45,9 @@ struct ServiceOptions {
   std::string auth_token;
   // Threads that build responses (image encoding) and finish Predict calls; ≥ 1.
   int response_threads = 2;
+  // The scheduler's max_queue (samples); a request for more samples can never be queued and gets
+  // INVALID_ARGUMENT instead of a retryable RESOURCE_EXHAUSTED. 0 = no such check.
+  int max_queue_samples = 0;
 };
 
 class CellFluxService final : public v1::CellFlux::CallbackService {
@@ -59,6 +64,9 @@ class CellFluxService final : public v1::CellFlux::CallbackService {
   void StartDraining();
   // Waits until every accepted Predict has been answered (call after Scheduler::Stop).
   void WaitForResponses();
+  // Waits, until `deadline` at the latest, for every answered Predict call to be complete on the
+  // wire (gRPC's OnDone: status sent). True when none is left.
+  bool WaitForCallsDone(absl::Time deadline);
 
   grpc::ServerUnaryReactor* Predict(grpc::CallbackServerContext* context,
                                     const v1::PredictRequest* request,
@@ -89,6 +97,9 @@ class CellFluxService final : public v1::CellFlux::CallbackService {
   std::shared_ptr<Backend> backend_ ABSL_GUARDED_BY(mu_);
 
   WorkQueue responses_;
+
+  absl::Mutex calls_mu_;
+  int64_t open_calls_ ABSL_GUARDED_BY(calls_mu_) = 0;  // Predict reactors not yet OnDone
 };
 
 }  // namespace cellflux::server

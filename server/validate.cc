@@ -1,6 +1,9 @@
 #include "server/validate.h"
 
 #include <algorithm>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <cmath>
 #include <unordered_map>
 #include <vector>
@@ -68,7 +71,8 @@ absl::StatusOr<ControlKey> ResolveRef(const v1::ControlRef& ref, const ModelInfo
   }
   return absl::NotFoundError(absl::StrFormat(
       "control plate \"%s\" well \"%s\"%s is not in the control bank (%d controls loaded)",
-      key.plate, key.well, key.site == 0 ? "" : absl::StrCat(" site ", key.site), bank.size()));
+      Echo(key.plate), Echo(key.well), key.site == 0 ? "" : absl::StrCat(" site ", key.site),
+      bank.size()));
 }
 
 // Channel order of the request → model order; a permutation of the model's names (any case).
@@ -87,7 +91,7 @@ absl::StatusOr<std::vector<int>> ChannelOrder(const v1::Image& image, const Mode
     if (m == c) {
       return Invalid(
           absl::StrFormat("control.data.image channel %d is named \"%s\"; expected one of %s", i,
-                          image.channels(i).name(), absl::StrJoin(info.channel_names, ", ")));
+                          Echo(image.channels(i).name()), absl::StrJoin(info.channel_names, ", ")));
     }
     if (source[m] != -1) {
       return Invalid(absl::StrFormat("control.data.image has channel \"%s\" twice (%d and %d)",
@@ -189,11 +193,11 @@ absl::StatusOr<std::vector<float>> CheckExpression(const v1::ControlData& data,
         return Invalid(absl::StrFormat(
             "control.data.expression.gene_ids[%d] = \"%s\" is not one of the model's genes "
             "(GetModelInfo.gene_ids)",
-            i, e.gene_ids(i)));
+            i, Echo(e.gene_ids(i))));
       }
       if (seen[it->second]) {
-        return Invalid(
-            absl::StrFormat("control.data.expression.gene_ids has \"%s\" twice", e.gene_ids(i)));
+        return Invalid(absl::StrFormat("control.data.expression.gene_ids has \"%s\" twice",
+                                       Echo(e.gene_ids(i))));
       }
       seen[it->second] = true;
       values[it->second] = e.values(i);
@@ -209,7 +213,49 @@ absl::StatusOr<std::vector<float>> CheckExpression(const v1::ControlData& data,
   return values;
 }
 
+// Full-size planes decoded for a large image (up to 5 × 8192² × 2 bytes) go back to the heap,
+// which the server's allocator tuning (common/util/allocator.h: trim threshold 1 GiB) would keep
+// for good: ~400 MiB held after one such request. Hand the free pages back to the kernel.
+void ReleaseDecodeMemory(const v1::Image& image) {
+  constexpr int64_t kTrimAboveBytes = int64_t{32} << 20;
+  const int64_t plane_bytes = int64_t{2} * image.height() * image.width();
+  if (plane_bytes * image.channels_size() < kTrimAboveBytes) return;
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
+
+// Standardized range check (kMaxExpressionZ), in model gene order; separate from CheckExpression
+// so that it runs only on values already known to be finite.
+absl::Status CheckExpressionRange(const std::vector<float>& values, const ModelInfo& info) {
+  if (info.gene_mean.size() != values.size() || info.gene_std.size() != values.size()) {
+    return absl::OkStatus();  // statistics unknown (e.g. a test backend)
+  }
+  for (size_t i = 0; i < values.size(); ++i) {
+    const double z = (double{values[i]} - info.gene_mean[i]) / info.gene_std[i];
+    if (!(std::abs(z) <= kMaxExpressionZ)) {
+      return Invalid(absl::StrFormat(
+          "control.data.expression: gene %s is %g, %.3g training standard deviations from its "
+          "mean %g (std %g); at most %g are accepted",
+          info.gene_ids[i], values[i], z, info.gene_mean[i], info.gene_std[i], kMaxExpressionZ));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+std::string Echo(const std::string& text) {
+  if (text.size() <= kMaxEchoedChars) return text;
+  size_t cut = 0, chars = 0;
+  while (cut < text.size() && chars < kMaxEchoedChars) {
+    ++cut;
+    while (cut < text.size() && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) ++cut;
+    ++chars;
+  }
+  if (cut >= text.size()) return text;
+  return absl::StrCat(text.substr(0, cut), "…");
+}
 
 absl::StatusOr<ValidatedPredict> ValidatePredict(const v1::PredictRequest& request,
                                                  const ModelInfo& info, uint64_t random_seed) {
@@ -222,7 +268,7 @@ absl::StatusOr<ValidatedPredict> ValidatePredict(const v1::PredictRequest& reque
     return Invalid(absl::StrFormat(
         "perturbation_id \"%s\" is not in the model's vocabulary (%d perturbations; see "
         "ListPerturbations)",
-        request.perturbation_id(), info.perturbations.size()));
+        Echo(request.perturbation_id()), info.perturbations.size()));
   }
   out.perturbation_id = request.perturbation_id();
   out.label = *label;
@@ -243,8 +289,12 @@ absl::StatusOr<ValidatedPredict> ValidatePredict(const v1::PredictRequest& reque
       if (!request.data().has_image()) {
         return Invalid("control.data.image is required");
       }
-      CF_ASSIGN_OR_RETURN(control->pixels, DecodeImage(request.data().image(), info));
+      absl::StatusOr<std::vector<uint16_t>> pixels = DecodeImage(request.data().image(), info);
+      ReleaseDecodeMemory(request.data().image());
+      if (!pixels.ok()) return pixels.status();
+      control->pixels = *std::move(pixels);
       CF_ASSIGN_OR_RETURN(control->expression, CheckExpression(request.data(), info));
+      CF_RETURN_IF_ERROR(CheckExpressionRange(control->expression, info));
       break;
     }
     default:

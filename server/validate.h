@@ -17,10 +17,15 @@
 //                     above 4095 when bit_depth is 12             INVALID_ARGUMENT
 //                     expression: missing for a gene model / present for an image-only one;
 //                     length ≠ number of genes; NaN/Inf (names the gene); gene_ids with the
-//                     wrong length, unknown or duplicate ids (a permutation is reordered)
+//                     wrong length, unknown or duplicate ids (a permutation is reordered);
+//                     a value more than kMaxExpressionZ training standard deviations from its
+//                     gene's training mean (names the gene; needs ModelInfo.gene_mean/std)
 //                                                                  INVALID_ARGUMENT
 // Images larger than image_size are centre-cropped (offset ⌊(H−S)/2⌋, ⌊(W−S)/2⌋). 16-bit images
-// (bit_depth 16) are rescaled to the model's 12-bit scale: RescaleTo12Bit below.
+// (bit_depth 16) are rescaled to the model's 12-bit scale: RescaleTo12Bit below. Decoding holds
+// one full-size channel at a time (its decoded plane and a copy, ≤ 2 × 128 MiB); after a large
+// image the freed pages are returned to the kernel (malloc_trim), so a request's decode memory is
+// not kept.
 //
 // LibTorch-free and allocation-bounded (see image_codec.h), so it is safe on any bytes; the
 // fuzz test feeds it random and mutated requests.
@@ -44,6 +49,17 @@ inline constexpr int kMaxValue12Bit = 4095;
 constexpr uint16_t RescaleTo12Bit(uint16_t v) {
   return static_cast<uint16_t>((uint32_t{v} * 4095u + 32767u) / 65535u);
 }
+
+// Largest accepted |z| of a control expression value after the model's standardization,
+// z = (x − gene_mean) / gene_std. Real L1000 profiles stay within a few tens; values far beyond
+// drive the model outside anything it was trained on (1e30 made NaN outputs).
+inline constexpr double kMaxExpressionZ = 100;
+
+// Echoed request text in error messages is cut to this many characters + "…", so a huge field
+// cannot make the error itself too large to send (gRPC then reports RESOURCE_EXHAUSTED instead).
+inline constexpr size_t kMaxEchoedChars = 64;
+// `text` cut to kMaxEchoedChars characters (whole UTF-8 sequences) followed by "…" when longer.
+std::string Echo(const std::string& text);
 
 struct ValidatedPredict {
   std::string perturbation_id;

@@ -8,14 +8,14 @@
 #include <random>
 
 #include "common/flow/rectified_flow.h"
+#include "common/util/seed.h"
 
 namespace cellflux::trainer {
 
 uint64_t MixSeed(uint64_t a, uint64_t b) {
-  uint64_t z = a * 0x9E3779B97F4A7C15ULL + b + 0x632BE59BD9B4E019ULL;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
+  // Not MixSeeds (common/util/seed.h): this combination predates it and fixes every training
+  // batch; the finaliser is the shared one.
+  return SplitMix64Finalize(a * kSplitMix64Gamma + b + 0x632BE59BD9B4E019ULL);
 }
 
 FlowExamples::FlowExamples(const LatentCache* cache, FlowExampleOptions options)

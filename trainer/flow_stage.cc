@@ -2,10 +2,12 @@
 // trainer state for resuming, validate periodically and keep `best`.
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/checkpoint/checkpoint.h"
 #include "common/checkpoint/checkpoint_dir.h"
 #include "common/checkpoint/model_bundle.h"
@@ -50,6 +52,26 @@ absl::StatusOr<FlowTrainerState> FromTrainerState(const TrainerState& t, const s
   return s;
 }
 
+// A fresh run (no --resume) would overwrite the step directories of an earlier one: refuse.
+absl::Status RefuseExistingCheckpoints(const std::string& root) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const std::filesystem::directory_entry& e : std::filesystem::directory_iterator(root, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!name.empty() && name[0] != '.' && e.is_directory() &&
+        (StepFromCheckpointName(name) >= 0 ||
+         std::filesystem::is_regular_file(e.path() / kConfigFile))) {
+      found.push_back(name);
+    }
+  }
+  if (found.empty()) return absl::OkStatus();
+  std::sort(found.begin(), found.end());
+  return absl::FailedPreconditionError(absl::StrCat(
+      "flow: '", root, "' already holds checkpoints (", absl::StrJoin(found, ", "),
+      ") that a fresh run would overwrite; pass --resume to continue from the newest, or move "
+      "them away to start over"));
+}
+
 }  // namespace
 
 absl::Status RunFlowStage(const StageContext& ctx, bool resume) {
@@ -72,16 +94,22 @@ absl::Status RunFlowStage(const StageContext& ctx, bool resume) {
 
   if (resume) {
     CF_RETURN_IF_ERROR(CleanupCheckpointLeftovers(root).status());
-    absl::StatusOr<std::string> latest = ResolveCheckpointDir(root);
-    if (!latest.ok()) {
-      CF_LOG(WARNING) << "flow --resume: no checkpoint under " << root << " ("
-                      << latest.status().message() << "); starting from step 0";
+    // The newest checkpoint whose trainer state restores, whatever `latest` says; never a silent
+    // start from step 0 over existing checkpoints (checkpoint_dir.h).
+    auto restore = [&](const std::string& dir) -> absl::Status {
+      CF_ASSIGN_OR_RETURN(TrainerState ts, ReadTrainerState(dir));
+      CF_ASSIGN_OR_RETURN(FlowTrainerState fs, FromTrainerState(ts, dir));
+      return trainer.Restore(fs);
+    };
+    CF_ASSIGN_OR_RETURN(ResumeChoice from, ChooseResumeCheckpoint(root, restore));
+    for (const std::string& note : from.notes) CF_LOG(WARNING) << "flow --resume: " << note;
+    if (from.dir.empty()) {
+      CF_LOG(INFO) << "flow --resume: no checkpoint under " << root << " yet; starting from step 0";
     } else {
-      CF_ASSIGN_OR_RETURN(TrainerState ts, ReadTrainerState(*latest));
-      CF_ASSIGN_OR_RETURN(FlowTrainerState fs, FromTrainerState(ts, *latest));
-      CF_RETURN_IF_ERROR(trainer.Restore(fs));
-      CF_LOG(INFO) << "flow: resumed from " << *latest << " at step " << trainer.step();
+      CF_LOG(INFO) << "flow: resumed from " << from.dir << " at step " << trainer.step();
     }
+  } else {
+    CF_RETURN_IF_ERROR(RefuseExistingCheckpoints(root));
   }
 
   std::vector<PerturbationEntry> vocab = VocabularyEntries(manifest);
@@ -115,6 +143,12 @@ absl::Status RunFlowStage(const StageContext& ctx, bool resume) {
     CheckpointBundle bundle = BundleFromModel(model, vocab, genes, step, &ema_weights);
     TrainerState ts = ToTrainerState(trainer.State());
     const std::string name = absl::StrFormat("step-%07d", step);
+    if (std::filesystem::exists(absl::StrCat(root, "/", name))) {
+      // Resuming chose the newest loadable checkpoint and refused newer unloadable ones, so this
+      // is another run's directory: never replace it with other contents.
+      return absl::FailedPreconditionError(absl::StrCat("flow: refusing to overwrite '", root, "/",
+                                                        name, "', written by another run"));
+    }
     CF_RETURN_IF_ERROR(WriteCheckpoint(absl::StrCat(root, "/", name), bundle, &ts));
     CF_RETURN_IF_ERROR(UpdateLatestPointer(root, name));
     if (is_best) CF_RETURN_IF_ERROR(UpdateCheckpointPointer(root, kBestPointer, name));

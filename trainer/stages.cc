@@ -42,6 +42,16 @@ absl::Status WriteStamp(const std::string& stage_dir, const std::string& hash) {
   return WriteFileAtomic(absl::StrCat(stage_dir, "/stamp.json"), j.dump());
 }
 
+absl::Status RemoveStamp(const std::string& stage_dir) {
+  std::error_code ec;
+  std::filesystem::remove(absl::StrCat(stage_dir, "/stamp.json"), ec);
+  if (ec) {
+    return absl::InternalError(
+        absl::StrCat("cannot remove ", stage_dir, "/stamp.json: ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<StageContext> MakeStageContext(const TrainConfig& config,
                                               const torch::Device& device, Distributed* dist) {
   CF_RETURN_IF_ERROR(config.Validate());

@@ -52,9 +52,13 @@ double StandardizedMae(GeneAutoencoder& ae, const torch::Tensor& raw);
 std::string StageDir(const StageContext& ctx, const std::string& stage);
 std::string CheckpointsRoot(const StageContext& ctx);
 
-// Stamps: a stage is fresh when <stage>/stamp.json holds `hash`.
+// Stamps: a stage is fresh when <stage>/stamp.json holds `hash`. A stage that redoes its work
+// calls RemoveStamp before touching any output and WriteStamp after the last one, so an
+// interrupted redo never leaves an old stamp beside half-new outputs (which a later run with the
+// old inputs would take as up to date).
 bool StampMatches(const std::string& stage_dir, const std::string& hash);
 absl::Status WriteStamp(const std::string& stage_dir, const std::string& hash);
+absl::Status RemoveStamp(const std::string& stage_dir);
 std::string HashStrings(std::initializer_list<std::string> parts);
 
 }  // namespace cellflux::trainer

@@ -91,6 +91,7 @@ absl::Status RunVaeStage(const StageContext& ctx) {
     return absl::OkStatus();
   }
   if (!ctx.dist->is_main()) return ctx.dist->Barrier();
+  CF_RETURN_IF_ERROR(RemoveStamp(dir));
 
   CF_ASSIGN_OR_RETURN(data::Manifest m,
                       data::LoadManifest(ctx.config.data_dir, /*load_expression=*/false));

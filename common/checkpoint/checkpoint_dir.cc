@@ -7,7 +7,9 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/checkpoint/checkpoint.h"
 #include "common/util/files.h"
 #include "common/util/status_macros.h"
@@ -104,6 +106,89 @@ absl::StatusOr<std::vector<CheckpointListing>> ListCheckpoints(const std::string
     return a.step != b.step ? a.step < b.step : a.name < b.name;
   });
   return out;
+}
+
+int64_t StepFromCheckpointName(const std::string& name) {
+  int64_t step = -1;
+  if (!absl::StartsWith(name, "step-") || name.size() == 5 ||
+      name.find_first_not_of("0123456789", 5) != std::string::npos ||
+      !absl::SimpleAtoi(name.substr(5), &step)) {
+    return -1;
+  }
+  return step;
+}
+
+absl::StatusOr<ResumeChoice> ChooseResumeCheckpoint(
+    const std::string& root, const std::function<absl::Status(const std::string& dir)>& load) {
+  std::vector<CheckpointListing> candidates;
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(root, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name[0] == '.' || !e.is_directory()) continue;
+    std::optional<int64_t> step = StepOf(e.path());
+    if (!step.has_value() && StepFromCheckpointName(name) >= 0) step = StepFromCheckpointName(name);
+    if (step.has_value()) candidates.push_back({name, *step});
+  }
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    return absl::InternalError(
+        absl::StrCat("cannot list checkpoint root '", root, "': ", ec.message()));
+  }
+  // Newest first; among equal steps, by name (deterministic).
+  std::sort(candidates.begin(), candidates.end(),
+            [](const CheckpointListing& a, const CheckpointListing& b) {
+              return a.step != b.step ? a.step > b.step : a.name < b.name;
+            });
+  ResumeChoice choice;
+  if (candidates.empty()) return choice;
+
+  // What `latest` says, in words, for the notes.
+  absl::StatusOr<std::string> latest = ReadCheckpointPointer(root, kLatestPointer);
+  std::vector<std::string> rejected;  // "<name> (step N): why"
+  for (const CheckpointListing& c : candidates) {
+    const std::string dir = (fs::path(root) / c.name).string();
+    absl::Status st = fs::is_regular_file(fs::path(dir) / kConfigFile)
+                          ? load(dir)
+                          : absl::NotFoundError(absl::StrCat("no ", kConfigFile));
+    if (!st.ok()) {
+      rejected.push_back(absl::StrCat(c.name, " (step ", c.step, "): ", st.message()));
+      continue;
+    }
+    choice.dir = dir;
+    choice.name = c.name;
+    choice.step = c.step;
+    break;
+  }
+  if (choice.dir.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot resume: no checkpoint under '", root, "' can be loaded, and starting over would ",
+        "overwrite them: ", absl::StrJoin(rejected, "; "),
+        ". Repair or move them away (or run without --resume in an empty work dir)"));
+  }
+  if (!rejected.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot resume from '", choice.dir, "' (step ", choice.step,
+                     "): newer checkpoint", rejected.size() > 1 ? "s" : "", " under '", root,
+                     "' cannot be loaded and a resumed run would overwrite ",
+                     rejected.size() > 1 ? "them" : "it", ": ", absl::StrJoin(rejected, "; "),
+                     ". Repair or move ", rejected.size() > 1 ? "them" : "it", " out of '", root,
+                     "' to resume from step ", choice.step));
+  }
+  if (!latest.ok()) {
+    choice.notes.push_back(absl::StrCat("'", (fs::path(root) / kLatestPointer).string(),
+                                        "' is unusable (", latest.status().message(), "); using ",
+                                        choice.name, ", the newest checkpoint that loads"));
+  } else if (*latest != choice.name) {
+    const fs::path pointed = fs::path(root) / *latest;
+    const std::string why = !fs::is_directory(pointed) ? "is missing"
+                            : !fs::is_regular_file(pointed / kConfigFile)
+                                ? absl::StrCat("has no ", kConfigFile)
+                            : StepOf(pointed).value_or(-1) < choice.step ? "is older"
+                                                                         : "cannot be loaded";
+    choice.notes.push_back(absl::StrCat("'", (fs::path(root) / kLatestPointer).string(),
+                                        "' names '", *latest, "', which ", why, "; using ",
+                                        choice.name, ", the newest checkpoint that loads"));
+  }
+  return choice;
 }
 
 absl::StatusOr<std::vector<std::string>> CleanupCheckpointLeftovers(const std::string& root) {

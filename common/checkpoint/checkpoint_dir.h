@@ -5,6 +5,7 @@
 #ifndef CELLFLUX_COMMON_CHECKPOINT_CHECKPOINT_DIR_H_
 #define CELLFLUX_COMMON_CHECKPOINT_CHECKPOINT_DIR_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,34 @@ struct CheckpointListing {
 // Visible subdirectories of `root` whose config.json has an integer "step", sorted by step then
 // name. Hidden (".") entries, such as write leftovers, are skipped.
 absl::StatusOr<std::vector<CheckpointListing>> ListCheckpoints(const std::string& root);
+
+// Where `--resume` continues: the newest checkpoint of `root` that `load` accepts.
+//
+// Candidates are the visible subdirectories that are checkpoints (config.json with an integer
+// "step") or are named like one ("step-<N>", e.g. a step directory that lost its config.json),
+// newest step first. `load(dir)` checks one (e.g. reads and restores its trainer state) and the
+// first it accepts is chosen, whatever `latest` says: a `latest` that is empty, points to a
+// missing directory or to one without config.json, or names an older checkpoint (a crash between
+// writing a checkpoint and moving the pointer) never makes a resumed run lose progress. `notes`
+// say in words what was passed over and why, for the log.
+//
+//   * No candidates at all (a fresh root, or none yet): OK with an empty `dir` (start at step 0;
+//     nothing is lost).
+//   * Candidates, but `load` accepts none: FAILED_PRECONDITION listing each and why.
+//   * A candidate newer than the chosen one that `load` rejected: FAILED_PRECONDITION naming it
+//     and why, because continuing would overwrite it with other contents when training reaches its
+//     step; the message says to repair or move it away.
+struct ResumeChoice {
+  std::string dir;   // root/name of the checkpoint to continue from; empty = nothing to resume
+  std::string name;  // its directory name
+  int64_t step = 0;  // its step
+  std::vector<std::string> notes;  // what was passed over and why (empty when `latest` was used)
+};
+absl::StatusOr<ResumeChoice> ChooseResumeCheckpoint(
+    const std::string& root, const std::function<absl::Status(const std::string& dir)>& load);
+
+// The step a directory named "step-<digits>" stands for, or -1.
+int64_t StepFromCheckpointName(const std::string& name);
 
 // Removes hidden write leftovers in `root`: ".<name>.tmp-*" directories are deleted; an
 // ".<name>.old-*" directory is renamed back to <name> when <name> is missing (a crash between the

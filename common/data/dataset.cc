@@ -102,14 +102,6 @@ absl::StatusOr<SiteImages> ReadSiteChecked(const SiteFiles& site, bool check_12b
   return std::move(images).value();
 }
 
-// SplitMix64 finaliser: spreads (seed, epoch, pair id) over the generator's seed space.
-uint64_t Mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 std::mt19937_64 ItemRng(uint64_t seed, int64_t epoch, int64_t pair_id) {
   return std::mt19937_64(
       MixSeeds(MixSeeds(seed, static_cast<uint64_t>(epoch)), static_cast<uint64_t>(pair_id)));
@@ -133,8 +125,6 @@ void CropNormalize(const cv::Mat& src, int64_t top, int64_t left, int64_t size, 
 }
 
 }  // namespace
-
-uint64_t MixSeeds(uint64_t a, uint64_t b) { return Mix(Mix(a) ^ b); }
 
 std::string BadSampleReason(const absl::Status& status) {
   auto payload = status.GetPayload(kBadSampleReasonUrl);

@@ -51,6 +51,7 @@
 #include "common/data/bbbc047.h"
 #include "common/data/manifest.h"
 #include "common/models/config.h"
+#include "common/util/seed.h"
 
 namespace cellflux::data {
 
@@ -120,9 +121,8 @@ std::pair<int64_t, int64_t> CropOffset(int64_t h, int64_t w, int64_t size, bool 
 // site exactly as Get does given the same generator state.
 torch::Tensor CropImage(const torch::Tensor& img, int64_t size, bool random, std::mt19937_64* rng);
 
-// Combines two seeds into one well-mixed seed (SplitMix64 finaliser over both): nearby inputs such
-// as consecutive epochs give unrelated outputs.
-uint64_t MixSeeds(uint64_t a, uint64_t b);
+// Seeds are combined with MixSeeds (common/util/seed.h).
+using ::cellflux::MixSeeds;
 
 // Uniform integer in [0, n) from *rng (rejection sampling: identical on every platform, unlike
 // std::uniform_int_distribution).

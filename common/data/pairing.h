@@ -20,14 +20,15 @@
 #include <vector>
 
 #include "common/data/bbbc047.h"
+#include "common/util/seed.h"
 
 namespace cellflux::data {
 
-// SplitMix64: tiny, seedable, identical everywhere.
+// SplitMix64 (common/util/seed.h) with unbiased bounded draws and a shuffle.
 class DeterministicRng {
  public:
-  explicit DeterministicRng(uint64_t seed) : state_(seed) {}
-  uint64_t Next();
+  explicit DeterministicRng(uint64_t seed) : rng_(seed) {}
+  uint64_t Next() { return rng_.Next(); }
   // Uniform in [0, n), n > 0 (rejection sampling: no modulo bias).
   uint64_t Uniform(uint64_t n);
   template <typename T>
@@ -36,7 +37,7 @@ class DeterministicRng {
   }
 
  private:
-  uint64_t state_;
+  SplitMix64 rng_;
 };
 
 struct CpWell {

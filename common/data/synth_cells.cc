@@ -5,17 +5,12 @@
 #include <opencv2/imgproc.hpp>
 #include <vector>
 
+#include "common/util/seed.h"
+
 namespace cellflux {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
-
-uint64_t SplitMix64(uint64_t& x) {
-  uint64_t z = (x += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
 
 uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
@@ -180,8 +175,8 @@ void DrawOrganelles(const std::vector<Cell>& cells, const MorphologyDelta& delta
 }  // namespace
 
 SynthRng::SynthRng(uint64_t seed) {
-  uint64_t x = seed;
-  for (uint64_t& s : s_) s = SplitMix64(x);
+  SplitMix64 init(seed);  // xoshiro256's recommended seeding
+  for (uint64_t& s : s_) s = init.Next();
 }
 
 uint64_t SynthRng::Next() {
@@ -214,8 +209,7 @@ double SynthRng::Normal() {
 }
 
 uint64_t MixSeed(uint64_t seed, uint64_t key) {
-  uint64_t x = seed ^ (key * 0xD6E8FEB86659FD93ULL);
-  return SplitMix64(x);
+  return SplitMix64Hash(seed ^ (key * 0xD6E8FEB86659FD93ULL));
 }
 
 const char* ChannelName(int channel) {

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "common/torch/random.h"
+
 namespace cellflux {
 
 CellFluxModelImpl::CellFluxModelImpl(const ModelConfig& config) : config_(config) {
@@ -51,9 +53,9 @@ JointLatent CellFluxModelImpl::DrawSource(const LatentPosterior& posterior,
   const int64_t gene_dim = gene_latent.defined() ? gene_latent.size(1) : 0;
   std::vector<torch::Tensor> eps_img, noise_img, noise_gene;
   for (uint64_t seed : seeds) {
-    // One CPU generator per row, draws in a fixed order: a row's noise depends on its seed only,
-    // never on its batch position or the device.
-    torch::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+    // One CPU generator per row, draws in a fixed order: a row's noise depends on its seed only
+    // (all 64 bits of it), never on its batch position or the device.
+    torch::Generator gen = MakeCpuGenerator(seed);
     eps_img.push_back(torch::randn(row_shape, gen, cpu));
     if (sigma > 0) {
       noise_img.push_back(torch::randn(row_shape, gen, cpu));

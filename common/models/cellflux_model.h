@@ -11,7 +11,8 @@
 //
 // Randomness only enters through DrawSource's per-row seeds (posterior sample of the control's
 // image latent + optional source noise), drawn on the CPU and moved to the model's device, so a
-// row's result depends on its seed, never on its batch position or the device's RNG.
+// row's result depends on its seed, never on its batch position or the device's RNG. All 64 bits
+// of a seed count (common/torch/random.h): seeds s and s + 2³² draw different noise.
 #ifndef CELLFLUX_COMMON_MODELS_CELLFLUX_MODEL_H_
 #define CELLFLUX_COMMON_MODELS_CELLFLUX_MODEL_H_
 

@@ -46,7 +46,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "# TYPE cellflux_model_step gauge", "cellflux_model_step 0",
                 "# TYPE cellflux_model_load_seconds gauge", "cellflux_model_load_seconds 1.5",
                 "# TYPE cellflux_reload_failures_total counter", "cellflux_reload_failures_total 0",
-                "# TYPE cellflux_gpu_memory_bytes gauge", "cellflux_gpu_memory_bytes 0"]
+                "# TYPE cellflux_gpu_memory_bytes gauge", "cellflux_gpu_memory_bytes 0",
+                "# TYPE cellflux_nonfinite_outputs_total counter",
+                "cellflux_nonfinite_outputs_total 0"]
         body = ("\n".join(out) + "\n").encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4")

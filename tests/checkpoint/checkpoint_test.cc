@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "common/checkpoint/checkpoint_dir.h"
@@ -301,6 +302,119 @@ TEST_F(CheckpointTest, PruneKeepsLastKAndPointedTo) {
   Spit(Dir("best"), "../x\n");
   EXPECT_FALSE(PruneCheckpoints(root_.string(), 1).ok());
   EXPECT_TRUE(fs::exists(Dir("step_1")));
+}
+
+// --- Choosing where --resume continues (issue 19.1: never silently start over) ----------------
+
+class ResumeChoiceTest : public CheckpointTest {
+ protected:
+  void SetUp() override {
+    CheckpointTest::SetUp();
+    for (int step : {2, 4}) {
+      ASSERT_TRUE(WriteCheckpoint(Dir(Name(step)), MakeBundle(step)).ok());
+    }
+    ASSERT_TRUE(UpdateLatestPointer(root_.string(), Name(4)).ok());
+  }
+  static std::string Name(int step) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "step-%07d", step);
+    return buf;
+  }
+  // Accepts every checkpoint except those in `reject`.
+  absl::StatusOr<ResumeChoice> Choose(std::set<std::string> reject = {}) {
+    return ChooseResumeCheckpoint(root_.string(), [&](const std::string& dir) {
+      const std::string name = fs::path(dir).filename().string();
+      loaded_.push_back(name);
+      return reject.count(name) ? absl::InvalidArgumentError("trainer_state is corrupt")
+                                : absl::OkStatus();
+    });
+  }
+  std::vector<std::string> loaded_;
+};
+
+TEST_F(ResumeChoiceTest, IntactLatestIsUsedWithoutNotes) {
+  auto c = Choose();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->dir, Dir(Name(4)));
+  EXPECT_EQ(c->step, 4);
+  EXPECT_TRUE(c->notes.empty());
+  EXPECT_THAT(loaded_, ::testing::ElementsAre(Name(4)));  // only the one resumed from is read
+}
+
+TEST_F(ResumeChoiceTest, EmptyOrDanglingLatestFallsBackToTheNewestAndSaysWhy) {
+  Spit(Dir("latest"), "");
+  auto c = Choose();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->name, Name(4));
+  ASSERT_EQ(c->notes.size(), 1u);
+  EXPECT_THAT(c->notes[0], HasSubstr("unusable"));
+  EXPECT_THAT(c->notes[0], HasSubstr(Name(4)));
+
+  Spit(Dir("latest"), "step-0000099\n");
+  c = Choose();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->name, Name(4));
+  ASSERT_EQ(c->notes.size(), 1u);
+  EXPECT_THAT(c->notes[0], HasSubstr("'step-0000099', which is missing"));
+
+  fs::remove(Dir("latest"));
+  c = Choose();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->name, Name(4));
+}
+
+TEST_F(ResumeChoiceTest, LatestLaggingBehindANewerCompleteCheckpointIsOvertaken) {
+  // A crash between writing step-4 and moving the pointer.
+  ASSERT_TRUE(UpdateLatestPointer(root_.string(), Name(2)).ok());
+  auto c = Choose();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->name, Name(4));
+  ASSERT_EQ(c->notes.size(), 1u);
+  EXPECT_THAT(c->notes[0], HasSubstr("is older"));
+}
+
+TEST_F(ResumeChoiceTest, NewerCheckpointThatCannotLoadFailsInsteadOfBeingOverwritten) {
+  // latest → the newest step directory, which lost its config.json.
+  fs::remove(Dir(Name(4)) + "/config.json");
+  auto c = Choose();
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr(Name(4) + " (step 4): no config.json"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("would overwrite it"));
+  EXPECT_TRUE(fs::exists(Dir(Name(4))));
+}
+
+TEST_F(ResumeChoiceTest, NewestWhoseStateIsRejectedFailsNamingTheReason) {
+  auto c = Choose({Name(4)});
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("trainer_state is corrupt"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("resume from step 2"));
+}
+
+TEST_F(ResumeChoiceTest, NothingLoadableIsAnErrorNotAFreshStart) {
+  auto c = Choose({Name(2), Name(4)});
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("no checkpoint under"));
+}
+
+TEST_F(ResumeChoiceTest, AnEmptyOrMissingRootHasNothingToResume) {
+  fs::remove_all(root_);
+  auto c = Choose();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->dir.empty());
+  fs::create_directories(root_ / ".step-0000006.tmp-1-2");  // a write leftover is not progress
+  c = Choose();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->dir.empty());
+}
+
+TEST(StepFromCheckpointNameTest, OnlyStepDigits) {
+  EXPECT_EQ(StepFromCheckpointName("step-0000042"), 42);
+  EXPECT_EQ(StepFromCheckpointName("step-"), -1);
+  EXPECT_EQ(StepFromCheckpointName("step-12a"), -1);
+  EXPECT_EQ(StepFromCheckpointName("best"), -1);
 }
 
 // --- Validation failures: each message names the file (and row/field/tensor) -------------------

@@ -119,6 +119,29 @@ TEST_F(ModelBackendTest, LoadsTheCheckpointAndReportsIt) {
   EXPECT_EQ(info.sampling.num_steps, 50);
 }
 
+// Issue 19.2: the real model turns an absurd expression value into NaN. Validation rejects it
+// (the statistics it needs come from the checkpoint), and when one reaches the model anyway the
+// sample is flagged non-finite rather than returned as black pixels and NaN genes.
+TEST_F(ModelBackendTest, ReportsGeneStatisticsAndFlagsNonFiniteSamples) {
+  auto backend = LoadModelBackend({*dir_});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  const ModelInfo& info = (*backend)->info();
+  ASSERT_EQ(info.gene_mean.size(), static_cast<size_t>(kGenes));
+  ASSERT_EQ(info.gene_std.size(), static_cast<size_t>(kGenes));
+  for (float s : info.gene_std) EXPECT_GT(s, 0);
+
+  std::vector<std::unique_ptr<PredictTask>> tasks;
+  tasks.push_back(Task(1, 2, 1, 5, 1.5));
+  auto bad = Control();
+  bad->expression[3] = 1e30f;  // what validation now refuses
+  tasks.push_back(Task(1, 2, 1, 5, 1.5, bad));
+  auto r = Run(*backend, std::move(tasks));
+  ASSERT_TRUE(r[0].ok()) << r[0].status();
+  EXPECT_TRUE(r[0]->samples[0].finite);
+  ASSERT_TRUE(r[1].ok()) << r[1].status();
+  EXPECT_FALSE(r[1]->samples[0].finite);
+}
+
 TEST_F(ModelBackendTest, MissingCheckpointIsNotFound) {
   auto backend = LoadModelBackend({::testing::TempDir() + "/no_such_checkpoint"});
   EXPECT_EQ(backend.status().code(), absl::StatusCode::kNotFound) << backend.status();

@@ -393,6 +393,123 @@ TEST_F(ServiceTest, DeadlineAndCancelFreeTheirRows) {
   AwaitGauge("cellflux_active_samples", 0);
 }
 
+// Requests counted in cellflux_requests_total{method="Predict",code=<code>}.
+double PredictCount(prometheus::Registry& registry, const std::string& code) {
+  for (const auto& f : registry.Collect()) {
+    if (f.name != "cellflux_requests_total") continue;
+    for (const auto& m : f.metric) {
+      bool predict = false, match = false;
+      for (const auto& l : m.label) {
+        if (l.name == "method" && l.value == "Predict") predict = true;
+        if (l.name == "code" && l.value == code) match = true;
+      }
+      if (predict && match) return m.counter.value;
+    }
+  }
+  return 0;
+}
+
+double CounterValue(prometheus::Registry& registry, const std::string& name) {
+  for (const auto& f : registry.Collect()) {
+    if (f.name == name && !f.metric.empty()) return f.metric[0].counter.value;
+  }
+  return -1;
+}
+
+// Issue 19.4: a request that ran past its deadline was recorded as CANCELLED (gRPC reports an
+// expired deadline to the server as a cancellation), so the shipped alert never saw overload
+// timeouts. A client's own cancel stays CANCELLED.
+TEST_F(ServiceTest, DeadlinesAreRecordedAsDeadlineExceededAndCancelsAsCancelled) {
+  ServerOptions o;
+  o.scheduler.max_batch = 1;
+  StartServer(o);
+  Serve();
+  v1::PredictResponse resp;
+  v1::PredictRequest endless = GoodRequest(1, 1, 1000000);
+  // The model is held inside a step while the deadline passes, so gRPC's cancellation (its way of
+  // telling the server about the deadline) is what the scheduler sees first.
+  backend_->CloseGate();
+  EXPECT_EQ(Predict(endless, &resp, absl::Milliseconds(300)).error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  backend_->OpenGate();
+  // The server records the call when its rows leave the batch, after the client gave up.
+  for (int i = 0; i < 20000 && PredictCount(server_->registry(), "DEADLINE_EXCEEDED") +
+                                       PredictCount(server_->registry(), "CANCELLED") <
+                                   1;
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_EQ(PredictCount(server_->registry(), "DEADLINE_EXCEEDED"), 1);
+  EXPECT_EQ(PredictCount(server_->registry(), "CANCELLED"), 0);
+
+  grpc::ClientContext ctx;
+  std::thread canceller([&] {
+    AwaitGauge("cellflux_active_samples", 1);
+    ctx.TryCancel();
+  });
+  EXPECT_EQ(Predict(endless, &resp, absl::Seconds(60), &ctx).error_code(),
+            grpc::StatusCode::CANCELLED);
+  canceller.join();
+  for (int i = 0; i < 20000 && PredictCount(server_->registry(), "CANCELLED") < 1; ++i) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_EQ(PredictCount(server_->registry(), "CANCELLED"), 1);
+  EXPECT_EQ(PredictCount(server_->registry(), "DEADLINE_EXCEEDED"), 1);
+}
+
+// A backend whose decoder turns the first gene of every sample into NaN.
+class NanBackend : public FakeBackend {
+ public:
+  absl::StatusOr<std::vector<SampleOutput>> Decode(const JointLatent& z) override {
+    absl::StatusOr<std::vector<SampleOutput>> out = FakeBackend::Decode(z);
+    if (out.ok()) {
+      for (SampleOutput& s : *out) s.expression[0] = NAN;
+    }
+    return out;
+  }
+};
+
+// Issue 19.2: a non-finite result is never returned with OK: INTERNAL for that request, counted.
+TEST_F(ServiceTest, NonFiniteSamplesFailTheRequestAndAreCounted) {
+  StartServer();
+  backend_ = std::make_shared<NanBackend>();
+  Serve();
+  v1::PredictResponse resp;
+  grpc::Status s = Predict(GoodRequest(1, 2, 2), &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INTERNAL) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("non-finite"));
+  EXPECT_EQ(resp.predictions_size(), 0);
+  EXPECT_EQ(CounterValue(server_->registry(), "cellflux_nonfinite_outputs_total"), 1);
+  EXPECT_EQ(PredictCount(server_->registry(), "INTERNAL"), 1);
+}
+
+// Issue 19.6: more samples than the queue can ever hold cannot succeed on retry.
+TEST_F(ServiceTest, MoreSamplesThanTheQueueHoldsIsInvalidArgument) {
+  ServerOptions o;
+  o.scheduler.max_queue = 2;
+  StartServer(o);
+  Serve();
+  v1::PredictResponse resp;
+  grpc::Status s = Predict(GoodRequest(1, 3, 2), &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("--max-queue"));
+  EXPECT_TRUE(Predict(GoodRequest(1, 2, 2), &resp).ok());
+}
+
+// Issue 19.6: an 8 KB perturbation id got RESOURCE_EXHAUSTED ("received initial metadata size
+// exceeds limit") because the error echoed all of it.
+TEST_F(ServiceTest, HugeFieldsAreEchoedCutShort) {
+  StartServer();
+  Serve();
+  v1::PredictRequest r = GoodRequest(1);
+  r.set_perturbation_id(std::string(8192, 'x'));
+  v1::PredictResponse resp;
+  grpc::Status s = Predict(r, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr(std::string(64, 'x') + "…\""));
+  EXPECT_LT(s.error_message().size(), 300u);
+}
+
 TEST_F(ServiceTest, QueueOverflowIsResourceExhaustedAndStaysHealthy) {
   ServerOptions o;
   o.scheduler.max_batch = 1;
@@ -454,6 +571,34 @@ TEST_F(ServiceTest, ShutdownDrainsInFlightAndRejectsNew) {
   stopper.join();
   EXPECT_TRUE(s1.ok()) << s1.error_message();
   EXPECT_EQ(r1.predictions_size(), 1);
+}
+
+// Issue 19.7: with an idle client connection open, exit took ~5 s longer than the drain grace
+// (gRPC waited on the connection). Every call is done here, so Shutdown closes it at once: well
+// under the 5 s the old code could not beat, however busy the machine.
+TEST_F(ServiceTest, ShutdownDoesNotWaitForIdleConnections) {
+  ServerOptions o;
+  StartServer(o);
+  Serve();
+  v1::PredictResponse resp;
+  ASSERT_TRUE(Predict(GoodRequest(1, 1, 2), &resp).ok());  // the connection is up, and now idle
+  const absl::Time start = absl::Now();
+  server_->Shutdown();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4));
+}
+
+// Issue 19.3: sample k's seed is seed + k wrapping modulo 2^64, and reproduces alone.
+TEST_F(ServiceTest, SampleSeedsWrapAndReproduceAlone) {
+  StartServer();
+  Serve();
+  const uint64_t max = ~uint64_t{0};
+  v1::PredictResponse both, alone;
+  ASSERT_TRUE(Predict(GoodRequest(max, 2, 2), &both).ok());
+  ASSERT_EQ(both.predictions_size(), 2);
+  EXPECT_EQ(both.predictions(0).seed(), max);
+  EXPECT_EQ(both.predictions(1).seed(), 0u);
+  ASSERT_TRUE(Predict(GoodRequest(0, 1, 2), &alone).ok());
+  EXPECT_EQ(alone.predictions(0).SerializeAsString(), both.predictions(1).SerializeAsString());
 }
 
 TEST_F(ServiceTest, MetricsPassPromtool) {

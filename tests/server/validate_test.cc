@@ -361,6 +361,59 @@ TEST_F(ValidateTest, ExpressionErrors) {
   EXPECT_TRUE(Validate(img_only).ok());
 }
 
+// Issue 19.2: one expression value of 1e30 gave NaN outputs with OK. Beyond kMaxExpressionZ
+// training standard deviations is INVALID_ARGUMENT naming the gene.
+TEST_F(ValidateTest, ExpressionFarOutsideTheTrainingRangeIsRejectedNamingTheGene) {
+  info_.gene_mean = {0, 1, 2, 3};
+  info_.gene_std = {1, 1, 0.5f, 2};
+  ASSERT_TRUE(Validate(ValidRequest()).ok());
+  v1::PredictRequest r = ValidRequest();
+  r.mutable_data()->mutable_expression()->set_values(2, 1e30f);
+  ExpectError(r, absl::StatusCode::kInvalidArgument, "gene gene_2_at is 1e+30");
+  ExpectError(r, absl::StatusCode::kInvalidArgument, "at most 100");
+  // The bound is in standardized units: gene 2 (mean 2, std 0.5) allows 2 ± 50.
+  r.mutable_data()->mutable_expression()->set_values(2, 2 + 0.5f * 99);
+  EXPECT_TRUE(Validate(r).ok());
+  r.mutable_data()->mutable_expression()->set_values(2, 2 - 0.5f * 101);
+  ExpectError(r, absl::StatusCode::kInvalidArgument, "gene gene_2_at");
+  // Permuted gene ids: the message names the gene, whatever its position in the request.
+  r = ValidRequest();
+  for (int g : {3, 2, 1, 0}) {
+    r.mutable_data()->mutable_expression()->add_gene_ids(info_.gene_ids[g]);
+  }
+  r.mutable_data()->mutable_expression()->set_values(0, -1e6f);  // gene 3
+  ExpectError(r, absl::StatusCode::kInvalidArgument, "gene gene_3_at is -1e+06");
+}
+
+// Issue 19.6: echoed input is cut to 64 characters + "…".
+TEST_F(ValidateTest, EchoedInputIsCapped) {
+  v1::PredictRequest r = ValidRequest();
+  r.set_perturbation_id(std::string(8192, 'x'));
+  auto v = Validate(r);
+  ASSERT_FALSE(v.ok());
+  EXPECT_LT(v.status().message().size(), 200u);
+  EXPECT_THAT(std::string(v.status().message()), HasSubstr(std::string(64, 'x') + "…"));
+  EXPECT_EQ(Echo("short"), "short");
+  EXPECT_EQ(Echo(std::string(64, 'a')), std::string(64, 'a'));
+  EXPECT_EQ(Echo(std::string(65, 'a')), std::string(64, 'a') + "…");
+  // Whole UTF-8 characters: 70 × "µ" (2 bytes each) → 64 of them.
+  std::string micro;
+  for (int i = 0; i < 70; ++i) micro += "µ";
+  EXPECT_EQ(Echo(micro), micro.substr(0, 128) + "…");
+  r = ValidRequest();
+  r.mutable_data()->mutable_image()->mutable_channels(0)->set_name(std::string(5000, 'n'));
+  v = Validate(r);
+  ASSERT_FALSE(v.ok());
+  EXPECT_LT(v.status().message().size(), 300u);
+  r = ValidRequest();
+  for (int g = 0; g < 4; ++g) {
+    r.mutable_data()->mutable_expression()->add_gene_ids(std::string(5000, 'g'));
+  }
+  v = Validate(r);
+  ASSERT_FALSE(v.ok());
+  EXPECT_LT(v.status().message().size(), 300u);
+}
+
 TEST_F(ValidateTest, RequestIdLength) {
   auto r = ValidRequest();
   r.set_request_id(std::string(129, 'x'));

@@ -3,6 +3,7 @@
 // a finished stage is skipped on re-run, and the gene autoencoder keeps its best held-out weights.
 #include "trainer/stages.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -158,6 +159,74 @@ TEST_F(StagesTest, EveryStageRunsAndFeedsTheNext) {
   const auto before = fs::last_write_time(work + "/vae/image_vae.safetensors");
   ASSERT_TRUE(RunVaeStage(ctx).ok());
   EXPECT_EQ(fs::last_write_time(work + "/vae/image_vae.safetensors"), before);
+}
+
+// Issue 19.1: `flow --resume` never discards progress. With `latest` empty, dangling or naming a
+// directory without config.json it used to log "starting from step 0" and replace the intact
+// step directories.
+TEST_F(StagesTest, FlowResumeNeverDiscardsProgress) {
+  const std::string work = *root_ + "/resume_run";
+  StageContext ctx = Context(work);
+  ctx.config.gene_ae.steps = 5;
+  ctx.config.flow.val_every = 1000;  // validation only at the end: keep this test short
+  for (auto* stage : {&RunGeneAeStage, &RunVaeStage, &RunEncodeStage}) {
+    absl::Status s = (*stage)(ctx);
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  absl::Status s = RunFlowStage(ctx, /*resume=*/true);
+  ASSERT_TRUE(s.ok()) << s;
+  const std::string root = CheckpointsRoot(ctx);
+  const std::string step2 = root + "/step-0000002", step4 = root + "/step-0000004";
+  ASSERT_TRUE(fs::exists(step2 + "/config.json"));
+  ASSERT_TRUE(fs::exists(step4 + "/config.json"));
+  const auto written2 = fs::last_write_time(step2 + "/model.safetensors");
+  const auto written4 = fs::last_write_time(step4 + "/model.safetensors");
+
+  // A fresh run would overwrite them: refused, nothing touched.
+  s = RunFlowStage(ctx, /*resume=*/false);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("--resume"));
+
+  // latest empty: resume from step 4 (the newest that loads), so step 2 and 4 are untouched and
+  // the run continues to step 6.
+  ASSERT_TRUE(WriteFileAtomic(root + "/latest", "").ok());
+  ctx.config.flow.steps = 6;
+  s = RunFlowStage(ctx, /*resume=*/true);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(fs::last_write_time(step2 + "/model.safetensors"), written2);
+  EXPECT_EQ(fs::last_write_time(step4 + "/model.safetensors"), written4);
+  EXPECT_TRUE(fs::exists(root + "/step-0000006/config.json"));
+  auto latest = ReadFile(root + "/latest");
+  ASSERT_TRUE(latest.ok());
+  EXPECT_EQ(*latest, "step-0000006\n");
+
+  // latest names the newest step directory, which lost its config.json: a clear error, and
+  // nothing is overwritten.
+  fs::remove(root + "/step-0000006/config.json");
+  ctx.config.flow.steps = 8;
+  s = RunFlowStage(ctx, /*resume=*/true);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("step-0000006"));
+  EXPECT_EQ(fs::last_write_time(step4 + "/model.safetensors"), written4);
+  EXPECT_FALSE(fs::exists(root + "/step-0000008"));
+}
+
+// Issue 19.1's audit of the stamps: a stage that starts redoing its work drops its stamp first,
+// so an interrupted redo cannot leave the old stamp beside half-new outputs.
+TEST_F(StagesTest, AnInterruptedRedoLeavesNoStaleStamp) {
+  const std::string work = *root_ + "/stamp_run";
+  StageContext ctx = Context(work);
+  ctx.config.gene_ae.steps = 2;
+  ASSERT_TRUE(RunGeneAeStage(ctx).ok());
+  ASSERT_TRUE(fs::exists(work + "/gene_ae/stamp.json"));
+  // Redo with other inputs, interrupted once underway (the expression matrix is unreadable).
+  const std::string data = *root_ + "/stamp_data";
+  fs::copy(*data_dir_, data, fs::copy_options::recursive);
+  fs::remove(data + "/expression.f32");
+  ctx.config.data_dir = data;
+  ctx.config.gene_ae.steps = 3;
+  EXPECT_FALSE(RunGeneAeStage(ctx).ok());
+  EXPECT_FALSE(fs::exists(work + "/gene_ae/stamp.json"));
 }
 
 }  // namespace
