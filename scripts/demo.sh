@@ -87,7 +87,7 @@ phase eval "$LOGS/eval.log" "$TRAIN" eval "${TRAIN_ARGS[@]}" --checkpoint "$OUT/
 
 # Serve the checkpoint the eval stage scored (so the screen matches its metrics), with the
 # prepared data's DMSO wells as the control bank.
-CKPT=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["checkpoint"])' \
+CKPT=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run"]["checkpoint"])' \
   "$OUT/run/eval/metrics.json")
 PORT=$(( 20000 + RANDOM % 20000 )); MPORT=$(( PORT + 1 ))
 echo "== serve (127.0.0.1:$PORT, metrics 127.0.0.1:$MPORT)"
