@@ -11,8 +11,8 @@
 //                over eval.crops_per_site crops of every site), as a Δ from the mean of the DMSO
 //                wells/rows on the same plates;
 //   baselines    control (the control as the prediction), train_mean (all perturbed training
-//                wells), replicate (another real replicate of the same treatment, a training
-//                well: the ceiling).
+//                wells, as a Δ from all DMSO wells: the average training effect), replicate
+//                (another real replicate of the same treatment, a training well: the ceiling).
 // eval.ground_truth (synthetic data) adds the correlation with the generator's true shift.
 // Writes work_dir/eval/: metrics.json ({metric: {predictor: value}}, intervals, "run"),
 // per_compound.csv, compounds.json (the scorer's input: `cellflux-tool evaluate` re-scores it),
@@ -391,6 +391,14 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
     }
   }
   const Vec profile_train_mean = MeanRows(train_profiles);
+  // The train-mean baseline's Δ is the average training effect: from the mean of ALL DMSO wells.
+  // Taken from the evaluated wells' own plate controls it would share their noise with the real Δ
+  // and score a correlation without predicting anything (measured: gene Pearson-Δ 0.2-0.3 on
+  // compounds with no effect at all).
+  std::set<std::string> all_cp_plates, all_l1000_plates;
+  for (const auto& w : m.cp_controls) all_cp_plates.insert(w.plate);
+  for (const auto& [plate, rows] : index.l1000_controls) all_l1000_plates.insert(plate);
+  CF_ASSIGN_OR_RETURN(const Vec profile_all_controls, profiles.Controls(all_cp_plates));
   auto l1000_controls = [&](const std::set<std::string>& plates) {
     std::vector<int64_t> rows;
     for (const std::string& p : plates) {
@@ -443,7 +451,7 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
     model_pred.profile_control = MeanRows(a.profile_control);
     control_pred.profile = control_pred.profile_control = MeanRows(a.profile_input);
     train_pred.profile = profile_train_mean;
-    train_pred.profile_control = rec.profile_real_control;
+    train_pred.profile_control = profile_all_controls;
     if (rep_well) {
       CF_ASSIGN_OR_RETURN(rep_pred.profile,
                           profiles.Well(rep_well->cp_plate, rep_well->well, rep_well->site_ids));
@@ -456,7 +464,7 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
       model_pred.gene_control = MeanRows(a.gene_control);
       control_pred.gene = control_pred.gene_control = MeanRows(a.gene_input);
       train_pred.gene = gene_train_mean;
-      train_pred.gene_control = rec.gene_real_control;
+      train_pred.gene_control = Rows(expr, l1000_controls(all_l1000_plates));
       if (rep_row) {
         rep_pred.gene = Rows(expr, {rep_row->l1000_row});
         rep_pred.gene_control = Rows(expr, l1000_controls({rep_row->l1000_plate}));

@@ -64,7 +64,8 @@ std::string BarChart(const EvalResult& r, const std::string& metric) {
   if (hi - lo < 1e-12) hi = lo + 1;
   const int w = 320, label = 90, bar_h = 16, gap = 4;
   const int h = static_cast<int>(row.size()) * (bar_h + gap) + 24;
-  auto x = [&](double v) { return label + (v - lo) / (hi - lo) * (w - label - 10); };
+  // 48 px right of the longest bar for its value.
+  auto x = [&](double v) { return label + (v - lo) / (hi - lo) * (w - label - 48); };
   std::string s = absl::StrFormat(
       "<svg class=\"bars\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
       "xmlns=\"http://www.w3.org/2000/svg\"><text x=\"4\" y=\"12\" font-size=\"12\" "
