@@ -69,9 +69,10 @@ std::string GeneTable(const char* title, const char* css, const std::vector<size
   return html;
 }
 
-std::string GenesHtml(const RowRecord& record, const std::vector<double>& screen_mean,
-                      int top_genes) {
-  if (record.gene_ids.empty() || record.samples.empty()) return "";
+// Generated (mean over samples) minus the row's reference: its control's expression, or the mean
+// of all predictions in the screen when the control is in the server's bank. Empty without genes.
+std::vector<double> RowDelta(const RowRecord& record, const std::vector<double>& screen_mean) {
+  if (record.gene_ids.empty() || record.samples.empty()) return {};
   const std::vector<double> mean = MeanExpression(record);
   const bool has_control = record.control_expression.size() == mean.size();
   std::vector<double> delta(mean.size());
@@ -79,12 +80,26 @@ std::string GenesHtml(const RowRecord& record, const std::vector<double>& screen
     const double reference = has_control ? record.control_expression[g] : screen_mean[g];
     delta[g] = mean[g] - reference;
   }
+  return delta;
+}
+
+// Indices of the n largest (up) and n smallest (down) values.
+std::pair<std::vector<size_t>, std::vector<size_t>> TopGenes(const std::vector<double>& delta,
+                                                             int top_genes) {
   std::vector<size_t> order(delta.size());
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return delta[a] > delta[b]; });
   const size_t n = std::min<size_t>(top_genes, order.size());
-  std::vector<size_t> up(order.begin(), order.begin() + n);
-  std::vector<size_t> down(order.rbegin(), order.rbegin() + n);
+  return {std::vector<size_t>(order.begin(), order.begin() + n),
+          std::vector<size_t>(order.rbegin(), order.rbegin() + n)};
+}
+
+std::string GenesHtml(const RowRecord& record, const std::vector<double>& screen_mean,
+                      int top_genes) {
+  const std::vector<double> delta = RowDelta(record, screen_mean);
+  if (delta.empty()) return "";
+  const bool has_control = record.control_expression.size() == delta.size();
+  const auto [up, down] = TopGenes(delta, top_genes);
   std::string note = has_control
                          ? "&Delta; = generated (mean over samples) &minus; control expression"
                          : "control is in the server's bank: &Delta; = generated &minus; mean of "
@@ -92,6 +107,44 @@ std::string GenesHtml(const RowRecord& record, const std::vector<double>& screen
   return absl::StrCat("<div class=genes>", GeneTable("up-regulated", "up", up, delta, record),
                       GeneTable("down-regulated", "down", down, delta, record), "<div class=note>",
                       note, "</div></div>");
+}
+
+// The compound's story across its rows: the mean Δ over rows (each row: another control), its top
+// up / down genes, and for each how many rows agree on the sign — a gene that moves one way from
+// one control and the other way from another is that control's noise, not the compound's effect.
+std::string CompoundHtml(const std::vector<const RowRecord*>& rows,
+                         const std::vector<double>& screen_mean, int top_genes) {
+  std::vector<std::vector<double>> deltas;
+  for (const RowRecord* r : rows) {
+    std::vector<double> d = RowDelta(*r, screen_mean);
+    if (!d.empty() && (deltas.empty() || d.size() == deltas[0].size())) deltas.push_back(d);
+  }
+  if (deltas.empty()) return "";
+  std::vector<double> mean(deltas[0].size(), 0.0);
+  for (const auto& d : deltas)
+    for (size_t g = 0; g < mean.size(); ++g) mean[g] += d[g] / deltas.size();
+  const auto [up, down] = TopGenes(mean, top_genes);
+  const RowRecord& first = *rows[0];
+  auto table = [&](const char* title, const char* css, const std::vector<size_t>& genes) {
+    std::string html = absl::StrCat("<table><tr><th colspan=4 class=", css, ">", title,
+                                    "</th></tr><tr><th>gene</th><th>probe</th><th>mean "
+                                    "&Delta;</th><th>rows agreeing</th></tr>");
+    for (size_t g : genes) {
+      int agree = 0;
+      for (const auto& d : deltas) agree += (d[g] > 0) == (mean[g] > 0) && d[g] != 0;
+      absl::StrAppend(&html, "<tr><td>", HtmlEscape(GeneSymbol(first.gene_ids[g])), "</td><td>",
+                      HtmlEscape(first.gene_ids[g]), "</td><td class='num ", css, "'>",
+                      absl::StrFormat("%+.3f", mean[g]), "</td><td class=num>", agree, "/",
+                      deltas.size(), "</td></tr>");
+    }
+    return html + "</table>";
+  };
+  return absl::StrCat("<div class=row><h3>compound: mean &Delta; over ", deltas.size(),
+                      deltas.size() == 1 ? " row" : " rows", "</h3><div class=genes>",
+                      table("up-regulated", "up", up), table("down-regulated", "down", down),
+                      "<div class=note>each row's &Delta; is taken from its own control; rows "
+                      "agreeing: how many rows move the gene the same way as the mean</div></div>"
+                      "</div>\n");
 }
 
 absl::StatusOr<std::string> RowHtml(const std::string& out_dir, const RowRecord& record,
@@ -205,6 +258,7 @@ absl::Status WriteReport(const std::string& out_dir, const Plan& plan,
     const auto& rows = groups[perturbation];
     absl::StrAppend(&html, "<h2>", HtmlEscape(perturbation), " <small>(", rows.size(),
                     rows.size() == 1 ? " row" : " rows", ")</small></h2>\n");
+    absl::StrAppend(&html, CompoundHtml(rows, screen_mean, options.top_genes));
     for (const RowRecord* record : rows) {
       if (shown >= options.max_rows) break;
       CF_ASSIGN_OR_RETURN(std::string row_html, RowHtml(out_dir, *record, screen_mean, options));

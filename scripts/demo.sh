@@ -11,7 +11,7 @@ ROOT=$(pwd)
 OUT=${CELLFLUX_DEMO_OUT:-out/demo}
 BUILD=${CELLFLUX_BUILD_DIR:-build}
 PLATES=4
-COMPOUNDS=48
+COMPOUNDS=72
 SCREEN_ROWS=36
 SETS=()
 MODEL_CONFIG=""
@@ -62,19 +62,27 @@ CLIENT=$BUILD/client/cellflux-client
 JOB_START=$(date +%s)
 
 # Synthetic plates: regenerated only when the parameters change.
-SYNTH_KEY="plates=$PLATES compounds=$COMPOUNDS seed=1"
+# Wells per plate: 16 DMSO + room for ~3 replicate wells of each treatment (1.5 doses per compound).
+WELLS=$(( 16 + (9 * COMPOUNDS + 2 * PLATES - 1) / (2 * PLATES) ))
+[ "$WELLS" -gt 384 ] && WELLS=384
+# A quarter of the compounds are tested (the most the pair split holds out): 18 of the default 72.
+TEST=$(( COMPOUNDS / 4 ))
+SYNTH_KEY="plates=$PLATES compounds=$COMPOUNDS wells=$WELLS l1000_dmso=16 seed=1"
 if [ "$(cat "$OUT/synth/.params" 2>/dev/null)" != "$SYNTH_KEY" ]; then
   rm -rf "$OUT/synth"
-  phase synth "$LOGS/synth.log" "$TOOL" synth --out "$OUT/synth" --plates "$PLATES" --compounds "$COMPOUNDS" --seed 1
+  phase synth "$LOGS/synth.log" "$TOOL" synth --out "$OUT/synth" --plates "$PLATES" --compounds "$COMPOUNDS" \
+    --wells-per-plate "$WELLS" --l1000-dmso-per-plate 16 --seed 1
   echo "$SYNTH_KEY" > "$OUT/synth/.params"
   rm -rf "$OUT/data"
 fi
 if [ ! -f "$OUT/data/summary.json" ]; then
   phase prepare "$LOGS/prepare.log" "$TRAIN" prepare --images "$OUT/synth/images" \
     --platemaps "$OUT/synth/platemaps" --l1000 "$OUT/synth/l1000/replicate_level_l1k.csv" \
-    --out "$OUT/data" --test-perturbations 12 --val-fraction 0.1 --seed 0 --split-level pair
+    --out "$OUT/data" --test-perturbations "$TEST" --val-fraction 0.1 --seed 0 --split-level pair
 fi
-TRAIN_ARGS=(--config configs/demo.yaml --data-dir "$OUT/data" --work-dir "$OUT/run" "${SETS[@]}")
+# The eval also scores predictions against the generator's true expression shift.
+TRAIN_ARGS=(--config configs/demo.yaml --data-dir "$OUT/data" --work-dir "$OUT/run"
+            --set "eval.ground_truth=$OUT/synth/ground_truth.json" "${SETS[@]}")
 [ -n "$MODEL_CONFIG" ] && TRAIN_ARGS+=(--model-config "$MODEL_CONFIG")
 for stage in gene-ae vae encode; do
   phase "$stage" "$LOGS/$stage.log" "$TRAIN" "$stage" "${TRAIN_ARGS[@]}"
@@ -87,7 +95,7 @@ phase eval "$LOGS/eval.log" "$TRAIN" eval "${TRAIN_ARGS[@]}" --checkpoint "$OUT/
 
 # Serve the checkpoint the eval stage scored (so the screen matches its metrics), with the
 # prepared data's DMSO wells as the control bank.
-CKPT=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["checkpoint"])' \
+CKPT=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run"]["checkpoint"])' \
   "$OUT/run/eval/metrics.json")
 PORT=$(( 20000 + RANDOM % 20000 )); MPORT=$(( PORT + 1 ))
 echo "== serve (127.0.0.1:$PORT, metrics 127.0.0.1:$MPORT)"

@@ -10,28 +10,70 @@ import sys
 
 out, screen_s, job_s, phases = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 ev = json.load(open(f"{out}/run/eval/metrics.json"))
+run = ev.get("run", {})
 results = list(csv.DictReader(open(f"{out}/screen/results.csv")))
 failures = list(csv.DictReader(open(f"{out}/screen/failures.csv"))) if os.path.exists(f"{out}/screen/failures.csv") else []
 print()
 print("=" * 72)
 print("cellflux demo: done")
 print("=" * 72)
-print(f"outputs          {out}/screen/report.html")
+print(f"outputs          {out}/run/eval/report.html  (evaluation: metrics beside baselines, plots, images)")
+print(f"                 {out}/run/eval/metrics.json, per_compound.csv")
+print(f"                 {out}/screen/report.html")
 print(f"                 {out}/screen/predictions.gct  ({len(results)} predictions, {len(failures)} failures)")
 print(f"                 {out}/screen/  (16-bit TIFF per channel + RGB composite per prediction)")
-print(f"                 {out}/run/eval/figure.png  (control / real / generated)")
-print(f"checkpoint       {out}/run/checkpoints  (model {ev.get('model_id', '?')})")
-if "gene_mae" in ev:
-    print(f"gene MAE         {ev['gene_mae']:.4f}  (standardized units, {ev.get('samples', ev['pairs'])} samples "
-          f"of {ev['pairs']} {ev['split']} pairs)")
-    print(f"  baselines      control-as-prediction {ev['gene_mae_baseline_control']:.4f}, "
-          f"train-mean {ev.get('gene_mae_baseline_train_mean', float('nan')):.4f}")
-for key, label in (("fid", "FID"), ("kid_x100", "KID x100"), ("fd_fallback", "image FD (fallback extractor, not FID)"),
-                   ("kd_fallback_x100", "image KD x100 (fallback extractor, not KID)")):
-    if key in ev:
+print(f"checkpoint       {out}/run/checkpoints  (model {run.get('model_id', '?')})")
+
+PREDICTORS = ["model", "control", "train_mean", "nearest_seen", "replicate"]
+ROWS = [("gene_pearson_delta", "gene Pearson-Δ"), ("gene_pearson_delta_top50", "  on real top-50"),
+        ("gene_sign_accuracy_top50", "  top-50 sign acc"), ("gene_mae", "gene MAE"),
+        ("gene_truth_pearson", "gene Δ vs truth"), ("morph_pearson_delta", "morph Pearson-Δ"),
+        ("retrieval_genes_top1", "retrieval genes top-1"), ("retrieval_genes_top5", "  top-5"),
+        ("retrieval_genes_mean_rank", "  mean rank"), ("retrieval_morph_top1", "retrieval morph top-1"),
+        ("retrieval_morph_top5", "  top-5"), ("retrieval_morph_mean_rank", "  mean rank"),
+        ("retrieval_both_top1", "retrieval both top-1"), ("retrieval_both_top5", "  top-5"),
+        ("retrieval_both_mean_rank", "  mean rank"), ("morph_frechet", "morph Fréchet")]
+shown = [p for p in PREDICTORS if any(p in ev.get(m, {}) for m, _ in ROWS)]
+ci = ev.get("ci95", {})
+if "gene_pearson_delta" in ev or "morph_pearson_delta" in ev:
+    print(f"evaluation       {run.get('compounds', '?')} {run.get('split', '')} treatments x "
+          f"{int(run.get('samples', 0)) // max(1, int(run.get('pairs', 1)))} draws; mean over treatments "
+          f"[95% bootstrap CI]; units: genes standardized, profiles z-scored on controls")
+    print(f"{'':24s}" + "".join(f"{('replicate (ceiling)' if p == 'replicate' else p):>22s}" for p in shown))
+    for key, label in ROWS:
+        if key not in ev:
+            continue
+        cells = []
+        for p in shown:
+            v = ev[key].get(p)
+            if v is None:
+                cells.append(f"{'-':>22s}")
+                continue
+            c = ci.get(key, {}).get(p)
+            cells.append(f"{v:7.3f} [{c[0]:6.3f},{c[1]:6.3f}]" if c else f"{v:7.3f}{'':15s}")
+        arrow = "↓" if key in ev.get("lower_is_better", []) else "↑"
+        print(f"{label + ' ' + arrow:24s}" + "".join(f"{c:>22s}" for c in cells))
+
+    def beats(metric, baselines):
+        if metric not in ev or "model" not in ev[metric]:
+            return None
+        lower = metric in ev.get("lower_is_better", [])
+        m = ev[metric]["model"]
+        return all((m < ev[metric][b]) if lower else (m > ev[metric][b]) for b in baselines if b in ev[metric])
+
+    non_ceiling = [p for p in shown if p not in ("model", "replicate")]
+    checks = [("gene Pearson-Δ", beats("gene_pearson_delta", non_ceiling)),
+              ("morph Pearson-Δ", beats("morph_pearson_delta", non_ceiling)),
+              ("retrieval (both, mean rank)", beats("retrieval_both_mean_rank", non_ceiling)),
+              ("gene MAE vs train-mean", beats("gene_mae", ["train_mean"]))]
+    print("model wins       " + ", ".join(f"{name}: {'yes' if ok else 'NO'}" for name, ok in checks if ok is not None)
+          + "  (every baseline but the replicate ceiling)")
+for key in sorted(ev):
+    if key.startswith("image_"):
         vals = ", ".join(f"{k}: {v:.3f}" for k, v in ev[key].items())
-        base = ", ".join(f"{k}: {v:.3f}" for k, v in ev.get(f"{key}_baseline_control", {}).items())
-        print(f"{label:16s} {vals}" + (f"  (control-as-prediction {base})" if base else ""))
+        name = key.replace("image_fd_fallback", "image FD (fallback extractor, not FID)").replace(
+            "image_kd_fallback_x100", "image KD x100 (fallback extractor, not KID)")
+        print(f"{name:16s} {vals}")
 # The flow stage's periodic validation (EMA weights, val pairs): the image metric over training.
 flow_log = f"{out}/logs/flow.log"
 history, baseline = {}, None  # step → FD; flow.log accumulates over runs, the latest wins
@@ -41,7 +83,7 @@ if os.path.exists(flow_log):
         if m:
             history[int(m.group(1))] = float(m.group(2))
             baseline = float(m.group(3))
-served = re.search(r"@step(\d+)", ev.get("model_id", ""))
+served = re.search(r"@step(\d+)", run.get("model_id", ""))
 if served:  # entries past the served checkpoint are from an earlier, longer run
     history = {k: v for k, v in history.items() if k <= int(served.group(1))}
 if history:

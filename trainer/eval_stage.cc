@@ -1,12 +1,24 @@
-// Stage eval (paper §4.1, DESIGN.md §7): generate for the test pairs with the EMA weights
-// (eval.num_steps Euler steps, guidance eval.guidance), then report FID/KID (KID ×100) on DNA/RNA/ER
-// as RGB at 1K/2.5K/5K samples (or as many as exist), gene MAE against the real perturbed
-// expression beside its two baselines (the control's own expression; the mean perturbed expression
-// of the training pairs), all in standardized units, and the image baseline (the controls scored
-// as if generated), as work_dir/eval/metrics.json, plus work_dir/eval/figure.png (control / real /
-// generated per perturbation, like the paper's Fig. 2) and the real/, fake/ and control/ PNG
-// folders (for `cellflux-tool fid`). eval.samples_per_pair > 1 draws each pair again with
-// another control and seed (a small split still gives a usable FD).
+// Stage eval (paper §4.1, DESIGN.md §7, issue 15): does the model predict each compound's effect?
+//
+// For every treatment (compound and dose) of the evaluated split, the EMA weights generate
+// eval.samples_per_pair draws per pair (eval.num_steps Euler steps, guidance eval.guidance), each
+// from another same-plate control and seed. Scored per treatment (common/metrics/compound_eval.h):
+//   model        the mean of its draws' decoded expression (standardized) and morphology profiles
+//                (common/metrics/cell_profile.h, standardized against the control wells), as a Δ
+//                from the controls they started from passed through the same decoders (so the
+//                decoders' own bias is not scored as an effect);
+//   real         the held-out wells' mean expression and profile (each well's profile: the mean
+//                over eval.crops_per_site crops of every site), as a Δ from the mean of the DMSO
+//                wells/rows on the same plates;
+//   baselines    control (the control as the prediction), train_mean (all perturbed training
+//                wells, as a Δ from all DMSO wells: the average training effect), replicate
+//                (another real replicate of the same treatment, a training well: the ceiling).
+// eval.ground_truth (synthetic data) adds the correlation with the generator's true shift.
+// Writes work_dir/eval/: metrics.json ({metric: {predictor: value}}, intervals, "run"),
+// per_compound.csv, compounds.json (the scorer's input: `cellflux-tool evaluate` re-scores it),
+// report.html (self-contained), figure.png and grid/ (control / real / generated per compound),
+// and the real/, fake/, control/ PNG folders with FID/KID (KID ×100) on DNA/RNA/ER as RGB
+// (with eval.extractor = Inception; otherwise the random-conv fallback, not a headline metric).
 #include <torch/torch.h>
 
 #include <array>
@@ -24,6 +36,9 @@
 #include "common/data/dataset.h"
 #include "common/data/manifest.h"
 #include "common/flow/sampler.h"
+#include "common/metrics/cell_profile.h"
+#include "common/metrics/compound_eval.h"
+#include "common/metrics/eval_report.h"
 #include "common/metrics/feature_extractor.h"
 #include "common/metrics/image_folder.h"
 #include "common/models/normalization.h"
@@ -39,6 +54,8 @@
 namespace cellflux::trainer {
 namespace {
 
+using Vec = std::vector<double>;
+
 // [5, S, S] in [-1, 1] → 8-bit RGB (DNA, RNA, ER), as a [3, S, S] uint8 tensor.
 torch::Tensor Rgb(const torch::Tensor& img) {
   return ((img.narrow(0, 0, 3).clamp(-1, 1) + 1) * 127.5).round().to(torch::kUInt8).cpu();
@@ -52,6 +69,24 @@ cv::Mat ToMat(const torch::Tensor& rgb) {  // [3, H, W] uint8 → BGR Mat
   return bgr;
 }
 
+std::string PngBytes(const torch::Tensor& rgb) {
+  std::vector<uchar> buf;
+  cv::imencode(".png", ToMat(rgb), buf);
+  return std::string(buf.begin(), buf.end());
+}
+
+// The raw profile of one [5, S, S] image in [-1, 1].
+absl::StatusOr<Vec> RawProfile(const torch::Tensor& img) {
+  torch::Tensor x = ((img.clamp(-1, 1) + 1) / 2).to(torch::kFloat32).cpu().contiguous();
+  std::array<cv::Mat, kProfileChannels> ch;
+  for (int c = 0; c < kProfileChannels; ++c) {
+    ch[c] = cv::Mat(static_cast<int>(x.size(1)), static_cast<int>(x.size(2)), CV_32F,
+                    x[c].data_ptr<float>())
+                .clone();
+  }
+  return ComputeProfile(ch);
+}
+
 std::string SplitForEval(const LatentCache& cache) {
   for (const char* s : {"test", "val", "train"}) {
     for (const auto& p : cache.index().pairs) {
@@ -60,6 +95,111 @@ std::string SplitForEval(const LatentCache& cache) {
   }
   return "test";
 }
+
+Vec Rows(const torch::Tensor& expr, const std::vector<int64_t>& rows) {
+  torch::Tensor m =
+      expr.index_select(0, torch::tensor(rows, torch::kInt64)).mean(0).to(torch::kFloat64);
+  return Vec(m.data_ptr<double>(), m.data_ptr<double>() + m.numel());
+}
+
+// Per-well morphology profiles of real wells, standardized against the control wells, cached.
+class WellProfiles {
+ public:
+  WellProfiles(const data::Manifest& m, const ModelConfig& config, int64_t crops_per_site)
+      : m_(m), config_(config) {
+    grid_ = std::max<int64_t>(1, static_cast<int64_t>(std::sqrt(double(crops_per_site)) + 1e-9));
+  }
+  // Raw crop profiles of one well (every site, grid_ × grid_ crops each).
+  absl::StatusOr<std::vector<Vec>> Crops(const std::vector<int>& site_ids) const {
+    std::vector<Vec> out;
+    const int64_t s = config_.image_size;
+    for (int site : site_ids) {
+      CF_ASSIGN_OR_RETURN(torch::Tensor raw, data::LoadSiteImage(m_.sites[site], true));
+      torch::Tensor norm = NormalizeImages(raw.unsqueeze(0), config_.normalization).squeeze(0);
+      const int64_t h = norm.size(1), w = norm.size(2);
+      for (int64_t gy = 0; gy < grid_; ++gy) {
+        for (int64_t gx = 0; gx < grid_; ++gx) {
+          const int64_t y = grid_ == 1 ? (h - s) / 2 : gy * (h - s) / (grid_ - 1);
+          const int64_t x = grid_ == 1 ? (w - s) / 2 : gx * (w - s) / (grid_ - 1);
+          CF_ASSIGN_OR_RETURN(Vec p, RawProfile(norm.narrow(1, y, s).narrow(2, x, s)));
+          out.push_back(std::move(p));
+        }
+      }
+    }
+    return out;
+  }
+  absl::Status FitControls() {
+    std::vector<Vec> all;
+    for (const auto& w : m_.cp_controls) {
+      CF_ASSIGN_OR_RETURN(std::vector<Vec> crops, Crops(w.site_ids));
+      all.insert(all.end(), crops.begin(), crops.end());
+      raw_[{w.plate, w.well}] = MeanRows(crops);
+    }
+    CF_ASSIGN_OR_RETURN(std_, ProfileStandardizer::Fit(all));
+    return absl::OkStatus();
+  }
+  const ProfileStandardizer& standardizer() const { return std_; }
+  // Standardized mean profile of a well.
+  absl::StatusOr<Vec> Well(const std::string& plate, const std::string& well,
+                           const std::vector<int>& site_ids) {
+    auto it = raw_.find({plate, well});
+    if (it == raw_.end()) {
+      CF_ASSIGN_OR_RETURN(std::vector<Vec> crops, Crops(site_ids));
+      it = raw_.emplace(std::make_pair(plate, well), MeanRows(crops)).first;
+    }
+    return std_.Apply(it->second);
+  }
+  // Standardized mean profile of the DMSO wells on `plates`.
+  absl::StatusOr<Vec> Controls(const std::set<std::string>& plates) {
+    std::vector<Vec> rows;
+    for (const auto& w : m_.cp_controls) {
+      if (!plates.count(w.plate)) continue;
+      CF_ASSIGN_OR_RETURN(Vec p, Well(w.plate, w.well, w.site_ids));
+      rows.push_back(std::move(p));
+    }
+    return MeanRows(rows);
+  }
+
+ private:
+  const data::Manifest& m_;
+  const ModelConfig& config_;
+  int64_t grid_ = 3;
+  std::map<std::pair<std::string, std::string>, Vec> raw_;
+  ProfileStandardizer std_;
+};
+
+// key → the generator's true expression shift, standardized with the prepared gene statistics.
+absl::StatusOr<std::map<std::string, Vec>> LoadTruth(const std::string& path,
+                                                     const data::Manifest& m) {
+  CF_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  std::map<std::string, Vec> out;
+  try {
+    nlohmann::json j = nlohmann::json::parse(text);
+    std::map<std::string, size_t> gene_at;
+    const auto& genes = j.at("genes");
+    for (size_t g = 0; g < genes.size(); ++g) gene_at[genes[g].at("probe_id")] = g;
+    for (const auto& c : j.at("compounds")) {
+      for (const auto& d : c.at("doses")) {
+        const std::vector<double> shift = d.at("expression_shift").get<std::vector<double>>();
+        Vec v(m.gene_ids.size(), 0.0);
+        for (size_t g = 0; g < m.gene_ids.size(); ++g) {
+          auto it = gene_at.find(m.gene_ids[g]);
+          if (it != gene_at.end() && m.gene_std[g] > 1e-6) v[g] = shift[it->second] / m.gene_std[g];
+        }
+        out[d.at("pert_sample_dose").get<std::string>()] = std::move(v);
+      }
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("eval: ground truth ", path, ": ", e.what()));
+  }
+  return out;
+}
+
+// Sums of one treatment's draws.
+struct Accumulated {
+  int64_t n = 0;
+  std::vector<Vec> gene, gene_control, gene_input, profile, profile_control, profile_input;
+};
 
 }  // namespace
 
@@ -79,9 +219,18 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
                       LatentCache::Open(StageDir(ctx, "latents")));
   CF_ASSIGN_OR_RETURN(data::Manifest m,
                       data::LoadManifest(ctx.config.data_dir, /*load_expression=*/false));
-  std::map<std::pair<std::string, std::string>, int> first_site;
-  for (const auto& p : m.pairs) first_site[{p.cp_plate, p.well}] = p.site_ids[0];
-  for (const auto& w : m.cp_controls) first_site[{w.plate, w.well}] = w.site_ids[0];
+  std::map<std::pair<std::string, std::string>, std::vector<int>> well_sites;
+  for (const auto& p : m.pairs) well_sites[{p.cp_plate, p.well}] = p.site_ids;
+  for (const auto& w : m.cp_controls) well_sites[{w.plate, w.well}] = w.site_ids;
+  // Cached pair → its manifest pair (same plate, well and L1000 row), for the treatment key.
+  std::map<std::tuple<std::string, std::string, int64_t>, const data::ManifestPair*> by_pair;
+  for (const auto& p : m.pairs) by_pair[{p.cp_plate, p.well, p.l1000_row}] = &p;
+  const LatentIndex& index = cache->index();
+  auto manifest_pair = [&](int64_t cached) -> const data::ManifestPair* {
+    const CachedPair& p = index.pairs[cached];
+    auto it = by_pair.find({p.cp_plate, index.wells[p.well].well, p.gene_row});
+    return it == by_pair.end() ? nullptr : it->second;
+  };
 
   const std::string split = SplitForEval(*cache);
   FlowExamples examples(
@@ -94,39 +243,45 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   if (n < 2)
     return absl::FailedPreconditionError(
         absl::StrCat("eval: only ", n, " ", split, " samples from the latent cache"));
-  for (const char* sub : {"real", "fake", "control"}) {
+  for (const char* sub : {"real", "fake", "control", "grid"}) {
     std::filesystem::remove_all(absl::StrCat(out, "/", sub));
     CF_RETURN_IF_ERROR(MakeDirs(absl::StrCat(out, "/", sub)));
   }
   CF_ASSIGN_OR_RETURN(std::unique_ptr<FeatureExtractor> extractor,
                       MakeFeatureExtractor(c.extractor, ctx.device));
-
-  // Train-mean baseline: the mean standardized expression of the training pairs' targets.
-  std::vector<int64_t> train_rows;
-  for (const auto& p : cache->index().pairs) {
-    if (p.split == "train") train_rows.push_back(p.gene_row);
-  }
+  WellProfiles profiles(m, model->config(), c.crops_per_site);
+  CF_RETURN_IF_ERROR(profiles.FitControls());
+  const ProfileStandardizer& standardizer = profiles.standardizer();
   torch::Tensor expr = cache->expression();
-  torch::Tensor train_mean =
-      train_rows.empty() ? torch::Tensor()
-                         : expr.index_select(0, torch::tensor(train_rows, torch::kInt64)).mean(0);
+
+  // Treatments of the evaluated pairs, in split order.
+  std::map<std::string, size_t> key_slot;
+  std::vector<std::string> keys;
+  std::vector<const data::ManifestPair*> pair_info(pairs);
+  for (int64_t i = 0; i < pairs; ++i) {
+    pair_info[i] = manifest_pair(examples.pair_index(i));
+    if (pair_info[i] == nullptr)
+      return absl::InternalError(absl::StrCat("eval: cached pair ", examples.pair_index(i),
+                                              " is not in the manifest of ", ctx.config.data_dir));
+    if (key_slot.emplace(pair_info[i]->key, keys.size()).second) keys.push_back(pair_info[i]->key);
+  }
+  std::vector<Accumulated> acc(keys.size());
 
   std::vector<torch::Tensor> real_feats, fake_feats, control_feats;
-  double mae_sum = 0, mae_control = 0, mae_train_mean = 0;
-  int64_t gene_rows = 0;
-  std::vector<std::array<torch::Tensor, 3>> grid;  // control, real, generated per perturbation
-  std::set<int64_t> grid_perts;
+  std::vector<Vec> real_images, model_images, control_images;  // standardized, for the FD
+  std::vector<ReportGridColumn> grid;
+  std::vector<std::array<torch::Tensor, 3>> figure;
   ProgressOptions po;
   po.label = "eval";
-  po.unit = "pair";
+  po.unit = "draw";
   ProgressBar bar(n, po);
   SamplerOptions so;
   so.num_steps = static_cast<int>(c.num_steps);
   so.guidance_scale = c.guidance;
-  auto real_crop = [&](int64_t well) -> absl::StatusOr<torch::Tensor> {
-    const CachedWell& w = cache->index().wells[well];
+  auto centre_crop = [&](int64_t well) -> absl::StatusOr<torch::Tensor> {
+    const CachedWell& w = index.wells[well];
     CF_ASSIGN_OR_RETURN(torch::Tensor raw,
-                        data::LoadSiteImage(m.sites[first_site.at({w.plate, w.well})], true));
+                        data::LoadSiteImage(m.sites[well_sites.at({w.plate, w.well})[0]], true));
     torch::Tensor norm =
         NormalizeImages(raw.unsqueeze(0), model->config().normalization).squeeze(0);
     return data::CropImage(norm, model->config().image_size, /*random=*/false, nullptr);
@@ -139,20 +294,45 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
       draws.emplace_back(i % pairs, static_cast<uint64_t>(i / pairs));
     }
     FlowBatch b = examples.DrawsBatch(draws, /*salt=*/0xE7A1ULL, model->device());
-    DecodedSample gen;
+    DecodedSample gen, source;
+    torch::Tensor gen_expr, source_expr;
     CF_RETURN_IF_ERROR(TorchCall("eval sampling", [&] {
       c10::InferenceMode guard;
       JointLatent z = SampleEuler(model->velocity_fn(), b.z0, b.y, model->null_label(), so);
       gen = model->Decode(z);
-      if (z.gene.defined()) gen.expression = model->gene_ae()->DecodeStandardized(z.gene).cpu();
+      source = model->Decode(b.z0);  // the controls through the same decoders
+      if (z.gene.defined()) {
+        gen_expr = model->gene_ae()->DecodeStandardized(z.gene).cpu().to(torch::kFloat64);
+        source_expr = model->gene_ae()->DecodeStandardized(b.z0.gene).cpu().to(torch::kFloat64);
+      }
     }));
     std::vector<torch::Tensor> real_rgb, fake_rgb, control_rgb;
     for (size_t i = 0; i < positions.size(); ++i) {
-      const CachedPair& pair = cache->index().pairs[b.pairs[i]];
-      CF_ASSIGN_OR_RETURN(torch::Tensor real, real_crop(pair.well));
+      const data::ManifestPair& info = *pair_info[draws[i].first];
+      Accumulated& a = acc[key_slot.at(info.key)];
+      const CachedPair& pair = index.pairs[b.pairs[i]];
+      CF_ASSIGN_OR_RETURN(torch::Tensor real, centre_crop(pair.well));
       // The control is the well the sample started from (z0): a same-plate DMSO well's centre crop.
-      CF_ASSIGN_OR_RETURN(torch::Tensor control, real_crop(b.control_wells[i]));
+      CF_ASSIGN_OR_RETURN(torch::Tensor control, centre_crop(b.control_wells[i]));
       torch::Tensor fake = gen.images[i].cpu();
+      CF_ASSIGN_OR_RETURN(Vec p_fake, RawProfile(fake));
+      CF_ASSIGN_OR_RETURN(Vec p_source, RawProfile(source.images[i].cpu()));
+      CF_ASSIGN_OR_RETURN(Vec p_control, RawProfile(control));
+      CF_ASSIGN_OR_RETURN(Vec p_real, RawProfile(real));
+      a.profile.push_back(standardizer.Apply(p_fake));
+      a.profile_control.push_back(standardizer.Apply(p_source));
+      a.profile_input.push_back(standardizer.Apply(p_control));
+      model_images.push_back(a.profile.back());
+      control_images.push_back(a.profile_input.back());
+      real_images.push_back(standardizer.Apply(p_real));
+      if (gen_expr.defined()) {
+        a.gene.push_back(
+            Vec(gen_expr[i].data_ptr<double>(), gen_expr[i].data_ptr<double>() + gen_expr.size(1)));
+        a.gene_control.push_back(Vec(source_expr[i].data_ptr<double>(),
+                                     source_expr[i].data_ptr<double>() + source_expr.size(1)));
+        a.gene_input.push_back(Rows(expr, {b.control_gene_rows[i]}));
+      }
+      ++a.n;
       real_rgb.push_back(Rgb(real));
       fake_rgb.push_back(Rgb(fake));
       control_rgb.push_back(Rgb(control));
@@ -160,9 +340,15 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
       cv::imwrite(absl::StrCat(out, "/real/", stem, ".png"), ToMat(real_rgb.back()));
       cv::imwrite(absl::StrCat(out, "/fake/", stem, ".png"), ToMat(fake_rgb.back()));
       cv::imwrite(absl::StrCat(out, "/control/", stem, ".png"), ToMat(control_rgb.back()));
-      if (static_cast<int64_t>(grid.size()) < c.grid_perturbations && !grid_perts.count(pair.y)) {
-        grid_perts.insert(pair.y);
-        grid.push_back({control_rgb.back(), real_rgb.back(), fake_rgb.back()});
+      if (positions[i] < pairs && static_cast<int64_t>(grid.size()) < c.grid_perturbations) {
+        // First draw of each of the first pairs: one column per treatment.
+        const std::string col = absl::StrFormat("%s/%02d", out + "/grid", grid.size());
+        cv::imwrite(col + "_control.png", ToMat(control_rgb.back()));
+        cv::imwrite(col + "_real.png", ToMat(real_rgb.back()));
+        cv::imwrite(col + "_generated.png", ToMat(fake_rgb.back()));
+        grid.push_back({info.key, PngBytes(control_rgb.back()), PngBytes(real_rgb.back()),
+                        PngBytes(fake_rgb.back())});
+        figure.push_back({control_rgb.back(), real_rgb.back(), fake_rgb.back()});
       }
     }
     CF_ASSIGN_OR_RETURN(torch::Tensor rf, extractor->Features(torch::stack(real_rgb)));
@@ -171,69 +357,191 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
     real_feats.push_back(rf);
     fake_feats.push_back(ff);
     control_feats.push_back(cf);
-    if (gen.expression.defined()) {
-      torch::Tensor real_e = expr.index_select(0, torch::tensor(b.target_gene_rows, torch::kInt64));
-      torch::Tensor ctrl_e =
-          expr.index_select(0, torch::tensor(b.control_gene_rows, torch::kInt64));
-      mae_sum += (gen.expression - real_e).abs().mean(1).sum().item<double>();
-      mae_control += (ctrl_e - real_e).abs().mean(1).sum().item<double>();
-      if (train_mean.defined())
-        mae_train_mean += (train_mean.unsqueeze(0) - real_e).abs().mean(1).sum().item<double>();
-      gene_rows += real_e.size(0);
-    }
     bar.Update(start + static_cast<int64_t>(positions.size()));
   }
   bar.Finish();
 
+  // Real wells, baselines and truth per treatment.
+  std::map<std::string, Vec> truth;
+  if (!c.ground_truth.empty()) {
+    CF_ASSIGN_OR_RETURN(truth, LoadTruth(c.ground_truth, m));
+  }
+  std::map<std::string, std::vector<const data::ManifestPair*>> by_key;
+  std::vector<int64_t> train_rows;
+  std::set<std::pair<std::string, std::string>> train_wells;
+  for (const auto& p : m.pairs) {
+    by_key[p.key].push_back(&p);
+    if (p.split == data::Split::kTrain) {
+      train_rows.push_back(p.l1000_row);
+      train_wells.insert({p.cp_plate, p.well});
+    }
+  }
+  std::sort(train_rows.begin(), train_rows.end());
+  train_rows.erase(std::unique(train_rows.begin(), train_rows.end()), train_rows.end());
+  const Vec gene_train_mean = train_rows.empty() ? Vec() : Rows(expr, train_rows);
+  std::vector<Vec> train_profiles;
+  {
+    // At most 256 training wells, evenly spaced, for the train-mean profile.
+    const size_t step = std::max<size_t>(1, train_wells.size() / 256);
+    size_t k = 0;
+    for (const auto& w : train_wells) {
+      if (k++ % step) continue;
+      CF_ASSIGN_OR_RETURN(Vec p, profiles.Well(w.first, w.second, well_sites.at(w)));
+      train_profiles.push_back(std::move(p));
+    }
+  }
+  const Vec profile_train_mean = MeanRows(train_profiles);
+  // The train-mean baseline's Δ is the average training effect: from the mean of ALL DMSO wells.
+  // Taken from the evaluated wells' own plate controls it would share their noise with the real Δ
+  // and score a correlation without predicting anything (measured: gene Pearson-Δ 0.2-0.3 on
+  // compounds with no effect at all).
+  std::set<std::string> all_cp_plates, all_l1000_plates;
+  for (const auto& w : m.cp_controls) all_cp_plates.insert(w.plate);
+  for (const auto& [plate, rows] : index.l1000_controls) all_l1000_plates.insert(plate);
+  CF_ASSIGN_OR_RETURN(const Vec profile_all_controls, profiles.Controls(all_cp_plates));
+  auto l1000_controls = [&](const std::set<std::string>& plates) {
+    std::vector<int64_t> rows;
+    for (const std::string& p : plates) {
+      auto it = index.l1000_controls.find(p);
+      if (it != index.l1000_controls.end())
+        rows.insert(rows.end(), it->second.begin(), it->second.end());
+    }
+    return rows;
+  };
+  const bool genes = model->has_genes();
+  EvalInput input;
+  input.profile_features = ProfileFeatureNames();
+  input.seed = ctx.config.seed;
+  for (size_t k = 0; k < keys.size(); ++k) {
+    const Accumulated& a = acc[k];
+    CompoundRecord rec;
+    rec.key = keys[k];
+    rec.samples = a.n;
+    // Real: the evaluated split's wells / rows of this treatment; the replicate: one training
+    // well and row of the same treatment that the evaluated pairs do not use.
+    std::set<std::pair<std::string, std::string>> wells;
+    std::set<int64_t> rows;
+    std::set<std::string> cp_plates, l1000_plates;
+    for (const data::ManifestPair* p : by_key.at(rec.key)) {
+      if (data::SplitName(p->split) != split) continue;
+      rec.perturbation = p->perturbation;
+      wells.insert({p->cp_plate, p->well});
+      rows.insert(p->l1000_row);
+      cp_plates.insert(p->cp_plate);
+      l1000_plates.insert(p->l1000_plate);
+    }
+    const data::ManifestPair* rep_well = nullptr;
+    const data::ManifestPair* rep_row = nullptr;
+    for (const data::ManifestPair* p : by_key.at(rec.key)) {
+      if (p->split != data::Split::kTrain) continue;
+      if (!rep_well && !wells.count({p->cp_plate, p->well})) rep_well = p;
+      if (!rep_row && !rows.count(p->l1000_row)) rep_row = p;
+    }
+    const int row = m.VocabRow(rec.perturbation);
+    if (row >= 0) rec.name = m.vocabulary[row].name;
+    std::vector<Vec> real_p;
+    for (const auto& w : wells) {
+      CF_ASSIGN_OR_RETURN(Vec p, profiles.Well(w.first, w.second, well_sites.at(w)));
+      real_p.push_back(std::move(p));
+    }
+    rec.profile_real = MeanRows(real_p);
+    CF_ASSIGN_OR_RETURN(rec.profile_real_control, profiles.Controls(cp_plates));
+    Prediction model_pred, control_pred, train_pred, rep_pred;
+    model_pred.profile = MeanRows(a.profile);
+    model_pred.profile_control = MeanRows(a.profile_control);
+    control_pred.profile = control_pred.profile_control = MeanRows(a.profile_input);
+    train_pred.profile = profile_train_mean;
+    train_pred.profile_control = profile_all_controls;
+    if (rep_well) {
+      CF_ASSIGN_OR_RETURN(rep_pred.profile,
+                          profiles.Well(rep_well->cp_plate, rep_well->well, rep_well->site_ids));
+      CF_ASSIGN_OR_RETURN(rep_pred.profile_control, profiles.Controls({rep_well->cp_plate}));
+    }
+    if (genes) {
+      rec.gene_real = Rows(expr, std::vector<int64_t>(rows.begin(), rows.end()));
+      rec.gene_real_control = Rows(expr, l1000_controls(l1000_plates));
+      model_pred.gene = MeanRows(a.gene);
+      model_pred.gene_control = MeanRows(a.gene_control);
+      control_pred.gene = control_pred.gene_control = MeanRows(a.gene_input);
+      train_pred.gene = gene_train_mean;
+      train_pred.gene_control = Rows(expr, l1000_controls(all_l1000_plates));
+      if (rep_row) {
+        rep_pred.gene = Rows(expr, {rep_row->l1000_row});
+        rep_pred.gene_control = Rows(expr, l1000_controls({rep_row->l1000_plate}));
+      }
+      auto t = truth.find(rec.key);
+      if (t != truth.end()) rec.gene_truth = t->second;
+    }
+    rec.predictions["model"] = std::move(model_pred);
+    rec.predictions["control"] = std::move(control_pred);
+    if (!train_rows.empty()) rec.predictions["train_mean"] = std::move(train_pred);
+    if (rep_well || rep_row) rec.predictions["replicate"] = std::move(rep_pred);
+    input.compounds.push_back(std::move(rec));
+  }
+  input.image_profiles["real"] = real_images;
+  input.image_profiles["model"] = model_images;
+  input.image_profiles["control"] = control_images;
+  const EvalResult result = ScoreCompounds(input);
+
+  nlohmann::json run;
+  run["checkpoint"] = loaded.dir;
+  run["model_id"] = loaded.metadata.model_id;
+  run["split"] = split;
+  run["compounds"] = keys.size();
+  run["pairs"] = pairs;
+  run["samples"] = n;
+  run["num_steps"] = c.num_steps;
+  run["guidance"] = c.guidance;
+  run["extractor"] = extractor->name();
+  run["gene_units"] = "standardized per gene with the training statistics";
+  run["ground_truth"] = c.ground_truth;
+  nlohmann::json j = MetricsJson(result, run);
+
+  // Image-feature distances beside them: FID/KID with Inception, else the fallback extractor.
   torch::Tensor real_all = torch::cat(real_feats), fake_all = torch::cat(fake_feats);
   torch::Tensor control_all = torch::cat(control_feats);
-  nlohmann::json j;
-  j["checkpoint"] = loaded.dir;
-  j["model_id"] = loaded.metadata.model_id;
-  j["split"] = split;
-  j["pairs"] = pairs;
-  j["samples"] = n;
-  j["num_steps"] = c.num_steps;
-  j["guidance"] = c.guidance;
-  j["extractor"] = extractor->name();
-  const char* fd = extractor->is_inception() ? "fid" : "fd_fallback";
-  const char* kd = extractor->is_inception() ? "kid_x100" : "kd_fallback_x100";
+  const std::string fd = extractor->is_inception() ? "fid" : "fd_fallback";
+  const std::string kd = extractor->is_inception() ? "kid_x100" : "kd_fallback_x100";
   std::vector<int64_t> sizes;
   for (int64_t s : c.sample_sizes) {
     if (s <= n) sizes.push_back(s);
   }
   if (sizes.empty() || sizes.back() < n) sizes.push_back(n);
   for (int64_t s : sizes) {
-    CF_ASSIGN_OR_RETURN(FolderScores sc,
+    CF_ASSIGN_OR_RETURN(FolderScores model_sc,
                         ScoreFeatures(real_all.narrow(0, 0, s), fake_all.narrow(0, 0, s),
                                       /*kid_subset_size=*/std::min<int64_t>(1000, s),
                                       extractor->is_inception(), extractor->name()));
-    j[fd][std::to_string(s)] = sc.fid;
-    j[kd][std::to_string(s)] = sc.kid;
-  }
-  // Image baseline, like the gene baselines: the control itself as the prediction (the score a
-  // model that learned nothing gets: z1 = z0 at step 0, where the velocity is zero).
-  CF_ASSIGN_OR_RETURN(FolderScores base,
-                      ScoreFeatures(real_all, control_all, std::min<int64_t>(1000, n),
-                                    extractor->is_inception(), extractor->name()));
-  j[absl::StrCat(fd, "_baseline_control")][std::to_string(n)] = base.fid;
-  j[absl::StrCat(kd, "_baseline_control")][std::to_string(n)] = base.kid;
-  if (gene_rows > 0) {
-    j["gene_mae"] = mae_sum / gene_rows;
-    j["gene_mae_baseline_control"] = mae_control / gene_rows;
-    if (train_mean.defined()) j["gene_mae_baseline_train_mean"] = mae_train_mean / gene_rows;
-    j["gene_normalization"] = "standardized per gene with the training statistics";
+    CF_ASSIGN_OR_RETURN(
+        FolderScores base,
+        ScoreFeatures(real_all.narrow(0, 0, s), control_all.narrow(0, 0, s),
+                      std::min<int64_t>(1000, s), extractor->is_inception(), extractor->name()));
+    j[absl::StrCat("image_", fd, "_", s)] = {{"model", model_sc.fid}, {"control", base.fid}};
+    j[absl::StrCat("image_", kd, "_", s)] = {{"model", model_sc.kid}, {"control", base.kid}};
   }
   CF_RETURN_IF_ERROR(WriteFileAtomic(absl::StrCat(out, "/metrics.json"), j.dump(2)));
+  CF_RETURN_IF_ERROR(
+      WriteFileAtomic(absl::StrCat(out, "/per_compound.csv"), PerCompoundCsv(input, result)));
+  CF_RETURN_IF_ERROR(
+      WriteFileAtomic(absl::StrCat(out, "/compounds.json"), EvalInputToJson(input).dump()));
+  std::string labels;
+  for (const ReportGridColumn& col : grid) absl::StrAppend(&labels, col.label, "\n");
+  CF_RETURN_IF_ERROR(WriteFileAtomic(absl::StrCat(out, "/grid/labels.txt"), labels));
+  EvalReportOptions ro;
+  ro.title = absl::StrCat("cellflux evaluation: ", loaded.metadata.model_id);
+  ro.run_info = run;
+  ro.grid = grid;
+  CF_RETURN_IF_ERROR(
+      WriteFileAtomic(absl::StrCat(out, "/report.html"), RenderEvalReport(input, result, ro)));
 
-  // Figure: one column per perturbation, rows control / real / generated.
-  if (!grid.empty()) {
-    const int s = static_cast<int>(grid[0][0].size(1)), pad = 4;
-    cv::Mat fig(3 * s + 4 * pad, static_cast<int>(grid.size()) * (s + pad) + pad, CV_8UC3,
+  // Figure: one column per treatment, rows control / real / generated.
+  if (!figure.empty()) {
+    const int s = static_cast<int>(figure[0][0].size(1)), pad = 4;
+    cv::Mat fig(3 * s + 4 * pad, static_cast<int>(figure.size()) * (s + pad) + pad, CV_8UC3,
                 cv::Scalar(255, 255, 255));
-    for (size_t col = 0; col < grid.size(); ++col) {
+    for (size_t col = 0; col < figure.size(); ++col) {
       for (int row = 0; row < 3; ++row) {
-        ToMat(grid[col][row])
+        ToMat(figure[col][row])
             .copyTo(fig(
                 cv::Rect(pad + static_cast<int>(col) * (s + pad), pad + row * (s + pad), s, s)));
       }

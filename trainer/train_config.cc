@@ -63,6 +63,8 @@ std::map<std::string, FieldPtr> Fields(TrainConfig& c) {
       {"eval.sample_sizes", &c.eval.sample_sizes},
       {"eval.grid_perturbations", &c.eval.grid_perturbations},
       {"eval.batch_size", &c.eval.batch_size},
+      {"eval.ground_truth", &c.eval.ground_truth},
+      {"eval.crops_per_site", &c.eval.crops_per_site},
   };
 }
 
@@ -117,6 +119,7 @@ absl::Status TrainConfig::Validate() const {
   CF_RETURN_IF_ERROR(PositiveInt("flow.log_every", flow.log_every));
   CF_RETURN_IF_ERROR(PositiveInt("eval.num_steps", eval.num_steps));
   CF_RETURN_IF_ERROR(PositiveInt("eval.samples_per_pair", eval.samples_per_pair));
+  CF_RETURN_IF_ERROR(PositiveInt("eval.crops_per_site", eval.crops_per_site));
   if (flow.condition_drop < 0 || flow.condition_drop >= 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "config key 'flow.condition_drop' must be in [0, 1), got ", flow.condition_drop));

@@ -17,7 +17,7 @@
 //          val_num_steps: 10, log_every: 10}
 //   eval: {num_steps: 50, guidance: 1.2, max_pairs: 5000, samples_per_pair: 1, extractor: "",
 //          sample_sizes: [1000, 2500, 5000],
-//          grid_perturbations: 8}
+//          grid_perturbations: 8, ground_truth: "", crops_per_site: 9}
 #ifndef CELLFLUX_TRAINER_TRAIN_CONFIG_H_
 #define CELLFLUX_TRAINER_TRAIN_CONFIG_H_
 
@@ -80,6 +80,12 @@ struct EvalStageConfig {
   std::vector<int64_t> sample_sizes = {1000, 2500, 5000};
   int64_t grid_perturbations = 8;
   int64_t batch_size = 32;
+  // Synthetic data: the generator's ground_truth.json (`cellflux-tool synth`); the eval then also
+  // scores the predicted Δ against the true expression shift. "" = none.
+  std::string ground_truth;
+  // Real wells' morphology profiles: the mean over every site's crops on a k×k grid, k² =
+  // crops_per_site rounded down to a square (1 = the centre crop; more crops, less noisy real Δ).
+  int64_t crops_per_site = 9;
 };
 
 struct TrainConfig {

@@ -2,7 +2,8 @@
 // real BBBC047 + Haghighi L1000 layout.
 //
 //   cellflux-tool synth --out DIR [--plates 4] [--compounds 48] [--seed 1] [--image-size 160x160]
-//                       [--sites 2] [--wells-per-plate 80] [--threads 2]
+//                       [--sites 2] [--wells-per-plate 80] [--min-dmso-wells 16]
+//                       [--l1000-plates 3] [--l1000-dmso-per-plate 8] [--threads 2]
 #include "common/data/synth.h"
 
 #include <chrono>
@@ -45,6 +46,11 @@ RunFn SetupSynth(CLI::App* app) {
   app->add_option("--latent-dim", options->latent_dim, "compound latent size k")
       ->capture_default_str();
   app->add_option("--l1000-plates", options->l1000_plates, "L1000 plates")->capture_default_str();
+  app->add_option("--l1000-dmso-per-plate", options->l1000_dmso_per_plate,
+                  "DMSO rows per L1000 plate")
+      ->capture_default_str();
+  app->add_option("--min-dmso-wells", options->min_dmso_wells, "DMSO wells per CP plate, at least")
+      ->capture_default_str();
   app->add_option("--threads", options->threads, "rendering threads")->capture_default_str();
   return [options, out, size]() -> int {
     absl::Status status = ParseImageSize(*size, *options);

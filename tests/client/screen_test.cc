@@ -331,6 +331,14 @@ TEST_F(ScreenTest, ReportShowsControlAndGeneratedPanels) {
   EXPECT_THAT(report, HasSubstr("up-regulated"));
   EXPECT_THAT(report, HasSubstr("Failures (1)"));
   EXPECT_EQ(report.find("src='/"), std::string::npos);  // nothing outside the page
+  // Each compound opens with the mean Δ over its rows and how many rows agree on each gene.
+  const size_t p1 = report.find(absl::StrCat("<h2>", Pert(1)));
+  EXPECT_LT(report.find("compound: mean &Delta; over 2 rows", p1),
+            report.find(" &middot; control ", p1))
+      << "the compound section comes before the rows";
+  EXPECT_THAT(report, HasSubstr("compound: mean &Delta; over 1 row"));
+  EXPECT_THAT(report, HasSubstr("rows agreeing"));
+  EXPECT_THAT(report, ::testing::ContainsRegex("<td class=num>[12]/2</td>"));
 }
 
 TEST_F(ScreenTest, TokenIsSentAsBearerMetadata) {

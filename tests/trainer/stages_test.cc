@@ -141,7 +141,7 @@ TEST_F(StagesTest, EveryStageRunsAndFeedsTheNext) {
   EXPECT_TRUE(fs::exists(work + "/eval/figure.png"));
   // Each generated sample is written beside its real target and the control it started from, and
   // the controls' own score is the image baseline.
-  const int pairs = eval.value("pairs", 0), samples = eval.value("samples", 0);
+  const int pairs = eval["run"].value("pairs", 0), samples = eval["run"].value("samples", 0);
   ASSERT_GT(pairs, 0);
   EXPECT_EQ(samples, 2 * pairs);  // eval.samples_per_pair = 2
   for (const char* sub : {"real", "fake", "control"}) {
@@ -149,10 +149,11 @@ TEST_F(StagesTest, EveryStageRunsAndFeedsTheNext) {
         std::distance(fs::directory_iterator(work + "/eval/" + sub), fs::directory_iterator());
     EXPECT_EQ(files, samples) << sub;
   }
-  ASSERT_TRUE(eval.contains("fd_fallback_baseline_control")) << eval.dump();
-  EXPECT_TRUE(eval["fd_fallback_baseline_control"].contains(std::to_string(samples)))
-      << eval.dump();
-  EXPECT_TRUE(eval["kd_fallback_x100_baseline_control"].contains(std::to_string(samples)))
+  const std::string fd = "image_fd_fallback_" + std::to_string(samples);
+  ASSERT_TRUE(eval.contains(fd)) << eval.dump();
+  EXPECT_TRUE(eval[fd].contains("model")) << eval.dump();
+  EXPECT_TRUE(eval[fd].contains("control")) << eval.dump();
+  EXPECT_TRUE(eval["image_kd_fallback_x100_" + std::to_string(samples)].contains("control"))
       << eval.dump();
 
   // Re-running a finished stage is a no-op (its stamp matches): the weights file is untouched.
