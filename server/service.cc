@@ -116,7 +116,7 @@ CellFluxService::CellFluxService(const ServiceOptions& options, Scheduler* sched
     : options_(options),
       scheduler_(scheduler),
       metrics_(metrics),
-      responses_(options.response_threads) {}
+      responses_(options.response_threads, "cf-respond") {}
 
 CellFluxService::~CellFluxService() = default;
 
@@ -197,6 +197,8 @@ grpc::ServerUnaryReactor* CellFluxService::Predict(grpc::CallbackServerContext* 
   task->guidance = valid->guidance;
   task->seed = valid->seed;
   task->num_samples = valid->num_samples;
+  task->priority = valid->priority == v1::BATCH ? Priority::kBatch : Priority::kInteractive;
+  task->sampler = valid->sampler == v1::HEUN ? SamplerKind::kHeun : SamplerKind::kEuler;
   task->deadline = absl::FromChrono(context->deadline());
   task->cancelled = reactor->cancelled();
   auto request_info = std::make_shared<const ValidatedPredict>(*std::move(valid));

@@ -470,10 +470,10 @@ TEST_F(ServiceTest, MetricsPassPromtool) {
        {"cellflux_requests_total{", "code=\"INVALID_ARGUMENT\"",
         "cellflux_request_duration_seconds_bucket", "cellflux_queue_duration_seconds_bucket",
         "cellflux_compute_duration_seconds_bucket", "cellflux_batch_size_bucket",
-        "cellflux_queue_depth", "cellflux_active_samples", "cellflux_samples_total 2",
-        "cellflux_euler_steps_total 12", "cellflux_model_info{model_id=\"fake-model\"} 1",
-        "cellflux_model_step 1234", "cellflux_model_load_seconds 0.5",
-        "cellflux_reload_failures_total 0"}) {
+        "cellflux_queue_depth", "cellflux_active_samples",
+        "cellflux_samples_total{priority=\"interactive\"} 2", "cellflux_euler_steps_total 12",
+        "cellflux_model_info{model_id=\"fake-model\"} 1", "cellflux_model_step 1234",
+        "cellflux_model_load_seconds 0.5", "cellflux_reload_failures_total 0"}) {
     EXPECT_THAT(text, HasSubstr(name));
   }
   const std::string path = ::testing::TempDir() + "/cellflux_metrics.txt";
