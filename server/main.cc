@@ -109,12 +109,14 @@ int Run(const Flags& flags) {
     CF_LOG(ERROR) << device.status();
     return 1;
   }
-  // Two model threads (batch: the forwards; codec: encoders and decoders) run side by side, so
-  // by default each gets half the cores.
-  const int threads = flags.threads > 0
-                          ? flags.threads
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / 2));
-  cellflux::LogRuntime("cellflux-server", *device, threads);
+  // The model threads (the step loop: the forwards; the codec workers: encoders and decoders)
+  // run side by side, so by default they share the cores evenly.
+  const unsigned model_threads = 1 + static_cast<unsigned>(std::max(1, flags.codec_threads));
+  const int threads =
+      flags.threads > 0
+          ? flags.threads
+          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / model_threads));
+  cellflux::ConfigureRuntime("cellflux-server", *device, threads);
   absl::StatusOr<cellflux::server::ServerOptions> options = ToOptions(flags);
   if (!options.ok()) {
     CF_LOG(ERROR) << options.status();
@@ -208,8 +210,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--device", f.device, "cpu, cuda, cuda:N or auto")->capture_default_str();
   app.add_option("--threads", f.threads,
-                 "intra-op CPU threads of each of the two model threads, batch and codec "
-                 "(0 = half the cores each)");
+                 "intra-op CPU threads of each model thread: the step loop and each codec worker "
+                 "(0 = the cores shared evenly among them)");
   app.add_option("--tls-cert", f.tls_cert, "PEM certificate chain (TLS on with --tls-key)");
   app.add_option("--tls-key", f.tls_key, "PEM private key");
   app.add_option("--auth-token-file", f.auth_token_file,

@@ -456,6 +456,24 @@ TEST_F(ServiceTest, ShutdownDrainsInFlightAndRejectsNew) {
   EXPECT_EQ(r1.predictions_size(), 1);
 }
 
+// options.priority and options.sampler reach the scheduler: a BATCH request is counted in its
+// class, and HEUN runs two velocity evaluations per step.
+TEST_F(ServiceTest, PriorityAndSamplerReachTheScheduler) {
+  StartServer();
+  Serve();
+  v1::PredictRequest r = GoodRequest(1, 2, 3);
+  r.mutable_options()->set_priority(v1::BATCH);
+  r.mutable_options()->set_sampler(v1::HEUN);
+  v1::PredictResponse resp;
+  ASSERT_TRUE(Predict(r, &resp).ok());
+  EXPECT_EQ(resp.predictions_size(), 2);
+  ASSERT_FALSE(server_->metrics_ports().empty());
+  const std::string text = HttpGet(server_->metrics_ports()[0], "/metrics");
+  EXPECT_THAT(text, HasSubstr("cellflux_samples_total{priority=\"batch\"} 2"));
+  EXPECT_THAT(text, HasSubstr("cellflux_samples_total{priority=\"interactive\"} 0"));
+  EXPECT_THAT(text, HasSubstr("cellflux_euler_steps_total 12"));  // 2 rows × 3 steps × 2
+}
+
 TEST_F(ServiceTest, MetricsPassPromtool) {
   StartServer();
   Serve();
