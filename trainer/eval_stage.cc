@@ -1,12 +1,12 @@
 // Stage eval (paper §4.1, DESIGN.md §7): generate for the test pairs with the EMA weights
-// (eval.num_steps Euler steps, guidance eval.guidance), then report FID/KID (KID ×100) on
-// DNA/RNA/ER as RGB at 1K/2.5K/5K samples (or as many as exist), gene MAE against the real
-// perturbed expression beside its two baselines (the control's own expression; the mean perturbed
-// expression of the training pairs), all in standardized units, and the image baseline (the
-// controls scored as if generated), as work_dir/eval/metrics.json, plus work_dir/eval/figure.png
-// (control / real / generated per perturbation, like the paper's Fig. 2) and the real/, fake/ and
-// control/ PNG folders (for `cellflux-tool fid`). eval.samples_per_pair > 1 draws each pair again
-// with another control and seed (a small split still gives a usable FD).
+// (eval.num_steps steps of eval.sampler, Euler or Heun, guidance eval.guidance), then report
+// FID/KID (KID ×100) on DNA/RNA/ER as RGB at 1K/2.5K/5K samples (or as many as exist), gene MAE
+// against the real perturbed expression beside its two baselines (the control's own expression; the
+// mean perturbed expression of the training pairs), all in standardized units, and the image
+// baseline (the controls scored as if generated), as work_dir/eval/metrics.json, plus
+// work_dir/eval/figure.png (control / real / generated per perturbation, like the paper's Fig. 2)
+// and the real/, fake/ and control/ PNG folders (for `cellflux-tool fid`). eval.samples_per_pair >
+// 1 draws each pair again with another control and seed (a small split still gives a usable FD).
 #include <torch/torch.h>
 
 #include <array>
@@ -123,6 +123,7 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   SamplerOptions so;
   so.num_steps = static_cast<int>(c.num_steps);
   so.guidance_scale = c.guidance;
+  so.sampler = c.sampler == "heun" ? SamplerKind::kHeun : SamplerKind::kEuler;
   auto real_crop = [&](int64_t well) -> absl::StatusOr<torch::Tensor> {
     const CachedWell& w = cache->index().wells[well];
     CF_ASSIGN_OR_RETURN(torch::Tensor raw,
@@ -142,7 +143,7 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
     DecodedSample gen;
     CF_RETURN_IF_ERROR(TorchCall("eval sampling", [&] {
       c10::InferenceMode guard;
-      JointLatent z = SampleEuler(model->velocity_fn(), b.z0, b.y, model->null_label(), so);
+      JointLatent z = SampleFlow(model->velocity_fn(), b.z0, b.y, model->null_label(), so);
       gen = model->Decode(z);
       if (z.gene.defined()) gen.expression = model->gene_ae()->DecodeStandardized(z.gene).cpu();
     }));
@@ -195,6 +196,7 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   j["samples"] = n;
   j["num_steps"] = c.num_steps;
   j["guidance"] = c.guidance;
+  j["sampler"] = c.sampler;
   j["extractor"] = extractor->name();
   const char* fd = extractor->is_inception() ? "fid" : "fd_fallback";
   const char* kd = extractor->is_inception() ? "kid_x100" : "kd_fallback_x100";
