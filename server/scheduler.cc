@@ -338,7 +338,8 @@ void Scheduler::Fail(const std::shared_ptr<TaskState>& task, const absl::Status&
   if (!task->Finish(EndStateFor(status))) return;  // done was called already (another thread)
   // A partly admitted task may still have samples in the queue.
   queue_.Remove(task, status);
-  // outputs stay: a codec thread may be writing a sample into them; they go with the task.
+  // outputs stay: a codec worker (or the step loop) may be writing a sample into them; they go with
+  // the task.
   task->task->done(status);
 }
 

@@ -227,7 +227,7 @@ class FakeBackend : public Backend {
     auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return step_calls_ >= n; };
     return mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
   }
-  // Blocks until Encode has returned from `n` calls in total (the codec thread encodes queued
+  // Blocks until Encode has returned from `n` calls in total (the codec stage encodes queued
   // tasks ahead of admission; tests that count rows per forward wait for it).
   void AwaitEncodeCalls(int n) {
     absl::MutexLock lock(&mu_);

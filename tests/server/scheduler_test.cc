@@ -77,7 +77,7 @@ class SchedulerTest : public ::testing::Test {
     return t;
   }
 
-  // Waits until `n` queued samples are encoded and admittable (the codec thread stores them
+  // Waits until `n` queued samples are encoded and admittable (the codec stage stores them
   // after Encode returns; a fake forward is fast enough to run past that window).
   static void AwaitReady(const Scheduler& s, int64_t n) {
     const absl::Time deadline = absl::Now() + absl::Seconds(10);
@@ -122,7 +122,7 @@ TEST_F(SchedulerTest, RunsOneRequestToTheEnd) {
     EXPECT_EQ(s.pixels.size(), info.channel_names.size() * info.image_size * info.image_size);
     EXPECT_EQ(s.expression.size(), info.gene_ids.size());
   }
-  // All three samples share each forward: 7 steps, one encode (one control); the codec thread
+  // All three samples share each forward: 7 steps, one encode (one control); the codec stage
   // decodes one sample per call.
   EXPECT_EQ(backend_->step_calls(), 7);
   EXPECT_EQ(backend_->encode_calls(), 1);
@@ -197,7 +197,7 @@ TEST_F(SchedulerTest, ContinuousBatchingAdmitsIntoRowsFreedMidFlight) {
   EXPECT_EQ(backend_->batch_sizes(), expected);
 }
 
-// Encoding and decoding run on the codec thread: while one request's samples are being
+// Encoding and decoding run in the codec stage: while one request's samples are being
 // decoded, the batch goes on stepping the others (before, the batch thread decoded them itself
 // and stood still), and a queued request is encoded while a forward runs.
 TEST_F(SchedulerTest, StepsGoOnWhileFinishedRowsAreDecoded) {

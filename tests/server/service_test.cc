@@ -137,7 +137,7 @@ class ServiceTest : public ::testing::Test {
     }
     return -1;
   }
-  // Polls a gauge until it has `value` (the batch thread updates it asynchronously).
+  // Polls a gauge until it has `value` (the step loop updates it asynchronously).
   void AwaitGauge(const std::string& name, double value) {
     for (int i = 0; i < 20000 && Gauge(name) != value; ++i) absl::SleepFor(absl::Milliseconds(1));
     ASSERT_EQ(Gauge(name), value) << name;
