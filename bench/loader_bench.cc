@@ -204,7 +204,7 @@ int main(int argc, char** argv) {
   const Flags f = ParseFlags(argc, argv);
   // One intra-op thread (the loader's workers are the parallelism) and the malloc tuning every
   // cellflux binary gets (common/torch/runtime.h).
-  cellflux::LogRuntime("loader_bench", torch::kCPU, 1);
+  cellflux::ConfigureRuntime("loader_bench", torch::kCPU, 1);
   const char* env = std::getenv("CELLFLUX_FIXTURES");
   const std::string fixtures =
       env ? std::string(env) + "/bbbc047-site" : "tests/fixtures/bbbc047-site";

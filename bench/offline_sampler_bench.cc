@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const c10::Device device = *parsed;
-  cellflux::LogRuntime("offline_sampler_bench", device, threads);
+  cellflux::ConfigureRuntime("offline_sampler_bench", device, threads);
   auto loaded = cellflux::LoadCheckpointModel(checkpoint, device);
   if (!loaded.ok()) {
     std::cerr << loaded.status() << "\n";

@@ -10,14 +10,19 @@ random checkpoint (cellflux-tool init-checkpoint, configs/tiny.json), then
     --open-rounds rounds where the modes take turns (same arrival times per round), latencies
     pooled per mode,
 reporting throughput (samples/s), p50/p95/p99 latency, server CPU per sample and rows per forward
-per level. The offline reference is build/bench/offline_sampler_bench at batch = --max-batch with
+per level, and
+  * screen + interactive (--screen-seconds > 0, step mode): a screen of --screen-concurrency
+    clients keeps the server saturated while interactive requests arrive (Poisson,
+    --interactive-rate/s); measured twice in alternating rounds: the screen sent as INTERACTIVE
+    (one class: FIFO, the behaviour before priorities) and as BATCH (what `cellflux-client screen`
+    sends). Reports the interactive requests' p50/p95/p99 and the screen's throughput. The offline reference is build/bench/offline_sampler_bench at batch = --max-batch with
 the same steps/guidance (the same fixed-batch work with no server around it), measured right before
 each mode's closed-loop sweep. Prints a markdown table; --json writes raw numbers.
 
   /usr/bin/python3 bench/server_load_bench.py --build build [--steps 20] [--max-batch 16]
       [--concurrency 1,2,4,8,16,32,64] [--level-seconds 20] [--warmup-seconds 3] [--open-seconds 30]
       [--open-rounds 4] [--threads 2] [--server-threads 0] [--modes step,request] [--device cpu]
-      [--json out.json]
+      [--screen-seconds 0] [--screen-concurrency 64] [--interactive-rate 1] [--json out.json]
 
 --device (cpu, cuda:0, ...) goes to the servers and to the offline reference alike.
 Every request has a deadline; servers are stopped (SIGTERM) on exit.
@@ -114,9 +119,11 @@ class Client:
                        for _ in self.info.channel_names]
         self.steps, self.guidance = steps, guidance
 
-    def request(self, i):
+    def request(self, i, priority=None):
         pb = self.pb
         req = pb.PredictRequest(perturbation_id=self.ids[i % len(self.ids)], request_id=f"bench-{i}")
+        if priority is not None:
+            req.options.priority = priority
         req.data.image.height = req.data.image.width = self.info.image_size
         for name, plane in zip(self.info.channel_names, self.planes):
             req.data.image.channels.add(name=name, encoding=pb.RAW_U16_LE, data=plane)
@@ -134,8 +141,8 @@ class Client:
         self.stub.Predict(req, timeout=600)
         return time.perf_counter() - t0
 
-    async def acall(self, stub, i):
-        req = self.request(i)
+    async def acall(self, stub, i, priority=None):
+        req = self.request(i, priority)
         t0 = time.perf_counter()
         await stub.Predict(req, timeout=600)
         return time.perf_counter() - t0
@@ -214,6 +221,45 @@ def open_loop(client, rate, seconds, seed=1):
             "p95": percentile(latencies, 0.95), "p99": percentile(latencies, 0.99)}
 
 
+def screen_and_interactive(client, concurrency, rate, seconds, screen_priority, seed=1):
+    """A screen of `concurrency` clients sending back to back with `screen_priority`, and
+    interactive requests (Poisson, `rate`/s, INTERACTIVE) beside it for `seconds` (after a 3 s
+    ramp-up). Returns the interactive latencies and the screen's throughput over the window."""
+    rng = random.Random(seed)
+    arrivals, t = [], 3.0
+    while True:
+        t += rng.expovariate(rate)
+        if t > 3.0 + seconds:
+            break
+        arrivals.append(t)
+    pb = client.pb
+
+    async def run():
+        screen_done, probe = [], []
+        counter = iter(range(10**9))
+        async with grpc.aio.insecure_channel(client.address) as channel:
+            stub = client.pb_grpc.CellFluxStub(channel)
+            start = time.perf_counter()
+            end = start + 3.0 + seconds
+
+            async def screen_worker():
+                while time.perf_counter() < end:
+                    await client.acall(stub, next(counter), screen_priority)
+                    screen_done.append(time.perf_counter())
+
+            async def interactive(i, at):
+                await asyncio.sleep(max(0.0, start + at - time.perf_counter()))
+                probe.append(await client.acall(stub, 500000 + i, pb.INTERACTIVE))
+
+            await asyncio.gather(*[screen_worker() for _ in range(concurrency)],
+                                 *[interactive(i, at) for i, at in enumerate(arrivals)])
+            window = [x for x in screen_done if start + 3.0 <= x < end]
+            return probe, len(window) / seconds
+
+    probe, screen_rate = asyncio.run(run())
+    return probe, screen_rate
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build")
@@ -234,6 +280,11 @@ def main():
                     help="open-loop rounds; the modes take turns each round (--open-seconds split over them)")
     ap.add_argument("--modes", default="step,request")
     ap.add_argument("--device", default="cpu", help="server and offline reference device: cpu, cuda:0, ...")
+    ap.add_argument("--screen-seconds", type=float, default=0,
+                    help="screen + interactive runs (step mode): seconds per priority setting; 0 = skip")
+    ap.add_argument("--screen-concurrency", type=int, default=64)
+    ap.add_argument("--interactive-rate", type=float, default=1.0)
+    ap.add_argument("--screen-rounds", type=int, default=2)
     ap.add_argument("--json", default="")
     args = ap.parse_args()
 
@@ -265,7 +316,7 @@ def main():
     results = {"offline_samples_per_s": first_offline, "device": args.device, "steps": args.steps,
                "guidance": args.guidance,
                "max_batch": args.max_batch, "threads": args.threads, "open_rate": open_rate, "modes": {}}
-    levels = [int(c) for c in args.concurrency.split(",")]
+    levels = [int(c) for c in args.concurrency.split(",") if c]
     modes = args.modes.split(",")
     # Every mode's server starts up front (an idle one costs nothing), so the open-loop runs can
     # alternate between the modes round by round: both see the same machine (its speed drifts).
@@ -324,6 +375,28 @@ def main():
             results["modes"][mode]["open"] = o
             print(f"{mode} open {open_rate:.2f}/s (pooled): {o['requests']} requests, p50 {o['p50']:.2f}s "
                   f"p95 {o['p95']:.2f}s p99 {o['p99']:.2f}s", flush=True)
+        if args.screen_seconds > 0 and "step" in modes:
+            # The same server and machine for both settings; rounds alternate their order.
+            names = {pb.INTERACTIVE: "screen as INTERACTIVE (FIFO, before)",
+                     pb.BATCH: "screen as BATCH (priorities)"}
+            pooled = {p: [] for p in names}
+            rates = {p: [] for p in names}
+            for r in range(args.screen_rounds):
+                order = [pb.INTERACTIVE, pb.BATCH] if r % 2 == 0 else [pb.BATCH, pb.INTERACTIVE]
+                for p in order:
+                    lat, rate = screen_and_interactive(clients["step"], args.screen_concurrency,
+                                                       args.interactive_rate,
+                                                       args.screen_seconds / args.screen_rounds, p, seed=7 + r)
+                    pooled[p] += lat
+                    rates[p].append(rate)
+                    print(f"{names[p]} round {r + 1}: interactive n={len(lat)} p50 {percentile(lat, 0.5):.2f}s "
+                          f"p95 {percentile(lat, 0.95):.2f}s; screen {rate:.2f} samples/s", flush=True)
+            results["screen"] = {names[p]: {"interactive_requests": len(pooled[p]),
+                                            "p50": percentile(pooled[p], 0.5),
+                                            "p95": percentile(pooled[p], 0.95),
+                                            "p99": percentile(pooled[p], 0.99),
+                                            "screen_samples_per_s": sum(rates[p]) / len(rates[p])}
+                                 for p in names}
     finally:
         for server in servers.values():
             server.stop()
@@ -340,6 +413,14 @@ def main():
         print(f"| {mode} | open Poisson {o['rate']:.2f}/s | {o['samples_per_s']:.2f} | "
               f"{o['offline_samples_per_s']:.2f} | {100 * o['samples_per_s'] / o['offline_samples_per_s']:.0f}% | "
               f"| {o['p50']:.2f} | {o['p95']:.2f} | {o['p99']:.2f} |")
+    if "screen" in results:
+        print()
+        print(f"| screen ({args.screen_concurrency} clients) | interactive requests | p50 s | p95 s | p99 s | "
+              "screen samples/s |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for name, r in results["screen"].items():
+            print(f"| {name} | {r['interactive_requests']} | {r['p50']:.2f} | {r['p95']:.2f} | {r['p99']:.2f} | "
+                  f"{r['screen_samples_per_s']:.2f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

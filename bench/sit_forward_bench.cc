@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
   Flags flags;
   if (!ParseFlags(argc, argv, &flags)) return 2;
   // Threads and the malloc tuning every cellflux binary gets (common/torch/runtime.h).
-  cellflux::LogRuntime("sit_forward_bench", torch::kCPU, flags.threads);
+  cellflux::ConfigureRuntime("sit_forward_bench", torch::kCPU, flags.threads);
   auto config = cellflux::SiTConfig::FromSize(flags.size, flags.patch);
   if (!config.ok()) {
     std::fprintf(stderr, "%s\n", std::string(config.status().message()).c_str());

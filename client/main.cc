@@ -144,7 +144,9 @@ int RunScreenCommand(const Flags& flags) {
   if (!plan.ok()) return Fail(plan.status());
   if (plan->rows.empty())
     return Fail(absl::InvalidArgumentError(absl::StrCat(flags.plan, ": no rows")));
-  return RunPlan(flags, *plan, ToScreenOptions(flags));
+  ScreenOptions options = ToScreenOptions(flags);
+  options.priority = cellflux::v1::BATCH;  // interactive requests go first; see the proto
+  return RunPlan(flags, *plan, options);
 }
 
 void AddConnectionFlags(CLI::App* app, Flags* flags) {

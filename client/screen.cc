@@ -147,6 +147,7 @@ class ScreenRunner {
     const std::string fingerprint = RowFingerprint(plan_, row, options_.sampling, info_.model_id());
     auto prepared = PrepareRow(row, info_, options_.sampling);
     if (!prepared.ok()) return Fail(row, prepared.status(), 0);
+    prepared->request.mutable_options()->set_priority(options_.priority);
     cellflux::v1::PredictResponse response;
     int attempts = 0;
     while (true) {

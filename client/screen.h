@@ -38,6 +38,9 @@ struct ScreenOptions {
   double deadline_seconds = 600;  // per Predict call, seconds
   RetryPolicy retry;
   SamplingOptions sampling;
+  // Admission class sent with every row (PredictOptions.priority): `screen` sends BATCH so a
+  // screen never holds up interactive users; `predict` sends INTERACTIVE.
+  cellflux::v1::Priority priority = cellflux::v1::INTERACTIVE;
   bool resume = true;    // false: forget the journal and redo every row
   bool progress = true;  // draw the progress bar on stderr
   bool force_plain_progress = false;

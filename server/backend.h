@@ -1,19 +1,29 @@
 // The model as the scheduler sees it: encode controls into source latents, advance a batch of
 // rows by one guided Euler step, decode finished rows. One implementation runs the real
-// CellFluxModel (model_backend.h); tests use a small fake with the same contract.
+// CellFluxModel (model_backend.h); tests use a small fake with the same contract. Heun is the
+// scheduler's business (two Euler steps and an average, common/flow/sampler.h): a backend only
+// ever advances rows by one Euler step from the (z, t) it is given.
 //
 // Contract every implementation keeps:
 //  * Row-wise: row i of every output depends only on row i of the inputs (its latent, t, dt,
 //    guidance, label, seed), never on which other rows share the call or on the row's position.
 //    This is what makes a request's output identical whether it runs alone or batched.
 //  * Randomness only in Encode, from a generator seeded by each row's seed (never a global RNG).
-//  * Threads: info() may be called from any thread at any time (immutable). Encode and Step are
-//    called only from the scheduler's batch thread, Decode only from its decode thread (both with
-//    c10::InferenceMode set): a Decode may run while an Encode or a Step runs, so they must not
-//    share mutable state (the model's weights are only read). Each may block for as long as the
-//    model runs.
 //  * Errors come back as absl::Status (LibTorch exceptions converted with TorchCall:
 //    out-of-memory → RESOURCE_EXHAUSTED, anything else → INTERNAL). Nothing throws.
+//
+// Concurrency: which calls the scheduler may make at the same time (scheduler.h; the tests' fake
+// backend fails a test on any other overlap):
+//  * info(), DeviceMemoryBytes(), BankControlInput(): any thread, any time.
+//  * Step: only on the step loop's thread ("cf-batch"), so never two at once.
+//  * Encode and Decode: on a codec worker ("cf-codec") or on the step loop's thread between two
+//    Steps (lending the codec stage a hand). They overlap each other and a running Step: at most
+//    codec_threads + 1 Encode/Decode calls at once, at most codec_threads while a Step runs.
+//  * No call begins after Scheduler::Stop() has returned.
+//  * Every calling thread has c10::InferenceMode set. Each call may block as long as the model
+//  runs.
+// So Encode, Step and Decode must not share mutable state except behind the implementation's
+// own locks (the model's weights are only read).
 #ifndef CELLFLUX_SERVER_BACKEND_H_
 #define CELLFLUX_SERVER_BACKEND_H_
 

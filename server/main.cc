@@ -2,10 +2,10 @@
 // proto/cellflux/v1/cellflux.proto for the API.
 //
 //   cellflux-server --checkpoint DIR [--listen 0.0.0.0:50051] [--metrics-listen 0.0.0.0:9464]
-//     [--controls DATA_DIR [--max-controls N]] [--max-batch N] [--max-queue N] [--batching
-//     step|request]
-//     [--max-queue-delay-ms N] [--device cpu|cuda:0] [--threads N] [--tls-cert F --tls-key F]
-//     [--auth-token-file F] [--drain-grace-s N] [--watch-checkpoint-s N] [--config FILE]
+//     [--controls DATA_DIR [--max-controls N]] [--max-batch N] [--max-queue N]
+//     [--batching step|request] [--max-queue-delay-ms N] [--batch-turn N] [--codec-threads N]
+//     [--device cpu|cuda:0] [--threads N] [--tls-cert F --tls-key F] [--auth-token-file F]
+//     [--drain-grace-s N] [--watch-checkpoint-s N] [--config FILE]
 //
 // Signals: SIGTERM/SIGINT drain (health NOT_SERVING, new calls UNAVAILABLE, in-flight calls
 // finish within --drain-grace-s) and exit 0; SIGHUP reloads --checkpoint in the background and
@@ -40,22 +40,31 @@
 
 namespace {
 
+// Defaults come from the option structs, so they are written once (there).
+const cellflux::server::ServerOptions kServerDefaults;
+const cellflux::server::SchedulerOptions& kSchedulerDefaults = kServerDefaults.scheduler;
+const cellflux::server::ModelBackendOptions kBackendDefaults;
+
 struct Flags {
   std::string checkpoint;
-  std::string listen = "0.0.0.0:50051";
-  std::string metrics_listen = "0.0.0.0:9464";
+  std::string listen = kServerDefaults.listen;
+  std::string metrics_listen = "0.0.0.0:9464";  // ServerOptions: none (tests); the binary: on
   std::string controls;
-  int64_t max_controls = 0;
-  int max_batch = 16;
-  int max_queue = 256;
-  std::string batching = "step";
-  int max_queue_delay_ms = 10;
-  std::string device = "cpu";
+  int64_t max_controls = kBackendDefaults.max_controls;
+  int max_batch = kSchedulerDefaults.max_batch;
+  int max_queue = kSchedulerDefaults.max_queue;
+  std::string batching =
+      kSchedulerDefaults.mode == cellflux::server::BatchingMode::kStep ? "step" : "request";
+  int max_queue_delay_ms =
+      static_cast<int>(absl::ToInt64Milliseconds(kSchedulerDefaults.max_queue_delay));
+  int batch_turn = kSchedulerDefaults.batch_turn;
+  int codec_threads = kSchedulerDefaults.codec_threads;
+  std::string device = kBackendDefaults.device;
   int threads = 0;
   std::string tls_cert;
   std::string tls_key;
   std::string auth_token_file;
-  int drain_grace_s = 30;
+  int drain_grace_s = static_cast<int>(absl::ToInt64Seconds(kServerDefaults.drain_grace));
   int watch_checkpoint_s = 0;
 };
 
@@ -73,6 +82,8 @@ absl::StatusOr<cellflux::server::ServerOptions> ToOptions(const Flags& f) {
     return absl::InvalidArgumentError("--batching must be step or request, got " + f.batching);
   }
   o.scheduler.max_queue_delay = absl::Milliseconds(f.max_queue_delay_ms);
+  o.scheduler.batch_turn = f.batch_turn;
+  o.scheduler.codec_threads = f.codec_threads;
   o.tls_cert_file = f.tls_cert;
   o.tls_key_file = f.tls_key;
   o.drain_grace = absl::Seconds(f.drain_grace_s);
@@ -106,12 +117,14 @@ int Run(const Flags& flags) {
     CF_LOG(ERROR) << device.status();
     return 1;
   }
-  // Two model threads (batch: the forwards; codec: encoders and decoders) run side by side, so
-  // by default each gets half the cores.
-  const int threads = flags.threads > 0
-                          ? flags.threads
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / 2));
-  cellflux::LogRuntime("cellflux-server", *device, threads);
+  // The model threads (the step loop: the forwards; the codec workers: encoders and decoders)
+  // run side by side, so by default they share the cores evenly.
+  const unsigned model_threads = 1 + static_cast<unsigned>(std::max(1, flags.codec_threads));
+  const int threads =
+      flags.threads > 0
+          ? flags.threads
+          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / model_threads));
+  cellflux::ConfigureRuntime("cellflux-server", *device, threads);
   absl::StatusOr<cellflux::server::ServerOptions> options = ToOptions(flags);
   if (!options.ok()) {
     CF_LOG(ERROR) << options.status();
@@ -232,18 +245,25 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-batch", f.max_batch, "samples per velocity forward")->capture_default_str();
   app.add_option("--max-queue", f.max_queue,
-                 "queued samples before RESOURCE_EXHAUSTED (a request for more samples than this "
-                 "is INVALID_ARGUMENT)")
+                 "queued samples per priority class before RESOURCE_EXHAUSTED (a request for "
+                 "more samples than this is INVALID_ARGUMENT)")
       ->capture_default_str();
   app.add_option("--batching", f.batching, "step (continuous) or request (dynamic batching)")
       ->capture_default_str();
   app.add_option("--max-queue-delay-ms", f.max_queue_delay_ms,
                  "request batching: max wait to fill a batch")
       ->capture_default_str();
+  app.add_option("--batch-turn", f.batch_turn,
+                 "while interactive and batch requests both wait, one of every N admitted "
+                 "samples is batch (1 = batch first)")
+      ->capture_default_str();
+  app.add_option("--codec-threads", f.codec_threads,
+                 "codec stage workers (encoders and decoders beside the step loop)")
+      ->capture_default_str();
   app.add_option("--device", f.device, "cpu, cuda, cuda:N or auto")->capture_default_str();
   app.add_option("--threads", f.threads,
-                 "intra-op CPU threads of each of the two model threads, batch and codec "
-                 "(0 = half the cores each)");
+                 "intra-op CPU threads of each model thread: the step loop and each codec worker "
+                 "(0 = the cores shared evenly among them)");
   app.add_option("--tls-cert", f.tls_cert, "PEM certificate chain (TLS on with --tls-key)");
   app.add_option("--tls-key", f.tls_key, "PEM private key");
   app.add_option("--auth-token-file", f.auth_token_file,

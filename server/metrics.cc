@@ -30,9 +30,9 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
       queue_duration_(
           BuildHistogram()
               .Name("cellflux_queue_duration_seconds")
-              .Help("Predict time from arrival until its first sample joined the batch, seconds.")
-              .Register(registry)
-              .Add({}, DurationBuckets())),
+              .Help("Predict time from arrival until its first sample joined the batch, seconds, "
+                    "by priority class.")
+              .Register(registry)),
       compute_duration_(BuildHistogram()
                             .Name("cellflux_compute_duration_seconds")
                             .Help("Predict time from its first sample joining the batch until the "
@@ -49,6 +49,10 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                        .Help("Samples waiting for a row in the batch.")
                        .Register(registry)
                        .Add({})),
+      queued_samples_(BuildGauge()
+                          .Name("cellflux_queued_samples")
+                          .Help("Samples waiting for a row in the batch, by priority class.")
+                          .Register(registry)),
       active_samples_(BuildGauge()
                           .Name("cellflux_active_samples")
                           .Help("Samples currently in the batch.")
@@ -56,12 +60,12 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                           .Add({})),
       samples_(BuildCounter()
                    .Name("cellflux_samples_total")
-                   .Help("Samples generated and returned.")
-                   .Register(registry)
-                   .Add({})),
+                   .Help("Samples generated and returned, by priority class.")
+                   .Register(registry)),
       euler_steps_(BuildCounter()
                        .Name("cellflux_euler_steps_total")
-                       .Help("Euler steps executed, summed over rows.")
+                       .Help("Velocity evaluations executed, summed over rows (an Euler step is "
+                             "one, a Heun step two).")
                        .Register(registry)
                        .Add({})),
       model_info_(
@@ -95,7 +99,15 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                              .Help("Predict calls failed with INTERNAL because the model produced "
                                    "a NaN/Inf sample.")
                              .Register(registry)
-                             .Add({})) {}
+                             .Add({})) {
+  for (Priority p : {Priority::kInteractive, Priority::kBatch}) {
+    const int c = static_cast<int>(p);
+    const prometheus::Labels labels = {{"priority", PriorityName(p)}};
+    queue_duration_by_class_[c] = &queue_duration_.Add(labels, DurationBuckets());
+    queued_by_class_[c] = &queued_samples_.Add(labels);
+    samples_by_class_[c] = &samples_.Add(labels);
+  }
+}
 
 void ServerMetrics::RequestDone(const std::string& method, const std::string& code,
                                 double seconds) {
@@ -103,16 +115,22 @@ void ServerMetrics::RequestDone(const std::string& method, const std::string& co
   request_duration_.Add({{"method", method}}, DurationBuckets()).Observe(seconds);
 }
 
-void ServerMetrics::ObserveQueueSeconds(double seconds) { queue_duration_.Observe(seconds); }
+void ServerMetrics::ObserveQueueSeconds(Priority p, double seconds) {
+  queue_duration_by_class_[static_cast<int>(p)]->Observe(seconds);
+}
 void ServerMetrics::ObserveComputeSeconds(double seconds) { compute_duration_.Observe(seconds); }
 void ServerMetrics::ObserveBatch(int64_t rows) { batch_size_.Observe(static_cast<double>(rows)); }
-void ServerMetrics::SetQueueDepth(int64_t samples) {
-  queue_depth_.Set(static_cast<double>(samples));
+void ServerMetrics::SetQueuedSamples(Priority p, int64_t samples) {
+  queued_by_class_[static_cast<int>(p)]->Set(static_cast<double>(samples));
+  // The total (the autoscaler's signal) from both classes' latest values.
+  queue_depth_.Set(queued_by_class_[0]->Value() + queued_by_class_[1]->Value());
 }
 void ServerMetrics::SetActiveSamples(int64_t rows) {
   active_samples_.Set(static_cast<double>(rows));
 }
-void ServerMetrics::AddSamples(int64_t n) { samples_.Increment(static_cast<double>(n)); }
+void ServerMetrics::AddSamples(Priority p, int64_t n) {
+  samples_by_class_[static_cast<int>(p)]->Increment(static_cast<double>(n));
+}
 void ServerMetrics::AddEulerSteps(int64_t row_steps) {
   euler_steps_.Increment(static_cast<double>(row_steps));
 }

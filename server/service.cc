@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "common/util/logging.h"
@@ -62,31 +63,37 @@ absl::Status CheckFinite(const PredictResult& result) {
   return absl::OkStatus();
 }
 
-absl::Status BuildResponse(const PredictResult& result, const ValidatedPredict& request,
-                           const ModelInfo& info, v1::PredictResponse* response) {
+// The one image → proto conversion: `pixels` (the model's channels in order, image_size² each)
+// into `image`, each channel encoded as `encoding`. `what` names the image in the error.
+absl::Status ImageToProto(const std::vector<uint16_t>& pixels, const ModelInfo& info,
+                          v1::Encoding encoding, const std::string& what, v1::Image* image) {
   const int s = info.image_size;
   const size_t plane = static_cast<size_t>(s) * s;
+  if (pixels.size() != plane * info.channel_names.size()) {
+    return absl::InternalError(absl::StrFormat("%s has %d pixels, expected %d", what, pixels.size(),
+                                               plane * info.channel_names.size()));
+  }
+  image->set_height(s);
+  image->set_width(s);
+  image->set_bit_depth(12);  // outputs are in the model's 12-bit scale
+  for (size_t c = 0; c < info.channel_names.size(); ++c) {
+    CF_ASSIGN_OR_RETURN(std::string bytes,
+                        EncodeChannel(pixels.data() + c * plane, s, s, encoding));
+    v1::Channel* ch = image->add_channels();
+    ch->set_name(info.channel_names[c]);
+    ch->set_encoding(encoding);
+    ch->set_data(std::move(bytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status BuildResponse(const PredictResult& result, const ValidatedPredict& request,
+                           const ModelInfo& info, v1::PredictResponse* response) {
   for (size_t k = 0; k < result.samples.size(); ++k) {
     const SampleOutput& sample = result.samples[k];
-    if (sample.pixels.size() != plane * info.channel_names.size()) {
-      return absl::InternalError(absl::StrFormat("sample %d has %d pixels, expected %d", k,
-                                                 sample.pixels.size(),
-                                                 plane * info.channel_names.size()));
-    }
     v1::Prediction* p = response->add_predictions();
-    v1::Image* image = p->mutable_image();
-    image->set_height(s);
-    image->set_width(s);
-    image->set_bit_depth(12);
-    for (size_t c = 0; c < info.channel_names.size(); ++c) {
-      absl::StatusOr<std::string> bytes =
-          EncodeChannel(sample.pixels.data() + c * plane, s, s, request.output_encoding);
-      if (!bytes.ok()) return bytes.status();
-      v1::Channel* ch = image->add_channels();
-      ch->set_name(info.channel_names[c]);
-      ch->set_encoding(request.output_encoding);
-      ch->set_data(*std::move(bytes));
-    }
+    CF_RETURN_IF_ERROR(ImageToProto(sample.pixels, info, request.output_encoding,
+                                    absl::StrCat("sample ", k), p->mutable_image()));
     p->mutable_expression()->Add(sample.expression.begin(), sample.expression.end());
     p->set_seed(request.seed + k);
   }
@@ -104,25 +111,8 @@ absl::Status AddControl(const Backend& backend, const ValidatedPredict& request,
     CF_ASSIGN_OR_RETURN(bank, backend.BankControlInput(*control->bank_key));
     control = &bank;
   }
-  const int s = info.image_size;
-  const size_t plane = static_cast<size_t>(s) * s;
-  if (control->pixels.size() != plane * info.channel_names.size()) {
-    return absl::InternalError(absl::StrFormat("control has %d pixels, expected %d",
-                                               control->pixels.size(),
-                                               plane * info.channel_names.size()));
-  }
-  v1::Image* image = response->mutable_control_image();
-  image->set_height(s);
-  image->set_width(s);
-  image->set_bit_depth(12);
-  for (size_t c = 0; c < info.channel_names.size(); ++c) {
-    CF_ASSIGN_OR_RETURN(std::string bytes, EncodeChannel(control->pixels.data() + c * plane, s, s,
-                                                         request.output_encoding));
-    v1::Channel* ch = image->add_channels();
-    ch->set_name(info.channel_names[c]);
-    ch->set_encoding(request.output_encoding);
-    ch->set_data(std::move(bytes));
-  }
+  CF_RETURN_IF_ERROR(ImageToProto(control->pixels, info, request.output_encoding, "control",
+                                  response->mutable_control_image()));
   response->mutable_control_expression()->Add(control->expression.begin(),
                                               control->expression.end());
   return absl::OkStatus();
@@ -153,7 +143,7 @@ CellFluxService::CellFluxService(const ServiceOptions& options, Scheduler* sched
     : options_(options),
       scheduler_(scheduler),
       metrics_(metrics),
-      responses_(options.response_threads) {}
+      responses_(options.response_threads, "cf-respond") {}
 
 CellFluxService::~CellFluxService() = default;
 
@@ -255,6 +245,8 @@ grpc::ServerUnaryReactor* CellFluxService::Predict(grpc::CallbackServerContext* 
   task->guidance = valid->guidance;
   task->seed = valid->seed;
   task->num_samples = valid->num_samples;
+  task->priority = valid->priority == v1::BATCH ? Priority::kBatch : Priority::kInteractive;
+  task->sampler = valid->sampler == v1::HEUN ? SamplerKind::kHeun : SamplerKind::kEuler;
   task->deadline = absl::FromChrono(context->deadline());
   task->cancelled = reactor->cancelled();
   auto request_info = std::make_shared<const ValidatedPredict>(*std::move(valid));

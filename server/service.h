@@ -2,9 +2,9 @@
 //
 // Each handler runs on a gRPC thread and never blocks on the model: it authorizes, validates
 // (validate.h), hands a PredictTask to the Scheduler and returns a reactor. When the task is done
-// the scheduler (batch or decode thread) posts the result to a WorkQueue, which encodes the
-// images, writes the response, updates metrics, logs one line and finishes the RPC, so neither a
-// scheduler thread nor a gRPC thread ever waits for image encoding or for a slow client.
+// a scheduler thread (the step loop or a codec worker) posts the result to a WorkQueue, which
+// encodes the images, writes the response, updates metrics, logs one line and finishes the RPC, so
+// neither a scheduler thread nor a gRPC thread ever waits for image encoding or for a slow client.
 //
 // Codes: see proto/cellflux/v1/cellflux.proto. In short: UNAUTHENTICATED (token configured and
 // missing/wrong), UNAVAILABLE (no model yet, or draining), INVALID_ARGUMENT / NOT_FOUND

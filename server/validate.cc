@@ -50,6 +50,20 @@ absl::Status ValidateOptions(const v1::PredictOptions& o, const SamplingPolicy& 
     }
     if (o.output_encoding() != v1::ENCODING_UNSPECIFIED) out->output_encoding = o.output_encoding();
   }
+  if (o.has_priority()) {
+    if (!v1::Priority_IsValid(o.priority())) {
+      return Invalid(
+          absl::StrCat("options.priority: unknown value ", static_cast<int>(o.priority())));
+    }
+    if (o.priority() != v1::PRIORITY_UNSPECIFIED) out->priority = o.priority();
+  }
+  if (o.has_sampler()) {
+    if (!v1::Sampler_IsValid(o.sampler())) {
+      return Invalid(
+          absl::StrCat("options.sampler: unknown value ", static_cast<int>(o.sampler())));
+    }
+    if (o.sampler() != v1::SAMPLER_UNSPECIFIED) out->sampler = o.sampler();
+  }
   return absl::OkStatus();
 }
 

@@ -5,7 +5,7 @@
 //   perturbation_id   empty or not in the vocabulary               INVALID_ARGUMENT
 //   options           num_steps ∉ [1, max_steps], num_samples ∉ [1, max_samples],
 //                     guidance_scale not finite or ∉ [0, max_guidance_scale], unknown
-//                     output_encoding                               INVALID_ARGUMENT
+//                     output_encoding, priority or sampler          INVALID_ARGUMENT
 //   request_id        longer than 128 characters                   INVALID_ARGUMENT
 //   control           neither ref nor data                         INVALID_ARGUMENT
 //   control.ref       empty plate/well, negative site               INVALID_ARGUMENT
@@ -70,7 +70,9 @@ struct ValidatedPredict {
   uint64_t seed = 0;  // the request's seed, or `random_seed` when unset
   int num_samples = 1;
   v1::Encoding output_encoding = v1::RAW_U16_LE;
-  bool return_control = false;  // options.return_control
+  bool return_control = false;              // options.return_control
+  v1::Priority priority = v1::INTERACTIVE;  // options.priority (unspecified → INTERACTIVE)
+  v1::Sampler sampler = v1::EULER;          // options.sampler (unspecified → EULER)
 };
 
 // `random_seed` is used when options.seed is unset (the caller draws it).

@@ -1,11 +1,18 @@
 #include "server/work_queue.h"
 
+#include <pthread.h>
+
 #include <utility>
 
 namespace cellflux::server {
 
-WorkQueue::WorkQueue(int threads) {
-  for (int i = 0; i < (threads < 1 ? 1 : threads); ++i) threads_.emplace_back([this] { Work(); });
+WorkQueue::WorkQueue(int threads, std::string name) {
+  for (int i = 0; i < (threads < 1 ? 1 : threads); ++i) {
+    threads_.emplace_back([this, name] {
+      pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+      Work();
+    });
+  }
 }
 
 WorkQueue::~WorkQueue() {

@@ -9,6 +9,7 @@
 
 #include <deque>
 #include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -19,7 +20,8 @@ namespace cellflux::server {
 
 class WorkQueue {
  public:
-  explicit WorkQueue(int threads);
+  // `name` names the threads (as `top -H` and perf show them; ≤ 15 characters).
+  explicit WorkQueue(int threads, std::string name = "cf-work");
   ~WorkQueue();
   WorkQueue(const WorkQueue&) = delete;
   WorkQueue& operator=(const WorkQueue&) = delete;

@@ -1,8 +1,9 @@
 // Stage eval (paper §4.1, DESIGN.md §7, issue 15): does the model predict each compound's effect?
 //
 // For every treatment (compound and dose) of the evaluated split, the EMA weights generate
-// eval.samples_per_pair draws per pair (eval.num_steps Euler steps, guidance eval.guidance), each
-// from another same-plate control and seed. Scored per treatment (common/metrics/compound_eval.h):
+// eval.samples_per_pair draws per pair (eval.num_steps steps of eval.sampler, Euler or Heun,
+// guidance eval.guidance), each from another same-plate control and seed. Scored per treatment
+// (common/metrics/compound_eval.h):
 //   model        the mean of its draws' decoded expression (standardized) and morphology profiles
 //                (common/metrics/cell_profile.h, standardized against the control wells), as a Δ
 //                from the controls they started from passed through the same decoders (so the
@@ -278,6 +279,7 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   SamplerOptions so;
   so.num_steps = static_cast<int>(c.num_steps);
   so.guidance_scale = c.guidance;
+  so.sampler = c.sampler == "heun" ? SamplerKind::kHeun : SamplerKind::kEuler;
   auto centre_crop = [&](int64_t well) -> absl::StatusOr<torch::Tensor> {
     const CachedWell& w = index.wells[well];
     CF_ASSIGN_OR_RETURN(torch::Tensor raw,
@@ -298,7 +300,7 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
     torch::Tensor gen_expr, source_expr;
     CF_RETURN_IF_ERROR(TorchCall("eval sampling", [&] {
       c10::InferenceMode guard;
-      JointLatent z = SampleEuler(model->velocity_fn(), b.z0, b.y, model->null_label(), so);
+      JointLatent z = SampleFlow(model->velocity_fn(), b.z0, b.y, model->null_label(), so);
       gen = model->Decode(z);
       source = model->Decode(b.z0);  // the controls through the same decoders
       if (z.gene.defined()) {
@@ -492,6 +494,7 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   run["samples"] = n;
   run["num_steps"] = c.num_steps;
   run["guidance"] = c.guidance;
+  run["sampler"] = c.sampler;
   run["extractor"] = extractor->name();
   run["gene_units"] = "standardized per gene with the training statistics";
   run["ground_truth"] = c.ground_truth;

@@ -7,7 +7,9 @@
 //   flow      train the SiT flow model (EMA, checkpoints, validation; --resume)
 //   eval      FID/KID, gene MAE and baselines on the test pairs with the EMA weights
 //   all       gene-ae → vae → encode → flow → eval, skipping stages that are up to date
-// Multi-process: python3 -m torch.distributed.run --no_python --nproc_per_node=N cellflux-train flow ...
+// Multi-process: python3 -m torch.distributed.run --no_python --nproc_per_node=N cellflux-train
+// flow ...
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -130,37 +132,57 @@ int main(int argc, char** argv) {
   CommonFlags common;
   std::string pretrained, checkpoint;
   bool resume = false;
+  std::string extractor;
+  using cellflux::trainer::StageContext;
+  // The stages by name: which flags each takes and what it runs.
   struct Stage {
     const char* name;
     const char* help;
+    bool takes_pretrained, takes_resume, takes_checkpoint, takes_extractor;
+    std::function<absl::Status(StageContext&)> run;
     CLI::App* app = nullptr;
   };
+  auto run_all = [&](StageContext& ctx) {
+    absl::Status st = RunGeneAeStage(ctx);
+    if (st.ok()) st = RunVaeStage(ctx);
+    if (st.ok()) st = RunEncodeStage(ctx);
+    if (st.ok()) st = RunFlowStage(ctx, resume);
+    if (st.ok()) st = RunEvalStage(ctx, checkpoint);
+    return st;
+  };
   std::vector<Stage> stages = {
-      {"gene-ae", "pretrain the gene autoencoder"},
-      {"vae", "import (--pretrained) or train the image VAE"},
-      {"encode", "cache latents with the frozen encoders"},
-      {"flow", "train the SiT flow model"},
-      {"eval", "evaluate the EMA checkpoint on the test pairs"},
-      {"all", "gene-ae, vae, encode, flow, eval (skipping up-to-date stages)"},
+      {"gene-ae", "pretrain the gene autoencoder", false, false, false, false,
+       [](StageContext& ctx) { return RunGeneAeStage(ctx); }},
+      {"vae", "import (--pretrained) or train the image VAE", true, false, false, false,
+       [](StageContext& ctx) { return RunVaeStage(ctx); }},
+      {"encode", "cache latents with the frozen encoders", false, false, false, false,
+       [](StageContext& ctx) { return RunEncodeStage(ctx); }},
+      {"flow", "train the SiT flow model", false, true, false, false,
+       [&](StageContext& ctx) { return RunFlowStage(ctx, resume); }},
+      {"eval", "evaluate the EMA checkpoint on the test pairs", false, false, true, true,
+       [&](StageContext& ctx) { return RunEvalStage(ctx, checkpoint); }},
+      {"all", "gene-ae, vae, encode, flow, eval (skipping up-to-date stages)", true, true, false,
+       true, run_all},
   };
   for (Stage& s : stages) {
     s.app = app.add_subcommand(s.name, s.help);
     AddCommon(s.app, common);
-  }
-  for (int i : {1, 5})
-    stages[i].app->add_option("--pretrained", pretrained,
-                              "diffusers AutoencoderKL .safetensors (e.g. sd-vae-ft-mse)");
-  for (int i : {3, 5})
-    stages[i].app->add_flag("--resume", resume,
-                            "continue from the latest checkpoint's trainer state");
-  stages[4].app->add_option(
-      "--checkpoint", checkpoint,
-      "checkpoint dir or root (default: work_dir/checkpoints best, else latest)");
-  std::string extractor;
-  for (int i : {4, 5}) {
-    stages[i].app->add_option("--extractor", extractor,
-                              "TorchScript Inception (NVlabs inception-2015-12-05.pt) for FID/KID "
-                              "(config key eval.extractor)");
+    if (s.takes_pretrained) {
+      s.app->add_option("--pretrained", pretrained,
+                        "diffusers AutoencoderKL .safetensors (e.g. sd-vae-ft-mse)");
+    }
+    if (s.takes_resume) {
+      s.app->add_flag("--resume", resume, "continue from the latest checkpoint's trainer state");
+    }
+    if (s.takes_checkpoint) {
+      s.app->add_option("--checkpoint", checkpoint,
+                        "checkpoint dir or root (default: work_dir/checkpoints best, else latest)");
+    }
+    if (s.takes_extractor) {
+      s.app->add_option("--extractor", extractor,
+                        "TorchScript Inception (NVlabs inception-2015-12-05.pt) for FID/KID "
+                        "(config key eval.extractor)");
+    }
   }
 
   CLI11_PARSE(app, argc, argv);
@@ -195,7 +217,7 @@ int main(int argc, char** argv) {
     if (!extractor.empty()) config->eval.extractor = extractor;
     absl::StatusOr<c10::Device> device = cellflux::ParseDevice(config->device);
     if (!device.ok()) return Report(s.name, device.status());
-    cellflux::LogRuntime("cellflux-train", *device, config->threads);
+    cellflux::ConfigureRuntime("cellflux-train", *device, config->threads);
     auto dist = cellflux::trainer::Distributed::FromEnv(*device);
     if (!dist.ok()) return Report(s.name, dist.status());
     if (!(*dist)->is_main()) cellflux::SetMinLogLevel(cellflux::LogLevel::kWARNING);
@@ -204,20 +226,7 @@ int main(int argc, char** argv) {
     if (!ctx.ok()) return Report(s.name, ctx.status());
     ctx->force = common.force;
     const std::string name = s.name;
-    absl::Status st;
-    if (name == "gene-ae") st = RunGeneAeStage(*ctx);
-    if (name == "vae") st = RunVaeStage(*ctx);
-    if (name == "encode") st = RunEncodeStage(*ctx);
-    if (name == "flow") st = RunFlowStage(*ctx, resume);
-    if (name == "eval") st = RunEvalStage(*ctx, checkpoint);
-    if (name == "all") {
-      for (auto* fn : {&cellflux::trainer::RunGeneAeStage, &cellflux::trainer::RunVaeStage,
-                       &cellflux::trainer::RunEncodeStage}) {
-        if (st.ok()) st = (*fn)(*ctx);
-      }
-      if (st.ok()) st = RunFlowStage(*ctx, resume);
-      if (st.ok()) st = RunEvalStage(*ctx, checkpoint);
-    }
+    const absl::Status st = s.run(*ctx);
     return Report(name, st);
   }
   return 1;

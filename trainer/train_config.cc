@@ -57,6 +57,7 @@ std::map<std::string, FieldPtr> Fields(TrainConfig& c) {
       {"flow.log_every", &c.flow.log_every},
       {"eval.num_steps", &c.eval.num_steps},
       {"eval.guidance", &c.eval.guidance},
+      {"eval.sampler", &c.eval.sampler},
       {"eval.max_pairs", &c.eval.max_pairs},
       {"eval.samples_per_pair", &c.eval.samples_per_pair},
       {"eval.extractor", &c.eval.extractor},
@@ -120,6 +121,10 @@ absl::Status TrainConfig::Validate() const {
   CF_RETURN_IF_ERROR(PositiveInt("eval.num_steps", eval.num_steps));
   CF_RETURN_IF_ERROR(PositiveInt("eval.samples_per_pair", eval.samples_per_pair));
   CF_RETURN_IF_ERROR(PositiveInt("eval.crops_per_site", eval.crops_per_site));
+  if (eval.sampler != "euler" && eval.sampler != "heun") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config key 'eval.sampler' must be euler or heun, got '", eval.sampler, "'"));
+  }
   if (flow.condition_drop < 0 || flow.condition_drop >= 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "config key 'flow.condition_drop' must be in [0, 1), got ", flow.condition_drop));

@@ -15,7 +15,8 @@
 //          grad_clip: 1.0, condition_drop: 0.1, beta: 1.0, ema_decay: 0.9999, warmup_steps: 0,
 //          checkpoint_every: 500, keep_last: 3, val_every: 500, val_pairs: 64,
 //          val_num_steps: 10, log_every: 10}
-//   eval: {num_steps: 50, guidance: 1.2, max_pairs: 5000, samples_per_pair: 1, extractor: "",
+//   eval: {num_steps: 50, sampler: euler, guidance: 1.2, max_pairs: 5000, samples_per_pair: 1,
+//   extractor: "",
 //          sample_sizes: [1000, 2500, 5000],
 //          grid_perturbations: 8, ground_truth: "", crops_per_site: 9}
 #ifndef CELLFLUX_TRAINER_TRAIN_CONFIG_H_
@@ -71,6 +72,7 @@ struct FlowStageConfig {
 
 struct EvalStageConfig {
   int64_t num_steps = 50;
+  std::string sampler = "euler";  // euler | heun (two velocity evaluations per step)
   double guidance = 1.2;
   int64_t max_pairs = 5000;
   // Draws per test pair, each from another control well and seed: > 1 gives a small split enough

@@ -87,4 +87,41 @@ JointLatent SampleEuler(const VelocityFn& v, JointLatent z0, const torch::Tensor
   return z;
 }
 
+JointLatent HeunAverage(const JointLatent& z, const JointLatent& r) {
+  JointLatent next;
+  next.image = 0.5 * (z.image + r.image);                     // [N, C, h, w]
+  if (z.gene.defined()) next.gene = 0.5 * (z.gene + r.gene);  // [N, G]
+  return next;
+}
+
+const char* SamplerName(SamplerKind kind) { return kind == SamplerKind::kHeun ? "heun" : "euler"; }
+
+JointLatent SampleHeun(const VelocityFn& v, JointLatent z0, const torch::Tensor& y,
+                       int64_t null_label, const SamplerOptions& options) {
+  TORCH_CHECK(options.num_steps >= 1, "SampleHeun: num_steps must be >= 1, got ",
+              options.num_steps);
+  const int64_t n = z0.image.size(0);
+  const int steps = options.num_steps;
+  const torch::TensorOptions f32 = z0.image.options().dtype(torch::kFloat32);
+  const torch::Tensor alpha = torch::full({n}, options.guidance_scale, f32);
+  const torch::Tensor dt = torch::full({n}, 1.0 / steps, f32);
+  JointLatent z = std::move(z0);
+  for (int i = 0; i < steps; ++i) {
+    const torch::Tensor t0 = torch::full({n}, static_cast<double>(i) / steps, f32);      // [N]
+    const torch::Tensor t1 = torch::full({n}, static_cast<double>(i + 1) / steps, f32);  // [N]
+    JointLatent predicted = EulerStep(z, GuidedVelocity(v, z, t0, y, alpha, null_label), dt);
+    JointLatent r =
+        EulerStep(predicted, GuidedVelocity(v, predicted, t1, y, alpha, null_label), dt);
+    z = HeunAverage(z, r);
+  }
+  return z;
+}
+
+JointLatent SampleFlow(const VelocityFn& v, JointLatent z0, const torch::Tensor& y,
+                       int64_t null_label, const SamplerOptions& options) {
+  return options.sampler == SamplerKind::kHeun
+             ? SampleHeun(v, std::move(z0), y, null_label, options)
+             : SampleEuler(v, std::move(z0), y, null_label, options);
+}
+
 }  // namespace cellflux

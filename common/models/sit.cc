@@ -20,10 +20,6 @@ torch::nn::Linear MakeLinear(int64_t in, int64_t out) {
   return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(true));
 }
 
-std::string Shape(const torch::Tensor& t) {
-  return t.defined() ? ShapeOf(t) : std::string("undefined");
-}
-
 }  // namespace
 
 torch::Tensor Modulate(const torch::Tensor& x, const torch::Tensor& shift,
@@ -64,7 +60,7 @@ torch::Tensor SinCos2dPositionEmbedding(int64_t dim, int64_t grid) {
 
 torch::Tensor DropConditions(const torch::Tensor& y, double p, int64_t null_label,
                              torch::Generator gen) {
-  TORCH_CHECK(y.dim() == 1, "DropConditions: y must be [N], got ", Shape(y));
+  TORCH_CHECK(y.dim() == 1, "DropConditions: y must be [N], got ", ShapeOf(y));
   if (p <= 0) return y;
   torch::Tensor u = torch::rand({y.size(0)}, gen,
                                 torch::TensorOptions().dtype(torch::kFloat32).device(y.device()));
@@ -142,8 +138,7 @@ torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
   return fc2->forward(torch::gelu(fc1->forward(x), "tanh"));
 }
 
-SiTBlockImpl::SiTBlockImpl(int64_t hidden_size, int64_t num_heads, double mlp_ratio)
-    : hidden_size_(hidden_size) {
+SiTBlockImpl::SiTBlockImpl(int64_t hidden_size, int64_t num_heads, double mlp_ratio) {
   attn = register_module("attn", Attention(hidden_size, num_heads));
   mlp = register_module("mlp", Mlp(hidden_size, static_cast<int64_t>(hidden_size * mlp_ratio)));
   ada_linear_ = MakeLinear(hidden_size, 6 * hidden_size);
@@ -162,8 +157,7 @@ torch::Tensor SiTBlockImpl::forward(const torch::Tensor& x, const torch::Tensor&
                         mlp->forward(Modulate(PlainLayerNorm(h), shift_mlp, scale_mlp)));
 }
 
-FinalLayerImpl::FinalLayerImpl(int64_t hidden_size, int64_t patch_size, int64_t out_channels)
-    : hidden_size_(hidden_size) {
+FinalLayerImpl::FinalLayerImpl(int64_t hidden_size, int64_t patch_size, int64_t out_channels) {
   linear =
       register_module("linear", MakeLinear(hidden_size, patch_size * patch_size * out_channels));
   ada_linear_ = MakeLinear(hidden_size, 2 * hidden_size);
@@ -177,8 +171,7 @@ torch::Tensor FinalLayerImpl::forward(const torch::Tensor& x, const torch::Tenso
 }
 
 GeneFinalLayerImpl::GeneFinalLayerImpl(int64_t hidden_size, int64_t gene_tokens,
-                                       int64_t gene_latent_dim)
-    : hidden_size_(hidden_size) {
+                                       int64_t gene_latent_dim) {
   linear = register_module("linear", MakeLinear(gene_tokens * hidden_size, gene_latent_dim));
   ada_linear_ = MakeLinear(hidden_size, 2 * hidden_size);
   adaLN_modulation =
@@ -264,21 +257,21 @@ SiTOutput SiTImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const
   const int64_t size = config_.input_size;
   TORCH_CHECK(
       x.dim() == 4 && x.size(1) == config_.in_channels && x.size(2) == size && x.size(3) == size,
-      "SiT: x must be [N, ", config_.in_channels, ", ", size, ", ", size, "], got ", Shape(x));
+      "SiT: x must be [N, ", config_.in_channels, ", ", size, ", ", size, "], got ", ShapeOf(x));
   const int64_t n = x.size(0);
-  TORCH_CHECK(t.dim() == 1 && t.size(0) == n, "SiT: t must be [", n, "], got ", Shape(t));
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == n, "SiT: t must be [", n, "], got ", ShapeOf(t));
   TORCH_CHECK(y.dim() == 1 && y.size(0) == n && y.scalar_type() == torch::kInt64,
-              "SiT: y must be int64 [", n, "], got ", Shape(y), " ",
+              "SiT: y must be int64 [", n, "], got ", ShapeOf(y), " ",
               c10::toString(y.scalar_type()));
   const bool has_gene = config_.gene_latent_dim > 0;
   if (has_gene) {
     TORCH_CHECK(gene.defined() && gene.dim() == 2 && gene.size(0) == n &&
                     gene.size(1) == config_.gene_latent_dim,
-                "SiT: gene must be [", n, ", ", config_.gene_latent_dim, "], got ", Shape(gene));
+                "SiT: gene must be [", n, ", ", config_.gene_latent_dim, "], got ", ShapeOf(gene));
   } else {
     TORCH_CHECK(!gene.defined(),
                 "SiT: this model has no gene tokens (gene_latent_dim = 0) but a gene tensor ",
-                Shape(gene), " was given");
+                ShapeOf(gene), " was given");
   }
 
   torch::Tensor tokens = x_embedder->forward(x) + pos_embed;          // [N, T, D]

@@ -128,7 +128,6 @@ class SiTBlockImpl : public torch::nn::Module {
 
  private:
   torch::nn::Linear ada_linear_{nullptr};  // = adaLN_modulation[1]
-  int64_t hidden_size_;
 };
 TORCH_MODULE(SiTBlock);
 
@@ -142,7 +141,6 @@ class FinalLayerImpl : public torch::nn::Module {
 
  private:
   torch::nn::Linear ada_linear_{nullptr};  // = adaLN_modulation[1]
-  int64_t hidden_size_;
 };
 TORCH_MODULE(FinalLayer);
 
@@ -156,7 +154,6 @@ class GeneFinalLayerImpl : public torch::nn::Module {
 
  private:
   torch::nn::Linear ada_linear_{nullptr};  // = adaLN_modulation[1]
-  int64_t hidden_size_;
 };
 TORCH_MODULE(GeneFinalLayer);
 

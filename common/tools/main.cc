@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
     verbs.emplace_back(sub, cmd.setup(sub));
   }
   CLI11_PARSE(app, argc, argv);
-  cellflux::LogRuntime("cellflux-tool", c10::Device(c10::kCPU));
+  cellflux::ConfigureRuntime("cellflux-tool", c10::Device(c10::kCPU));
   for (auto& [sub, run] : verbs) {
     if (sub->parsed()) return run();
   }

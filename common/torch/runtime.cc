@@ -74,7 +74,7 @@ absl::StatusOr<c10::Device> ParseDevice(const std::string& spec) {
       absl::StrCat("device '", spec, "': expected cpu, cuda, cuda:N or auto"));
 }
 
-void LogRuntime(const std::string& binary, const c10::Device& device, int threads) {
+void ConfigureRuntime(const std::string& binary, const c10::Device& device, int threads) {
   const AllocatorTuning malloc_tuning = TuneAllocatorForTensors();
   // Debian's LibTorch (OpenMP) starts with ONE intra-op thread on this 2-core VM
   // (omp_get_max_threads() = 1), so 0 means one thread per core here, not the library default.

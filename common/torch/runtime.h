@@ -1,4 +1,5 @@
-// What LibTorch runs on: version, device, threads and BLAS. Every binary logs this at start-up.
+// What LibTorch runs on: version, device, threads and BLAS. Every binary configures and logs it at
+// start-up (ConfigureRuntime).
 #ifndef CELLFLUX_COMMON_TORCH_RUNTIME_H_
 #define CELLFLUX_COMMON_TORCH_RUNTIME_H_
 
@@ -25,10 +26,11 @@ RuntimeInfo GetRuntimeInfo();
 // FAILED_PRECONDITION when CUDA is asked for but absent.
 absl::StatusOr<c10::Device> ParseDevice(const std::string& spec);
 
-// Tunes malloc for tensor buffers (common/util/allocator.h), sets intra-op threads (0 = one per
-// core: Debian's OpenMP LibTorch would use one), then logs one line with the LibTorch version,
-// device, thread count, BLAS and malloc tuning, plus a WARNING when the slow reference BLAS is in use.
-void LogRuntime(const std::string& binary, const c10::Device& device, int threads = 0);
+// A binary's start-up: tunes malloc for tensor buffers (common/util/allocator.h), sets intra-op
+// threads (0 = one per core: Debian's OpenMP LibTorch would use one), then logs one line with the
+// LibTorch version, device, thread count, BLAS and malloc tuning, plus a WARNING when the slow
+// reference BLAS is in use. Call once, before the first tensor op.
+void ConfigureRuntime(const std::string& binary, const c10::Device& device, int threads = 0);
 
 }  // namespace cellflux
 

@@ -125,7 +125,9 @@ TensorMap StateDict(const torch::nn::Module& module) {
   return out;
 }
 
-std::string ShapeOf(const torch::Tensor& t) { return io::ShapeString(t.sizes().vec()); }
+std::string ShapeOf(const torch::Tensor& t) {
+  return t.defined() ? io::ShapeString(t.sizes().vec()) : std::string("undefined");
+}
 
 torch::Tensor RowScale(const torch::Tensor& s, const torch::Tensor& x) {
   std::vector<int64_t> shape(x.dim(), 1);

@@ -54,6 +54,8 @@ struct LoadStateDictOptions {
 absl::Status LoadStateDict(torch::nn::Module& module, const TensorMap& tensors,
                            const std::string& label, const LoadStateDictOptions& options = {});
 
+// "[2, 3, 4]" (the one shape-to-string of the tree, via io::ShapeString), "undefined" for an
+// undefined tensor.
 std::string ShapeOf(const torch::Tensor& t);
 
 // s: [N] → [N, 1, ..., 1] with x's rank and dtype, so that s * x scales x row by row.

@@ -154,6 +154,8 @@ TEST_F(CliTest, SigintStopsTheScreenAndARerunResumes) {
   EXPECT_EQ(server_.service().calls(), 12);
   EXPECT_THAT(output, HasSubstr("12/12 rows done (" + std::to_string(first_calls) +
                                 " from an earlier run)"));
+  // A screen is bulk work: it asks to be admitted after interactive requests.
+  EXPECT_EQ(server_.service().last_request().options().priority(), cellflux::v1::BATCH);
 }
 
 TEST_F(CliTest, BadFlagsExitWithTwo) {

@@ -157,6 +157,29 @@ TEST(SamplerTest, LinearInTimeFieldGivesTheEulerSum) {
   EXPECT_FALSE(torch::allclose(z1.image, z0.image + a.image + 0.5 * b.image, 1e-3, 1e-3));
 }
 
+TEST(SamplerTest, HeunIntegratesALinearInTimeFieldExactly) {
+  // v = a + b·t: Heun is the trapezoid rule in t, exact for a linear field: z1 = z0 + a + b/2,
+  // with the velocity at t_i and t_{i+1} of every step (2N calls).
+  JointLatent z0 = RandomLatent(2, 8), a = RandomLatent(2, 9), b = RandomLatent(2, 10);
+  std::vector<float> seen_t;
+  VelocityFn v = [&](const JointLatent&, const torch::Tensor& t, const torch::Tensor&) {
+    seen_t.push_back(t[0].item<float>());
+    return JointLatent{a.image + b.image * t.view({-1, 1, 1, 1}),
+                       a.gene + b.gene * t.view({-1, 1})};
+  };
+  SamplerOptions options;
+  options.num_steps = 4;
+  options.sampler = SamplerKind::kHeun;
+  JointLatent z1 = SampleFlow(v, z0, torch::zeros({2}, torch::kInt64), kNull, options);
+  EXPECT_EQ(seen_t, (std::vector<float>{0, 0.25f, 0.25f, 0.5f, 0.5f, 0.75f, 0.75f, 1}));
+  EXPECT_TRUE(torch::allclose(z1.image, z0.image + a.image + 0.5 * b.image, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(z1.gene, z0.gene + a.gene + 0.5 * b.gene, 1e-5, 1e-5));
+  // HeunAverage is the mean of its two arguments, row by row.
+  JointLatent m = HeunAverage(a, b);
+  EXPECT_TRUE(torch::allclose(m.image, (a.image + b.image) / 2));
+  EXPECT_TRUE(torch::allclose(m.gene, (a.gene + b.gene) / 2));
+}
+
 TEST(SamplerTest, GuidedSamplingCallsOneDoubleBatchPerStepAndIsDeterministic) {
   JointLatent z0 = RandomLatent(2, 11);
   torch::Tensor y = torch::tensor({3, 4}, torch::kInt64);

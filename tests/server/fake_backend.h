@@ -7,7 +7,13 @@
 // back to 12-bit pixels and returns the gene part as the expression.
 //
 // Hooks for tests: counters of calls and rows, gates that Step and Decode wait on (to hold the
-// batch or decode thread inside the "model" while a test fills the queue), and error injection.
+// step loop or a codec worker inside the "model" while a test fills the queue), and error
+// injection.
+//
+// Contract checker: every call checks backend.h's concurrency contract (Step only on "cf-batch"
+// and never two at once; Encode/Decode only on "cf-codec" or "cf-batch", at most
+// codec_threads + 1 at once and at most codec_threads beside a Step; no call after
+// MarkStopped()). A breach is recorded, not thrown; tests assert violations() is empty.
 #ifndef CELLFLUX_TESTS_SERVER_FAKE_BACKEND_H_
 #define CELLFLUX_TESTS_SERVER_FAKE_BACKEND_H_
 
@@ -21,6 +27,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "server/backend.h"
 
@@ -59,6 +66,7 @@ class FakeBackend : public Backend {
   int64_t DeviceMemoryBytes() const override { return device_memory_bytes.load(); }
 
   absl::StatusOr<JointLatent> Encode(const std::vector<EncodeItem>& items) override {
+    CodecCall call(this, "Encode");
     const int c = static_cast<int>(info_.channel_names.size());
     const int s = info_.image_size;
     const int g = static_cast<int>(info_.gene_ids.size());
@@ -89,12 +97,22 @@ class FakeBackend : public Backend {
   }
 
   absl::StatusOr<JointLatent> Step(const StepBatch& batch) override {
+    StepCall call(this);
     {
       absl::MutexLock lock(&mu_);
       in_step_ += 1;
-      mu_.Await(absl::Condition(&gate_open_));
+      auto may_pass = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return gate_open_ || step_permits_ > 0;
+      };
+      mu_.Await(absl::Condition(&may_pass));
+      if (!gate_open_) step_permits_ -= 1;
       step_calls_ += 1;
       batch_sizes_.push_back(batch.z.image.size(0));
+      std::vector<int64_t> labels;
+      for (int64_t i = 0; i < batch.labels.size(0); ++i) {
+        labels.push_back(batch.labels[i].item<int64_t>());
+      }
+      step_labels_.push_back(std::move(labels));
     }
     if (fail_step_) return absl::ResourceExhaustedError("fake out of memory");
     const int64_t n = batch.z.image.size(0);
@@ -118,12 +136,11 @@ class FakeBackend : public Backend {
   }
 
   absl::StatusOr<std::vector<SampleOutput>> Decode(const JointLatent& z) override {
+    CodecCall call(this, "Decode");
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(&decode_gate_open_));
-      char thread_name[16] = {0};
-      pthread_getname_np(pthread_self(), thread_name, sizeof(thread_name));
-      if (hold_next_decode_ && hold_thread_ == thread_name) {
+      if (hold_next_decode_ && hold_thread_ == ThreadName()) {
         hold_next_decode_ = false;
         decode_held_ = true;
         auto released = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !decode_held_; };
@@ -155,7 +172,31 @@ class FakeBackend : public Backend {
     absl::MutexLock lock(&mu_);
     gate_open_ = true;
   }
-  // Decode waits while this gate is closed (to hold the decode thread inside the "model").
+  // With the gate closed: lets `n` more Step calls through.
+  void AllowSteps(int n) {
+    absl::MutexLock lock(&mu_);
+    step_permits_ += n;
+  }
+  // Contract checker: how many codec threads the scheduler runs (default 1), and from when on no
+  // call may come (after Scheduler::Stop returned).
+  void set_codec_threads(int n) {
+    absl::MutexLock lock(&mu_);
+    codec_threads_ = n;
+  }
+  void MarkStopped() {
+    absl::MutexLock lock(&mu_);
+    stopped_ = true;
+  }
+  std::vector<std::string> violations() {
+    absl::MutexLock lock(&mu_);
+    return violations_;
+  }
+  // The most Encode/Decode calls seen at once, and beside a Step.
+  int max_codec_overlap() {
+    absl::MutexLock lock(&mu_);
+    return max_codec_overlap_;
+  }
+  // Decode waits while this gate is closed (to hold a codec worker inside the "model").
   void CloseDecodeGate() {
     absl::MutexLock lock(&mu_);
     decode_gate_open_ = false;
@@ -186,14 +227,14 @@ class FakeBackend : public Backend {
     auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return step_calls_ >= n; };
     return mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
   }
-  // Blocks until Encode has returned from `n` calls in total (the codec thread encodes queued
+  // Blocks until Encode has returned from `n` calls in total (the codec stage encodes queued
   // tasks ahead of admission; tests that count rows per forward wait for it).
   void AwaitEncodeCalls(int n) {
     absl::MutexLock lock(&mu_);
     auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return encode_calls_ >= n; };
     mu_.Await(absl::Condition(&reached));
   }
-  // Blocks until the batch thread has entered Step at least `n` times in total.
+  // Blocks until the step loop has entered Step at least `n` times in total.
   void AwaitInStep(int n) {
     absl::MutexLock lock(&mu_);
     auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_step_ >= n; };
@@ -217,13 +258,83 @@ class FakeBackend : public Backend {
     absl::MutexLock lock(&mu_);
     return batch_sizes_;
   }
+  // The labels of the rows of each Step call, in call order.
+  std::vector<std::vector<int64_t>> step_labels() {
+    absl::MutexLock lock(&mu_);
+    return step_labels_;
+  }
 
  private:
+  static std::string ThreadName() {
+    char name[16] = {0};
+    pthread_getname_np(pthread_self(), name, sizeof(name));
+    return name;
+  }
+  void ViolationLocked(std::string what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    violations_.push_back(absl::StrCat(what, " (on thread \"", ThreadName(), "\")"));
+  }
+  // RAII: one Encode/Decode call in flight, checked against the contract on entry.
+  class CodecCall {
+   public:
+    CodecCall(FakeBackend* b, const char* what) : b_(b) {
+      absl::MutexLock lock(&b_->mu_);
+      const std::string thread = ThreadName();
+      if (thread != "cf-codec" && thread != "cf-batch") {
+        b_->ViolationLocked(absl::StrCat(what, " outside the scheduler's threads"));
+      }
+      if (b_->stopped_) b_->ViolationLocked(absl::StrCat(what, " after Stop returned"));
+      b_->in_codec_now_ += 1;
+      b_->max_codec_overlap_ = std::max(b_->max_codec_overlap_, b_->in_codec_now_);
+      if (b_->in_codec_now_ > b_->codec_threads_ + 1) {
+        b_->ViolationLocked(absl::StrCat(b_->in_codec_now_, " Encode/Decode calls at once"));
+      }
+      if (b_->in_step_now_ > 0 && b_->in_codec_now_ > b_->codec_threads_) {
+        b_->ViolationLocked(
+            absl::StrCat(b_->in_codec_now_, " Encode/Decode calls beside a running Step"));
+      }
+    }
+    ~CodecCall() {
+      absl::MutexLock lock(&b_->mu_);
+      b_->in_codec_now_ -= 1;
+    }
+
+   private:
+    FakeBackend* b_;
+  };
+  class StepCall {
+   public:
+    explicit StepCall(FakeBackend* b) : b_(b) {
+      absl::MutexLock lock(&b_->mu_);
+      if (ThreadName() != "cf-batch") b_->ViolationLocked("Step outside the step loop");
+      if (b_->stopped_) b_->ViolationLocked("Step after Stop returned");
+      if (b_->in_step_now_ > 0) b_->ViolationLocked("two Steps at once");
+      if (b_->in_codec_now_ > b_->codec_threads_) {
+        b_->ViolationLocked(
+            absl::StrCat("Step beside ", b_->in_codec_now_, " Encode/Decode calls"));
+      }
+      b_->in_step_now_ += 1;
+    }
+    ~StepCall() {
+      absl::MutexLock lock(&b_->mu_);
+      b_->in_step_now_ -= 1;
+    }
+
+   private:
+    FakeBackend* b_;
+  };
+
   ModelInfo info_;
   std::atomic<bool> fail_encode_{false};
   std::atomic<bool> fail_step_{false};
   absl::Mutex mu_;
   bool gate_open_ ABSL_GUARDED_BY(mu_) = true;
+  int step_permits_ ABSL_GUARDED_BY(mu_) = 0;
+  int codec_threads_ ABSL_GUARDED_BY(mu_) = 1;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  int in_step_now_ ABSL_GUARDED_BY(mu_) = 0;
+  int in_codec_now_ ABSL_GUARDED_BY(mu_) = 0;
+  int max_codec_overlap_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::string> violations_ ABSL_GUARDED_BY(mu_);
   bool decode_gate_open_ ABSL_GUARDED_BY(mu_) = true;
   bool hold_next_decode_ ABSL_GUARDED_BY(mu_) = false;
   std::string hold_thread_ ABSL_GUARDED_BY(mu_);
@@ -233,6 +344,7 @@ class FakeBackend : public Backend {
   int encode_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int decode_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<int64_t> batch_sizes_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::vector<int64_t>> step_labels_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace cellflux::server::testing

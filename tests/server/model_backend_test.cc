@@ -10,10 +10,12 @@
 #include <memory>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/checkpoint/checkpoint.h"
 #include "common/checkpoint/model_bundle.h"
 #include "common/data/manifest.h"
+#include "common/flow/sampler.h"
 #include "common/models/cellflux_model.h"
 #include "common/util/logging.h"
 #include "server/control_bank.h"
@@ -69,9 +71,10 @@ class ModelBackendTest : public ::testing::Test {
 
   // Runs the given tasks through one scheduler; returns their results in order.
   std::vector<absl::StatusOr<PredictResult>> Run(std::shared_ptr<Backend> backend,
-                                                 std::vector<std::unique_ptr<PredictTask>> tasks) {
+                                                 std::vector<std::unique_ptr<PredictTask>> tasks,
+                                                 int max_batch = 8) {
     SchedulerOptions o;
-    o.max_batch = 8;
+    o.max_batch = max_batch;
     auto scheduler = Scheduler::Create(o, nullptr);
     EXPECT_TRUE(scheduler.ok());
     std::vector<absl::StatusOr<PredictResult>> results(tasks.size(), absl::UnknownError(""));
@@ -105,6 +108,44 @@ class ModelBackendTest : public ::testing::Test {
 };
 
 std::string* ModelBackendTest::dir_ = nullptr;
+
+// The real backend with a gate on Step, so a test decides which rows share the forwards (the
+// step loop admits whatever is encoded when it looks; without the gate that depends on thread
+// speed).
+class GatedBackend final : public Backend {
+ public:
+  explicit GatedBackend(std::shared_ptr<Backend> inner) : inner_(std::move(inner)) {}
+  const ModelInfo& info() const override { return inner_->info(); }
+  absl::StatusOr<JointLatent> Encode(const std::vector<EncodeItem>& items) override {
+    return inner_->Encode(items);
+  }
+  absl::StatusOr<JointLatent> Step(const StepBatch& batch) override {
+    {
+      absl::MutexLock lock(&mu_);
+      ++entered_;
+      mu_.Await(absl::Condition(&open_));
+    }
+    return inner_->Step(batch);
+  }
+  absl::StatusOr<std::vector<SampleOutput>> Decode(const JointLatent& z) override {
+    return inner_->Decode(z);
+  }
+  void Open() {
+    absl::MutexLock lock(&mu_);
+    open_ = true;
+  }
+  void AwaitEntered(int n) {
+    absl::MutexLock lock(&mu_);
+    auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return entered_ >= n; };
+    mu_.Await(absl::Condition(&reached));
+  }
+
+ private:
+  std::shared_ptr<Backend> inner_;
+  absl::Mutex mu_;
+  bool open_ ABSL_GUARDED_BY(mu_) = false;
+  int entered_ ABSL_GUARDED_BY(mu_) = 0;
+};
 
 TEST_F(ModelBackendTest, LoadsTheCheckpointAndReportsIt) {
   auto backend = LoadModelBackend({*dir_});
@@ -160,17 +201,78 @@ TEST_F(ModelBackendTest, SamplesAreSeededAndIndependentOfBatchmates) {
   for (uint16_t v : a[0]->samples[0].pixels) ASSERT_LE(v, 4095);
   EXPECT_NE(a[0]->samples[0].pixels, a[0]->samples[1].pixels);  // different seeds
 
+  // The probe among others at other steps, labels and guidance. Which rows share which forward
+  // is fixed: a one-step blocker holds the step loop inside its forward (gate closed) until the
+  // four tasks are encoded, then all 8 samples enter the next forward together and leave as
+  // their steps run out (after 2, 3, 4 and 6 forwards).
+  auto gated = std::make_shared<GatedBackend>(*backend);
+  SchedulerOptions o;
+  o.max_batch = 9;  // the blocker + 8 rows
+  auto scheduler = Scheduler::Create(o, nullptr);
+  ASSERT_TRUE(scheduler.ok());
   std::vector<std::unique_ptr<PredictTask>> mixed;
+  mixed.push_back(Task(1, 1, 1, 0, 1.0));  // the blocker
   mixed.push_back(Task(3, 6, 99, 1, 1.0));
   mixed.push_back(Task(1, 2, 7, 9, 2.0));
   mixed.push_back(Task(2, 4, 11, 5, 1.5));  // the probe
   mixed.push_back(Task(2, 3, 5, 3, 1.2));
-  auto m = Run(*backend, std::move(mixed));
+  std::vector<absl::StatusOr<PredictResult>> m(mixed.size(), absl::UnknownError(""));
+  std::vector<absl::Notification> done(mixed.size());
+  for (size_t i = 0; i < mixed.size(); ++i) {
+    mixed[i]->backend = gated;
+    mixed[i]->done = [&m, &done, i](absl::StatusOr<PredictResult> r) {
+      m[i] = std::move(r);
+      done[i].Notify();
+    };
+    ASSERT_TRUE((*scheduler)->Schedule(&mixed[i]).ok());
+    if (i == 0) gated->AwaitEntered(1);
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(120);
+  while ((*scheduler)->NumReadySamples() < 8 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_EQ((*scheduler)->NumReadySamples(), 8);
+  gated->Open();
+  for (auto& d : done) d.WaitForNotification();
   for (auto& r : m) ASSERT_TRUE(r.ok()) << r.status();
   for (int k = 0; k < 2; ++k) {
-    EXPECT_EQ(m[2]->samples[k].pixels, a[0]->samples[k].pixels) << "sample " << k;
-    EXPECT_EQ(m[2]->samples[k].expression, a[0]->samples[k].expression) << "sample " << k;
+    EXPECT_EQ(m[3]->samples[k].pixels, a[0]->samples[k].pixels) << "sample " << k;
+    EXPECT_EQ(m[3]->samples[k].expression, a[0]->samples[k].expression) << "sample " << k;
   }
+}
+
+// Heun through the server's step loop gives the bits of Heun written out over the backend's own
+// Step (which is GuidedVelocity + EulerStep, so this is SampleHeun's arithmetic on the model).
+TEST_F(ModelBackendTest, HeunRequestMatchesHeunWrittenOut) {
+  auto backend = LoadModelBackend({*dir_});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  std::vector<std::unique_ptr<PredictTask>> tasks;
+  tasks.push_back(Task(1, 3, 17, 2, 1.5));
+  tasks.back()->sampler = SamplerKind::kHeun;
+  auto r = Run(*backend, std::move(tasks));
+  ASSERT_TRUE(r[0].ok()) << r[0].status();
+
+  // The same z_0 (Encode), then z̃ = Step(z, t_i), r = Step(z̃, t_{i+1}), z ← (z + r)/2.
+  c10::InferenceMode guard;
+  auto z0 = (*backend)->Encode({EncodeItem{Control(), {17}}});
+  ASSERT_TRUE(z0.ok()) << z0.status();
+  JointLatent z = *z0;
+  auto step = [&](const JointLatent& at, int i) {
+    StepBatch b;
+    b.z = at;
+    b.t = torch::full({1}, static_cast<float>(i / 3.0));
+    b.dt = torch::full({1}, static_cast<float>(1.0 / 3));
+    b.guidance = torch::full({1}, 1.5f);
+    b.labels = torch::full({1}, 2, torch::kInt64);
+    auto next = (*backend)->Step(b);
+    EXPECT_TRUE(next.ok()) << next.status();
+    return *next;
+  };
+  for (int i = 0; i < 3; ++i) z = HeunAverage(z, step(step(z, i), i + 1));
+  auto out = (*backend)->Decode(z);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(r[0]->samples[0].pixels, (*out)[0].pixels);
+  EXPECT_EQ(r[0]->samples[0].expression, (*out)[0].expression);
 }
 
 // Row-wise at the backend's own boundaries, for every batch size the scheduler can make: a row

@@ -1,15 +1,24 @@
 // Scheduler tests against the fake backend: continuous batching, request batching, queue bound,
-// deadlines, cancellation, determinism under batching, failures, model swap and Stop().
+// deadlines, cancellation, determinism under batching, failures, model swap, Stop(), the sample
+// state table, the backend concurrency contract, priorities and the Heun sampler. Every test
+// decides its interleaving with the fake's gates and the fake clock; the fake records any call
+// that breaks backend.h's concurrency contract and TearDown fails the test on one.
 #include "server/scheduler.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
+#include <pthread.h>
 
+#include <map>
 #include <memory>
 #include <numeric>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+#include "common/flow/sampler.h"
 #include "tests/server/fake_backend.h"
 
 namespace cellflux::server {
@@ -26,6 +35,8 @@ struct Outcome {
 
 class SchedulerTest : public ::testing::Test {
  protected:
+  void TearDown() override { EXPECT_THAT(backend_->violations(), ::testing::IsEmpty()); }
+
   std::unique_ptr<Scheduler> Make(SchedulerOptions options) {
     options.clock = &clock_;
     auto s = Scheduler::Create(options, &metrics_);
@@ -44,8 +55,12 @@ class SchedulerTest : public ::testing::Test {
 
   std::unique_ptr<PredictTask> Task(Outcome* out, int samples, int steps, uint64_t seed,
                                     int64_t label = 3, double guidance = 1.5,
-                                    std::shared_ptr<Backend> backend = nullptr) {
+                                    std::shared_ptr<Backend> backend = nullptr,
+                                    Priority priority = Priority::kInteractive,
+                                    SamplerKind sampler = SamplerKind::kEuler) {
     auto t = std::make_unique<PredictTask>();
+    t->priority = priority;
+    t->sampler = sampler;
     t->backend = backend ? backend : backend_;
     t->control = Control();
     t->label = label;
@@ -62,7 +77,7 @@ class SchedulerTest : public ::testing::Test {
     return t;
   }
 
-  // Waits until `n` queued samples are encoded and admittable (the codec thread stores them
+  // Waits until `n` queued samples are encoded and admittable (the codec stage stores them
   // after Encode returns; a fake forward is fast enough to run past that window).
   static void AwaitReady(const Scheduler& s, int64_t n) {
     const absl::Time deadline = absl::Now() + absl::Seconds(10);
@@ -71,10 +86,12 @@ class SchedulerTest : public ::testing::Test {
   }
 
   absl::StatusOr<PredictResult> RunAlone(int samples, int steps, uint64_t seed, int64_t label,
-                                         double guidance) {
+                                         double guidance,
+                                         SamplerKind sampler = SamplerKind::kEuler) {
     auto s = Make({});
     Outcome out;
-    auto task = Task(&out, samples, steps, seed, label, guidance);
+    auto task =
+        Task(&out, samples, steps, seed, label, guidance, nullptr, Priority::kInteractive, sampler);
     EXPECT_TRUE(s->Schedule(&task).ok());
     out.done.WaitForNotification();
     return out.result;
@@ -84,7 +101,7 @@ class SchedulerTest : public ::testing::Test {
   prometheus::Registry registry_;
   ServerMetrics metrics_{registry_};
   std::shared_ptr<FakeBackend> backend_ = std::make_shared<FakeBackend>();
-  std::atomic<int> completed_{0};  // written by the batch thread only
+  std::atomic<int> completed_{0};  // written by whichever scheduler thread calls done
 };
 
 TEST_F(SchedulerTest, OptionsAreValidated) {
@@ -105,7 +122,7 @@ TEST_F(SchedulerTest, RunsOneRequestToTheEnd) {
     EXPECT_EQ(s.pixels.size(), info.channel_names.size() * info.image_size * info.image_size);
     EXPECT_EQ(s.expression.size(), info.gene_ids.size());
   }
-  // All three samples share each forward: 7 steps, one encode (one control); the codec thread
+  // All three samples share each forward: 7 steps, one encode (one control); the codec stage
   // decodes one sample per call.
   EXPECT_EQ(backend_->step_calls(), 7);
   EXPECT_EQ(backend_->encode_calls(), 1);
@@ -180,7 +197,7 @@ TEST_F(SchedulerTest, ContinuousBatchingAdmitsIntoRowsFreedMidFlight) {
   EXPECT_EQ(backend_->batch_sizes(), expected);
 }
 
-// Encoding and decoding run on the codec thread: while one request's samples are being
+// Encoding and decoding run in the codec stage: while one request's samples are being
 // decoded, the batch goes on stepping the others (before, the batch thread decoded them itself
 // and stood still), and a queued request is encoded while a forward runs.
 TEST_F(SchedulerTest, StepsGoOnWhileFinishedRowsAreDecoded) {
@@ -210,41 +227,40 @@ TEST_F(SchedulerTest, StepsGoOnWhileFinishedRowsAreDecoded) {
   EXPECT_DOUBLE_EQ(a.result->compute_seconds, 2.0);
 }
 
-// When the codec thread is stuck in a long decode and another finished sample waits, the batch
-// thread (with free rows) decodes it between forwards instead of leaving it behind. (Without
-// that, neither A nor B is done while the codec is held.)
+// When the codec worker is stuck in a long decode and another finished sample waits, the step
+// loop (with free rows) decodes it between forwards instead of leaving it behind. (Without that,
+// neither A nor B is done while the worker is held.) The interleaving is fixed by the gates: A
+// and B are encoded while the step loop is held inside C's first forward, so the worker is idle
+// when they retire; it takes A (the first retired) and is held there, and the step loop may only
+// help a busy worker, so B is decoded by the step loop.
 TEST_F(SchedulerTest, BatchThreadDecodesWhileTheCodecIsBusy) {
   SchedulerOptions o;
   o.max_batch = 4;
   auto s = Make(o);
   backend_->CloseGate();
   Outcome a, b, c;
+  auto tc = Task(&c, 1, 1000000, 3);  // outlives the test: keeps the batch busy
+  auto cancel_c = tc->cancelled;
+  ASSERT_TRUE(s->Schedule(&tc).ok());
+  backend_->AwaitInStep(1);  // C alone in the first forward, held there
+  backend_->HoldNextDecodeOn("cf-codec");
   auto ta = Task(&a, 1, 1, 1);
   auto tb = Task(&b, 1, 1, 2);
-  auto tc = Task(&c, 1, 1000, 3);
-  auto cancel_c = tc->cancelled;
   ASSERT_TRUE(s->Schedule(&ta).ok());
   ASSERT_TRUE(s->Schedule(&tb).ok());
-  ASSERT_TRUE(s->Schedule(&tc).ok());
-  backend_->AwaitEncodeCalls(3);
-  backend_->AwaitInStep(1);
-  backend_->HoldNextDecodeOn("cf-codec");
-  backend_->OpenGate();  // A and B retire after a forward; C goes on
-  ASSERT_TRUE(backend_->AwaitDecodeHeld(absl::Seconds(10)));
-  // The codec thread is stuck in one of the two decodes; the other is done meanwhile.
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (!a.done.HasBeenNotified() && !b.done.HasBeenNotified() && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  EXPECT_NE(a.done.HasBeenNotified(), b.done.HasBeenNotified())  // exactly one is done
+  AwaitReady(*s, 2);     // the worker has encoded both and is idle (invariant in codec_stage.h)
+  backend_->OpenGate();  // A and B join C's second forward and retire together
+  ASSERT_TRUE(backend_->AwaitDecodeHeld(absl::Seconds(60)));
+  ASSERT_TRUE(b.done.WaitForNotificationWithTimeout(absl::Seconds(60)))
       << "forwards " << ::testing::PrintToString(backend_->batch_sizes()) << ", decodes "
       << backend_->decode_calls() << ", active " << s->NumActiveSamples();
+  EXPECT_FALSE(a.done.HasBeenNotified());  // its decode is still held on the worker
   backend_->ReleaseHeldDecode();
   a.done.WaitForNotification();
-  b.done.WaitForNotification();
   EXPECT_TRUE(a.result.ok() && b.result.ok());
   cancel_c->store(true);
   c.done.WaitForNotification();
+  EXPECT_EQ(c.result.status().code(), absl::StatusCode::kCancelled);
 }
 
 TEST_F(SchedulerTest, RequestModeWaitsForDelayOrFullBatch) {
@@ -465,10 +481,277 @@ TEST_F(SchedulerTest, MetricsCountStepsAndSamples) {
   double steps = 0, samples = 0;
   for (const auto& family : registry_.Collect()) {
     if (family.name == "cellflux_euler_steps_total") steps = family.metric[0].counter.value;
-    if (family.name == "cellflux_samples_total") samples = family.metric[0].counter.value;
+    if (family.name != "cellflux_samples_total") continue;
+    for (const auto& m : family.metric) {
+      if (m.label[0].value == "interactive") samples = m.counter.value;
+    }
   }
   EXPECT_EQ(steps, 10);
   EXPECT_EQ(samples, 2);
+}
+
+// ---- The sample state machine (sample.h).
+
+TEST(SampleStateTest, OnlyTheDocumentedTransitionsAreAllowed) {
+  using S = SampleState;
+  const std::vector<std::pair<S, S>> allowed = {
+      {S::kQueued, S::kEncoding}, {S::kEncoding, S::kReady},   {S::kReady, S::kRunning},
+      {S::kRunning, S::kRunning}, {S::kRunning, S::kDecoding}, {S::kDecoding, S::kDone}};
+  const std::vector<S> all = {S::kQueued,   S::kEncoding, S::kReady,  S::kRunning,
+                              S::kDecoding, S::kDone,     S::kFailed, S::kCancelled};
+  for (S from : all) {
+    for (S to : all) {
+      const bool live = from != S::kDone && from != S::kFailed && from != S::kCancelled;
+      const bool to_end = to == S::kFailed || to == S::kCancelled;
+      const bool expected =
+          std::find(allowed.begin(), allowed.end(), std::make_pair(from, to)) != allowed.end() ||
+          (live && to_end);
+      EXPECT_EQ(IsAllowedTransition(from, to), expected)
+          << SampleStateName(from) << " → " << SampleStateName(to);
+    }
+  }
+  EXPECT_EQ(EndStateFor(absl::CancelledError("")), S::kCancelled);
+  EXPECT_EQ(EndStateFor(absl::DeadlineExceededError("")), S::kFailed);
+}
+
+// ---- The backend concurrency contract (backend.h), checked by the fake on every call.
+
+// The checker itself: two Steps at once and a Decode off the scheduler's threads are caught.
+TEST_F(SchedulerTest, ContractCheckerCatchesForbiddenOverlaps) {
+  FakeBackend checked;
+  JointLatent z{torch::zeros({1, 5, 8, 8}), torch::zeros({1, 4})};
+  StepBatch batch;
+  batch.z = z;
+  batch.t = torch::zeros({1});
+  batch.dt = torch::full({1}, 0.5f);
+  batch.guidance = torch::ones({1});
+  batch.labels = torch::zeros({1}, torch::kInt64);
+  checked.CloseGate();
+  auto step_on_batch_thread = [&] {
+    pthread_setname_np(pthread_self(), "cf-batch");
+    EXPECT_TRUE(checked.Step(batch).ok());
+  };
+  std::thread first(step_on_batch_thread);
+  checked.AwaitInStep(1);
+  std::thread second(step_on_batch_thread);
+  checked.AwaitInStep(2);
+  checked.OpenGate();
+  first.join();
+  second.join();
+  EXPECT_TRUE(checked.Decode(z).ok());  // on the test's own thread
+  checked.MarkStopped();
+  std::thread late(step_on_batch_thread);
+  late.join();
+  EXPECT_THAT(checked.violations(),
+              ::testing::ElementsAre(::testing::HasSubstr("two Steps at once"),
+                                     ::testing::HasSubstr("Decode outside the scheduler's threads"),
+                                     ::testing::HasSubstr("Step after Stop returned")));
+}
+
+// A busy mix (several codec workers, partial admissions, retirements every forward, a failure,
+// a cancellation, Stop) keeps the contract: TearDown checks the fake recorded no breach.
+TEST_F(SchedulerTest, BackendCallsKeepTheConcurrencyContract) {
+  SchedulerOptions o;
+  o.max_batch = 3;
+  o.codec_threads = 2;
+  backend_->set_codec_threads(2);
+  auto s = Make(o);
+  std::vector<std::unique_ptr<Outcome>> outs;
+  std::shared_ptr<std::atomic<bool>> cancel;
+  for (int i = 0; i < 12; ++i) {
+    outs.push_back(std::make_unique<Outcome>());
+    auto t = Task(outs.back().get(), 1 + i % 3, 1 + i % 4, 100 + i, i % 5, 1.0 + 0.5 * (i % 2),
+                  nullptr, i % 2 ? Priority::kBatch : Priority::kInteractive,
+                  i % 3 ? SamplerKind::kEuler : SamplerKind::kHeun);
+    if (i == 5) cancel = t->cancelled;
+    ASSERT_TRUE(s->Schedule(&t).ok());
+  }
+  cancel->store(true);
+  s->Stop();
+  backend_->MarkStopped();
+  for (size_t i = 0; i < outs.size(); ++i) {
+    ASSERT_TRUE(outs[i]->done.HasBeenNotified()) << i;
+    if (i != 5) EXPECT_TRUE(outs[i]->result.ok()) << i << ": " << outs[i]->result.status();
+  }
+  EXPECT_LE(backend_->max_codec_overlap(), 3);
+}
+
+// ---- Priorities (admission_queue.h).
+
+// Steps the held step loop once `ready` samples wait encoded, so every admission below sees the
+// same queue whatever the threads' speed.
+void StepWhenReady(FakeBackend& backend, const Scheduler& s, int forwards_entered, int64_t ready) {
+  backend.AwaitInStep(forwards_entered);
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (s.NumReadySamples() < ready && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_EQ(s.NumReadySamples(), ready);
+  backend.AllowSteps(1);
+}
+
+std::vector<int64_t> FirstLabels(const std::vector<std::vector<int64_t>>& forwards) {
+  std::vector<int64_t> labels;
+  for (const auto& f : forwards) labels.push_back(f.empty() ? -1 : f[0]);
+  return labels;
+}
+
+TEST_F(SchedulerTest, InteractiveOvertakesQueuedBatchAndBatchGetsItsTurn) {
+  SchedulerOptions o;
+  o.max_batch = 1;
+  o.batch_turn = 2;  // alternate while both wait
+  auto s = Make(o);
+  backend_->CloseGate();
+  Outcome x, b1, b2, i1, i2, i3;
+  auto tx = Task(&x, 1, 1, 1, /*label=*/0);
+  ASSERT_TRUE(s->Schedule(&tx).ok());
+  backend_->AwaitInStep(1);  // X holds the only row
+  auto batch = [&](Outcome* out, int64_t label) {
+    return Task(out, 1, 1, label, label, 1.5, nullptr, Priority::kBatch);
+  };
+  auto tb1 = batch(&b1, 10);
+  auto tb2 = batch(&b2, 11);
+  auto ti1 = Task(&i1, 1, 1, 1, /*label=*/1);
+  auto ti2 = Task(&i2, 1, 1, 2, /*label=*/2);
+  auto ti3 = Task(&i3, 1, 1, 3, /*label=*/3);
+  for (auto* t : {&tb1, &tb2, &ti1, &ti2, &ti3}) ASSERT_TRUE(s->Schedule(t).ok());
+  // Look-ahead max_batch = 1 per class: one interactive and one batch sample wait encoded.
+  StepWhenReady(*backend_, *s, 1, 2);  // X ends; I1 (interactive first) is admitted
+  StepWhenReady(*backend_, *s, 2, 2);  // B1: its turn after one interactive
+  StepWhenReady(*backend_, *s, 3, 2);  // I2
+  StepWhenReady(*backend_, *s, 4, 2);  // B2
+  StepWhenReady(*backend_, *s, 5, 1);  // I3 (no batch left)
+  backend_->OpenGate();
+  for (Outcome* out : {&x, &b1, &b2, &i1, &i2, &i3}) {
+    out->done.WaitForNotification();
+    EXPECT_TRUE(out->result.ok()) << out->result.status();
+  }
+  EXPECT_EQ(FirstLabels(backend_->step_labels()), (std::vector<int64_t>{0, 1, 10, 2, 11, 3}));
+  // Metrics by class: one histogram observation per task, in its class.
+  std::map<std::string, double> queued;
+  for (const auto& family : registry_.Collect()) {
+    if (family.name != "cellflux_queue_duration_seconds") continue;
+    for (const auto& m : family.metric) queued[m.label[0].value] = m.histogram.sample_count;
+  }
+  EXPECT_EQ(queued["interactive"], 4);
+  EXPECT_EQ(queued["batch"], 2);
+}
+
+TEST_F(SchedulerTest, WithTheDefaultTurnThreeInteractiveGoBeforeOneBatch) {
+  SchedulerOptions o;
+  o.max_batch = 1;
+  auto s = Make(o);  // batch_turn = 4
+  backend_->CloseGate();
+  std::vector<std::unique_ptr<Outcome>> outs;
+  auto add = [&](int64_t label, Priority p) {
+    outs.push_back(std::make_unique<Outcome>());
+    auto t = Task(outs.back().get(), 1, 1, label, label, 1.5, nullptr, p);
+    ASSERT_TRUE(s->Schedule(&t).ok());
+  };
+  add(0, Priority::kInteractive);
+  backend_->AwaitInStep(1);
+  add(10, Priority::kBatch);
+  add(11, Priority::kBatch);
+  for (int64_t label = 1; label <= 4; ++label) add(label, Priority::kInteractive);
+  // Held in forward k, the look-ahead holds the next interactive and the next batch sample; the
+  // last batch one waits alone in forward 6.
+  for (int forward = 1; forward <= 5; ++forward) StepWhenReady(*backend_, *s, forward, 2);
+  StepWhenReady(*backend_, *s, 6, 1);
+  backend_->OpenGate();
+  for (auto& out : outs) out->done.WaitForNotification();
+  EXPECT_EQ(FirstLabels(backend_->step_labels()), (std::vector<int64_t>{0, 1, 2, 3, 10, 4, 11}));
+}
+
+TEST_F(SchedulerTest, MaxQueueAppliesToEachClass) {
+  SchedulerOptions o;
+  o.max_batch = 1;
+  o.max_queue = 2;
+  auto s = Make(o);
+  backend_->CloseGate();
+  Outcome x, b, i, late;
+  auto tx = Task(&x, 1, 2, 1);
+  ASSERT_TRUE(s->Schedule(&tx).ok());
+  backend_->AwaitInStep(1);
+  auto tb = Task(&b, 2, 1, 2, 3, 1.5, nullptr, Priority::kBatch);  // the screen fills its class
+  ASSERT_TRUE(s->Schedule(&tb).ok());
+  EXPECT_EQ(s->SchedulingCapacity(Priority::kBatch), 0);
+  EXPECT_EQ(s->SchedulingCapacity(Priority::kInteractive), 2);
+  auto tlate = Task(&late, 1, 1, 4, 3, 1.5, nullptr, Priority::kBatch);
+  EXPECT_EQ(s->Schedule(&tlate).code(), absl::StatusCode::kResourceExhausted);
+  auto ti = Task(&i, 2, 1, 5);  // an interactive user still gets in
+  ASSERT_TRUE(s->Schedule(&ti).ok());
+  backend_->OpenGate();
+  for (Outcome* out : {&x, &b, &i}) {
+    out->done.WaitForNotification();
+    EXPECT_TRUE(out->result.ok());
+  }
+}
+
+// ---- Samplers.
+
+// Heun through the step loop gives the bits of Heun written out by hand on the same backend:
+// predictor z̃ = Step(z, t_i), r = Step(z̃, t_{i+1}), z ← (z + r)/2; two forwards per step.
+TEST_F(SchedulerTest, HeunRowsGiveTheBitsOfTheHandWrittenHeun) {
+  auto heun = RunAlone(2, 4, 21, 6, 1.5, SamplerKind::kHeun);
+  ASSERT_TRUE(heun.ok()) << heun.status();
+  EXPECT_EQ(backend_->step_calls(), 8);
+
+  FakeBackend reference;  // called from this thread: its contract checker is not consulted
+  auto control = Control();
+  auto z = reference.Encode({EncodeItem{control, {21, 22}}});
+  ASSERT_TRUE(z.ok());
+  JointLatent cur = *z;
+  auto step = [&](const JointLatent& at, int i) {
+    StepBatch b;
+    b.z = at;
+    b.t = torch::full({2}, static_cast<float>(i / 4.0));
+    b.dt = torch::full({2}, static_cast<float>(1.0 / 4));
+    b.guidance = torch::full({2}, 1.5f);
+    b.labels = torch::full({2}, 6, torch::kInt64);
+    return *reference.Step(b);
+  };
+  for (int i = 0; i < 4; ++i) cur = HeunAverage(cur, step(step(cur, i), i + 1));
+  for (int k = 0; k < 2; ++k) {
+    JointLatent row{cur.image.narrow(0, k, 1), cur.gene.narrow(0, k, 1)};
+    auto out = reference.Decode(row);
+    ASSERT_TRUE(out.ok());
+    EXPECT_EQ(heun->samples[k].pixels, (*out)[0].pixels) << k;
+    EXPECT_EQ(heun->samples[k].expression, (*out)[0].expression) << k;
+  }
+  auto euler = RunAlone(2, 4, 21, 6, 1.5);
+  ASSERT_TRUE(euler.ok());
+  EXPECT_NE(euler->samples[0].expression, heun->samples[0].expression);
+}
+
+// Rows of different samplers share forwards, and each gets the bits it gets alone.
+TEST_F(SchedulerTest, EulerAndHeunRowsShareForwards) {
+  auto euler_alone = RunAlone(1, 3, 5, 2, 1.5);
+  auto heun_alone = RunAlone(1, 3, 6, 4, 1.0, SamplerKind::kHeun);
+  ASSERT_TRUE(euler_alone.ok() && heun_alone.ok());
+  const int before = backend_->step_calls();
+
+  auto s = Make({});
+  backend_->CloseGate();
+  Outcome x, e, h;
+  auto tx = Task(&x, 1, 1, 9, 7);
+  ASSERT_TRUE(s->Schedule(&tx).ok());
+  backend_->AwaitInStep(before + 1);  // X's only forward, held: E and H get encoded meanwhile
+  auto te = Task(&e, 1, 3, 5, 2, 1.5);
+  auto th = Task(&h, 1, 3, 6, 4, 1.0, nullptr, Priority::kInteractive, SamplerKind::kHeun);
+  ASSERT_TRUE(s->Schedule(&te).ok());
+  ASSERT_TRUE(s->Schedule(&th).ok());
+  AwaitReady(*s, 2);
+  backend_->OpenGate();
+  for (Outcome* out : {&x, &e, &h}) out->done.WaitForNotification();
+  ASSERT_TRUE(e.result.ok() && h.result.ok());
+  EXPECT_EQ(e.result->samples[0].pixels, euler_alone->samples[0].pixels);
+  EXPECT_EQ(e.result->samples[0].expression, euler_alone->samples[0].expression);
+  EXPECT_EQ(h.result->samples[0].pixels, heun_alone->samples[0].pixels);
+  EXPECT_EQ(h.result->samples[0].expression, heun_alone->samples[0].expression);
+  // X alone, then E's 3 steps beside H's first 3 of 6 forwards, then H alone for 3.
+  std::vector<int64_t> sizes = backend_->batch_sizes();
+  sizes.erase(sizes.begin(), sizes.begin() + before);
+  EXPECT_EQ(sizes, (std::vector<int64_t>{1, 2, 2, 2, 1, 1, 1}));
 }
 
 }  // namespace

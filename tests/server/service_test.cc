@@ -137,7 +137,7 @@ class ServiceTest : public ::testing::Test {
     }
     return -1;
   }
-  // Polls a gauge until it has `value` (the batch thread updates it asynchronously).
+  // Polls a gauge until it has `value` (the step loop updates it asynchronously).
   void AwaitGauge(const std::string& name, double value) {
     for (int i = 0; i < 20000 && Gauge(name) != value; ++i) absl::SleepFor(absl::Milliseconds(1));
     ASSERT_EQ(Gauge(name), value) << name;
@@ -601,6 +601,24 @@ TEST_F(ServiceTest, SampleSeedsWrapAndReproduceAlone) {
   EXPECT_EQ(alone.predictions(0).SerializeAsString(), both.predictions(1).SerializeAsString());
 }
 
+// options.priority and options.sampler reach the scheduler: a BATCH request is counted in its
+// class, and HEUN runs two velocity evaluations per step.
+TEST_F(ServiceTest, PriorityAndSamplerReachTheScheduler) {
+  StartServer();
+  Serve();
+  v1::PredictRequest r = GoodRequest(1, 2, 3);
+  r.mutable_options()->set_priority(v1::BATCH);
+  r.mutable_options()->set_sampler(v1::HEUN);
+  v1::PredictResponse resp;
+  ASSERT_TRUE(Predict(r, &resp).ok());
+  EXPECT_EQ(resp.predictions_size(), 2);
+  ASSERT_FALSE(server_->metrics_ports().empty());
+  const std::string text = HttpGet(server_->metrics_ports()[0], "/metrics");
+  EXPECT_THAT(text, HasSubstr("cellflux_samples_total{priority=\"batch\"} 2"));
+  EXPECT_THAT(text, HasSubstr("cellflux_samples_total{priority=\"interactive\"} 0"));
+  EXPECT_THAT(text, HasSubstr("cellflux_euler_steps_total 12"));  // 2 rows × 3 steps × 2
+}
+
 TEST_F(ServiceTest, MetricsPassPromtool) {
   StartServer();
   Serve();
@@ -615,10 +633,10 @@ TEST_F(ServiceTest, MetricsPassPromtool) {
        {"cellflux_requests_total{", "code=\"INVALID_ARGUMENT\"",
         "cellflux_request_duration_seconds_bucket", "cellflux_queue_duration_seconds_bucket",
         "cellflux_compute_duration_seconds_bucket", "cellflux_batch_size_bucket",
-        "cellflux_queue_depth", "cellflux_active_samples", "cellflux_samples_total 2",
-        "cellflux_euler_steps_total 12", "cellflux_model_info{model_id=\"fake-model\"} 1",
-        "cellflux_model_step 1234", "cellflux_model_load_seconds 0.5",
-        "cellflux_reload_failures_total 0"}) {
+        "cellflux_queue_depth", "cellflux_active_samples",
+        "cellflux_samples_total{priority=\"interactive\"} 2", "cellflux_euler_steps_total 12",
+        "cellflux_model_info{model_id=\"fake-model\"} 1", "cellflux_model_step 1234",
+        "cellflux_model_load_seconds 0.5", "cellflux_reload_failures_total 0"}) {
     EXPECT_THAT(text, HasSubstr(name));
   }
   const std::string path = ::testing::TempDir() + "/cellflux_metrics.txt";

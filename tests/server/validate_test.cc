@@ -75,6 +75,8 @@ TEST_F(ValidateTest, ValidRequestGetsDefaults) {
   EXPECT_DOUBLE_EQ(v->guidance, info_.sampling.guidance_scale);
   EXPECT_EQ(v->seed, 777u);
   EXPECT_EQ(v->output_encoding, v1::RAW_U16_LE);
+  EXPECT_EQ(v->priority, v1::INTERACTIVE);
+  EXPECT_EQ(v->sampler, v1::EULER);
   ASSERT_EQ(v->control->pixels.size(), 5u * kS * kS);
   EXPECT_EQ(v->control->pixels[2 * kS * kS + 3 * kS + 4], Px(2, 3, 4));
   EXPECT_EQ(v->control->expression, std::vector<float>({0, 0.25f, 0.5f, 0.75f}));
@@ -87,8 +89,12 @@ TEST_F(ValidateTest, OptionsAreTakenWhenSet) {
   r.mutable_options()->set_guidance_scale(1.0);
   r.mutable_options()->set_seed(5);
   r.mutable_options()->set_output_encoding(v1::PNG);
+  r.mutable_options()->set_priority(v1::BATCH);
+  r.mutable_options()->set_sampler(v1::HEUN);
   auto v = Validate(r);
   ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->priority, v1::BATCH);
+  EXPECT_EQ(v->sampler, v1::HEUN);
   EXPECT_EQ(v->num_steps, 17);
   EXPECT_EQ(v->num_samples, 3);
   EXPECT_EQ(v->guidance, 1.0);
@@ -160,6 +166,8 @@ TEST_F(ValidateTest, OptionLimits) {
       {[](auto* o) { o->set_guidance_scale(10.5); }, "got 10.5"},
       {[nan](auto* o) { o->set_guidance_scale(nan); }, "got nan"},
       {[](auto* o) { o->set_output_encoding(static_cast<v1::Encoding>(42)); }, "unknown value 42"},
+      {[](auto* o) { o->set_priority(static_cast<v1::Priority>(7)); }, "priority: unknown value 7"},
+      {[](auto* o) { o->set_sampler(static_cast<v1::Sampler>(9)); }, "sampler: unknown value 9"},
   };
   for (const Case& c : cases) {
     auto r = ValidRequest();
