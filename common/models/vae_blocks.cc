@@ -2,8 +2,6 @@
 
 #include <torch/torch.h>
 
-#include <cmath>
-
 namespace cellflux {
 namespace {
 
@@ -77,10 +75,10 @@ torch::Tensor VaeAttentionImpl::forward(const torch::Tensor& x) {
   torch::Tensor q = to_q_->forward(t);                                               // [N, L, C]
   torch::Tensor k = to_k_->forward(t);
   torch::Tensor v = to_v_->forward(t);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(c));
-  torch::Tensor weights =
-      torch::softmax(torch::matmul(q, k.transpose(1, 2)) * scale, -1);  // [N, L, L]
-  torch::Tensor out = torch::matmul(weights, v);                        // [N, L, C]
+  // One head of width C: [N, 1, L, C] each; the scale is the default 1/√C.
+  torch::Tensor out = ScaledDotProductAttention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1),
+                                                attention_kernel())
+                          .squeeze(1);  // [N, L, C]
   out = to_out_[0]->as<torch::nn::LinearImpl>()->forward(out);
   out = out.transpose(1, 2).reshape({n, c, h, w});  // [N, C, H, W]
   return out + x;
