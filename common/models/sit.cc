@@ -12,7 +12,15 @@ namespace {
 constexpr double kLayerNormEps = 1e-6;
 
 // LayerNorm over the last dim without affine parameters (the reference's norm1/norm2/norm_final).
+// bfloat16/half activations on the CPU are normalised in float32 (LibTorch 1.13's CPU kernel
+// accumulates in the input's dtype); CUDA's kernel accumulates in float32 already, and float32
+// goes straight through.
 torch::Tensor PlainLayerNorm(const torch::Tensor& x) {
+  if (!x.is_cuda() && (x.scalar_type() == torch::kBFloat16 || x.scalar_type() == torch::kHalf)) {
+    return torch::layer_norm(x.to(torch::kFloat32), {x.size(-1)}, /*weight=*/{}, /*bias=*/{},
+                             kLayerNormEps)
+        .to(x.scalar_type());
+  }
   return torch::layer_norm(x, {x.size(-1)}, /*weight=*/{}, /*bias=*/{}, kLayerNormEps);
 }
 
