@@ -2,8 +2,8 @@
 # Issue 17's GPU measurements in one call (≤ 8 minutes with the build). Same machine setup as
 # scripts/device/gpu_check.sh (PyTorch's LibTorch + CUDA there, cellflux's other dependencies from
 # .devkit/, made here by scripts/device/make_kit.sh); it builds build-gpu/ through gpu_check.sh's
-# build step (CELLFLUX_CHECK_BUILD_ONLY=1), then, each step bounded in time and the next one run
-# whatever happened:
+# build step (CELLFLUX_CHECK_BUILD_ONLY=1) plus sit_forward_bench, then, each step bounded in time
+# and the next one run whatever happened:
 #   p  reference parity on the device: cellflux-tool sit-forward / vae-encode / vae-decode on the
 #      PyTorch goldens, fp32 and bf16, attention math and fused (scripts/device/parity_check.py)
 #   s  SiT forward of the paper config (SiT-XL/2, 256 + 16 tokens) at 2/32/64/128 rows: C++ fp32 /
@@ -66,6 +66,9 @@ if [ "${CELLFLUX_BENCH_NO_BUILD:-0}" != 1 ]; then
     CELLFLUX_CHECK_DEVICE=$DEV CELLFLUX_CHECK_BUILD=$BUILD bash scripts/device/gpu_check.sh > /dev/null 2>&1
   result build "$(grep -q '^build PASS' "$OUT/build/summary.txt" 2>/dev/null && echo PASS || echo FAIL)" \
     "$(grep '^build' "$OUT/build/summary.txt" 2>/dev/null | cut -c11-)"
+  # gpu_check.sh's targets leave this one out.
+  timeout "$(limit 120)" cmake --build "$BUILD" --target sit_forward_bench > "$OUT/build/sit_forward_bench.log" 2>&1 ||
+    say "sit_forward_bench build failed: $(tail -3 "$OUT/build/sit_forward_bench.log")"
 fi
 TOOL=$BUILD/common/tools/cellflux-tool
 BENCH=$BUILD/bench/offline_sampler_bench

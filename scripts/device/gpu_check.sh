@@ -110,7 +110,7 @@ if [ "$DEV" != cpu ]; then
 fi
 
 # --- build ----------------------------------------------------------------------------------------
-TARGETS=(cellflux-server cellflux-tool cellflux-train cellflux-client offline_sampler_bench sit_forward_bench cellflux_proto_python)
+TARGETS=(cellflux-server cellflux-tool cellflux-train cellflux-client offline_sampler_bench cellflux_proto_python)
 build_ok=0
 tb=$(date +%s)
 {
