@@ -5,8 +5,15 @@
 //
 //   offline_sampler_bench --checkpoint DIR [--batch 16] [--steps 20] [--guidance 1.2]
 //                         [--threads 2] [--repeats 3] [--vae-max-batch 16] [--device cpu|cuda:N]
+//                         [--precision auto|fp32|tf32|bf16] [--attention default|math|fused]
+//                         [--compare-fp32] [--nonzero-heads]
 //
-// Prints one line per repeat and a final "samples/s" line (median over repeats).
+// Prints one line per repeat and a final "samples/s" line (median over repeats). --precision:
+// common/models/precision.h (auto = bf16 on CUDA, fp32 elsewhere). --compare-fp32 first runs the
+// same batch (same inputs and seeds) in fp32, then prints the max |difference| of the final
+// latents (image, gene) and of the decoded images and expression in the timed precision.
+// --nonzero-heads gives every all-zero SiT parameter N(0, 0.02) values first: a fresh
+// init-checkpoint's adaLN-Zero SiT has velocity exactly 0, so its steps would change nothing.
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
@@ -18,7 +25,9 @@
 
 #include "common/checkpoint/model_bundle.h"
 #include "common/flow/sampler.h"
+#include "common/models/attention.h"
 #include "common/models/cellflux_model.h"
+#include "common/models/precision.h"
 #include "common/torch/runtime.h"
 
 int main(int argc, char** argv) {
@@ -27,7 +36,8 @@ int main(int argc, char** argv) {
   std::string checkpoint;
   int batch = 16, steps = 20, threads = 2, repeats = 3, vae_max_batch = 16;
   double guidance = 1.2;
-  std::string device_spec = "cpu";
+  std::string device_spec = "cpu", precision_spec = "auto", attention_spec = "default";
+  bool compare_fp32 = false, nonzero_heads = false;
   app.add_option("--checkpoint", checkpoint, "checkpoint directory (or root with `latest`)")
       ->required();
   app.add_option("--batch", batch, "samples per batch")->capture_default_str();
@@ -40,6 +50,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--device", device_spec, "cpu, cuda, cuda:N or auto (every tensor goes there)")
       ->capture_default_str();
+  app.add_option("--precision", precision_spec,
+                 "auto (bf16 on CUDA, fp32 elsewhere), fp32, tf32 or bf16")
+      ->capture_default_str();
+  app.add_option("--attention", attention_spec, "attention kernel: default, math or fused")
+      ->capture_default_str();
+  app.add_flag("--compare-fp32", compare_fp32,
+               "also run the batch once in fp32 and print the max |difference| to it");
+  app.add_flag("--nonzero-heads", nonzero_heads,
+               "give the SiT's all-zero (adaLN-Zero) parameters N(0, 0.02) values first");
   CLI11_PARSE(app, argc, argv);
 
   const absl::StatusOr<c10::Device> parsed = cellflux::ParseDevice(device_spec);
@@ -48,13 +67,31 @@ int main(int argc, char** argv) {
     return 2;
   }
   const c10::Device device = *parsed;
+  const absl::StatusOr<cellflux::Precision> precision_flag =
+      cellflux::ParsePrecision(precision_spec);
+  const absl::StatusOr<cellflux::AttentionKernel> attention =
+      cellflux::ParseAttentionKernel(attention_spec);
+  if (!precision_flag.ok() || !attention.ok()) {
+    std::cerr << (precision_flag.ok() ? attention.status() : precision_flag.status()) << "\n";
+    return 2;
+  }
+  const cellflux::Precision precision = cellflux::ResolvePrecision(*precision_flag, device);
   cellflux::ConfigureRuntime("offline_sampler_bench", device, threads);
-  auto loaded = cellflux::LoadCheckpointModel(checkpoint, device);
+  // Loaded in fp32: the --compare-fp32 reference runs first, then the model switches precision.
+  auto loaded = cellflux::LoadCheckpointModel(checkpoint, device, cellflux::Precision::kFp32);
   if (!loaded.ok()) {
     std::cerr << loaded.status() << "\n";
     return 1;
   }
   cellflux::CellFluxModel model = loaded->model;
+  cellflux::SetAttentionKernel(*model, *attention);
+  if (nonzero_heads) {
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(1);
+    for (auto& p : model->sit()->parameters()) {
+      if (p.abs().max().item<float>() == 0.0f) p.normal_(0.0, 0.02);
+    }
+  }
   const auto& cfg = loaded->metadata.config;
   const int64_t c = static_cast<int64_t>(cfg.channel_names.size()), s = cfg.image_size;
   const int64_t genes = static_cast<int64_t>(loaded->metadata.genes.size());
@@ -77,6 +114,8 @@ int main(int argc, char** argv) {
 
   // Seconds spent in each phase of the last run: encode, the N Euler steps, decode.
   double phase[3] = {0, 0, 0};
+  cellflux::JointLatent last_z;  // of the last run
+  cellflux::DecodedSample last_out;
   auto run_once = [&] {
     auto t0 = std::chrono::steady_clock::now();
     auto lap = [&](double* into) {
@@ -95,8 +134,22 @@ int main(int argc, char** argv) {
     cellflux::DecodedSample out = model->Decode(z1, vae_max_batch);
     const float sum = out.images.sum().item<float>();
     lap(&phase[2]);
+    last_z = z1;
+    last_out = out;
     return sum;
   };
+  cellflux::JointLatent ref_z;
+  cellflux::DecodedSample ref_out;
+  if (compare_fp32) {
+    run_once();
+    ref_z = last_z;
+    ref_out = last_out;
+  }
+  model->SetPrecision(precision);
+  std::cout << "precision " << cellflux::PrecisionName(precision) << ", attention "
+            << cellflux::AttentionKernelName(*attention)
+            << (cellflux::FusedAttentionIsDefault() ? " (default: fused)" : " (default: math)")
+            << "\n";
   run_once();  // warm-up
   std::vector<double> rates;
   for (int r = 0; r < repeats; ++r) {
@@ -109,9 +162,21 @@ int main(int argc, char** argv) {
               << " samples/s (encode " << phase[0] << " s, " << steps << " steps " << phase[1]
               << " s, decode " << phase[2] << " s)\n";
   }
+  if (compare_fp32) {
+    auto max_diff = [](const torch::Tensor& a, const torch::Tensor& b) {
+      if (!a.defined() || !b.defined()) return 0.0;
+      return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+    };
+    std::cout << "max |" << cellflux::PrecisionName(precision) << " - fp32| after " << steps
+              << " steps: latent image " << max_diff(last_z.image, ref_z.image) << " (|z| max "
+              << ref_z.image.abs().max().item<double>() << "), latent gene "
+              << max_diff(last_z.gene, ref_z.gene) << ", pixels "
+              << max_diff(last_out.images, ref_out.images) << " (range [-1, 1]), expression "
+              << max_diff(last_out.expression, ref_out.expression) << "\n";
+  }
   std::sort(rates.begin(), rates.end());
   std::cout << "offline samples/s (median): " << rates[rates.size() / 2] << " (batch " << batch
             << ", steps " << steps << ", guidance " << guidance << ", threads " << threads
-            << ", device " << device << ")\n";
+            << ", device " << device << ", " << cellflux::PrecisionName(precision) << ")\n";
   return 0;
 }

@@ -43,6 +43,7 @@
 #include "common/metrics/feature_extractor.h"
 #include "common/metrics/image_folder.h"
 #include "common/models/normalization.h"
+#include "common/models/precision.h"
 #include "common/util/files.h"
 #include "common/util/logging.h"
 #include "common/util/progress.h"
@@ -214,7 +215,9 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
     absl::StatusOr<std::string> best = ReadCheckpointPointer(root, kBestPointer);
     checkpoint = best.ok() ? absl::StrCat(root, "/", *best) : root;
   }
-  CF_ASSIGN_OR_RETURN(LoadedModel loaded, LoadCheckpointModel(checkpoint, ctx.device));
+  CF_ASSIGN_OR_RETURN(Precision precision, ParsePrecision(c.precision));
+  CF_ASSIGN_OR_RETURN(LoadedModel loaded, LoadCheckpointModel(checkpoint, ctx.device, precision));
+  CF_LOG(INFO) << "eval: " << checkpoint << " in " << PrecisionName(loaded.model->precision());
   CellFluxModel& model = loaded.model;
   CF_ASSIGN_OR_RETURN(std::unique_ptr<LatentCache> cache,
                       LatentCache::Open(StageDir(ctx, "latents")));

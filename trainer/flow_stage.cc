@@ -13,6 +13,7 @@
 #include "common/checkpoint/model_bundle.h"
 #include "common/data/manifest.h"
 #include "common/flow/sampler.h"
+#include "common/models/precision.h"
 #include "common/util/files.h"
 #include "common/util/logging.h"
 #include "common/util/status_macros.h"
@@ -88,6 +89,15 @@ absl::Status RunFlowStage(const StageContext& ctx, bool resume) {
   options.ema_decay =
       ctx.config.flow.ema_decay >= 0 ? ctx.config.flow.ema_decay : ctx.model.flow.ema_decay;
   options.seed = ctx.config.seed;
+  CF_ASSIGN_OR_RETURN(Precision precision, ParsePrecision(ctx.config.flow.precision));
+  options.precision = ResolvePrecision(precision, ctx.device);
+  SetMatmulPrecision(options.precision);  // process-wide: TF32 on for tf32 only
+  if (ctx.dist->is_main()) {
+    CF_LOG(INFO) << "flow: precision " << PrecisionName(options.precision)
+                 << (options.precision == Precision::kBf16
+                         ? " (bfloat16 autocast, float32 master weights and EMA)"
+                         : "");
+  }
   // Identical initial weights on every rank: same seed, then rank 0's copy wins.
   CF_RETURN_IF_ERROR(ctx.dist->Broadcast(model->sit()->parameters()));
   FlowTrainer trainer(model, cache.get(), ctx.dist, options);
@@ -120,7 +130,7 @@ absl::Status RunFlowStage(const StageContext& ctx, bool resume) {
   hooks.log = [&](const StepStats& s) {
     if (!ctx.dist->is_main()) return;
     CF_LOG(INFO) << absl::StrFormat(
-        "flow step %d: loss %.5f (image %.5f, gene %.5f) grad-norm %.3f %.1f samples/s", s.step,
+        "flow step %d: loss %.5f (image %.5f, gene %.5f) grad-norm %.3f %.1f items/s", s.step,
         s.loss, s.image_loss, s.gene_loss, s.grad_norm, s.samples_per_second);
   };
   hooks.validate = [&](int64_t step) -> absl::StatusOr<double> {

@@ -123,7 +123,12 @@ absl::StatusOr<StepStats> FlowTrainer::TrainStep() {
   for (int64_t off = 0; off < per_rank; off += micro) {
     const int64_t n = std::min(micro, per_rank - off);
     FlowBatch b = examples_.Batch(rank_begin + off, rank_begin + off + n, device);
-    FlowLoss loss = RectifiedFlowLoss(model_->velocity_fn(), b.z0, b.z1, b.y, b.t, options_.beta);
+    FlowLoss loss;
+    {
+      // Forward and loss only: backward replays the dtypes the forward recorded.
+      AutocastGuard autocast(device, options_.precision);
+      loss = RectifiedFlowLoss(model_->velocity_fn(), b.z0, b.z1, b.y, b.t, options_.beta);
+    }
     const double w = static_cast<double>(n) / per_rank;
     (loss.total * w).backward();
     sums[0] += loss.total.item<double>() * w;
@@ -162,16 +167,20 @@ absl::Status FlowTrainer::Run(const FlowHooks& hooks) {
   po.enabled = options_.show_progress && dist_->is_main();
   ProgressBar bar(c.steps, po);
   bar.Update(step_);
-  auto start = std::chrono::steady_clock::now();
+  double train_seconds = 0;  // in TrainStep only: the hooks' validation and checkpoints excluded
   const int64_t first = step_;
   while (step_ < c.steps) {
     absl::StatusOr<StepStats> stats = absl::InternalError("flow step did not run");
+    const auto start = std::chrono::steady_clock::now();
     CF_RETURN_IF_ERROR(
         TorchCall(absl::StrCat("flow step ", step_ + 1), [&] { stats = TrainStep(); }));
     if (!stats.ok()) return stats.status();
-    double elapsed =
+    // Each step reads its losses on the host (.item) after the previous step's optimizer and
+    // EMA work, so over a few steps this is the device's rate too.
+    train_seconds +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    stats->samples_per_second = elapsed > 0 ? (step_ - first) * c.global_batch / elapsed : 0;
+    stats->samples_per_second =
+        train_seconds > 0 ? (step_ - first) * c.global_batch / train_seconds : 0;
     history_.push_back(*stats);
     bar.Update(step_,
                absl::StrFormat("loss=%.4f img=%.4f gene=%.4f %.1f samples/s", stats->loss,

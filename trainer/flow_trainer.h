@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "common/flow/ema.h"
 #include "common/models/cellflux_model.h"
+#include "common/models/precision.h"
 #include "common/torch/tensors.h"
 #include "trainer/distributed.h"
 #include "trainer/flow_examples.h"
@@ -31,6 +32,10 @@ struct FlowTrainerOptions {
   double ema_decay = 0.9999;
   uint64_t seed = 0;
   bool show_progress = true;
+  // Resolved (not kAuto). kBf16: each micro-batch's forward and loss run under bfloat16 autocast
+  // (AutocastGuard); parameters, gradients, AdamW state and EMA stay float32. The TF32 switches
+  // are the caller's (SetMatmulPrecision), as they are process-wide.
+  Precision precision = Precision::kFp32;
 };
 
 // Everything needed to resume: raw SiT weights, EMA shadows, AdamW moments, counters.
@@ -47,6 +52,8 @@ struct StepStats {
   int64_t step = 0;
   double loss = 0, image_loss = 0, gene_loss = 0;
   double grad_norm = 0;
+  // Training pairs per second since Run started, over the time spent in training steps only
+  // (validation and checkpoint hooks excluded), summed over ranks.
   double samples_per_second = 0;
 };
 

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/models/precision.h"
 #include "common/util/files.h"
 #include "common/util/status_macros.h"
 
@@ -55,6 +56,7 @@ std::map<std::string, FieldPtr> Fields(TrainConfig& c) {
       {"flow.val_pairs", &c.flow.val_pairs},
       {"flow.val_num_steps", &c.flow.val_num_steps},
       {"flow.log_every", &c.flow.log_every},
+      {"flow.precision", &c.flow.precision},
       {"eval.num_steps", &c.eval.num_steps},
       {"eval.guidance", &c.eval.guidance},
       {"eval.sampler", &c.eval.sampler},
@@ -66,6 +68,7 @@ std::map<std::string, FieldPtr> Fields(TrainConfig& c) {
       {"eval.batch_size", &c.eval.batch_size},
       {"eval.ground_truth", &c.eval.ground_truth},
       {"eval.crops_per_site", &c.eval.crops_per_site},
+      {"eval.precision", &c.eval.precision},
   };
 }
 
@@ -128,6 +131,12 @@ absl::Status TrainConfig::Validate() const {
   if (flow.condition_drop < 0 || flow.condition_drop >= 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "config key 'flow.condition_drop' must be in [0, 1), got ", flow.condition_drop));
+  }
+  for (const auto& [key, value] :
+       {std::pair{"flow.precision", &flow.precision}, {"eval.precision", &eval.precision}}) {
+    if (absl::Status s = ParsePrecision(*value).status(); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("config key '", key, "': ", s.message()));
+    }
   }
   if (flow.steps < 0 || gene_ae.steps < 0 || vae.steps < 0) {
     return absl::InvalidArgumentError("config keys '*.steps' must be >= 0");

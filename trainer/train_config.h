@@ -14,11 +14,15 @@
 //   flow: {steps: 2000, global_batch: 64, micro_batch: 64, lr: 1.0e-4, weight_decay: 1.0e-2,
 //          grad_clip: 1.0, condition_drop: 0.1, beta: 1.0, ema_decay: 0.9999, warmup_steps: 0,
 //          checkpoint_every: 500, keep_last: 3, val_every: 500, val_pairs: 64,
-//          val_num_steps: 10, log_every: 10}
+//          val_num_steps: 10, log_every: 10, precision: auto}
 //   eval: {num_steps: 50, sampler: euler, guidance: 1.2, max_pairs: 5000, samples_per_pair: 1,
-//   extractor: "",
-//          sample_sizes: [1000, 2500, 5000],
-//          grid_perturbations: 8, ground_truth: "", crops_per_site: 9}
+//          extractor: "", sample_sizes: [1000, 2500, 5000], grid_perturbations: 8,
+//          ground_truth: "", crops_per_site: 9, precision: auto}
+//
+// precision (flow, eval): auto | fp32 | tf32 | bf16, see common/models/precision.h; auto = bf16
+// on CUDA, fp32 elsewhere. flow: bf16 = bfloat16 autocast around forward and loss with float32
+// master weights, AdamW state and EMA; tf32 = TF32 matmuls/convolutions on CUDA. eval: the
+// precision the checkpoint is sampled in.
 #ifndef CELLFLUX_TRAINER_TRAIN_CONFIG_H_
 #define CELLFLUX_TRAINER_TRAIN_CONFIG_H_
 
@@ -68,6 +72,7 @@ struct FlowStageConfig {
   int64_t val_pairs = 64;          // validation pairs generated per validation
   int64_t val_num_steps = 10;      // Euler steps for validation samples
   int64_t log_every = 10;
+  std::string precision = "auto";  // auto | fp32 | tf32 | bf16 (autocast), see above
 };
 
 struct EvalStageConfig {
@@ -88,6 +93,7 @@ struct EvalStageConfig {
   // Real wells' morphology profiles: the mean over every site's crops on a k×k grid, k² =
   // crops_per_site rounded down to a square (1 = the centre crop; more crops, less noisy real Δ).
   int64_t crops_per_site = 9;
+  std::string precision = "auto";  // auto | fp32 | tf32 | bf16: the precision samples run in
 };
 
 struct TrainConfig {

@@ -9,7 +9,7 @@
 namespace cellflux {
 
 absl::StatusOr<CellFluxModel> ModelFromBundle(const CheckpointBundle& bundle,
-                                              const torch::Device& device) {
+                                              const torch::Device& device, Precision precision) {
   CF_RETURN_IF_ERROR(bundle.config.Validate());
   CellFluxModel model(nullptr);
   CF_RETURN_IF_ERROR(
@@ -21,6 +21,7 @@ absl::StatusOr<CellFluxModel> ModelFromBundle(const CheckpointBundle& bundle,
   CF_RETURN_IF_ERROR(TorchCall("moving the model to the device", [&] {
     model->to(device);
     model->eval();
+    model->SetPrecision(precision);
   }));
   return model;
 }
@@ -45,11 +46,11 @@ CheckpointBundle BundleFromModel(CellFluxModel& model, std::vector<PerturbationE
 }
 
 absl::StatusOr<LoadedModel> LoadCheckpointModel(const std::string& path,
-                                                const torch::Device& device) {
+                                                const torch::Device& device, Precision precision) {
   LoadedModel out;
   CF_ASSIGN_OR_RETURN(out.dir, ResolveCheckpointDir(path));
   CF_ASSIGN_OR_RETURN(CheckpointBundle bundle, ReadCheckpoint(out.dir));
-  absl::StatusOr<CellFluxModel> model = ModelFromBundle(bundle, device);
+  absl::StatusOr<CellFluxModel> model = ModelFromBundle(bundle, device, precision);
   if (!model.ok()) {
     return absl::Status(model.status().code(),
                         absl::StrCat("checkpoint '", out.dir, "': ", model.status().message()));

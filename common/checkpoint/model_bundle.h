@@ -14,9 +14,12 @@
 namespace cellflux {
 
 // Builds the model of bundle.config on `device` and loads all three weight files, checking every
-// name and shape (errors name the checkpoint file and the tensors). Eval mode.
+// name and shape (errors name the checkpoint file and the tensors). Eval mode, in `precision`
+// (CellFluxModelImpl::SetPrecision; kAuto = bf16 on CUDA, fp32 elsewhere; this also sets the
+// process-wide TF32 switches).
 absl::StatusOr<CellFluxModel> ModelFromBundle(const CheckpointBundle& bundle,
-                                              const torch::Device& device);
+                                              const torch::Device& device,
+                                              Precision precision = Precision::kAuto);
 
 // The bundle of a model's current weights (copied to CPU). `sit_weights` replaces the SiT's own
 // parameters when given (the trainer passes the EMA weights).
@@ -30,9 +33,11 @@ struct LoadedModel {
   CellFluxModel model{nullptr};
 };
 
-// Resolves `path` (a checkpoint dir or a root with `latest`), reads, validates and loads it.
+// Resolves `path` (a checkpoint dir or a root with `latest`), reads, validates and loads it
+// (ModelFromBundle, same `precision`).
 absl::StatusOr<LoadedModel> LoadCheckpointModel(const std::string& path,
-                                                const torch::Device& device);
+                                                const torch::Device& device,
+                                                Precision precision = Precision::kAuto);
 
 }  // namespace cellflux
 

@@ -22,6 +22,14 @@ void CheckRows(const char* what, const torch::Tensor& x, int64_t n) {
               "], got ", x.defined() ? x.sizes() : torch::IntArrayRef{});
 }
 
+// The velocity in z's dtypes: a reduced-precision model's output never reaches the guidance
+// combination or the Euler state (no-op when the dtypes already agree).
+JointLatent InDtypeOf(JointLatent v, const JointLatent& z) {
+  v.image = v.image.to(z.image.scalar_type());
+  if (z.gene.defined() && v.gene.defined()) v.gene = v.gene.to(z.gene.scalar_type());
+  return v;
+}
+
 }  // namespace
 
 JointLatent GuidedVelocity(const VelocityFn& v, const JointLatent& z, const torch::Tensor& t,
@@ -37,7 +45,7 @@ JointLatent GuidedVelocity(const VelocityFn& v, const JointLatent& z, const torc
   // Rows that need an unconditional forward: idx [M] (int64, on alpha's device).
   torch::Tensor idx = torch::nonzero(alpha != 1.0).view({-1});
   const int64_t m = idx.size(0);
-  if (m == 0) return v(z, t, y);
+  if (m == 0) return InDtypeOf(v(z, t, y), z);
 
   idx = idx.to(z.image.device());
   JointLatent batch;
@@ -45,7 +53,7 @@ JointLatent GuidedVelocity(const VelocityFn& v, const JointLatent& z, const torc
   if (has_gene) batch.gene = torch::cat({z.gene, z.gene.index_select(0, idx)});  // [N + M, G]
   torch::Tensor tb = torch::cat({t, t.index_select(0, idx.to(t.device()))});     // [N + M]
   torch::Tensor yb = torch::cat({y, torch::full({m}, null_label, y.options())});  // [N + M]
-  const JointLatent out = v(batch, tb, yb);
+  const JointLatent out = InDtypeOf(v(batch, tb, yb), z);
   TORCH_CHECK(out.image.size(0) == n + m, "GuidedVelocity: velocity returned ", out.image.size(0),
               " rows for ", n + m, " inputs");
 

@@ -18,6 +18,10 @@
 // thread sets c10::InferenceMode), on the device of the inputs. Shape errors throw c10::Error;
 // callers convert at their boundary with TorchCall. Deterministic: the same inputs on the same
 // device give bit-identical outputs (no randomness in here; the start latent carries the seed).
+//
+// Precision: the state z, the guidance combination and the Euler update stay in z's dtype
+// (float32): a velocity returned in another dtype (a bfloat16 model, common/models/precision.h)
+// is cast to z's dtype before it is combined. CellFluxModel's Velocity already returns float32.
 #ifndef CELLFLUX_COMMON_FLOW_SAMPLER_H_
 #define CELLFLUX_COMMON_FLOW_SAMPLER_H_
 

@@ -15,6 +15,15 @@ CellFluxModelImpl::CellFluxModelImpl(const ModelConfig& config) : config_(config
 
 torch::Device CellFluxModelImpl::device() const { return sit_->parameters().front().device(); }
 
+Precision CellFluxModelImpl::SetPrecision(Precision precision) {
+  precision_ = ResolvePrecision(precision, device());
+  const torch::ScalarType dtype = ComputeDtype(precision_);
+  sit_->SetComputeDtype(dtype);
+  vae_->autoencoder()->SetComputeDtype(dtype);
+  SetMatmulPrecision(precision_);
+  return precision_;
+}
+
 LatentPosterior CellFluxModelImpl::EncodeImages(const torch::Tensor& images, int64_t max_batch) {
   // images: [N, C, S, S] → pseudo-RGB batch [N·C, 3, S, S]; latent channel c·L+l = image c, latent l.
   const int64_t n = images.size(0), c = images.size(1), s = images.size(2);

@@ -26,6 +26,7 @@
 #include "common/flow/joint_latent.h"
 #include "common/models/config.h"
 #include "common/models/gene_autoencoder.h"
+#include "common/models/precision.h"
 #include "common/models/sit.h"
 #include "common/models/vae.h"
 
@@ -74,8 +75,20 @@ class CellFluxModelImpl : public torch::nn::Module {
 
   torch::Device device() const;
 
+  // Runs the SiT and the VAE in `precision` (common/models/precision.h), resolved against
+  // device() (kAuto: bf16 on CUDA, fp32 elsewhere): bf16 converts their parameters to bfloat16,
+  // except the SiT's gene head; the gene autoencoder always stays float32. EncodeImages,
+  // Velocity and Decode keep taking and returning float32, so samplers need no change. Also sets
+  // the process-wide TF32 switches (SetMatmulPrecision). Call once after loading the weights and
+  // moving to the device, before forwards start; going back to fp32 keeps bf16-rounded weights.
+  // Returns the resolved precision.
+  Precision SetPrecision(Precision precision);
+  // The resolved precision last set (kFp32 for a new model).
+  Precision precision() const { return precision_; }
+
  private:
   ModelConfig config_;
+  Precision precision_ = Precision::kFp32;
   SiT sit_{nullptr};
   CellPaintingVae vae_{nullptr};
   GeneAutoencoder gene_ae_{nullptr};

@@ -12,7 +12,15 @@ namespace {
 constexpr double kLayerNormEps = 1e-6;
 
 // LayerNorm over the last dim without affine parameters (the reference's norm1/norm2/norm_final).
+// bfloat16/half activations on the CPU are normalised in float32 (LibTorch 1.13's CPU kernel
+// accumulates in the input's dtype); CUDA's kernel accumulates in float32 already, and float32
+// goes straight through.
 torch::Tensor PlainLayerNorm(const torch::Tensor& x) {
+  if (!x.is_cuda() && (x.scalar_type() == torch::kBFloat16 || x.scalar_type() == torch::kHalf)) {
+    return torch::layer_norm(x.to(torch::kFloat32), {x.size(-1)}, /*weight=*/{}, /*bias=*/{},
+                             kLayerNormEps)
+        .to(x.scalar_type());
+  }
   return torch::layer_norm(x, {x.size(-1)}, /*weight=*/{}, /*bias=*/{}, kLayerNormEps);
 }
 
@@ -101,31 +109,23 @@ torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& x) {
   return proj->forward(x).flatten(2).transpose(1, 2);  // [N, D, h, w] → [N, T, D]
 }
 
-AttentionImpl::AttentionImpl(int64_t dim, int64_t num_heads)
-    : num_heads_(num_heads), scale_(1.0 / std::sqrt(static_cast<double>(dim / num_heads))) {
+AttentionImpl::AttentionImpl(int64_t dim, int64_t num_heads) : num_heads_(num_heads) {
   qkv = register_module("qkv", MakeLinear(dim, 3 * dim));
   proj = register_module("proj", MakeLinear(dim, dim));
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
   const int64_t n = x.size(0), l = x.size(1), d = x.size(2), hd = d / num_heads_;
-  // One contiguous copy puts q, k, v head-major; every later reshape is a view, and bmm reads
-  // kᵀ through strides (BLAS transpose flag) instead of copying it.
+  // One contiguous copy puts q, k, v head-major; q, k and v are then views, the layout both the
+  // hand-written kernel (reshape without copy) and the fused kernels want.
   torch::Tensor qkv_heads = qkv->forward(x)  // [N, L, 3D]
                                 .view({n, l, 3, num_heads_, hd})
                                 .permute({2, 0, 3, 1, 4})  // [3, N, H, L, hd]
-                                .contiguous()
-                                .view({3, n * num_heads_, l, hd});  // [3, N·H, L, hd]
-  torch::Tensor q = qkv_heads[0], k = qkv_heads[1], v = qkv_heads[2];
-  // scores = scale · q kᵀ in one BLAS call (beta = 0 ignores the uninitialised input).
-  torch::Tensor scores =
-      torch::baddbmm(torch::empty({n * num_heads_, l, l}, q.options()), q, k.transpose(1, 2),
-                     /*beta=*/0.0, /*alpha=*/scale_);  // [N·H, L, L]
-  torch::Tensor attn = torch::softmax(scores, -1);
-  torch::Tensor out = torch::bmm(attn, v)  // [N·H, L, hd]
-                          .view({n, num_heads_, l, hd})
-                          .transpose(1, 2)      // [N, L, H, hd]
-                          .reshape({n, l, d});  // [N, L, D]
+                                .contiguous();
+  torch::Tensor out = ScaledDotProductAttention(qkv_heads[0], qkv_heads[1], qkv_heads[2],
+                                                attention_kernel())  // [N, H, L, hd]
+                          .transpose(1, 2)                           // [N, L, H, hd]
+                          .reshape({n, l, d});                       // [N, L, D]
   return proj->forward(out);
 }
 
@@ -274,12 +274,13 @@ SiTOutput SiTImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const
                 ShapeOf(gene), " was given");
   }
 
-  torch::Tensor tokens = x_embedder->forward(x) + pos_embed;          // [N, T, D]
-  torch::Tensor c = t_embedder->forward(t) + y_embedder->forward(y);  // [N, D]
+  const torch::ScalarType dtype = compute_dtype();
+  torch::Tensor tokens = x_embedder->forward(x.to(dtype)) + pos_embed;  // [N, T, D]
+  torch::Tensor c = t_embedder->forward(t) + y_embedder->forward(y);    // [N, D]
   const int64_t num_image_tokens = tokens.size(1);
   if (has_gene) {
     torch::Tensor g =
-        gene_embedder->forward(gene).view({n, config_.gene_tokens, config_.hidden_size}) +
+        gene_embedder->forward(gene.to(dtype)).view({n, config_.gene_tokens, config_.hidden_size}) +
         gene_pos_embed;                   // [N, K, D]
     tokens = torch::cat({tokens, g}, 1);  // [N, T + K, D]
   }
@@ -289,13 +290,27 @@ SiTOutput SiTImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const
 
   SiTOutput out;
   torch::Tensor image_tokens = has_gene ? tokens.narrow(1, 0, num_image_tokens) : tokens;
-  out.image = Unpatchify(final_layer->forward(image_tokens, c_act));  // [N, C, H, W]
+  out.image = Unpatchify(final_layer->forward(image_tokens, c_act))  // [N, C, H, W]
+                  .to(x.scalar_type());
   if (has_gene) {
-    out.gene = gene_final_layer->forward(tokens.narrow(1, num_image_tokens, config_.gene_tokens),
-                                         c_act);  // [N, G]
+    // The gene head runs in its own dtype (float32 under a bfloat16 SetComputeDtype).
+    const torch::ScalarType head = gene_final_layer->linear->weight.scalar_type();
+    out.gene = gene_final_layer
+                   ->forward(tokens.narrow(1, num_image_tokens, config_.gene_tokens).to(head),
+                             c_act.to(head))  // [N, G]
+                   .to(gene.scalar_type());
   }
   return out;
 }
+
+void SiTImpl::SetComputeDtype(torch::ScalarType dtype) {
+  TORCH_CHECK(dtype == torch::kFloat32 || dtype == torch::kBFloat16,
+              "SiT::SetComputeDtype: expected float32 or bfloat16, got ", c10::toString(dtype));
+  to(dtype);
+  if (gene_final_layer) gene_final_layer->to(torch::kFloat32);
+}
+
+torch::ScalarType SiTImpl::compute_dtype() const { return x_embedder->proj->weight.scalar_type(); }
 
 // ---------------------------------------------------------------------------------------------
 

@@ -22,6 +22,12 @@
 // learn_sigma: the image head predicts 2·C channels (reference checkpoints); forward returns
 // only the first C (the velocity), the sigma half is dropped.
 //
+// Precision: forward runs in the dtype of the patch embedding's weight (float32, or bfloat16 after
+// SetComputeDtype), casting x and gene to it, and returns its outputs in the dtype of x. The gene
+// head (gene_final_layer) keeps its own dtype (float32 under SetComputeDtype), so the gene velocity
+// is computed in float32 from the last block's tokens. With float32 weights and inputs every cast
+// is a no-op (the reference-parity tests run that way).
+//
 // Threading: a module is not thread-safe for concurrent forward() with autograd on; under
 // c10::InferenceMode concurrent forwards on one module are fine (no state is mutated).
 #ifndef CELLFLUX_COMMON_MODELS_SIT_H_
@@ -41,6 +47,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/models/attention.h"
 #include "common/models/config.h"
 #include "common/torch/tensors.h"
 
@@ -94,8 +101,9 @@ class PatchEmbedImpl : public torch::nn::Module {
 };
 TORCH_MODULE(PatchEmbed);
 
-// timm Attention (qkv bias, no q/k norm): softmax(q·kᵀ/√d)·v over all tokens.
-class AttentionImpl : public torch::nn::Module {
+// timm Attention (qkv bias, no q/k norm): softmax(q·kᵀ/√d)·v over all tokens, through the
+// kernel its AttentionKernelSetting names (common/models/attention.h).
+class AttentionImpl : public torch::nn::Module, public AttentionKernelSetting {
  public:
   AttentionImpl(int64_t dim, int64_t num_heads);
   torch::Tensor forward(const torch::Tensor& x);  // x: [N, L, D] → [N, L, D]
@@ -103,7 +111,6 @@ class AttentionImpl : public torch::nn::Module {
 
  private:
   int64_t num_heads_;
-  double scale_;
 };
 TORCH_MODULE(Attention);
 
@@ -167,6 +174,13 @@ class SiTImpl : public torch::nn::Module {
   // `config` must be valid (SiTConfig::Validate); an invalid one throws c10::Error.
   // Parameters get the reference initialisation (xavier-uniform Linear, zero adaLN and heads).
   explicit SiTImpl(const SiTConfig& config);
+
+  // Converts every parameter to `dtype` (kFloat32 or kBFloat16) except the gene head's, which
+  // stays float32. Converting back to float32 keeps the rounded values. Call before forwards
+  // start (not synchronised with them).
+  void SetComputeDtype(torch::ScalarType dtype);
+  // The dtype the transformer blocks run in.
+  torch::ScalarType compute_dtype() const;
 
   // x: [N, C, H, W] float, t: [N] float (per-sample time), y: [N] int64 in [0, num_classes]
   // (num_classes = null), gene: [N, G] when the config has gene tokens, else undefined.

@@ -78,7 +78,8 @@ VaePosterior AutoencoderKLImpl::Encode(const torch::Tensor& x) {
               x.sizes());
   TORCH_CHECK(x.size(2) % f == 0 && x.size(3) % f == 0,
               "AutoencoderKL::Encode: H and W must be divisible by ", f, ", got ", x.sizes());
-  torch::Tensor moments = quant_conv_->forward(encoder_->forward(x));  // [N, 2L, H/f, W/f]
+  torch::Tensor moments = quant_conv_->forward(encoder_->forward(x.to(compute_dtype())))
+                              .to(x.scalar_type());  // [N, 2L, H/f, W/f]
   std::vector<torch::Tensor> halves = moments.chunk(2, /*dim=*/1);
   return VaePosterior{halves[0], torch::clamp(halves[1], -30.0, 20.0)};
 }
@@ -87,7 +88,19 @@ torch::Tensor AutoencoderKLImpl::Decode(const torch::Tensor& z) {
   TORCH_CHECK(z.dim() == 4 && z.size(1) == config_.latent_channels,
               "AutoencoderKL::Decode: expected [N, ", config_.latent_channels, ", h, w], got ",
               z.sizes());
-  return decoder_->forward(post_quant_conv_->forward(z));  // [N, out_channels, h·f, w·f]
+  return decoder_->forward(post_quant_conv_->forward(z.to(compute_dtype())))
+      .to(z.scalar_type());  // [N, out_channels, h·f, w·f]
+}
+
+void AutoencoderKLImpl::SetComputeDtype(torch::ScalarType dtype) {
+  TORCH_CHECK(dtype == torch::kFloat32 || dtype == torch::kBFloat16,
+              "AutoencoderKL::SetComputeDtype: expected float32 or bfloat16, got ",
+              c10::toString(dtype));
+  to(dtype);
+}
+
+torch::ScalarType AutoencoderKLImpl::compute_dtype() const {
+  return quant_conv_->weight.scalar_type();
 }
 
 TensorMap NormalizeVaeWeightNames(const TensorMap& tensors) {

@@ -60,6 +60,13 @@ class AutoencoderKLImpl : public torch::nn::Module {
   // z: [N, L, h, w] unscaled latent -> [N, out_channels, h·f, w·f].
   torch::Tensor Decode(const torch::Tensor& z);
 
+  // Converts every parameter to `dtype` (kFloat32 or kBFloat16). Encode and Decode run in the
+  // parameters' dtype and return the dtype of their input, so a bfloat16 VAE takes and gives
+  // float32 (its posterior's clamp and the pseudo-RGB mean run in float32). Call before forwards
+  // start (not synchronised with them).
+  void SetComputeDtype(torch::ScalarType dtype);
+  torch::ScalarType compute_dtype() const;
+
   const VaeConfig& config() const { return config_; }
 
  private:

@@ -26,6 +26,7 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/types.h>
 
+#include "common/models/attention.h"
 #include "common/models/config.h"
 
 namespace cellflux {
@@ -75,8 +76,9 @@ class VaeUpsampleImpl : public torch::nn::Module {
 TORCH_MODULE(VaeUpsample);
 
 // diffusers Attention with one head of width C over the H·W positions: GroupNorm, q/k/v linear
-// maps, softmax(q kᵀ / √C) v, to_out.0, plus the residual (rescale factor 1).
-class VaeAttentionImpl : public torch::nn::Module {
+// maps, softmax(q kᵀ / √C) v, to_out.0, plus the residual (rescale factor 1). The softmax(q kᵀ) v
+// runs through the kernel its AttentionKernelSetting names (common/models/attention.h).
+class VaeAttentionImpl : public torch::nn::Module, public AttentionKernelSetting {
  public:
   VaeAttentionImpl(int channels, int groups);
   // x: [N, C, H, W] -> [N, C, H, W]

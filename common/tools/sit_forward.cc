@@ -1,8 +1,12 @@
 // cellflux-tool sit-forward: one SiT forward from files, for interop checks against PyTorch.
 //
 //   cellflux-tool sit-forward --weights W.safetensors --config C.json --inputs I.safetensors \
-//       --output O.safetensors [--device cpu|cuda|auto]
+//       --output O.safetensors [--device cpu|cuda|auto] [--precision auto|fp32|tf32|bf16]
+//       [--attention default|math|fused]
 //
+// --precision (common/models/precision.h): auto = bf16 on CUDA, fp32 elsewhere; the reference
+// parity checks want fp32. Outputs are float32 whatever the precision. --attention picks the
+// attention kernel (common/models/attention.h).
 // C.json: the SiT hyper-parameters (input_size, patch_size, in_channels, hidden_size, depth,
 // num_heads, mlp_ratio, num_classes, learn_sigma[, gene_latent_dim, gene_tokens]; "size": "S"
 // etc. also works), either at top level or under "sit" (a checkpoint's config.json).
@@ -15,7 +19,9 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/models/attention.h"
 #include "common/models/config.h"
+#include "common/models/precision.h"
 #include "common/models/sit.h"
 #include "common/tools/command.h"
 #include "common/torch/runtime.h"
@@ -30,6 +36,8 @@ namespace {
 struct SiTForwardOptions {
   std::string weights, config, inputs, output;
   std::string device = "cpu";
+  std::string precision = "auto";
+  std::string attention = "default";
 };
 
 absl::StatusOr<SiTConfig> ReadSiTConfig(const std::string& path) {
@@ -57,6 +65,9 @@ absl::StatusOr<torch::Tensor> Input(const TensorMap& inputs, const std::string& 
 
 absl::Status RunSiTForward(const SiTForwardOptions& opts) {
   CF_ASSIGN_OR_RETURN(c10::Device device, ParseDevice(opts.device));
+  CF_ASSIGN_OR_RETURN(Precision precision_flag, ParsePrecision(opts.precision));
+  CF_ASSIGN_OR_RETURN(AttentionKernel attention, ParseAttentionKernel(opts.attention));
+  const Precision precision = ResolvePrecision(precision_flag, device);
   CF_ASSIGN_OR_RETURN(SiTConfig config, ReadSiTConfig(opts.config));
   CF_ASSIGN_OR_RETURN(TensorMap weights, LoadSafetensors(opts.weights));
   CF_ASSIGN_OR_RETURN(TensorMap inputs, LoadSafetensors(opts.inputs));
@@ -78,6 +89,11 @@ absl::Status RunSiTForward(const SiTForwardOptions& opts) {
     model->eval();
   }));
   CF_RETURN_IF_ERROR(LoadSiTWeights(model, weights, opts.weights));
+  CF_RETURN_IF_ERROR(TorchCall("sit-forward: precision", [&] {
+    model->SetComputeDtype(ComputeDtype(precision));
+    SetMatmulPrecision(precision);
+    SetAttentionKernel(*model, attention);
+  }));
 
   TensorMap out;
   CF_RETURN_IF_ERROR(TorchCall(absl::StrCat("sit-forward on ", opts.inputs), [&] {
@@ -89,7 +105,9 @@ absl::Status RunSiTForward(const SiTForwardOptions& opts) {
     if (v.gene.defined()) out["v_gene"] = v.gene.to(torch::kCPU);
   }));
   CF_RETURN_IF_ERROR(SaveSafetensors(opts.output, out));
-  CF_LOG(INFO) << "sit-forward: wrote " << opts.output << " (v " << ShapeOf(out["v"]) << ")";
+  CF_LOG(INFO) << "sit-forward: wrote " << opts.output << " (v " << ShapeOf(out["v"]) << ", "
+               << PrecisionName(precision) << ", attention " << AttentionKernelName(attention)
+               << ")";
   return absl::OkStatus();
 }
 
@@ -107,6 +125,12 @@ static Registrar sit_forward_registrar(
           ->required();
       app->add_option("--output", opts->output, "safetensors to write v (and v_gene)")->required();
       app->add_option("--device", opts->device, "cpu, cuda, cuda:N or auto")->capture_default_str();
+      app->add_option("--precision", opts->precision,
+                      "auto (bf16 on CUDA, fp32 elsewhere), fp32, tf32 or bf16")
+          ->capture_default_str();
+      app->add_option("--attention", opts->attention,
+                      "attention kernel: default (fused on LibTorch >= 2), math or fused")
+          ->capture_default_str();
       return [opts]() { return ReportStatus("sit-forward", RunSiTForward(*opts)); };
     });
 

@@ -4,6 +4,8 @@
 //   cellflux-tool vae-encode --weights VAE.safetensors --config C.json --inputs I.safetensors \
 //       --output O.safetensors [--device cpu|cuda|auto]
 //   cellflux-tool vae-decode  (same flags)
+//   both also take [--precision auto|fp32|tf32|bf16] [--attention default|math|fused]
+//   (auto = bf16 on CUDA, fp32 elsewhere; outputs are float32 whatever the precision)
 //
 // C.json: the VaeConfig fields (in_channels, out_channels, block_out_channels, layers_per_block,
 // latent_channels, norm_num_groups, scaling_factor, mid_block_attention; absent fields keep the SD
@@ -19,7 +21,9 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/models/attention.h"
 #include "common/models/config.h"
+#include "common/models/precision.h"
 #include "common/models/vae.h"
 #include "common/tools/command.h"
 #include "common/torch/runtime.h"
@@ -36,6 +40,8 @@ enum class VaeDirection { kEncode, kDecode };
 struct VaeInteropOptions {
   std::string weights, config, inputs, output;
   std::string device = "cpu";
+  std::string precision = "auto";
+  std::string attention = "default";
 };
 
 absl::StatusOr<VaeConfig> ReadVaeConfig(const std::string& path) {
@@ -68,6 +74,9 @@ absl::StatusOr<torch::Tensor> ImageInput(const TensorMap& inputs, const std::str
 absl::Status RunVaeInterop(VaeDirection direction, const VaeInteropOptions& opts) {
   const char* verb = direction == VaeDirection::kEncode ? "vae-encode" : "vae-decode";
   CF_ASSIGN_OR_RETURN(c10::Device device, ParseDevice(opts.device));
+  CF_ASSIGN_OR_RETURN(Precision precision_flag, ParsePrecision(opts.precision));
+  CF_ASSIGN_OR_RETURN(AttentionKernel attention, ParseAttentionKernel(opts.attention));
+  const Precision precision = ResolvePrecision(precision_flag, device);
   CF_ASSIGN_OR_RETURN(VaeConfig config, ReadVaeConfig(opts.config));
   CF_ASSIGN_OR_RETURN(TensorMap weights, LoadSafetensors(opts.weights));
   CF_ASSIGN_OR_RETURN(TensorMap inputs, LoadSafetensors(opts.inputs));
@@ -79,6 +88,11 @@ absl::Status RunVaeInterop(VaeDirection direction, const VaeInteropOptions& opts
     vae->eval();
   }));
   CF_RETURN_IF_ERROR(LoadVaeWeights(vae, weights, opts.weights));
+  CF_RETURN_IF_ERROR(TorchCall(absl::StrCat(verb, ": precision"), [&] {
+    vae->SetComputeDtype(ComputeDtype(precision));
+    SetMatmulPrecision(precision);
+    SetAttentionKernel(*vae, attention);
+  }));
 
   TensorMap out;
   if (direction == VaeDirection::kEncode) {
@@ -104,7 +118,9 @@ absl::Status RunVaeInterop(VaeDirection direction, const VaeInteropOptions& opts
   }
   CF_RETURN_IF_ERROR(SaveSafetensors(opts.output, out));
   CF_LOG(INFO) << verb << ": wrote " << opts.output << " ("
-               << ShapeOf(direction == VaeDirection::kEncode ? out["mean"] : out["x"]) << ")";
+               << ShapeOf(direction == VaeDirection::kEncode ? out["mean"] : out["x"]) << ", "
+               << PrecisionName(precision) << ", attention " << AttentionKernelName(attention)
+               << ")";
   return absl::OkStatus();
 }
 
@@ -126,6 +142,12 @@ SetupFn VaeSetup(VaeDirection direction) {
                     encode ? "safetensors to write mean and logvar" : "safetensors to write x")
         ->required();
     app->add_option("--device", opts->device, "cpu, cuda, cuda:N or auto")->capture_default_str();
+    app->add_option("--precision", opts->precision,
+                    "auto (bf16 on CUDA, fp32 elsewhere), fp32, tf32 or bf16")
+        ->capture_default_str();
+    app->add_option("--attention", opts->attention,
+                    "attention kernel: default (fused on LibTorch >= 2), math or fused")
+        ->capture_default_str();
     return [opts, direction]() {
       return ReportStatus(direction == VaeDirection::kEncode ? "vae-encode" : "vae-decode",
                           RunVaeInterop(direction, *opts));

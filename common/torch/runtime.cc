@@ -74,6 +74,8 @@ absl::StatusOr<c10::Device> ParseDevice(const std::string& spec) {
       absl::StrCat("device '", spec, "': expected cpu, cuda, cuda:N or auto"));
 }
 
+int DefaultMaxBatch(const c10::Device& device) { return device.is_cuda() ? 64 : 16; }
+
 void ConfigureRuntime(const std::string& binary, const c10::Device& device, int threads) {
   const AllocatorTuning malloc_tuning = TuneAllocatorForTensors();
   // Debian's LibTorch (OpenMP) starts with ONE intra-op thread on this 2-core VM

@@ -26,6 +26,11 @@ RuntimeInfo GetRuntimeInfo();
 // FAILED_PRECONDITION when CUDA is asked for but absent.
 absl::StatusOr<c10::Device> ParseDevice(const std::string& spec);
 
+// Rows per velocity forward a server batches by default on `device`: 16 on a CPU (beyond that
+// a forward only gets longer, bench/RESULTS.md "Server under load"), 64 on CUDA (the tiny model's
+// offline sampler runs 3.4x faster at batch 64 than at 16 on an H200; issue 17).
+int DefaultMaxBatch(const c10::Device& device);
+
 // A binary's start-up: tunes malloc for tensor buffers (common/util/allocator.h), sets intra-op
 // threads (0 = one per core: Debian's OpenMP LibTorch would use one), then logs one line with the
 // LibTorch version, device, thread count, BLAS and malloc tuning, plus a WARNING when the slow

@@ -25,6 +25,7 @@
 # script on a machine without a GPU), CELLFLUX_CHECK_JOBS (16), CELLFLUX_CHECK_BUDGET_S (seconds for
 # everything, 470), CELLFLUX_CHECK_BUILD_S (for the build, 400), CELLFLUX_CHECK_BUILD (build-gpu),
 # CELLFLUX_KIT (.devkit), CELLFLUX_CHECK_SKIP (comma-separated steps to leave out; only e so far),
+# CELLFLUX_CHECK_BUILD_ONLY (1: stop after the build; scripts/device/gpu_bench.sh uses it),
 # CELLFLUX_TORCH_PREFIX (default: torch.utils.cmake_prefix_path of python3),
 # CELLFLUX_CXX_STANDARD (default: 17, or 20 for LibTorch >= 2.12), CELLFLUX_CHECK_LDFLAGS (added to
 # the link; with Debian's own LibTorch, whose dependencies need the real libraries the kit stubs:
@@ -130,6 +131,8 @@ else
   grep -B2 -A12 -m3 -E "error|Error" "$OUT/build.log" | head -80
   [ -f "$BUILD/CMakeFiles/CMakeConfigureLog.yaml" ] && cp "$BUILD/CMakeFiles/CMakeConfigureLog.yaml" "$OUT/configure.yaml"
 fi
+# scripts/device/gpu_bench.sh builds through here and runs its own steps.
+[ -n "${CELLFLUX_CHECK_BUILD_ONLY:-}" ] && exit $(( 1 - build_ok ))
 TOOL=$BUILD/common/tools/cellflux-tool
 TRAIN=$BUILD/trainer/cellflux-train
 SERVER=$BUILD/server/cellflux-server

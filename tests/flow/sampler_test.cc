@@ -2,9 +2,14 @@
 
 #include <torch/torch.h>
 
+#include <iostream>
+#include <utility>
 #include <vector>
 
+#include "common/models/cellflux_model.h"
+#include "common/models/precision.h"
 #include "gtest/gtest.h"
+#include "tests/testing/small_model_config.h"
 
 namespace cellflux {
 namespace {
@@ -224,6 +229,87 @@ TEST(SamplerTest, BadShapesThrow) {
   options.num_steps = 0;
   EXPECT_THROW(SampleEuler(field.fn(), z, torch::zeros({2}, torch::kInt64), kNull, options),
                c10::Error);
+}
+
+TEST(SamplerTest, VelocityInAnotherDtypeIsCombinedInTheStatesDtype) {
+  JointLatent z = RandomLatent(2, 3);
+  torch::Tensor t = torch::tensor({0.1f, 0.7f});
+  torch::Tensor y = torch::tensor({1, 2}, torch::kInt64);
+  // A bfloat16 model: returns its velocity in bfloat16.
+  VelocityFn bf16 = [](const JointLatent& zz, const torch::Tensor& tt, const torch::Tensor& yy) {
+    JointLatent v = RecordingField::Eval(zz, tt, yy);
+    return JointLatent{v.image.to(torch::kBFloat16), v.gene.to(torch::kBFloat16)};
+  };
+  for (double alpha : {1.0, 1.5}) {
+    JointLatent g = GuidedVelocity(bf16, z, t, y, torch::full({2}, alpha), kNull);
+    EXPECT_EQ(g.image.scalar_type(), torch::kFloat32) << alpha;
+    EXPECT_EQ(g.gene.scalar_type(), torch::kFloat32) << alpha;
+  }
+  SamplerOptions options;
+  options.num_steps = 3;
+  options.guidance_scale = 2.0;
+  JointLatent out = SampleEuler(bf16, z, y, kNull, options);
+  EXPECT_EQ(out.image.scalar_type(), torch::kFloat32);
+  EXPECT_EQ(out.gene.scalar_type(), torch::kFloat32);
+}
+
+double MaxDiff(const torch::Tensor& a, const torch::Tensor& b) {
+  EXPECT_EQ(a.sizes(), b.sizes());
+  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+}
+
+// The measurement bench/RESULTS.md reports for the CPU: encode, 50 guided Euler steps and decode
+// of the small test model in bf16 vs fp32 from the same weights and seeds.
+TEST(SamplerPrecisionTest, Bfloat16ModelFor50StepsKeepsFloat32StateAndStaysNearFp32) {
+  torch::manual_seed(2);
+  const ModelConfig config = cellflux::testing::SmallModelConfig();
+  CellFluxModel model(config);
+  {
+    torch::NoGradGuard no_grad;  // reference init zeroes adaLN and the heads
+    for (auto& p : model->sit()->parameters()) p.normal_(0.0, 0.05);
+  }
+  model->eval();
+  const TensorMap weights = StateDict(*model);
+  CellFluxModel bf16_model(config);
+  ASSERT_TRUE(LoadStateDict(*bf16_model, weights, "same weights").ok());
+  bf16_model->eval();
+  bf16_model->SetPrecision(Precision::kBf16);
+
+  c10::InferenceMode guard;
+  torch::Tensor images = torch::rand({4, 5, 16, 16}) * 2 - 1;
+  torch::Tensor expression = torch::randn({4, 16});
+  torch::Tensor y = torch::tensor({0, 1, 2, 3}, torch::kInt64);
+  SamplerOptions options;
+  options.num_steps = 50;
+  options.guidance_scale = 1.5;
+  auto run = [&](CellFluxModel& m) {
+    JointLatent z0 =
+        m->DrawSource(m->EncodeImages(images), m->EncodeExpression(expression), {1, 2, 3, 4});
+    EXPECT_EQ(z0.image.scalar_type(), torch::kFloat32);
+    JointLatent z1 = SampleEuler(m->velocity_fn(), z0, y, m->null_label(), options);
+    return std::make_pair(z1, m->Decode(z1));
+  };
+  auto [z_fp32, out_fp32] = run(model);
+  auto [z_bf16, out_bf16] = run(bf16_model);
+  EXPECT_EQ(z_bf16.image.scalar_type(), torch::kFloat32);  // the Euler state
+  EXPECT_EQ(z_bf16.gene.scalar_type(), torch::kFloat32);
+  EXPECT_EQ(out_bf16.images.scalar_type(), torch::kFloat32);
+  EXPECT_EQ(out_bf16.expression.scalar_type(), torch::kFloat32);
+  for (const torch::Tensor& t : {z_bf16.image, z_bf16.gene, out_bf16.images, out_bf16.expression}) {
+    EXPECT_TRUE(torch::isfinite(t).all().item<bool>());
+  }
+  const double d_image = MaxDiff(z_bf16.image, z_fp32.image);
+  const double d_gene = MaxDiff(z_bf16.gene, z_fp32.gene);
+  const double d_pixels = MaxDiff(out_bf16.images, out_fp32.images);
+  const double d_expression = MaxDiff(out_bf16.expression, out_fp32.expression);
+  std::cout << "bf16 vs fp32 after 50 steps (small test model): max |dz_image| " << d_image
+            << " (|z_image| max " << z_fp32.image.abs().max().item<double>() << "), max |dz_gene| "
+            << d_gene << ", max |d pixel| " << d_pixels << ", max |d expression| " << d_expression
+            << "\n";
+  EXPECT_GT(d_image, 0.0);
+  EXPECT_LT(d_image, 0.05 * z_fp32.image.abs().max().item<double>());
+  EXPECT_LT(d_gene, 0.05 * z_fp32.gene.abs().max().item<double>());
+  EXPECT_LT(d_pixels, 0.05);  // pixels in [-1, 1]
 }
 
 }  // namespace

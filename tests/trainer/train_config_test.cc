@@ -48,5 +48,23 @@ TEST(TrainConfigTest, ValidateRejectsBadValues) {
   EXPECT_FALSE(c.Validate().ok());
 }
 
+TEST(TrainConfigTest, PrecisionKeys) {
+  TrainConfig c;
+  EXPECT_EQ(c.flow.precision, "auto");
+  EXPECT_EQ(c.eval.precision, "auto");
+  ASSERT_TRUE(c.Set("flow.precision=bf16").ok());
+  ASSERT_TRUE(c.Set("eval.precision=tf32").ok());
+  EXPECT_TRUE(c.Validate().ok());
+  auto back = TrainConfig::FromYamlString(c.ToYaml(), "dump");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->flow.precision, "bf16");
+  EXPECT_EQ(back->eval.precision, "tf32");
+  c.flow.precision = "fp16";
+  absl::Status bad = c.Validate();
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("flow.precision"), std::string::npos) << bad;
+  EXPECT_NE(bad.message().find("'fp16'"), std::string::npos) << bad;
+}
+
 }  // namespace
 }  // namespace cellflux::trainer
