@@ -68,12 +68,18 @@ if "gene_pearson_delta" in ev or "morph_pearson_delta" in ev:
               ("gene MAE vs train-mean", beats("gene_mae", ["train_mean"]))]
     print("model wins       " + ", ".join(f"{name}: {'yes' if ok else 'NO'}" for name, ok in checks if ok is not None)
           + "  (every baseline but the replicate ceiling)")
-for key in sorted(ev):
+def image_order(k):
+    base, _, n = k.rpartition("_")
+    return (base, int(n) if n.isdigit() else 0)
+
+
+for key in sorted(ev, key=image_order):
     if key.startswith("image_"):
-        vals = ", ".join(f"{k}: {v:.3f}" for k, v in ev[key].items())
-        name = key.replace("image_fd_fallback", "image FD (fallback extractor, not FID)").replace(
-            "image_kd_fallback_x100", "image KD x100 (fallback extractor, not KID)")
-        print(f"{name:16s} {vals}")
+        base, n = key.rsplit("_", 1)
+        name = {"image_fd_fallback": "image FD (fallback extractor, not FID)",
+                "image_kd_fallback_x100": "image KD x100 (fallback extractor, not KID)",
+                "image_fid": "FID", "image_kid_x100": "KID x100"}.get(base, base)
+        print(f"{name} @{n} samples: " + ", ".join(f"{k} {v:.3f}" for k, v in ev[key].items()))
 # The flow stage's periodic validation (EMA weights, val pairs): the image metric over training.
 flow_log = f"{out}/logs/flow.log"
 history, baseline = {}, None  # step → FD; flow.log accumulates over runs, the latest wins
