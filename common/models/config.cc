@@ -97,22 +97,33 @@ absl::Status SiTConfig::Validate() const {
                                                    ") and sit.gene_tokens (", gene_tokens,
                                                    ") must both be 0 (image-only) or both be > 0"));
   }
+  if (condition != "id" && condition != "structure" && condition != "id+structure") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config: sit.condition must be id, structure or id+structure, got '", condition, "'"));
+  }
+  CF_RETURN_IF_ERROR(Positive("sit.fingerprint_bits", fingerprint_bits));
   return absl::OkStatus();
 }
 
 json SiTConfig::ToJson() const {
-  return {{"input_size", input_size},
-          {"patch_size", patch_size},
-          {"in_channels", in_channels},
-          {"hidden_size", hidden_size},
-          {"depth", depth},
-          {"num_heads", num_heads},
-          {"mlp_ratio", mlp_ratio},
-          {"num_classes", num_classes},
-          {"class_dropout_prob", class_dropout_prob},
-          {"learn_sigma", learn_sigma},
-          {"gene_latent_dim", gene_latent_dim},
-          {"gene_tokens", gene_tokens}};
+  json j = {{"input_size", input_size},
+            {"patch_size", patch_size},
+            {"in_channels", in_channels},
+            {"hidden_size", hidden_size},
+            {"depth", depth},
+            {"num_heads", num_heads},
+            {"mlp_ratio", mlp_ratio},
+            {"num_classes", num_classes},
+            {"class_dropout_prob", class_dropout_prob},
+            {"learn_sigma", learn_sigma},
+            {"gene_latent_dim", gene_latent_dim},
+            {"gene_tokens", gene_tokens}};
+  // Written only for structure encoders, so id models' config.json (and model ids) are unchanged.
+  if (condition != "id") {
+    j["condition"] = condition;
+    j["fingerprint_bits"] = fingerprint_bits;
+  }
+  return j;
 }
 
 absl::StatusOr<SiTConfig> SiTConfig::FromJson(const json& j) {
@@ -137,6 +148,8 @@ absl::StatusOr<SiTConfig> SiTConfig::FromJson(const json& j) {
   CF_RETURN_IF_ERROR(Field(j, "sit", "learn_sigma", &c.learn_sigma));
   CF_RETURN_IF_ERROR(Field(j, "sit", "gene_latent_dim", &c.gene_latent_dim));
   CF_RETURN_IF_ERROR(Field(j, "sit", "gene_tokens", &c.gene_tokens));
+  CF_RETURN_IF_ERROR(Field(j, "sit", "condition", &c.condition));
+  CF_RETURN_IF_ERROR(Field(j, "sit", "fingerprint_bits", &c.fingerprint_bits));
   return c;
 }
 

@@ -27,6 +27,15 @@ struct SiTConfig {
   bool learn_sigma = false;  // reference checkpoints: 2× output channels, sigma half dropped
   int gene_latent_dim = 0;   // CellFluxMM gene tokens: latent size (0 = image-only SiT)
   int gene_tokens = 0;       // K tokens the gene latent is mapped to
+  // Perturbation encoder (issue 18): "id" (class embedding per vocabulary row, the paper's),
+  // "structure" (MLP over the compound's Morgan fingerprint plus a log-dose embedding, so a
+  // compound outside the vocabulary can be conditioned on by its SMILES) or "id+structure" (the
+  // sum of both; a compound outside the vocabulary gets the id part's null row).
+  std::string condition = "id";
+  int fingerprint_bits = 2048;  // structure encoders: Morgan fingerprint length
+
+  bool uses_id() const { return condition != "structure"; }
+  bool uses_structure() const { return condition != "id"; }
 
   // Named sizes: "S", "B", "L", "XL" set depth/hidden/heads.
   static absl::StatusOr<SiTConfig> FromSize(const std::string& size, int patch_size);

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/util/status_macros.h"
 
 namespace cellflux {
 namespace {
@@ -96,6 +97,128 @@ LabelEmbedderImpl::LabelEmbedderImpl(int64_t num_classes, int64_t hidden_size) {
 
 torch::Tensor LabelEmbedderImpl::forward(const torch::Tensor& y) {
   return embedding_table->forward(y);
+}
+
+double LogDose(double dose_um) {
+  return std::isfinite(dose_um) && dose_um > 0 ? std::log10(dose_um) : 0.0;
+}
+
+StructureEmbedderImpl::StructureEmbedderImpl(int64_t num_classes, int64_t bits, int64_t hidden_size)
+    : num_classes_(num_classes), bits_(bits) {
+  mlp =
+      register_module("mlp", torch::nn::Sequential(MakeLinear(bits, hidden_size), torch::nn::SiLU(),
+                                                   MakeLinear(hidden_size, hidden_size)));
+  dose_mlp = register_module(
+      "dose_mlp", torch::nn::Sequential(MakeLinear(kDoseFrequencies, hidden_size),
+                                        torch::nn::SiLU(), MakeLinear(hidden_size, hidden_size)));
+  null_embedding = register_parameter("null_embedding", torch::zeros({1, hidden_size}));
+  fingerprints = register_parameter("fingerprints", torch::zeros({num_classes, bits}),
+                                    /*requires_grad=*/false);
+  log_doses = register_parameter("log_doses", torch::zeros({num_classes}), /*requires_grad=*/false);
+}
+
+std::shared_ptr<const StructureEmbedderImpl::Extra> StructureEmbedderImpl::Snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return extra_;
+}
+
+int64_t StructureEmbedderImpl::extra_rows() const {
+  std::shared_ptr<const Extra> e = Snapshot();
+  return e ? e->bits.size(0) : 0;
+}
+
+torch::Tensor StructureEmbedderImpl::forward(const torch::Tensor& y) {
+  const int64_t v = num_classes_;
+  torch::Tensor row = y.clamp(0, v - 1);
+  torch::Tensor bits = fingerprints.index_select(0, row);   // [N, B]
+  torch::Tensor log_dose = log_doses.index_select(0, row);  // [N]
+  if (std::shared_ptr<const Extra> e = Snapshot()) {
+    torch::Tensor is_extra = y > v;
+    torch::Tensor slot = (y - (v + 1)).clamp(0, e->bits.size(0) - 1);
+    bits = torch::where(is_extra.unsqueeze(1),
+                        e->bits.index_select(0, slot).to(bits.device(), bits.scalar_type()), bits);
+    log_dose = torch::where(
+        is_extra, e->log_doses.index_select(0, slot).to(bits.device(), log_dose.scalar_type()),
+        log_dose);
+  }
+  const torch::ScalarType dtype = fingerprints.scalar_type();
+  torch::Tensor emb =
+      mlp->forward(bits) +
+      dose_mlp->forward(TimestepFrequencyEmbedding(log_dose.to(torch::kFloat32), kDoseFrequencies)
+                            .to(dtype));  // [N, D]
+  return torch::where((y == v).unsqueeze(1), null_embedding.to(emb.scalar_type()), emb);
+}
+
+namespace {
+
+// Set-bit indices → a 0/1 row of `bits` floats; INVALID_ARGUMENT names `what` and the bad index.
+absl::StatusOr<torch::Tensor> BitsRow(const std::vector<int>& set_bits, int64_t bits,
+                                      const std::string& what) {
+  torch::Tensor row = torch::zeros({bits});
+  float* p = row.data_ptr<float>();
+  for (int b : set_bits) {
+    if (b < 0 || b >= bits) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": fingerprint bit ", b, " is outside [0, ", bits, ")"));
+    }
+    p[b] = 1.0f;
+  }
+  return row;
+}
+
+}  // namespace
+
+absl::Status StructureEmbedderImpl::SetVocabularyStructures(
+    const std::vector<std::vector<int>>& rows, const std::vector<double>& doses_um) {
+  if (static_cast<int64_t>(rows.size()) != num_classes_ ||
+      static_cast<int64_t>(doses_um.size()) != num_classes_) {
+    return absl::InvalidArgumentError(absl::StrCat("structure encoder: expected ", num_classes_,
+                                                   " vocabulary fingerprints and doses, got ",
+                                                   rows.size(), " and ", doses_um.size()));
+  }
+  torch::Tensor table = torch::zeros({num_classes_, bits_});
+  torch::Tensor doses = torch::zeros({num_classes_});
+  for (int64_t r = 0; r < num_classes_; ++r) {
+    CF_ASSIGN_OR_RETURN(torch::Tensor row,
+                        BitsRow(rows[r], bits_, absl::StrCat("vocabulary row ", r)));
+    table[r].copy_(row);
+    doses[r] = LogDose(doses_um[r]);
+  }
+  torch::NoGradGuard no_grad;
+  fingerprints.copy_(table.to(fingerprints.device(), fingerprints.scalar_type()));
+  log_doses.copy_(doses.to(log_doses.device(), log_doses.scalar_type()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> StructureEmbedderImpl::SetExtraStructure(int64_t slot,
+                                                                 const std::vector<int>& bits,
+                                                                 double dose_um) {
+  CF_ASSIGN_OR_RETURN(torch::Tensor row,
+                      BitsRow(bits, bits_, absl::StrCat("structure slot ", slot)));
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t n = extra_ ? extra_->bits.size(0) : 0;
+  if (slot < 0 || slot > n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("structure slot ", slot, " is outside [0, ", n, "]"));
+  }
+  const auto opts = fingerprints.options();
+  torch::Tensor new_bits = row.to(opts).unsqueeze(0);
+  torch::Tensor new_dose = torch::full({1}, LogDose(dose_um), opts);
+  auto next = std::make_shared<Extra>();
+  if (n == 0) {
+    next->bits = new_bits;
+    next->log_doses = new_dose;
+  } else if (slot == n) {
+    next->bits = torch::cat({extra_->bits, new_bits});
+    next->log_doses = torch::cat({extra_->log_doses, new_dose});
+  } else {  // copy on write: forwards running now keep the rows they started with
+    next->bits = extra_->bits.clone();
+    next->log_doses = extra_->log_doses.clone();
+    next->bits[slot].copy_(new_bits[0]);
+    next->log_doses[slot].copy_(new_dose[0]);
+  }
+  extra_ = std::move(next);
+  return num_classes_ + 1 + slot;
 }
 
 PatchEmbedImpl::PatchEmbedImpl(int64_t in_channels, int64_t hidden_size, int64_t patch_size) {
@@ -193,7 +316,13 @@ SiTImpl::SiTImpl(const SiTConfig& config) : config_(config) {
   const int64_t d = config.hidden_size;
   x_embedder = register_module("x_embedder", PatchEmbed(config.in_channels, d, config.patch_size));
   t_embedder = register_module("t_embedder", TimestepEmbedder(d));
-  y_embedder = register_module("y_embedder", LabelEmbedder(config.num_classes, d));
+  if (config.uses_id()) {
+    y_embedder = register_module("y_embedder", LabelEmbedder(config.num_classes, d));
+  }
+  if (config.uses_structure()) {
+    structure_embedder = register_module(
+        "structure_embedder", StructureEmbedder(config.num_classes, config.fingerprint_bits, d));
+  }
   // Frozen parameter (not a buffer) so it sits in the state dict exactly like the reference's.
   pos_embed =
       register_parameter("pos_embed", torch::zeros({1, grid_ * grid_, d}), /*requires_grad=*/false);
@@ -229,7 +358,8 @@ void SiTImpl::InitializeWeights() {
   // Patch conv initialised like a Linear over its flattened [D, C·p·p] weight.
   init::xavier_uniform_(x_embedder->proj->weight.view({x_embedder->proj->weight.size(0), -1}));
   init::zeros_(x_embedder->proj->bias);
-  init::normal_(y_embedder->embedding_table->weight, 0.0, 0.02);
+  if (y_embedder) init::normal_(y_embedder->embedding_table->weight, 0.0, 0.02);
+  if (structure_embedder) init::normal_(structure_embedder->null_embedding, 0.0, 0.02);
   init::normal_(t_embedder->mlp->ptr<torch::nn::LinearImpl>(0)->weight, 0.0, 0.02);
   init::normal_(t_embedder->mlp->ptr<torch::nn::LinearImpl>(2)->weight, 0.0, 0.02);
   // adaLN-Zero: every block starts as the identity, the heads output zero.
@@ -276,7 +406,12 @@ SiTOutput SiTImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const
 
   const torch::ScalarType dtype = compute_dtype();
   torch::Tensor tokens = x_embedder->forward(x.to(dtype)) + pos_embed;  // [N, T, D]
-  torch::Tensor c = t_embedder->forward(t) + y_embedder->forward(y);    // [N, D]
+  torch::Tensor c = t_embedder->forward(t);                             // [N, D]
+  if (y_embedder) {
+    // Labels past the null row (registered structures) take the id part's null row.
+    c = c + y_embedder->forward(structure_embedder ? y.clamp_max(config_.num_classes) : y);
+  }
+  if (structure_embedder) c = c + structure_embedder->forward(y);
   const int64_t num_image_tokens = tokens.size(1);
   if (has_gene) {
     torch::Tensor g =

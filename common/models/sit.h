@@ -19,6 +19,22 @@
 // The K gene tokens are appended after the T image patch tokens and share every block, so the
 // two modalities attend to each other. Conditioning c = t_emb + y_emb.
 //
+// Structure encoder (config.condition = "structure" or "id+structure", issue 18; B = fingerprint
+// bits, V = num_classes):
+//   structure_embedder.fingerprints          [V, B] frozen parameter: vocabulary row r's Morgan
+//                                            bits (0/1), SetVocabularyStructures fills it
+//   structure_embedder.log_doses             [V] frozen parameter: log10(dose µM), 0 if unknown
+//   structure_embedder.mlp.{0,2}             Linear(B, D) → SiLU → Linear(D, D)
+//   structure_embedder.dose_mlp.{0,2}        Linear(32, D) → SiLU → Linear(D, D) over the sinusoidal
+//                                            embedding of log10(dose)
+//   structure_embedder.null_embedding        [1, D] learned: the null (CFG) condition
+// "structure": c = t_emb + s_emb(y) (no y_embedder); "id+structure": c = t_emb + y_emb + s_emb.
+// Labels: y < V is a vocabulary row, y = V the null condition, y > V a compound outside the
+// vocabulary registered with SetExtraStructure (slot y − V − 1; not saved in checkpoints). For
+// "id+structure" such a compound gets y_embedder's null row plus its structure embedding.
+// The fingerprints live in the weights file, so a checkpoint carries every vocabulary compound's
+// fingerprint beside its canonical SMILES (the perturbation vocabulary).
+//
 // learn_sigma: the image head predicts 2·C channels (reference checkpoints); forward returns
 // only the first C (the velocity), the sigma half is dropped.
 //
@@ -43,10 +59,13 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "common/models/attention.h"
 #include "common/models/config.h"
 #include "common/torch/tensors.h"
@@ -92,6 +111,49 @@ class LabelEmbedderImpl : public torch::nn::Module {
   torch::nn::Embedding embedding_table{nullptr};
 };
 TORCH_MODULE(LabelEmbedder);
+
+// The structure encoder (see the top of this file). Thread-safe: SetExtraStructure swaps in a new
+// copy of the extra rows, and a forward running meanwhile uses the copy it started with.
+class StructureEmbedderImpl : public torch::nn::Module {
+ public:
+  static constexpr int64_t kDoseFrequencies = 32;
+  StructureEmbedderImpl(int64_t num_classes, int64_t bits, int64_t hidden_size);
+  // y: [N] int64 in [0, V + 1 + extra rows) → [N, hidden]. Labels past the registered rows read
+  // the last one (callers hand out only registered labels).
+  torch::Tensor forward(const torch::Tensor& y);
+
+  // rows.size() must be V; each entry the ascending set-bit indices (< B) of one vocabulary
+  // compound (empty = no known structure), doses_um[r] its dose in µM (NaN or ≤ 0 = unknown).
+  // INVALID_ARGUMENT names the row and the bad value.
+  absl::Status SetVocabularyStructures(const std::vector<std::vector<int>>& rows,
+                                       const std::vector<double>& doses_um);
+  // Writes the structure under label V + 1 + slot. slot ≤ extra_rows() (= extra_rows() appends).
+  // Returns the label.
+  absl::StatusOr<int64_t> SetExtraStructure(int64_t slot, const std::vector<int>& bits,
+                                            double dose_um);
+  int64_t extra_rows() const;
+
+  torch::nn::Sequential mlp{nullptr};       // 0: Linear(B, D), 1: SiLU, 2: Linear(D, D)
+  torch::nn::Sequential dose_mlp{nullptr};  // 0: Linear(32, D), 1: SiLU, 2: Linear(D, D)
+  torch::Tensor null_embedding;             // [1, D]
+  torch::Tensor fingerprints;               // [V, B], requires_grad = false
+  torch::Tensor log_doses;                  // [V], requires_grad = false
+
+ private:
+  struct Extra {
+    torch::Tensor bits;       // [E, B]
+    torch::Tensor log_doses;  // [E]
+  };
+  std::shared_ptr<const Extra> Snapshot() const;
+
+  int64_t num_classes_, bits_;
+  mutable std::mutex mu_;
+  std::shared_ptr<const Extra> extra_;  // null until the first SetExtraStructure
+};
+TORCH_MODULE(StructureEmbedder);
+
+// log10 of a dose in µM, 0 (1 µM) when unknown (NaN or ≤ 0): the structure encoder's dose input.
+double LogDose(double dose_um);
 
 class PatchEmbedImpl : public torch::nn::Module {
  public:
@@ -198,8 +260,9 @@ class SiTImpl : public torch::nn::Module {
 
   PatchEmbed x_embedder{nullptr};
   TimestepEmbedder t_embedder{nullptr};
-  LabelEmbedder y_embedder{nullptr};
-  torch::Tensor pos_embed;  // [1, T, D], requires_grad = false
+  LabelEmbedder y_embedder{nullptr};              // only when config.uses_id()
+  StructureEmbedder structure_embedder{nullptr};  // only when config.uses_structure()
+  torch::Tensor pos_embed;                        // [1, T, D], requires_grad = false
   torch::nn::ModuleList blocks{nullptr};
   FinalLayer final_layer{nullptr};
   torch::nn::Linear gene_embedder{nullptr};  // only with gene tokens
