@@ -109,6 +109,7 @@ const std::vector<std::string> kGenesHeader = {"index", "probe_id", "symbol"};
 const std::vector<std::string> kGeneStatsHeader = {"probe_id", "mean", "std"};
 const std::vector<std::string> kVocabHeader = {"row", "perturbation_id", "dose", "smiles", "name"};
 const std::vector<std::string> kSplitHeader = {"perturbation_id", "split"};
+const std::vector<std::string> kStructuresHeader = {"perturbation_id", "smiles"};
 const std::vector<std::string> kDroppedHeader = {"kind", "item", "reason"};
 
 }  // namespace
@@ -201,6 +202,9 @@ absl::Status WriteManifestFiles(const std::string& dir, const Manifest& m) {
   rows.clear();
   for (const auto& [id, split] : m.split) rows.push_back({id, SplitName(split)});
   CF_RETURN_IF_ERROR(WriteTable(dir + "/split.csv", ',', kSplitHeader, rows));
+  rows.clear();
+  for (const auto& [id, smiles] : m.structures) rows.push_back({id, smiles});
+  CF_RETURN_IF_ERROR(WriteTable(dir + "/structures.tsv", '\t', kStructuresHeader, rows));
   rows.clear();
   for (const DroppedItem& d : m.dropped) rows.push_back({d.kind, d.item, d.reason});
   return WriteTable(dir + "/dropped.csv", ',', kDroppedHeader, rows);
@@ -312,6 +316,10 @@ absl::StatusOr<Manifest> LoadManifest(const std::string& dir, bool load_expressi
   }
   CF_ASSIGN_OR_RETURN(t, ReadTable(dir, "dropped.csv", ',', kDroppedHeader));
   for (const auto& r : t.rows) m.dropped.push_back({r[0], r[1], r[2]});
+  if (fs::exists(dir + "/structures.tsv")) {
+    CF_ASSIGN_OR_RETURN(t, ReadTable(dir, "structures.tsv", '\t', kStructuresHeader));
+    for (const auto& r : t.rows) m.structures[r[0]] = r[1];
+  }
 
   const std::string f_expr = dir + "/expression.f32";
   std::error_code ec;

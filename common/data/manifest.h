@@ -18,6 +18,9 @@
 //                        rows (population std; consumers clamp tiny values)
 //   perturbations.tsv    row,perturbation_id,dose,smiles,name   the training vocabulary, sorted by id
 //   split.csv            perturbation_id,split         train / val / test for every paired perturbation
+//   structures.tsv       perturbation_id,smiles        the SMILES of every paired perturbation that
+//                        has one (held-out compounds too: structure models are evaluated on them);
+//                        optional when reading (prepared before issue 18: no structures)
 //   dropped.csv          kind,item,reason              everything left out, and why
 #ifndef CELLFLUX_COMMON_DATA_MANIFEST_H_
 #define CELLFLUX_COMMON_DATA_MANIFEST_H_
@@ -85,6 +88,7 @@ struct Manifest {
   std::vector<double> gene_std;
   std::vector<VocabEntry> vocabulary;  // row = index
   std::map<std::string, Split> split;
+  std::map<std::string, std::string> structures;  // perturbation → SMILES as given
   std::vector<DroppedItem> dropped;
   std::string summary_json;  // summary.json text
 

@@ -320,6 +320,10 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& o) {
       if (info.smiles.empty() && it != smiles_of.end()) info.smiles = it->second;
     }
   }
+  for (const std::string& pert : perts) {
+    auto it = smiles_of.find(pert);
+    if (it != smiles_of.end()) m.structures[pert] = it->second;
+  }
   std::map<std::string, std::string> scaffold_of;  // perturbation → scaffold group
   if (o.parse_structure) {
     std::set<std::string> distinct(perts.begin(), perts.end());

@@ -255,7 +255,7 @@ TEST_F(PrepareTest, DeterministicGivenSeedAndSeedChangesSplit) {
   ASSERT_TRUE(PrepareDataset(Options("b", 7)).ok());
   ASSERT_TRUE(PrepareDataset(Options("c", 8)).ok());
   auto a = ReadDir(root_ + "/a"), b = ReadDir(root_ + "/b"), c = ReadDir(root_ + "/c");
-  EXPECT_EQ(a.size(), 12u);
+  EXPECT_EQ(a.size(), 13u);  // with structures.tsv
   EXPECT_EQ(a, b);
   EXPECT_NE(a.at("split.csv"), c.at("split.csv"));
   // Re-running into an existing directory replaces it completely.
@@ -318,6 +318,12 @@ TEST_F(PrepareTest, ScaffoldSplitHoldsOutWholeGroupsAndListsCompoundsWithoutStru
   int held_out = 0;
   for (const auto& [pert, split] : m->split) held_out += split != Split::kTrain;
   EXPECT_GE(held_out, 1);
+  // Every compound's SMILES is kept, held-out ones too (a structure model is evaluated on them),
+  // although the vocabulary lists only training compounds.
+  for (const auto& [pert, split] : m->split) {
+    ASSERT_TRUE(m->structures.count(pert)) << pert;
+    EXPECT_EQ(m->structures.at(pert), "smiles-" + pert);
+  }
   EXPECT_THAT(*ReadFile(root_ + "/scaffold/summary.json"), HasSubstr("\"without_structure\""));
 
   // A compound metadata CSV must name its columns.
