@@ -4,9 +4,12 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "common/chem/chem.h"
 #include "common/torch/tensors.h"
+#include "common/util/logging.h"
 #include "common/util/status_macros.h"
 
 namespace cellflux::trainer {
@@ -55,6 +58,41 @@ std::vector<PerturbationEntry> VocabularyEntries(const data::Manifest& m) {
     out.push_back(std::move(e));
   }
   return out;
+}
+
+absl::StatusOr<int> ApplyVocabularyStructures(CellFluxModel& model,
+                                              std::vector<PerturbationEntry>& vocab) {
+  const SiTConfig& sit = model->config().sit;
+  if (!sit.uses_structure()) return 0;
+  if (static_cast<int>(vocab.size()) > sit.num_classes) {
+    return absl::InvalidArgumentError(absl::StrCat("structure encoder: ", vocab.size(),
+                                                   " vocabulary compounds but sit.num_classes ",
+                                                   sit.num_classes));
+  }
+  std::vector<std::vector<int>> bits(sit.num_classes);
+  std::vector<double> doses(sit.num_classes, std::numeric_limits<double>::quiet_NaN());
+  int missing = 0;
+  for (size_t r = 0; r < vocab.size(); ++r) {
+    doses[r] = vocab[r].dose;
+    absl::StatusOr<chem::Structure> st =
+        vocab[r].smiles.empty()
+            ? absl::InvalidArgumentError("no SMILES")
+            : chem::ParseStructure(vocab[r].smiles, chem::kDefaultRadius, sit.fingerprint_bits);
+    if (!st.ok()) {
+      ++missing;
+      CF_LOG(WARNING) << "structure encoder: vocabulary compound " << vocab[r].id
+                      << " has no usable structure (" << st.status().message()
+                      << "); it is conditioned on its dose only";
+      continue;
+    }
+    vocab[r].smiles = st->canonical_smiles;
+    bits[r] = st->bits;
+  }
+  CF_RETURN_IF_ERROR(model->sit()->structure_embedder->SetVocabularyStructures(bits, doses));
+  CF_LOG(INFO) << "structure encoder: " << vocab.size() - missing << " of " << vocab.size()
+               << " vocabulary compounds with a fingerprint (Morgan r" << chem::kDefaultRadius
+               << ", " << sit.fingerprint_bits << " bits)";
+  return missing;
 }
 
 std::vector<GeneEntry> GeneEntries(const data::Manifest& m) {

@@ -19,6 +19,15 @@ namespace cellflux::trainer {
 absl::StatusOr<CellFluxModel> BuildModelWithComponents(const StageContext& ctx);
 
 std::vector<PerturbationEntry> VocabularyEntries(const data::Manifest& m);
+
+// For a structure encoder (ctx.model.sit.uses_structure()): parses every vocabulary compound's
+// SMILES with RDKit (common/chem), replaces it with the parent's canonical SMILES (what the
+// checkpoint carries), and writes the fingerprints and doses into the SiT's structure table.
+// Compounds without a parsable structure keep an all-zero fingerprint (the encoder then sees only
+// their dose); they are logged with the reason. Returns how many have none. No-op (0) for an id
+// model.
+absl::StatusOr<int> ApplyVocabularyStructures(CellFluxModel& model,
+                                              std::vector<PerturbationEntry>& vocab);
 std::vector<GeneEntry> GeneEntries(const data::Manifest& m);
 
 }  // namespace cellflux::trainer

@@ -13,7 +13,15 @@
 //                wells/rows on the same plates;
 //   baselines    control (the control as the prediction), train_mean (all perturbed training
 //                wells, as a Δ from all DMSO wells: the average training effect), replicate
-//                (another real replicate of the same treatment, a training well: the ceiling).
+//                (another real replicate of the same treatment, a training well: the ceiling),
+//                nearest_seen (for a compound outside the training vocabulary: the training
+//                compound with the most similar structure — Tanimoto of Morgan fingerprints —
+//                its training wells' mean Δ from their plates' controls).
+// Compounds outside the vocabulary (held out by a perturbation or compound-scaffold split) are
+// "unseen": an id model predicts them with the null condition; a structure model
+// (sit.condition structure / id+structure) registers each unseen treatment's fingerprint and
+// dose (SetExtraStructure) and conditions on it. metrics.json's "by_seen" scores the seen and
+// unseen compounds separately.
 // eval.ground_truth (synthetic data) adds the correlation with the generator's true shift.
 // Writes work_dir/eval/: metrics.json ({metric: {predictor: value}}, intervals, "run"),
 // per_compound.csv, compounds.json (the scorer's input: `cellflux-tool evaluate` re-scores it),
@@ -25,15 +33,18 @@
 #include <array>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <set>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/checkpoint/checkpoint_dir.h"
 #include "common/checkpoint/model_bundle.h"
+#include "common/chem/chem.h"
 #include "common/data/dataset.h"
 #include "common/data/manifest.h"
 #include "common/flow/sampler.h"
@@ -236,6 +247,19 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
     return it == by_pair.end() ? nullptr : it->second;
   };
 
+  // Structures: every compound with a SMILES (vocabulary and held out), parsed once.
+  std::map<std::string, chem::Structure> structure_of;
+  {
+    std::map<std::string, std::string> smiles = m.structures;
+    for (const auto& v : m.vocabulary) {
+      if (!v.smiles.empty()) smiles.emplace(v.perturbation_id, v.smiles);
+    }
+    for (const auto& [pert, text] : smiles) {
+      absl::StatusOr<chem::Structure> st =
+          chem::ParseStructure(text, chem::kDefaultRadius, model->config().sit.fingerprint_bits);
+      if (st.ok()) structure_of.emplace(pert, *std::move(st));
+    }
+  }
   const std::string split = SplitForEval(*cache);
   FlowExamples examples(
       cache.get(),
@@ -270,6 +294,24 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
     if (key_slot.emplace(pair_info[i]->key, keys.size()).second) keys.push_back(pair_info[i]->key);
   }
   std::vector<Accumulated> acc(keys.size());
+  // A structure model conditions unseen treatments on their structure and dose.
+  std::map<std::string, int64_t> structure_label;  // treatment key → registered label
+  if (model->config().sit.uses_structure()) {
+    for (int64_t i = 0; i < pairs; ++i) {
+      const data::ManifestPair& p = *pair_info[i];
+      if (m.VocabRow(p.perturbation) >= 0 || structure_label.count(p.key)) continue;
+      auto st = structure_of.find(p.perturbation);
+      if (st == structure_of.end()) continue;  // no structure: the null condition, as id models
+      double dose = std::numeric_limits<double>::quiet_NaN();
+      absl::SimpleAtod(p.dose, &dose);
+      CF_ASSIGN_OR_RETURN(int64_t label,
+                          model->sit()->structure_embedder->SetExtraStructure(
+                              static_cast<int64_t>(structure_label.size()), st->second.bits, dose));
+      structure_label[p.key] = label;
+    }
+    CF_LOG(INFO) << "eval: " << structure_label.size()
+                 << " unseen treatments conditioned on their structure";
+  }
 
   std::vector<torch::Tensor> real_feats, fake_feats, control_feats;
   std::vector<Vec> real_images, model_images, control_images;  // standardized, for the FD
@@ -299,6 +341,14 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
       draws.emplace_back(i % pairs, static_cast<uint64_t>(i / pairs));
     }
     FlowBatch b = examples.DrawsBatch(draws, /*salt=*/0xE7A1ULL, model->device());
+    if (!structure_label.empty()) {
+      torch::Tensor y = b.y.cpu().clone();
+      for (size_t i = 0; i < draws.size(); ++i) {
+        auto it = structure_label.find(pair_info[draws[i].first]->key);
+        if (it != structure_label.end()) y[static_cast<int64_t>(i)] = it->second;
+      }
+      b.y = y.to(model->device());
+    }
     DecodedSample gen, source;
     torch::Tensor gen_expr, source_expr;
     CF_RETURN_IF_ERROR(TorchCall("eval sampling", [&] {
@@ -374,9 +424,11 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   std::map<std::string, std::vector<const data::ManifestPair*>> by_key;
   std::vector<int64_t> train_rows;
   std::set<std::pair<std::string, std::string>> train_wells;
+  std::map<std::string, std::vector<const data::ManifestPair*>> train_pairs_of;  // by compound
   for (const auto& p : m.pairs) {
     by_key[p.key].push_back(&p);
     if (p.split == data::Split::kTrain) {
+      train_pairs_of[p.perturbation].push_back(&p);
       train_rows.push_back(p.l1000_row);
       train_wells.insert({p.cp_plate, p.well});
     }
@@ -444,6 +496,27 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
     }
     const int row = m.VocabRow(rec.perturbation);
     if (row >= 0) rec.name = m.vocabulary[row].name;
+    rec.seen = row >= 0;
+    // Unseen: the most similar training compound by structure, whose effect is a baseline.
+    const std::vector<const data::ManifestPair*>* nearest_pairs = nullptr;
+    if (!rec.seen) {
+      auto st = structure_of.find(rec.perturbation);
+      double best = -1;
+      for (const auto& v : m.vocabulary) {
+        auto other = structure_of.find(v.perturbation_id);
+        auto train = train_pairs_of.find(v.perturbation_id);
+        if (st == structure_of.end() || other == structure_of.end() ||
+            train == train_pairs_of.end())
+          continue;
+        const double sim = chem::Tanimoto(st->second.bits, other->second.bits);
+        if (sim > best) {
+          best = sim;
+          rec.nearest_seen = v.perturbation_id;
+          rec.nearest_similarity = sim;
+          nearest_pairs = &train->second;
+        }
+      }
+    }
     std::vector<Vec> real_p;
     for (const auto& w : wells) {
       CF_ASSIGN_OR_RETURN(Vec p, profiles.Well(w.first, w.second, well_sites.at(w)));
@@ -451,7 +524,23 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
     }
     rec.profile_real = MeanRows(real_p);
     CF_ASSIGN_OR_RETURN(rec.profile_real_control, profiles.Controls(cp_plates));
-    Prediction model_pred, control_pred, train_pred, rep_pred;
+    Prediction model_pred, control_pred, train_pred, rep_pred, nearest_pred;
+    std::set<std::string> nearest_cp_plates, nearest_l1000_plates;
+    std::vector<int64_t> nearest_rows;
+    if (nearest_pairs) {
+      std::vector<Vec> ps;
+      std::set<std::pair<std::string, std::string>> seen_wells;
+      for (const data::ManifestPair* p : *nearest_pairs) {
+        nearest_rows.push_back(p->l1000_row);
+        nearest_l1000_plates.insert(p->l1000_plate);
+        if (!seen_wells.insert({p->cp_plate, p->well}).second) continue;
+        CF_ASSIGN_OR_RETURN(Vec v, profiles.Well(p->cp_plate, p->well, p->site_ids));
+        ps.push_back(std::move(v));
+        nearest_cp_plates.insert(p->cp_plate);
+      }
+      nearest_pred.profile = MeanRows(ps);
+      CF_ASSIGN_OR_RETURN(nearest_pred.profile_control, profiles.Controls(nearest_cp_plates));
+    }
     model_pred.profile = MeanRows(a.profile);
     model_pred.profile_control = MeanRows(a.profile_control);
     control_pred.profile = control_pred.profile_control = MeanRows(a.profile_input);
@@ -474,6 +563,13 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
         rep_pred.gene = Rows(expr, {rep_row->l1000_row});
         rep_pred.gene_control = Rows(expr, l1000_controls({rep_row->l1000_plate}));
       }
+      if (nearest_pairs) {
+        std::sort(nearest_rows.begin(), nearest_rows.end());
+        nearest_rows.erase(std::unique(nearest_rows.begin(), nearest_rows.end()),
+                           nearest_rows.end());
+        nearest_pred.gene = Rows(expr, nearest_rows);
+        nearest_pred.gene_control = Rows(expr, l1000_controls(nearest_l1000_plates));
+      }
       auto t = truth.find(rec.key);
       if (t != truth.end()) rec.gene_truth = t->second;
     }
@@ -481,6 +577,7 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
     rec.predictions["control"] = std::move(control_pred);
     if (!train_rows.empty()) rec.predictions["train_mean"] = std::move(train_pred);
     if (rep_well || rep_row) rec.predictions["replicate"] = std::move(rep_pred);
+    if (nearest_pairs) rec.predictions["nearest_seen"] = std::move(nearest_pred);
     input.compounds.push_back(std::move(rec));
   }
   input.image_profiles["real"] = real_images;
@@ -501,7 +598,13 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   run["extractor"] = extractor->name();
   run["gene_units"] = "standardized per gene with the training statistics";
   run["ground_truth"] = c.ground_truth;
+  int64_t unseen = 0;
+  for (const CompoundRecord& rec : input.compounds) unseen += rec.seen ? 0 : 1;
+  run["unseen_compounds"] = unseen;
+  run["condition"] = model->config().sit.condition;
   nlohmann::json j = MetricsJson(result, run);
+  nlohmann::json by_seen = SeenUnseenJson(input);
+  if (!by_seen.empty()) j["by_seen"] = std::move(by_seen);
 
   // Image-feature distances beside them: FID/KID with Inception, else the fallback extractor.
   torch::Tensor real_all = torch::cat(real_feats), fake_all = torch::cat(fake_feats);

@@ -98,6 +98,9 @@ absl::Status RunFlowStage(const StageContext& ctx, bool resume) {
                          ? " (bfloat16 autocast, float32 master weights and EMA)"
                          : "");
   }
+  std::vector<PerturbationEntry> vocab = VocabularyEntries(manifest);
+  // Before the trainer copies the weights into its EMA: the fingerprints are frozen parameters.
+  CF_RETURN_IF_ERROR(ApplyVocabularyStructures(model, vocab).status());
   // Identical initial weights on every rank: same seed, then rank 0's copy wins.
   CF_RETURN_IF_ERROR(ctx.dist->Broadcast(model->sit()->parameters()));
   FlowTrainer trainer(model, cache.get(), ctx.dist, options);
@@ -122,7 +125,6 @@ absl::Status RunFlowStage(const StageContext& ctx, bool resume) {
     CF_RETURN_IF_ERROR(RefuseExistingCheckpoints(root));
   }
 
-  std::vector<PerturbationEntry> vocab = VocabularyEntries(manifest);
   std::vector<GeneEntry> genes = GeneEntries(manifest);
   Validator validator(cache.get(), ctx);
 

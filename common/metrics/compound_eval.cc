@@ -218,18 +218,48 @@ nlohmann::json MetricsJson(const EvalResult& r, const nlohmann::json& run_info) 
   return nlohmann::json::parse(j.dump());
 }
 
+EvalInput SubsetBySeen(const EvalInput& input, bool seen) {
+  EvalInput out;
+  out.profile_features = input.profile_features;
+  out.top_k = input.top_k;
+  out.bootstrap_resamples = input.bootstrap_resamples;
+  out.seed = input.seed;
+  for (const CompoundRecord& c : input.compounds) {
+    if (c.seen == seen) out.compounds.push_back(c);
+  }
+  return out;
+}
+
+nlohmann::json SeenUnseenJson(const EvalInput& input) {
+  nlohmann::json out = nlohmann::json::object();
+  bool any_unseen = false;
+  for (const CompoundRecord& c : input.compounds) any_unseen |= !c.seen;
+  if (!any_unseen) return out;
+  for (bool seen : {true, false}) {
+    EvalInput sub = SubsetBySeen(input, seen);
+    if (sub.compounds.empty()) continue;
+    nlohmann::json j = MetricsJson(ScoreCompounds(sub), nlohmann::json::object());
+    j.erase("run");
+    j["compounds"] = sub.compounds.size();
+    out[seen ? "seen" : "unseen"] = std::move(j);
+  }
+  return out;
+}
+
 std::string PerCompoundCsv(const EvalInput& in, const EvalResult& r) {
   std::vector<std::pair<std::string, std::string>> cols;
   for (const std::string& m : r.metrics) {
     if (m == "morph_frechet") continue;
     for (const std::string& p : r.predictors) cols.emplace_back(m, p);
   }
-  std::string csv = "key,perturbation,name,samples";
+  std::string csv = "key,perturbation,name,samples,seen,nearest_seen,nearest_similarity";
   for (const auto& [m, p] : cols) absl::StrAppend(&csv, ",", m, ":", p);
   csv += "\n";
   for (size_t i = 0; i < in.compounds.size(); ++i) {
     const CompoundRecord& c = in.compounds[i];
-    absl::StrAppend(&csv, c.key, ",", c.perturbation, ",", c.name, ",", c.samples);
+    absl::StrAppend(&csv, c.key, ",", c.perturbation, ",", c.name, ",", c.samples, ",",
+                    c.seen ? "yes" : "no", ",", c.nearest_seen, ",",
+                    c.nearest_seen.empty() ? "" : absl::StrFormat("%.4f", c.nearest_similarity));
     for (const auto& [m, p] : cols) {
       double v = kNaN;
       auto mit = r.per_compound[i].find(m);
@@ -261,7 +291,12 @@ nlohmann::json EvalInputToJson(const EvalInput& in) {
                          {"gene_real_control", c.gene_real_control},
                          {"profile_real", c.profile_real},
                          {"profile_real_control", c.profile_real_control},
-                         {"gene_truth", c.gene_truth}};
+                         {"gene_truth", c.gene_truth},
+                         {"seen", c.seen}};
+    if (!c.nearest_seen.empty()) {
+      cj["nearest_seen"] = c.nearest_seen;
+      cj["nearest_similarity"] = c.nearest_similarity;
+    }
     for (const auto& [name, p] : c.predictions) {
       cj["predictions"][name] = {{"gene", p.gene},
                                  {"gene_control", p.gene_control},
@@ -296,6 +331,9 @@ absl::StatusOr<EvalInput> EvalInputFromJson(const nlohmann::json& j) {
       c.profile_real = JsonVector(cj, "profile_real");
       c.profile_real_control = JsonVector(cj, "profile_real_control");
       c.gene_truth = JsonVector(cj, "gene_truth");
+      c.seen = cj.value("seen", true);
+      c.nearest_seen = cj.value("nearest_seen", "");
+      c.nearest_similarity = cj.value("nearest_similarity", 0.0);
       if (cj.contains("predictions")) {
         for (const auto& [name, pj] : cj["predictions"].items()) {
           Prediction p;

@@ -56,6 +56,13 @@ struct CompoundRecord {
   std::vector<double> profile_real, profile_real_control;
   std::vector<double> gene_truth;  // empty when unknown
   std::map<std::string, Prediction> predictions;
+  // Whether the compound is in the model's training vocabulary. An unseen one (a held-out
+  // compound, issue 18) is predicted from its structure, and nearest_seen names the training
+  // compound most similar to it (Tanimoto of Morgan fingerprints), whose effect is the
+  // nearest_seen baseline.
+  bool seen = true;
+  std::string nearest_seen;
+  double nearest_similarity = 0.0;
 };
 
 struct EvalInput {
@@ -89,7 +96,16 @@ EvalResult ScoreCompounds(const EvalInput& input);
 // {predictor: [lo, hi]}}, "model_minus_baseline_ci95" {metric: {baseline: [mean, lo, hi]}},
 // "lower_is_better" [metrics] and "run" (run_info, e.g. checkpoint, split, compounds).
 nlohmann::json MetricsJson(const EvalResult& result, const nlohmann::json& run_info);
-// eval/per_compound.csv: key,perturbation,name,samples, then <metric>:<predictor> columns.
+
+// The compounds of `input` with CompoundRecord::seen == seen (no per-image profiles: the Fréchet
+// distance is over all images only).
+EvalInput SubsetBySeen(const EvalInput& input, bool seen);
+// {"seen": {...}, "unseen": {...}}: for each non-empty group, "compounds" (its count) and the
+// summary, "ci95" and "model_minus_baseline_ci95" of ScoreCompounds on that group alone. Empty
+// when every compound is seen (nothing to split).
+nlohmann::json SeenUnseenJson(const EvalInput& input);
+// eval/per_compound.csv: key,perturbation,name,samples,seen,nearest_seen,nearest_similarity, then
+// <metric>:<predictor> columns.
 std::string PerCompoundCsv(const EvalInput& input, const EvalResult& result);
 
 // The scorer's input as JSON (eval/compounds.json), so `cellflux-tool evaluate` can re-score it.

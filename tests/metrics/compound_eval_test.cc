@@ -78,7 +78,10 @@ TEST(CompoundEvalTest, MetricsJsonAndCsvShape) {
   for (const auto& m : j["lower_is_better"]) mae_lower |= m == "gene_mae";
   EXPECT_TRUE(mae_lower);
   const std::string csv = PerCompoundCsv(in, r);
-  EXPECT_EQ(csv.substr(0, csv.find('\n')).find("key,perturbation,name,samples,"), 0u) << csv;
+  EXPECT_EQ(csv.substr(0, csv.find('\n'))
+                .find("key,perturbation,name,samples,seen,nearest_seen,nearest_similarity,"),
+            0u)
+      << csv;
   EXPECT_NE(csv.find("gene_pearson_delta:model"), std::string::npos);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 4);
 }
