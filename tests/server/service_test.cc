@@ -380,6 +380,12 @@ TEST_F(ServiceTest, DeadlineAndCancelFreeTheirRows) {
   grpc::Status s = Predict(GoodRequest(2, 1, 3), &resp, absl::Seconds(20));
   EXPECT_TRUE(s.ok()) << s.error_message();
 
+  // The gauge drops to 0 when the step loop publishes after retiring request 2's row, which can
+  // be after request 2's response arrived (a codec worker decodes and answers meanwhile). Cancel
+  // only once the endless request itself holds the row: waiting for 1 while the gauge still
+  // showed request 2 cancelled the call before the server had it, so the server never heard of
+  // the cancel and ran the endless request until its deadline (1 in ~25 runs under load).
+  AwaitGauge("cellflux_active_samples", 0);
   grpc::ClientContext ctx;
   std::thread canceller([&] {
     AwaitGauge("cellflux_active_samples", 1);
@@ -442,6 +448,9 @@ TEST_F(ServiceTest, DeadlinesAreRecordedAsDeadlineExceededAndCancelsAsCancelled)
   EXPECT_EQ(PredictCount(server_->registry(), "DEADLINE_EXCEEDED"), 1);
   EXPECT_EQ(PredictCount(server_->registry(), "CANCELLED"), 0);
 
+  // As in DeadlineAndCancelFreeTheirRows: the gauge may still show the first request's row;
+  // cancel only once the second request holds it.
+  AwaitGauge("cellflux_active_samples", 0);
   grpc::ClientContext ctx;
   std::thread canceller([&] {
     AwaitGauge("cellflux_active_samples", 1);
