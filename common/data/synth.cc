@@ -4,9 +4,11 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -42,6 +44,9 @@ struct Treatment {
 
 struct Compound {
   std::string broad_sample, pert_id, name, smiles;
+  int scaffold, variant;                  // kScaffolds[scaffold].variants[variant]
+  std::vector<int> substituents;          // kSubstituents index per attachment point
+  std::vector<double> attachment_weight;  // w_i per attachment point
   std::vector<double> z;
   double strength;
 };
@@ -69,8 +74,10 @@ struct L1000Plate {
 
 struct World {
   std::vector<double> gene_mean, gene_sd;
-  std::vector<std::vector<double>> w;  // [genes][k]
-  std::vector<std::vector<double>> m;  // [morph params][k]
+  std::vector<std::vector<double>> w;                // [genes][k]
+  std::vector<std::vector<double>> m;                // [morph params][k]
+  std::vector<std::vector<double>> scaffold_vec;     // [kNumScaffolds][k], unit
+  std::vector<std::vector<double>> substituent_vec;  // [kNumSubstituents][k], unit
   std::vector<Compound> compounds;
   std::vector<Treatment> treatments;
   std::vector<CpPlate> cp_plates;
@@ -96,13 +103,161 @@ std::vector<int> Shuffled(int n, SynthRng& rng) {
   return v;
 }
 
-std::string FakeSmiles(SynthRng& rng) {
-  static const char* kFragments[] = {"c1ccccc1", "C(=O)N",     "CC", "O",  "N1CCCC1", "C(F)(F)F",
-                                     "c1ccncc1", "S(=O)(=O)N", "Cl", "OC", "C(=O)O",  "N"};
-  std::string s = "C";
-  const int n = 3 + rng.UniformInt(4);
-  for (int i = 0; i < n; ++i) s += kFragments[rng.UniformInt(12)];
+// The fragment library. Compound structures are a scaffold template (a ring system) with an acyclic
+// substituent at each attachment point of one of its variants; every attachment atom is an
+// aromatic or aliphatic carbon with a hydrogen to replace, so every combination is a valid
+// molecule, and since substituents hold no ring, its Bemis–Murcko scaffold is the template's ring
+// system. Variant patterns mark each attachment point with a branch "(*)", '*' standing for the
+// substituent's SMILES. They are chosen so that no symmetry of the ring system permutes a
+// variant's points (para-benzene, the one exception, is flagged and its substituents sorted) and
+// no two variants of a template are related by a symmetry or (benzimidazole) by the N–H
+// tautomerism: distinct (template, variant, substituents) then give distinct molecules, hence
+// distinct canonical SMILES, without RDKit.
+struct Variant {
+  const char* pattern;
+  bool first_two_equivalent;  // a symmetry swaps points 0 and 1: substituents stored sorted
+};
+
+struct ScaffoldTemplate {
+  const char* name;
+  const char* smiles;   // the ring system alone
+  Variant variants[3];  // 1, 2 and 3 attachment points
+};
+
+constexpr ScaffoldTemplate kScaffolds[] = {
+    {"benzene",
+     "c1ccccc1",
+     {{"c1ccc(*)cc1", false}, {"c1(*)ccc(*)cc1", true}, {"c1(*)c(*)cc(*)cc1", false}}},
+    {"pyridine",
+     "c1ccncc1",
+     {{"c1(*)ccncc1", false}, {"c1(*)cc(*)ncc1", false}, {"c1(*)c(*)cnc(*)c1", false}}},
+    {"thiophene",
+     "c1ccsc1",
+     {{"c1cc(*)sc1", false}, {"c1c(*)c(*)sc1", false}, {"c1c(*)c(*)sc1(*)", false}}},
+    {"phenylpiperidine",
+     "c1ccc(cc1)N1CCCCC1",
+     {{"c1(*)ccc(cc1)N1CCCCC1", false},
+      {"c1(*)ccc(cc1)N1CCC(*)CC1", false},
+      {"c1(*)c(*)cc(cc1)N1CCC(*)CC1", false}}},
+    {"indole",
+     "c1ccc2[nH]ccc2c1",
+     {{"c1ccc2[nH]cc(*)c2c1", false},
+      {"c1c(*)cc2[nH]cc(*)c2c1", false},
+      {"c1c(*)cc2[nH]c(*)c(*)c2c1", false}}},
+    {"benzimidazole",
+     "c1ccc2[nH]cnc2c1",
+     {{"c1ccc2[nH]c(*)nc2c1", false},
+      {"c1c(*)cc2[nH]c(*)nc2c1", false},
+      {"c1c(*)c(*)c2[nH]c(*)nc2c1", false}}},
+    {"quinoline",
+     "c1ccc2ncccc2c1",
+     {{"c1ccc2ncc(*)cc2c1", false},
+      {"c1(*)ccc2ncc(*)cc2c1", false},
+      {"c1c(*)cc2nc(*)cc(*)c2c1", false}}},
+    {"naphthalene",
+     "c1ccc2ccccc2c1",
+     {{"c1c(*)cc2ccccc2c1", false},
+      {"c1c(*)cc2c(*)cccc2c1", false},
+      {"c1c(*)cc2c(*)cccc2c1(*)", false}}},
+};
+
+struct Substituent {
+  const char* name;
+  const char* smiles;  // acyclic, bonded through its first atom
+};
+
+constexpr Substituent kSubstituents[] = {
+    {"methyl", "C"},
+    {"ethyl", "CC"},
+    {"propyl", "CCC"},
+    {"isopropyl", "C(C)C"},
+    {"fluoro", "F"},
+    {"chloro", "Cl"},
+    {"bromo", "Br"},
+    {"trifluoromethyl", "C(F)(F)F"},
+    {"hydroxy", "O"},
+    {"methoxy", "OC"},
+    {"ethoxy", "OCC"},
+    {"trifluoromethoxy", "OC(F)(F)F"},
+    {"hydroxymethyl", "CO"},
+    {"amino", "N"},
+    {"dimethylamino", "N(C)C"},
+    {"acetamido", "NC(C)=O"},
+    {"carboxamide", "C(N)=O"},
+    {"carboxy", "C(=O)O"},
+    {"methoxycarbonyl", "C(=O)OC"},
+    {"acetyl", "C(C)=O"},
+    {"cyano", "C#N"},
+    {"sulfamoyl", "S(N)(=O)=O"},
+    {"methylsulfonyl", "S(C)(=O)=O"},
+    {"methylthio", "SC"},
+};
+
+constexpr int kNumScaffolds = sizeof(kScaffolds) / sizeof(kScaffolds[0]);
+constexpr int kNumSubstituents = sizeof(kSubstituents) / sizeof(kSubstituents[0]);
+// Probability of 1 and of 1 or 2 attachment points.
+constexpr double kOnePointP = 0.25, kUpToTwoPointsP = 0.65;
+// z_c = normalize(kScaffoldWeight u_scaffold + kSubstituentWeight sum_i w_i u_substituent_i +
+// kSpecificWeight e_c), u and e_c random unit vectors, sum_i w_i^2 = 1 with w_i proportional to
+// kAttachmentWeight[i] (equal for equivalent points). Scaffold and substituents carry about equal
+// parts of the variance, the compound-specific part about 4 %.
+constexpr double kScaffoldWeight = 1.0, kSubstituentWeight = 1.0, kSpecificWeight = 0.3;
+constexpr double kAttachmentWeight[] = {1.0, 0.75, 0.6};
+
+int NumPoints(const Variant& v) {
+  return static_cast<int>(std::count(v.pattern, v.pattern + std::strlen(v.pattern), '*'));
+}
+
+std::string AssembleSmiles(const Variant& v, const std::vector<int>& substituents) {
+  std::string s;
+  size_t next = 0;
+  for (const char* p = v.pattern; *p != '\0'; ++p) {
+    if (*p == '*') {
+      s += kSubstituents[substituents[next++]].smiles;
+    } else {
+      s += *p;
+    }
+  }
   return s;
+}
+
+// Normalized attachment weights of a variant's points (sum of squares 1).
+std::vector<double> AttachmentWeights(const Variant& v) {
+  std::vector<double> w;
+  for (int i = 0; i < NumPoints(v); ++i)
+    w.push_back(kAttachmentWeight[v.first_two_equivalent && i == 1 ? 0 : i]);
+  double norm = 0;
+  for (double x : w) norm += x * x;
+  for (double& x : w) x /= std::sqrt(norm);
+  return w;
+}
+
+// Number of distinct structures the library can make.
+int64_t FragmentCapacity() {
+  int64_t total = 0;
+  for (const ScaffoldTemplate& t : kScaffolds) {
+    for (const Variant& v : t.variants) {
+      int64_t n = 1;
+      for (int i = 0; i < NumPoints(v); ++i) n *= kNumSubstituents;
+      if (v.first_two_equivalent) n = n / kNumSubstituents * (kNumSubstituents + 1) / 2;
+      total += n;
+    }
+  }
+  return total;
+}
+
+std::vector<double> RandomUnitVector(int k, SynthRng& rng) {
+  std::vector<double> v(k);
+  double norm = 0;
+  do {
+    norm = 0;
+    for (double& x : v) {
+      x = rng.Normal();
+      norm += x * x;
+    }
+  } while (norm < 1e-12);
+  for (double& x : v) x /= std::sqrt(norm);
+  return v;
 }
 
 std::string Uuid(uint64_t seed) {
@@ -112,9 +267,56 @@ std::string Uuid(uint64_t seed) {
                          b >> 48, b & 0xFFFFFFFFFFFFULL);
 }
 
+// Key of a structure: scaffold, variant, substituents.
+using StructureKey = std::vector<int>;
+
+StructureKey KeyOf(const Compound& c) {
+  StructureKey key = {c.scaffold, c.variant};
+  key.insert(key.end(), c.substituents.begin(), c.substituents.end());
+  return key;
+}
+
+// Draws a structure not in `used` (and adds it): a random template, 1-3 attachment points, random
+// substituents; after many collisions (a library nearly used up) the first free structure in
+// enumeration order. Validate() keeps the compound count within FragmentCapacity().
+void DrawStructure(SynthRng& rng, std::set<StructureKey>& used, Compound& c) {
+  auto canonical = [&c]() {
+    const Variant& v = kScaffolds[c.scaffold].variants[c.variant];
+    if (v.first_two_equivalent && c.substituents[0] > c.substituents[1])
+      std::swap(c.substituents[0], c.substituents[1]);
+  };
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    c.scaffold = rng.UniformInt(kNumScaffolds);
+    const double u = rng.Uniform();
+    c.variant = u < kOnePointP ? 0 : u < kUpToTwoPointsP ? 1 : 2;
+    c.substituents.resize(NumPoints(kScaffolds[c.scaffold].variants[c.variant]));
+    for (int& s : c.substituents) s = rng.UniformInt(kNumSubstituents);
+    canonical();
+    if (used.insert(KeyOf(c)).second) return;
+  }
+  for (c.scaffold = 0; c.scaffold < kNumScaffolds; ++c.scaffold) {
+    for (c.variant = 0; c.variant < 3; ++c.variant) {
+      const int points = NumPoints(kScaffolds[c.scaffold].variants[c.variant]);
+      int64_t combos = 1;
+      for (int i = 0; i < points; ++i) combos *= kNumSubstituents;
+      for (int64_t n = 0; n < combos; ++n) {
+        c.substituents.resize(points);
+        int64_t rest = n;
+        for (int& s : c.substituents) {
+          s = static_cast<int>(rest % kNumSubstituents);
+          rest /= kNumSubstituents;
+        }
+        canonical();
+        if (used.insert(KeyOf(c)).second) return;
+      }
+    }
+  }
+}
+
 void BuildCompounds(const SynthOptions& o, SynthRng& rng, World& world) {
   const int genes = static_cast<int>(kNumLandmarkGenes);
   std::vector<int> ids;
+  std::set<StructureKey> used;
   for (int c = 0; c < o.compounds; ++c) {
     Compound cp;
     int id;
@@ -126,13 +328,29 @@ void BuildCompounds(const SynthOptions& o, SynthRng& rng, World& world) {
     cp.broad_sample =
         absl::StrCat(cp.pert_id, "-001-0", 1 + rng.UniformInt(9), "-", rng.UniformInt(10));
     cp.name = absl::StrFormat("cfsyn-%03d", c + 1);
-    cp.smiles = FakeSmiles(rng);
-    double norm = 0;
+    DrawStructure(rng, used, cp);
+    const Variant& variant = kScaffolds[cp.scaffold].variants[cp.variant];
+    cp.smiles = AssembleSmiles(variant, cp.substituents);
+    cp.attachment_weight = AttachmentWeights(variant);
+    const std::vector<double> specific = RandomUnitVector(o.latent_dim, rng);
+    cp.z.assign(o.latent_dim, 0.0);
     for (int k = 0; k < o.latent_dim; ++k) {
-      cp.z.push_back(rng.Normal());
-      norm += cp.z.back() * cp.z.back();
+      cp.z[k] =
+          kScaffoldWeight * world.scaffold_vec[cp.scaffold][k] + kSpecificWeight * specific[k];
+      for (size_t i = 0; i < cp.substituents.size(); ++i) {
+        cp.z[k] += kSubstituentWeight * cp.attachment_weight[i] *
+                   world.substituent_vec[cp.substituents[i]][k];
+      }
+    }
+    double norm = 0;
+    for (double v : cp.z) norm += v * v;
+    if (norm < 1e-12) {  // cancellation (practically never): the scaffold's direction
+      cp.z = world.scaffold_vec[cp.scaffold];
+      norm = 1.0;
     }
     for (double& v : cp.z) v /= std::sqrt(norm);
+    // Strength stays compound-specific (not fragment-derived), distributed as before: analogues of
+    // an active compound can be inactive, and the effect sizes the tests calibrate on are kept.
     cp.strength = rng.Uniform() < 0.25 ? 0.0 : rng.Uniform(0.3, 1.5);
     world.compounds.push_back(cp);
   }
@@ -249,6 +467,10 @@ World BuildWorld(const SynthOptions& o) {
     for (double& v : row) v = rng.Normal();
     world.m.push_back(std::move(row));
   }
+  for (int t = 0; t < kNumScaffolds; ++t)
+    world.scaffold_vec.push_back(RandomUnitVector(o.latent_dim, rng));
+  for (int t = 0; t < kNumSubstituents; ++t)
+    world.substituent_vec.push_back(RandomUnitVector(o.latent_dim, rng));
   BuildCompounds(o, rng, world);
   return world;
 }
@@ -383,7 +605,14 @@ absl::Status WriteGroundTruth(const SynthOptions& o, const World& world, const s
       {"expression",
        "x_g = mean_g + plate_offset_g + sd_g * (expression_gain * effect * (expression_loadings "
        "z)_g + N(0,1))"},
-      {"expression_gain", kExpressionGain}};
+      {"expression_gain", kExpressionGain},
+      {"latent",
+       "z = normalize(scaffold_weight * scaffold_vector + substituent_weight * sum_i "
+       "attachment_weight_i * substituent_vector_i + specific_weight * specific_unit_vector), "
+       "sum_i attachment_weight_i^2 = 1"},
+      {"strength",
+       "0 for about a quarter of the compounds, else uniform in [0.3, 1.5); "
+       "compound-specific, not fragment-derived"}};
   j["morphology_parameters"] = Json::array();
   for (int p = 0; p < kNumMorphParams; ++p)
     j["morphology_parameters"].push_back(
@@ -397,6 +626,22 @@ absl::Status WriteGroundTruth(const SynthOptions& o, const World& world, const s
                           {"sd", world.gene_sd[g]}});
   }
   j["expression_loadings"] = world.w;
+  Json fragments = {{"scaffold_weight", kScaffoldWeight},
+                    {"substituent_weight", kSubstituentWeight},
+                    {"specific_weight", kSpecificWeight},
+                    {"scaffolds", Json::array()},
+                    {"substituents", Json::array()}};
+  for (int t = 0; t < kNumScaffolds; ++t) {
+    fragments["scaffolds"].push_back({{"name", kScaffolds[t].name},
+                                      {"smiles", kScaffolds[t].smiles},
+                                      {"vector", world.scaffold_vec[t]}});
+  }
+  for (int t = 0; t < kNumSubstituents; ++t) {
+    fragments["substituents"].push_back({{"name", kSubstituents[t].name},
+                                         {"smiles", kSubstituents[t].smiles},
+                                         {"vector", world.substituent_vec[t]}});
+  }
+  j["fragments"] = fragments;
   j["compounds"] = Json::array();
   for (int c = 0; c < static_cast<int>(world.compounds.size()); ++c) {
     const Compound& cp = world.compounds[c];
@@ -411,10 +656,19 @@ absl::Status WriteGroundTruth(const SynthOptions& o, const World& world, const s
                        {"morphology_delta", morph},
                        {"expression_shift", t.shift}});
     }
+    Json substituents = Json::array();
+    for (size_t i = 0; i < cp.substituents.size(); ++i) {
+      substituents.push_back({{"name", kSubstituents[cp.substituents[i]].name},
+                              {"smiles", kSubstituents[cp.substituents[i]].smiles},
+                              {"attachment_weight", cp.attachment_weight[i]}});
+    }
     j["compounds"].push_back({{"broad_sample", cp.broad_sample},
                               {"pert_id", cp.pert_id},
                               {"name", cp.name},
                               {"smiles", cp.smiles},
+                              {"scaffold_name", kScaffolds[cp.scaffold].name},
+                              {"scaffold_smiles", kScaffolds[cp.scaffold].smiles},
+                              {"substituents", substituents},
                               {"strength", cp.strength},
                               {"latent", cp.z},
                               {"doses", doses}});
@@ -448,6 +702,12 @@ absl::Status SynthOptions::Validate() const {
   CF_RETURN_IF_ERROR(check(plates >= 1 && plates <= 1000, "plates", plates, "1..1000"));
   CF_RETURN_IF_ERROR(
       check(compounds >= 1 && compounds <= 100000, "compounds", compounds, "1..100000"));
+  if (compounds > FragmentCapacity()) {  // not reached: the library makes more than 100000
+    return absl::InvalidArgumentError(
+        absl::StrFormat("synth: compounds = %d, expected at most %d (the distinct structures of "
+                        "the fragment library)",
+                        compounds, FragmentCapacity()));
+  }
   CF_RETURN_IF_ERROR(
       check(image_width >= 16 && image_width <= 4096, "image width", image_width, "16..4096"));
   CF_RETURN_IF_ERROR(

@@ -10,14 +10,28 @@
 //   DIR/l1000/replicate_level_l1k.csv    Haghighi layout: replicate_id,pert_id,pert_dose,det_plate,
 //       pert_sample_dose,CPD_NAME,CPD_SMILES, then the 978 landmark probe ids; DMSO rows have
 //       pert_id DMSO, pert_dose -666, pert_sample_dose DMSO.
-//   DIR/ground_truth.json                the generating model: per compound its latent vector,
-//       strength, morphology deltas and expression shift per dose; plate effects; gene baselines;
-//       loading matrices.
+//   DIR/ground_truth.json                the generating model: per compound its SMILES, scaffold
+//       template (scaffold_name, scaffold_smiles) and substituents (name, SMILES, attachment
+//       weight), latent vector, strength, morphology deltas and expression shift per dose; the
+//       fragment vectors ("fragments"); plate effects; gene baselines; loading matrices.
 //
 // Matching key, as in the real data: pert_sample_dose = broad_sample + "_" + PythonFloatString(
 // round(2 * mmoles_per_liter, 2)), e.g. "BRD-K12345678-001-01-1_10.0".
 //
+// Structures: each compound is a real molecule (valid, unique canonical SMILES) from a fragment
+// library: one of 8 scaffold templates (benzene, pyridine, thiophene, phenylpiperidine, indole,
+// benzimidazole, quinoline, naphthalene) with 1-3 attachment points, each carrying one of 24
+// acyclic substituents (methyl, F, OMe, CF3, NH2, CONH2, COOH, SO2NH2, CN, ...). Substituents hold
+// no ring, so a compound's Bemis–Murcko scaffold is its template's ring system.
+//
 // The model: compound c has a unit latent z_c in R^k and a strength s_c (about a quarter exactly 0).
+// z_c comes from its fragments: every template and every substituent has a fixed random unit
+// vector u (from the seed), and z_c = normalize(u_scaffold + sum_i w_i u_substituent_i + 0.3 e_c)
+// with attachment weights w_i proportional to 1, 0.75, 0.6 by point (sum w_i^2 = 1) and e_c a
+// compound-specific random unit vector: scaffold and substituents carry about equal parts, so
+// compounds sharing fragments have similar effects and an unseen scaffold's compounds are partly
+// predictable from their substituents. s_c is compound-specific (uniform in [0.3, 1.5) or 0, as
+// before; at least one null and one strong compound), not fragment-derived.
 // At CP dose m its effect scale is e = s_c * m / (m + 1) / (5 / 6) (1 at the top dose m = 5).
 // Morphology delta_j = max_j * tanh(e * (M z_c)_j) (M: fixed random [params x k]); expression of
 // gene g = mean_g + plate_offset[p][g] + sd_g * (gain * e * (W z_c)_g + noise), W: fixed sparse

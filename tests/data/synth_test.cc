@@ -286,6 +286,27 @@ TEST_F(SynthTest, NullCompoundMatchesDmsoAndStrongCompoundDoesNot) {
   EXPECT_GT(strong_d, null_d + 0.5);
 }
 
+// The structures themselves are checked with RDKit in tests/chem/synth_chem_test.cc; here, without
+// RDKit: the ground truth names each compound's fragments and the L1000 CSV carries its SMILES.
+TEST_F(SynthTest, CompoundsRecordTheirFragmentsAndDistinctSmiles) {
+  const nlohmann::json truth = Truth();
+  std::set<std::string> smiles, scaffold_names;
+  for (const auto& f : truth["fragments"]["scaffolds"]) scaffold_names.insert(f["name"]);
+  EXPECT_EQ(scaffold_names.size(), 8u);
+  for (const auto& c : truth["compounds"]) {
+    EXPECT_TRUE(smiles.insert(c["smiles"].get<std::string>()).second) << c["smiles"];
+    EXPECT_TRUE(scaffold_names.count(c["scaffold_name"].get<std::string>())) << c["scaffold_name"];
+    EXPECT_FALSE(c["scaffold_smiles"].get<std::string>().empty());
+    EXPECT_GE(c["substituents"].size(), 1u);
+    EXPECT_LE(c["substituents"].size(), 3u);
+    EXPECT_EQ(c["latent"].size(), 6u);
+  }
+  const L1000Table l1k = ReadL1000(*dir_ / "l1000" / "replicate_level_l1k.csv");
+  for (const auto& row : l1k.rows) {
+    if (row[1] != "DMSO") EXPECT_TRUE(smiles.count(row[6])) << row[6];
+  }
+}
+
 TEST_F(SynthTest, SameSeedGivesIdenticalBytesAndAnotherSeedDiffers) {
   const fs::path again =
       fs::path(::testing::TempDir()) / ("synth_again_" + std::to_string(::getpid()));
