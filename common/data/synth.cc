@@ -30,8 +30,9 @@ constexpr double kLoadingDensity = 0.35;  // fraction of genes each latent dimen
 constexpr double kHighDoses[] = {5.0, 3.33, 2.5};
 constexpr double kLowDoses[] = {1.25, 0.625};
 
-// Seeds of the independent random streams (world model, each plate, each site).
-enum Stream : uint64_t { kWorld = 1, kCpLayout = 2, kL1000 = 3, kSites = 4 };
+// Seeds of the independent random streams (world model, each plate, each site, compound
+// structures and fragment effect vectors).
+enum Stream : uint64_t { kWorld = 1, kCpLayout = 2, kL1000 = 3, kSites = 4, kStructures = 5 };
 
 struct Treatment {
   int compound;
@@ -313,7 +314,8 @@ void DrawStructure(SynthRng& rng, std::set<StructureKey>& used, Compound& c) {
   }
 }
 
-void BuildCompounds(const SynthOptions& o, SynthRng& rng, World& world) {
+// `rng` is the world stream, `structure_rng` the structures' own (see below).
+void BuildCompounds(const SynthOptions& o, SynthRng& rng, SynthRng& structure_rng, World& world) {
   const int genes = static_cast<int>(kNumLandmarkGenes);
   std::vector<int> ids;
   std::set<StructureKey> used;
@@ -328,7 +330,13 @@ void BuildCompounds(const SynthOptions& o, SynthRng& rng, World& world) {
     cp.broad_sample =
         absl::StrCat(cp.pert_id, "-001-0", 1 + rng.UniformInt(9), "-", rng.UniformInt(10));
     cp.name = absl::StrFormat("cfsyn-%03d", c + 1);
-    DrawStructure(rng, used, cp);
+    // The world stream skips the draws of the former placeholder SMILES, and the compound-specific
+    // part of z takes the draws of the former random z, so every other draw (ids, strengths, doses)
+    // is as before: a seed's dataset changes only in its structures and effect directions, and the
+    // tests and demo numbers calibrated on it stay comparable. Structures come from their own
+    // stream.
+    for (int i = 3 + rng.UniformInt(4); i > 0; --i) rng.Next();
+    DrawStructure(structure_rng, used, cp);
     const Variant& variant = kScaffolds[cp.scaffold].variants[cp.variant];
     cp.smiles = AssembleSmiles(variant, cp.substituents);
     cp.attachment_weight = AttachmentWeights(variant);
@@ -467,11 +475,12 @@ World BuildWorld(const SynthOptions& o) {
     for (double& v : row) v = rng.Normal();
     world.m.push_back(std::move(row));
   }
+  SynthRng structure_rng(MixSeed(o.seed, kStructures));
   for (int t = 0; t < kNumScaffolds; ++t)
-    world.scaffold_vec.push_back(RandomUnitVector(o.latent_dim, rng));
+    world.scaffold_vec.push_back(RandomUnitVector(o.latent_dim, structure_rng));
   for (int t = 0; t < kNumSubstituents; ++t)
-    world.substituent_vec.push_back(RandomUnitVector(o.latent_dim, rng));
-  BuildCompounds(o, rng, world);
+    world.substituent_vec.push_back(RandomUnitVector(o.latent_dim, structure_rng));
+  BuildCompounds(o, rng, structure_rng, world);
   return world;
 }
 
