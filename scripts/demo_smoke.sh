@@ -22,10 +22,11 @@ run() { CELLFLUX_DEMO_OUT="$out/demo" CELLFLUX_BUILD_DIR="$build" bash "$src/scr
 run > "$out/first.log" 2>&1 || { cat "$out/first.log"; fail "demo.sh failed"; }
 grep -q "cellflux demo: done" "$out/first.log" || { cat "$out/first.log"; fail "no summary"; }
 for f in screen/report.html screen/predictions.gct run/eval/metrics.json run/eval/figure.png \
-         run/eval/report.html run/eval/per_compound.csv; do
+         run/eval/report.html run/eval/per_compound.csv run-unseen/eval/metrics.json \
+         run-unseen/eval/report.html; do
   [ -s "$out/demo/$f" ] || fail "missing $f"
 done
-for line in "gene Pearson-Δ" "gene MAE" "morph Pearson-Δ" "retrieval both" "model wins" "image FD" "image KD" "over training" "throughput" "main job"; do
+for line in "gene Pearson-Δ" "gene MAE" "morph Pearson-Δ" "retrieval both" "model wins" "image FD" "image KD" "over training" "throughput" "main job" "unseen compounds" "nearest_seen"; do
   grep -q "$line" "$out/first.log" || fail "summary lacks '$line'"
 done
 rows=$(grep -c "" "$out/demo/screen/results.csv")

@@ -33,10 +33,13 @@ ROWS = [("gene_pearson_delta", "gene Pearson-Δ"), ("gene_pearson_delta_top50", 
         ("retrieval_morph_top5", "  top-5"), ("retrieval_morph_mean_rank", "  mean rank"),
         ("retrieval_both_top1", "retrieval both top-1"), ("retrieval_both_top5", "  top-5"),
         ("retrieval_both_mean_rank", "  mean rank"), ("morph_frechet", "morph Fréchet")]
-shown = [p for p in PREDICTORS if any(p in ev.get(m, {}) for m, _ in ROWS)]
-ci = ev.get("ci95", {})
-if "gene_pearson_delta" in ev or "morph_pearson_delta" in ev:
-    print(f"evaluation       {run.get('compounds', '?')} {run.get('split', '')} treatments x "
+def metrics_table(ev, run, what):
+    """Prints one evaluation's metrics beside its baselines, and whether the model wins."""
+    shown = [p for p in PREDICTORS if any(p in ev.get(m, {}) for m, _ in ROWS)]
+    ci = ev.get("ci95", {})
+    if "gene_pearson_delta" not in ev and "morph_pearson_delta" not in ev:
+        return
+    print(f"{what:17s}{run.get('compounds', '?')} {run.get('split', '')} treatments x "
           f"{int(run.get('samples', 0)) // max(1, int(run.get('pairs', 1)))} draws; mean over treatments "
           f"[95% bootstrap CI]; units: genes standardized, profiles z-scored on controls")
     print(f"{'':24s}" + "".join(f"{('replicate (ceiling)' if p == 'replicate' else p):>22s}" for p in shown))
@@ -68,6 +71,11 @@ if "gene_pearson_delta" in ev or "morph_pearson_delta" in ev:
               ("gene MAE vs train-mean", beats("gene_mae", ["train_mean"]))]
     print("model wins       " + ", ".join(f"{name}: {'yes' if ok else 'NO'}" for name, ok in checks if ok is not None)
           + "  (every baseline but the replicate ceiling)")
+
+
+metrics_table(ev, run, "evaluation")
+
+
 def image_order(k):
     base, _, n = k.rpartition("_")
     return (base, int(n) if n.isdigit() else 0)
@@ -98,3 +106,15 @@ if history:
 rate = len(results) / screen_s if screen_s > 0 else 0.0
 print(f"throughput       screen of {len(results)} predictions in {screen_s:.0f} s ({rate:.2f} predictions/s)")
 print(f"time             main job {job_s:.0f} s; phases: {phases.rstrip(',')}")
+unseen = f"{out}/run-unseen/eval/metrics.json"
+if os.path.exists(unseen):  # compounds the model never saw: scaffolds held out, structure model
+    ue = json.load(open(unseen))
+    ur = ue.get("run", {})
+    print(f"unseen compounds {out}/run-unseen/eval/report.html  (model {ur.get('model_id', '?')}, "
+          f"encoder {ur.get('condition', '?')}; whole Bemis-Murcko scaffolds held out)")
+    metrics_table(ue, ur, "  evaluation")
+    res = f"{out}/screen-unseen/results.csv"
+    if os.path.exists(res):
+        rows = list(csv.DictReader(open(res)))
+        print(f"  screen         {len(rows)} predictions of held-out compounds given only by SMILES: "
+              f"{out}/screen-unseen/report.html")

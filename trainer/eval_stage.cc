@@ -602,6 +602,7 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   for (const CompoundRecord& rec : input.compounds) unseen += rec.seen ? 0 : 1;
   run["unseen_compounds"] = unseen;
   run["condition"] = model->config().sit.condition;
+  run["structure_conditioned"] = structure_label.size();  // unseen treatments given their structure
   nlohmann::json j = MetricsJson(result, run);
   nlohmann::json by_seen = SeenUnseenJson(input);
   if (!by_seen.empty()) j["by_seen"] = std::move(by_seen);

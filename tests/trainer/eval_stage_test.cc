@@ -8,10 +8,12 @@
 #include <filesystem>
 #include <string>
 
+#include "common/chem/chem.h"
 #include "common/data/prepare.h"
 #include "common/data/synth.h"
 #include "common/util/files.h"
 #include "common/util/logging.h"
+#include "common/util/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/tiny_dataset.h"
 #include "trainer/distributed.h"
@@ -52,6 +54,17 @@ class EvalStageTest : public ::testing::Test {
     p.split_level = "pair";
     auto summary = data::PrepareDataset(p);
     ASSERT_TRUE(summary.ok()) << summary.status();
+    // The same plates with whole compounds held out (issue 18): unseen by the model.
+    p.out_dir = *root_ + "/prepared-unseen";
+    p.split_level = "perturbation";
+    p.parse_structure = [](const std::string& smiles)
+        -> absl::StatusOr<data::PrepareOptions::StructureInfo> {
+      CF_ASSIGN_OR_RETURN(chem::Structure st, chem::ParseStructure(smiles));
+      return data::PrepareOptions::StructureInfo{st.canonical_smiles, st.scaffold};
+    };
+    summary = data::PrepareDataset(p);
+    ASSERT_TRUE(summary.ok()) << summary.status();
+    ASSERT_TRUE(summary->without_structure.empty()) << summary->ToText();
   }
   static void TearDownTestSuite() {
     fs::remove_all(*root_);
@@ -63,7 +76,9 @@ class EvalStageTest : public ::testing::Test {
   // `reuse` names an earlier run whose gene AE, VAE and latent cache are copied first (their stamps
   // match, so those stages are skipped: the flow is all that differs).
   nlohmann::json TrainAndEvaluate(const std::string& name, int64_t flow_steps, double lr,
-                                  const std::string& reuse = "") {
+                                  const std::string& reuse = "",
+                                  const std::string& prepared = "prepared",
+                                  const std::string& model_config = "configs/tiny.json") {
     for (const char* stage : {"gene_ae", "vae", "latents"}) {
       if (reuse.empty()) break;
       fs::create_directories(*root_ + "/" + name);
@@ -71,8 +86,8 @@ class EvalStageTest : public ::testing::Test {
                fs::copy_options::recursive);
     }
     TrainConfig c;
-    c.model_config = "configs/tiny.json";
-    c.data_dir = *root_ + "/prepared";
+    c.model_config = model_config;
+    c.data_dir = *root_ + "/" + prepared;
     c.work_dir = *root_ + "/" + name;
     c.gene_ae.steps = 300;
     c.gene_ae.batch_size = 64;
@@ -152,6 +167,45 @@ TEST_F(EvalStageTest, TrainedModelBeatsControlOnGenePearsonDeltaAndUntrainedDoes
   }
   EXPECT_TRUE(trained["gene_mae"].contains("train_mean"));
   EXPECT_TRUE(trained["gene_mae"].contains("replicate"));
+}
+
+
+// Issue 18: held-out compounds are unseen; a structure model conditions them on their structure,
+// and the nearest_seen baseline (the most similar training compound's effect) sits beside it.
+TEST_F(EvalStageTest, UnseenCompoundsGetTheirStructureAndTheNearestSeenBaseline) {
+  const nlohmann::json j =
+      TrainAndEvaluate("unseen-chem", 100, 1e-3, "", "prepared-unseen", "configs/tiny-chem.json");
+  ASSERT_TRUE(j.contains("run")) << j.dump();
+  EXPECT_EQ(j["run"]["condition"], "structure");
+  const int64_t unseen = j["run"]["unseen_compounds"].get<int64_t>();
+  EXPECT_GE(unseen, 4) << "every test treatment is of a held-out compound";
+  EXPECT_EQ(unseen, j["run"]["compounds"].get<int64_t>());
+  EXPECT_EQ(j["run"]["structure_conditioned"].get<int64_t>(), unseen);
+  for (const char* m : {"gene_pearson_delta", "morph_pearson_delta", "gene_mae"}) {
+    EXPECT_TRUE(j[m].contains("nearest_seen")) << m << " " << j.dump();
+    EXPECT_TRUE(j["model_minus_baseline_ci95"][m].contains("nearest_seen")) << m;
+  }
+  ASSERT_TRUE(j.contains("by_seen")) << j.dump();
+  EXPECT_FALSE(j["by_seen"].contains("seen"));
+  EXPECT_EQ(j["by_seen"]["unseen"]["compounds"].get<int64_t>(), unseen);
+  auto compounds = ReadFile(*root_ + "/unseen-chem/eval/compounds.json");
+  ASSERT_TRUE(compounds.ok());
+  for (const auto& c : nlohmann::json::parse(*compounds)["compounds"]) {
+    EXPECT_FALSE(c["seen"].get<bool>());
+    EXPECT_FALSE(c.value("nearest_seen", "").empty()) << c["key"];
+    EXPECT_GT(c["nearest_similarity"].get<double>(), 0.0) << c["key"];
+    EXPECT_LE(c["nearest_similarity"].get<double>(), 1.0) << c["key"];
+  }
+  // An id model on the same split predicts them with the null condition.
+  const nlohmann::json id = TrainAndEvaluate("unseen-id", 100, 1e-3, "unseen-chem",
+                                             "prepared-unseen", "configs/tiny.json");
+  EXPECT_EQ(id["run"]["condition"], "id");
+  EXPECT_EQ(id["run"]["structure_conditioned"].get<int64_t>(), 0);
+  EXPECT_NE(id["gene_pearson_delta"]["model"].get<double>(),
+            j["gene_pearson_delta"]["model"].get<double>());
+  EXPECT_EQ(id["gene_pearson_delta"]["nearest_seen"].get<double>(),
+            j["gene_pearson_delta"]["nearest_seen"].get<double>())
+      << "the baseline does not depend on the model";
 }
 
 }  // namespace
