@@ -53,6 +53,7 @@
 #include "common/chem/chem.h"
 #include "server/metrics.h"
 #include "server/model_info.h"
+#include "server/structure_resolver.h"
 
 namespace cellflux::server {
 
@@ -69,19 +70,8 @@ using StructureParser = std::function<absl::StatusOr<chem::Structure>(const std:
 using StructureRegistrar =
     std::function<absl::StatusOr<int64_t>(int slot, const std::vector<int>& bits, double dose_um)>;
 
-// A resolved compound. While any copy of the shared_ptr Resolve returned is alive, its entry is
-// pinned (never evicted, its slot never overwritten).
-struct ResolvedStructure {
-  int64_t label = 0;             // what PredictTask::label takes
-  std::string canonical_smiles;  // of the parent
-  bool in_vocabulary = false;    // the canonical SMILES is a vocabulary compound's
-  std::string nearest_id;        // nearest vocabulary compound by Tanimoto; "" if none has bits
-  double nearest_similarity = 0;
-  double dose_um = 0;  // the dose the label stands for (µM, 0 = unknown)
-  int slot = -1;       // extra-structure slot; −1 = a vocabulary label
-};
-
-class StructureCache : public std::enable_shared_from_this<StructureCache> {
+class StructureCache final : public StructureResolver,
+                             public std::enable_shared_from_this<StructureCache> {
  public:
   static constexpr int kMaxAliases = 4;
 
@@ -94,7 +84,7 @@ class StructureCache : public std::enable_shared_from_this<StructureCache> {
   // `dose_um` must already be validated (finite, ≥ 0; 0 = unknown). Errors: INVALID_ARGUMENT
   // (unparsable SMILES), RESOURCE_EXHAUSTED (every entry pinned), or the registrar's.
   absl::StatusOr<std::shared_ptr<const ResolvedStructure>> Resolve(const std::string& smiles,
-                                                                   double dose_um);
+                                                                   double dose_um) override;
 
   int size() const;    // entries
   int pinned() const;  // entries with a live ResolvedStructure

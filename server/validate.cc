@@ -319,7 +319,7 @@ std::string Echo(const std::string& text) {
 
 absl::StatusOr<ValidatedPredict> ValidatePredict(const v1::PredictRequest& request,
                                                  const ModelInfo& info, uint64_t random_seed,
-                                                 StructureCache* structures) {
+                                                 StructureResolver* structures) {
   ValidatedPredict out;
   CF_RETURN_IF_ERROR(CheckPerturbation(request, info));
   if (!request.perturbation_id().empty()) {

@@ -2,7 +2,8 @@
 // checked request the scheduler can run, or an absl::Status a person can act on.
 //
 // Predict, in this order (the first problem found is reported):
-//   perturbation_id / both set, or neither                         INVALID_ARGUMENT
+//   perturbation_id,  both set, or neither set                     INVALID_ARGUMENT
+//   smiles
 //   smiles            smiles to a model without a structure encoder FAILED_PRECONDITION
 //                     (ModelInfo::condition "id")
 //                     smiles longer than kMaxSmilesLength           INVALID_ARGUMENT
@@ -49,7 +50,7 @@
 #include "absl/status/statusor.h"
 #include "cellflux/v1/cellflux.pb.h"
 #include "server/model_info.h"
-#include "server/structure_cache.h"
+#include "server/structure_resolver.h"
 
 namespace cellflux::server {
 
@@ -95,11 +96,11 @@ struct ValidatedPredict {
 };
 
 // `random_seed` is used when options.seed is unset (the caller draws it). `structures` resolves
-// smiles requests: the serving model's cache (null for a model without a structure encoder; a
-// smiles request to a structure model without one is FAILED_PRECONDITION).
+// smiles requests: the serving model's StructureCache (null for a model without a structure
+// encoder; a smiles request to a structure model without one is FAILED_PRECONDITION).
 absl::StatusOr<ValidatedPredict> ValidatePredict(const v1::PredictRequest& request,
                                                  const ModelInfo& info, uint64_t random_seed,
-                                                 StructureCache* structures = nullptr);
+                                                 StructureResolver* structures = nullptr);
 
 // ListPerturbations paging. Tokens are opaque to clients: "<model_id>@<offset>".
 struct Page {
