@@ -5,7 +5,7 @@
 //     [--controls DATA_DIR [--max-controls N]] [--max-batch N] [--max-queue N]
 //     [--batching step|request] [--max-queue-delay-ms N] [--batch-turn N] [--codec-threads N]
 //     [--device cpu|cuda:0] [--threads N] [--tls-cert F --tls-key F] [--auth-token-file F]
-//     [--drain-grace-s N] [--watch-checkpoint-s N] [--config FILE]
+//     [--drain-grace-s N] [--watch-checkpoint-s N] [--structure-cache N] [--config FILE]
 //
 // Signals: SIGTERM/SIGINT drain (health NOT_SERVING, new calls UNAVAILABLE, in-flight calls
 // finish within --drain-grace-s) and exit 0; SIGHUP reloads --checkpoint in the background and
