@@ -1,8 +1,8 @@
 // cellflux-client: talks to a cellflux server (DESIGN.md §5).
 //
 //   cellflux-client info    --server HOST:PORT
-//   cellflux-client predict --server HOST:PORT --perturbation BRD-… (--control-ref
-//   PLATE:WELL[:SITE]
+//   cellflux-client predict --server HOST:PORT (--perturbation BRD-… | --smiles S [--dose-um D])
+//                           (--control-ref PLATE:WELL[:SITE]
 //                           | --control-dir DIR --control-expression FILE[:COLUMN]) --out DIR
 //   cellflux-client screen  --server HOST:PORT --plan PLAN.csv --out DIR [--concurrency N] …
 //
@@ -35,6 +35,8 @@ struct Flags {
   int retries = 5;
   // predict
   std::string perturbation;
+  std::string smiles;
+  double dose_um = 0;
   std::string control_ref;
   std::string control_dir;
   std::string control_expression;
@@ -93,7 +95,7 @@ int RunPlan(const Flags& flags, const Plan& plan, ScreenOptions options) {
   if (!summary.ok()) return Fail(summary.status());
   for (const RowFailure& failure : summary->failures) {
     std::cerr << "failed: " << RowName(failure.row) << " (" << RowOrigin(plan.rows[failure.row])
-              << ", " << plan.rows[failure.row].perturbation_id
+              << ", " << RowSubject(plan.rows[failure.row])
               << "): " << absl::StatusCodeToString(failure.status.code()) << ": "
               << failure.status.message() << "\n";
   }
@@ -111,25 +113,43 @@ int RunPredict(const Flags& flags) {
     return Fail(absl::InvalidArgumentError(
         "--control-ref or --control-dir (with --control-expression): give exactly one"));
   }
+  if (flags.perturbation.empty() == flags.smiles.empty()) {
+    return Fail(absl::InvalidArgumentError("--perturbation or --smiles: give exactly one"));
+  }
+  if (flags.dose_um != 0 && flags.smiles.empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "--dose-um goes with --smiles (a --perturbation has its vocabulary dose)"));
+  }
   Plan plan;
   plan.path = "(command line)";
   PlanRow row;
   row.line = 0;
   row.perturbation_id = flags.perturbation;
+  row.smiles = flags.smiles;
+  row.dose_um = flags.dose_um;
+  // The compound's columns as a plan would have them (carried into results.csv and the GCT).
+  if (flags.smiles.empty()) {
+    plan.header = {"perturbation_id"};
+    row.fields = {flags.perturbation};
+  } else {
+    plan.has_smiles = true;
+    plan.header = {"smiles", "dose_um"};
+    row.fields = {flags.smiles, flags.dose_um == 0 ? "" : absl::StrCat(flags.dose_um)};
+  }
   if (!flags.control_ref.empty()) {
     auto ref = ParseControlRef(flags.control_ref);
     if (!ref.ok())
       return Fail(
           absl::InvalidArgumentError(absl::StrCat("--control-ref: ", ref.status().message())));
     row.control_ref = *ref;
-    plan.header = {"perturbation_id", "control_ref"};
-    row.fields = {flags.perturbation, flags.control_ref};
+    plan.header.push_back("control_ref");
+    row.fields.push_back(flags.control_ref);
   } else {
     row.control_dir = flags.control_dir;
     row.control_expression = flags.control_expression;
     row.control_bit_depth = flags.control_bit_depth;
-    plan.header = {"perturbation_id", "control_dir", "control_expression"};
-    row.fields = {flags.perturbation, flags.control_dir, flags.control_expression};
+    plan.header.insert(plan.header.end(), {"control_dir", "control_expression"});
+    row.fields.insert(row.fields.end(), {flags.control_dir, flags.control_expression});
   }
   plan.rows.push_back(row);
   ScreenOptions options = ToScreenOptions(flags);
@@ -181,11 +201,19 @@ int Main(int argc, char** argv) {
   CLI::App* info = app.add_subcommand("info", "model id, channels, genes, defaults and limits");
   AddConnectionFlags(info, &flags);
 
-  CLI::App* predict = app.add_subcommand("predict", "one perturbation on one control");
+  CLI::App* predict = app.add_subcommand("predict", "one perturbation (or SMILES) on one control");
   AddConnectionFlags(predict, &flags);
   AddSamplingFlags(predict, &flags);
-  predict->add_option("--perturbation", flags.perturbation, "Broad ID, e.g. BRD-K12345678-001-01-1")
-      ->required();
+  predict->add_option("--perturbation", flags.perturbation,
+                      "Broad ID, e.g. BRD-K12345678-001-01-1 (or --smiles)");
+  predict->add_option("--smiles", flags.smiles,
+                      "a compound by structure (structure models: GetModelInfo condition "
+                      "structure or id+structure), e.g. 'CN(C)C(=N)N=C(N)N.Cl'");
+  predict
+      ->add_option("--dose-um", flags.dose_um,
+                   "dose of the --smiles compound in µM (0 = unknown; the server then uses 1 µM)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   predict->add_option("--control-ref", flags.control_ref,
                       "control in the server's bank: PLATE:WELL[:SITE]");
   predict->add_option("--control-dir", flags.control_dir,
@@ -205,7 +233,7 @@ int Main(int argc, char** argv) {
   AddSamplingFlags(screen, &flags);
   screen
       ->add_option("--plan", flags.plan,
-                   "plan CSV (perturbation_id, control_ref | control_dir, "
+                   "plan CSV (perturbation_id | smiles [+ dose_um], control_ref | control_dir, "
                    "control_expression, any extra columns)")
       ->required()
       ->check(CLI::ExistingFile);

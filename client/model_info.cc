@@ -63,6 +63,11 @@ std::string FormatModelInfo(const cellflux::v1::GetModelInfoResponse& info,
   }
   absl::StrAppend(&out, "\n");
   absl::StrAppend(&out, "perturbations:  ", info.num_perturbations(), "\n");
+  // Servers from before structure encoders leave it empty: those models condition on IDs.
+  const std::string condition = info.condition().empty() ? "id" : info.condition();
+  absl::StrAppend(
+      &out, "conditions on:  ", condition,
+      condition == "id" ? " (perturbation_id only)\n" : " (perturbation_id or smiles + dose_um)\n");
   absl::StrAppend(&out, "control bank:   ", info.num_controls(),
                   " DMSO sites (plate, well, site)\n");
   absl::StrAppend(&out,

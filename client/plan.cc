@@ -1,5 +1,6 @@
 #include "client/plan.h"
 
+#include <cmath>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -15,6 +16,12 @@ namespace cellflux::client {
 
 std::string RowOrigin(const PlanRow& row) {
   return row.line > 0 ? absl::StrCat("plan line ", row.line) : std::string("command line");
+}
+
+std::string RowSubject(const PlanRow& row) {
+  if (row.smiles.empty()) return row.perturbation_id;
+  if (row.dose_um == 0) return absl::StrCat("smiles ", row.smiles);
+  return absl::StrCat("smiles ", row.smiles, " at ", row.dose_um, " µM");
 }
 namespace {
 
@@ -57,10 +64,14 @@ absl::StatusOr<Plan> ReadPlan(const std::string& path) {
   const int col_expr = table.Column("control_expression");
   const int col_seed = table.Column("seed");
   const int col_bits = table.Column("control_bit_depth");
-  if (col_pert < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": no perturbation_id column (header: ", absl::StrJoin(table.header, ","), ")"));
+  const int col_smiles = table.Column("smiles");
+  const int col_dose = table.Column("dose_um");
+  if (col_pert < 0 && col_smiles < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": no perturbation_id column and no smiles column (header: ",
+                     absl::StrJoin(table.header, ","), ")"));
   }
+  plan.has_smiles = col_smiles >= 0;
   if (col_ref < 0 && col_dir < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": needs a control_ref column or a control_dir column (header: ",
@@ -74,9 +85,30 @@ absl::StatusOr<Plan> ReadPlan(const std::string& path) {
     row.index = static_cast<int>(i);
     row.line = table.lines[i];
     row.fields = fields;
-    row.perturbation_id = std::string(absl::StripAsciiWhitespace(fields[col_pert]));
-    if (row.perturbation_id.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, " column perturbation_id: empty"));
+    if (col_pert >= 0)
+      row.perturbation_id = std::string(absl::StripAsciiWhitespace(fields[col_pert]));
+    if (col_smiles >= 0) row.smiles = std::string(absl::StripAsciiWhitespace(fields[col_smiles]));
+    if (row.perturbation_id.empty() && row.smiles.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, col_smiles < 0 ? " column perturbation_id: empty"
+                 : col_pert < 0 ? " column smiles: empty"
+                                : ": perturbation_id and smiles are both empty; set one"));
+    }
+    if (!row.perturbation_id.empty() && !row.smiles.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": set exactly one of perturbation_id and smiles, not both"));
+    }
+    if (col_dose >= 0 && !absl::StripAsciiWhitespace(fields[col_dose]).empty()) {
+      const std::string text(absl::StripAsciiWhitespace(fields[col_dose]));
+      if (!absl::SimpleAtod(text, &row.dose_um) || !std::isfinite(row.dose_um) || row.dose_um < 0) {
+        return absl::InvalidArgumentError(absl::StrCat(where, " column dose_um: '", text,
+                                                       "' is not a dose in µM (a number ≥ 0)"));
+      }
+      if (row.dose_um != 0 && row.smiles.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, " column dose_um: a dose goes with a smiles row (perturbation ",
+                         row.perturbation_id, " has its vocabulary dose)"));
+      }
     }
     const std::string ref = col_ref >= 0 ? fields[col_ref] : "";
     const std::string dir = col_dir >= 0 ? fields[col_dir] : "";

@@ -1,7 +1,10 @@
 // A screen plan: a CSV with one row per prediction.
 //
-// Required column: perturbation_id (a Broad ID from the model's vocabulary). Each row names its
-// control by exactly one of
+// The compound: a perturbation_id column (a Broad ID from the model's vocabulary) and/or a smiles
+// column (a compound by structure, for models with a structure encoder: GetModelInfo.condition
+// "structure" or "id+structure"); each row sets exactly one of the two. An optional dose_um column
+// gives a smiles row's dose in µM (empty or 0 = unknown; a finite number ≥ 0; only on smiles
+// rows). Each row names its control by exactly one of
 //   control_ref           "PLATE:WELL[:SITE]" into the server's control bank (e.g. "24277:a01:1"),
 //   control_dir (+ control_expression)  a folder of five channel images (control_dir.h) and an
 //                         expression spec (expression_source.h); control_expression is required
@@ -36,9 +39,11 @@ struct PlanRow;
 std::string RowOrigin(const PlanRow& row);
 
 struct PlanRow {
-  int index = 0;     // 0-based data row (the prediction's stable id: "r000012")
-  int64_t line = 0;  // 1-based line in the plan file; 0 = built from `predict` flags
-  std::string perturbation_id;
+  int index = 0;                // 0-based data row (the prediction's stable id: "r000012")
+  int64_t line = 0;             // 1-based line in the plan file; 0 = built from `predict` flags
+  std::string perturbation_id;  // empty for a smiles row
+  std::string smiles;           // from a "smiles" column; empty for a perturbation_id row
+  double dose_um = 0;           // from a "dose_um" column; 0 = unknown
   std::optional<ControlRefSpec> control_ref;
   std::string control_dir;          // resolved path; empty when control_ref is used
   std::string control_expression;   // resolved spec; may be empty
@@ -47,10 +52,15 @@ struct PlanRow {
   std::vector<std::string> fields;  // all fields as written, parallel to Plan::header
 };
 
+// What a row asks about, for messages and report headings: its perturbation_id, or
+// "smiles <SMILES>" (+ " at <dose> µM" when given).
+std::string RowSubject(const PlanRow& row);
+
 struct Plan {
   std::string path;
   std::vector<std::string> header;
   std::vector<PlanRow> rows;
+  bool has_smiles = false;  // the header has a smiles column: outputs carry the structure fields
 };
 
 absl::StatusOr<Plan> ReadPlan(const std::string& path);

@@ -147,6 +147,23 @@ std::string CompoundHtml(const std::vector<const RowRecord*>& rows,
                       "</div>\n");
 }
 
+// A smiles row: how far the compound is from what the model was trained on.
+std::string StructureHtml(const RowRecord& r) {
+  if (r.smiles.empty()) return "";
+  const std::string dose =
+      r.dose_um > 0 ? absl::StrFormat("%g µM", r.dose_um) : std::string("unknown dose");
+  if (r.in_vocabulary) {
+    return absl::StrCat("<div class=meta>canonical SMILES ", HtmlEscape(r.canonical_smiles),
+                        " &middot; in the model's vocabulary (",
+                        HtmlEscape(r.nearest_perturbation_id), ") &middot; ", dose, "</div>\n");
+  }
+  return absl::StrCat(
+      "<div class=meta>canonical SMILES ", HtmlEscape(r.canonical_smiles),
+      " &middot; not in the vocabulary: nearest training compound ",
+      HtmlEscape(r.nearest_perturbation_id.empty() ? "-" : r.nearest_perturbation_id),
+      absl::StrFormat(" (Tanimoto %.2f)", r.nearest_similarity), " &middot; ", dose, "</div>\n");
+}
+
 absl::StatusOr<std::string> RowHtml(const std::string& out_dir, const RowRecord& record,
                                     const std::vector<double>& screen_mean,
                                     const ReportOptions& options) {
@@ -243,12 +260,13 @@ absl::Status WriteReport(const std::string& out_dir, const Plan& plan,
       "</div><div class=legend>Composites: DNA &rarr; red, RNA &rarr; green, "
       "ER &rarr; blue; each channel contrast-stretched to its 0.5&ndash;99.5 percentile.</div>\n");
 
-  // Group by perturbation in order of first appearance in the plan.
+  // Group by compound (perturbation, or SMILES row subject) in order of first appearance.
   std::vector<std::string> order;
   absl::flat_hash_map<std::string, std::vector<const RowRecord*>> groups;
   for (const RowRecord& record : records) {
-    auto [it, inserted] = groups.try_emplace(record.perturbation_id);
-    if (inserted) order.push_back(record.perturbation_id);
+    const std::string subject = RowSubject(plan.rows[record.row]);
+    auto [it, inserted] = groups.try_emplace(subject);
+    if (inserted) order.push_back(subject);
     it->second.push_back(&record);
   }
   const std::vector<double> screen_mean = ScreenMean(records);
@@ -257,7 +275,8 @@ absl::Status WriteReport(const std::string& out_dir, const Plan& plan,
     if (shown >= options.max_rows) break;
     const auto& rows = groups[perturbation];
     absl::StrAppend(&html, "<h2>", HtmlEscape(perturbation), " <small>(", rows.size(),
-                    rows.size() == 1 ? " row" : " rows", ")</small></h2>\n");
+                    rows.size() == 1 ? " row" : " rows", ")</small></h2>\n",
+                    StructureHtml(*rows.front()));
     absl::StrAppend(&html, CompoundHtml(rows, screen_mean, options.top_genes));
     for (const RowRecord* record : rows) {
       if (shown >= options.max_rows) break;
@@ -277,7 +296,7 @@ absl::Status WriteReport(const std::string& out_dir, const Plan& plan,
     for (const RowFailure& failure : failures) {
       const PlanRow& row = plan.rows[failure.row];
       absl::StrAppend(&html, "<tr><td>", RowName(row.index), "</td><td>", row.line, "</td><td>",
-                      HtmlEscape(row.perturbation_id), "</td><td>",
+                      HtmlEscape(RowSubject(row)), "</td><td>",
                       absl::StatusCodeToString(failure.status.code()), "</td><td>",
                       HtmlEscape(std::string(failure.status.message())), "</td></tr>");
     }

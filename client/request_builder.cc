@@ -53,6 +53,8 @@ absl::StatusOr<PreparedRow> PrepareRow(const PlanRow& row,
   PreparedRow prepared;
   auto& request = prepared.request;
   request.set_perturbation_id(row.perturbation_id);
+  request.set_smiles(row.smiles);
+  request.set_dose_um(row.dose_um);
   request.set_request_id(RowName(row.index));
   if (row.control_ref) {
     auto* ref = request.mutable_ref();

@@ -30,6 +30,15 @@ absl::StatusOr<RowRecord> WriteRowOutputs(const std::string& out_dir, const Plan
   record.row = row.index;
   record.fingerprint = fingerprint;
   record.perturbation_id = row.perturbation_id;
+  record.smiles = row.smiles;
+  if (response.has_structure()) {
+    const cellflux::v1::StructureMatch& s = response.structure();
+    record.dose_um = s.dose_um();
+    record.canonical_smiles = s.canonical_smiles();
+    record.in_vocabulary = s.in_vocabulary();
+    record.nearest_perturbation_id = s.nearest_perturbation_id();
+    record.nearest_similarity = s.nearest_similarity();
+  }
   record.control = prepared.control_label;
   record.control_expression = prepared.control_expression;
   record.gene_ids.assign(info.gene_ids().begin(), info.gene_ids().end());

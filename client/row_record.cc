@@ -29,6 +29,12 @@ json ToJson(const RowRecord& r) {
   return {{"row", r.row},
           {"fingerprint", r.fingerprint},
           {"perturbation_id", r.perturbation_id},
+          {"smiles", r.smiles},
+          {"dose_um", r.dose_um},
+          {"canonical_smiles", r.canonical_smiles},
+          {"in_vocabulary", r.in_vocabulary},
+          {"nearest_perturbation_id", r.nearest_perturbation_id},
+          {"nearest_similarity", r.nearest_similarity},
           {"control", r.control},
           {"control_composite", r.control_composite},
           {"control_expression", r.control_expression},
@@ -46,6 +52,13 @@ RowRecord FromJson(const json& j) {
   r.row = j.at("row").get<int>();
   r.fingerprint = j.at("fingerprint").get<std::string>();
   r.perturbation_id = j.at("perturbation_id").get<std::string>();
+  // Records written before structures existed have none of these.
+  r.smiles = j.value("smiles", std::string());
+  r.dose_um = j.value("dose_um", 0.0);
+  r.canonical_smiles = j.value("canonical_smiles", std::string());
+  r.in_vocabulary = j.value("in_vocabulary", false);
+  r.nearest_perturbation_id = j.value("nearest_perturbation_id", std::string());
+  r.nearest_similarity = j.value("nearest_similarity", 0.0);
   r.control = j.at("control").get<std::string>();
   r.control_composite = j.at("control_composite").get<std::string>();
   r.control_expression = j.at("control_expression").get<std::vector<float>>();

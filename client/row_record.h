@@ -38,7 +38,14 @@ struct SampleRecord {
 struct RowRecord {
   int row = 0;
   std::string fingerprint;
-  std::string perturbation_id;
+  std::string perturbation_id;  // empty for a smiles row
+  // smiles rows: the server's PredictResponse.structure (how far the compound extrapolates).
+  std::string smiles;
+  double dose_um = 0;  // the dose the model was conditioned on (µM, 0 = unknown)
+  std::string canonical_smiles;
+  bool in_vocabulary = false;
+  std::string nearest_perturbation_id;
+  double nearest_similarity = 0;
   std::string control;                    // "ref 24277:a01:1" or the control folder
   std::string control_composite;          // relative path; empty for bank controls
   std::vector<float> control_expression;  // model gene order; empty when not sent

@@ -32,6 +32,17 @@ std::string OwnField(const Plan& plan, const std::string& name) {
   return taken ? absl::StrCat("cf_", name) : name;
 }
 
+// Plans with a smiles column: what the server said about each row's compound
+// (PredictResponse.structure); empty for perturbation_id rows.
+constexpr const char* kStructureFields[] = {"canonical_smiles", "in_vocabulary",
+                                            "nearest_perturbation_id", "nearest_similarity",
+                                            "model_dose_um"};
+std::vector<std::string> StructureFields(const RowRecord& r) {
+  if (r.smiles.empty()) return std::vector<std::string>(std::size(kStructureFields));
+  return {r.canonical_smiles, r.in_vocabulary ? "true" : "false", r.nearest_perturbation_id,
+          absl::StrFormat("%.4f", r.nearest_similarity), absl::StrCat(r.dose_um)};
+}
+
 absl::Status WriteResults(const std::string& out_dir, const Plan& plan,
                           const std::vector<RowRecord>& records) {
   CF_ASSIGN_OR_RETURN(auto writer, io::CsvWriter::Open(absl::StrCat(out_dir, "/results.csv")));
@@ -41,6 +52,8 @@ absl::Status WriteResults(const std::string& out_dir, const Plan& plan,
                             "queue_seconds", "compute_seconds", "total_seconds"}) {
     header.push_back(field);
   }
+  if (plan.has_smiles)
+    header.insert(header.end(), std::begin(kStructureFields), std::end(kStructureFields));
   CF_RETURN_IF_ERROR(writer->Write(header));
   for (const RowRecord& record : records) {
     for (const SampleRecord& sample : record.samples) {
@@ -56,6 +69,9 @@ absl::Status WriteResults(const std::string& out_dir, const Plan& plan,
       fields.push_back(absl::StrFormat("%.4f", record.queue_seconds));
       fields.push_back(absl::StrFormat("%.4f", record.compute_seconds));
       fields.push_back(absl::StrFormat("%.4f", record.total_seconds));
+      if (plan.has_smiles) {
+        for (std::string& f : StructureFields(record)) fields.push_back(std::move(f));
+      }
       CF_RETURN_IF_ERROR(writer->Write(fields));
     }
   }
@@ -98,6 +114,12 @@ absl::StatusOr<io::GctMatrix> BuildPredictionsGct(const Plan& plan,
   for (const char* name : {"row", "sample", "seed", "model_id", "control"}) {
     gct.col_meta.emplace_back(OwnField(plan, name), std::vector<std::string>{});
   }
+  const size_t own_cols = gct.col_meta.size();
+  if (plan.has_smiles) {
+    for (const char* name : kStructureFields) {
+      gct.col_meta.emplace_back(OwnField(plan, name), std::vector<std::string>{});
+    }
+  }
   std::vector<std::vector<float>> columns;
   for (const RowRecord& record : records) {
     if (record.gene_ids != gct.row_ids) {
@@ -117,6 +139,12 @@ absl::StatusOr<io::GctMatrix> BuildPredictionsGct(const Plan& plan,
       gct.col_meta[plan_cols + 2].second.push_back(absl::StrCat(sample.seed));
       gct.col_meta[plan_cols + 3].second.push_back(record.model_id);
       gct.col_meta[plan_cols + 4].second.push_back(record.control);
+      if (plan.has_smiles) {
+        const std::vector<std::string> structure = StructureFields(record);
+        for (size_t i = 0; i < structure.size(); ++i) {
+          gct.col_meta[own_cols + i].second.push_back(structure[i].empty() ? "-666" : structure[i]);
+        }
+      }
       columns.push_back(sample.expression);
     }
   }

@@ -14,7 +14,9 @@
 //
 // Concurrency: which calls the scheduler may make at the same time (scheduler.h; the tests' fake
 // backend fails a test on any other overlap):
-//  * info(), DeviceMemoryBytes(), BankControlInput(): any thread, any time.
+//  * info(), DeviceMemoryBytes(), BankControlInput(), RegisterStructure(): any thread, any time
+//    (RegisterStructure may overlap a Step: a Step running meanwhile keeps the rows it started
+//    with, and the structure cache never overwrites a slot a request in flight still uses).
 //  * Step: only on the step loop's thread ("cf-batch"), so never two at once.
 //  * Encode and Decode: on a codec worker ("cf-codec") or on the step loop's thread between two
 //    Steps (lending the codec stage a hand). They overlap each other and a running Step: at most
@@ -79,6 +81,16 @@ class Backend {
   // options.return_control. Any thread. UNIMPLEMENTED for backends without a bank.
   virtual absl::StatusOr<ControlInput> BankControlInput(const ControlKey& key) const {
     return absl::UnimplementedError("this backend has no control bank");
+  }
+
+  // Structure models (info().uses_structure()): conditions label V + 1 + slot (V = the vocabulary
+  // size) from now on on the Morgan fingerprint `bits` (set-bit indices < fingerprint_bits) at
+  // `dose_um` (0 = unknown) and returns that label. slot ≤ the slots registered so far (equal
+  // appends one, smaller overwrites). Called by the structure cache (structure_cache.h), which
+  // hands out slots. UNIMPLEMENTED for backends without a structure encoder.
+  virtual absl::StatusOr<int64_t> RegisterStructure(int64_t slot, const std::vector<int>& bits,
+                                                    double dose_um) {
+    return absl::UnimplementedError("this model has no structure encoder");
   }
 };
 

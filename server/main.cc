@@ -5,7 +5,7 @@
 //     [--controls DATA_DIR [--max-controls N]] [--max-batch N] [--max-queue N]
 //     [--batching step|request] [--max-queue-delay-ms N] [--batch-turn N] [--codec-threads N]
 //     [--device cpu|cuda:0] [--threads N] [--tls-cert F --tls-key F] [--auth-token-file F]
-//     [--drain-grace-s N] [--watch-checkpoint-s N] [--config FILE]
+//     [--drain-grace-s N] [--watch-checkpoint-s N] [--structure-cache N] [--config FILE]
 //
 // Signals: SIGTERM/SIGINT drain (health NOT_SERVING, new calls UNAVAILABLE, in-flight calls
 // finish within --drain-grace-s) and exit 0; SIGHUP reloads --checkpoint in the background and
@@ -66,6 +66,7 @@ struct Flags {
   std::string auth_token_file;
   int drain_grace_s = static_cast<int>(absl::ToInt64Seconds(kServerDefaults.drain_grace));
   int watch_checkpoint_s = 0;
+  int structure_cache = kServerDefaults.service.structure_cache.capacity;
 };
 
 absl::StatusOr<cellflux::server::ServerOptions> ToOptions(const Flags& f) {
@@ -87,6 +88,7 @@ absl::StatusOr<cellflux::server::ServerOptions> ToOptions(const Flags& f) {
   o.tls_cert_file = f.tls_cert;
   o.tls_key_file = f.tls_key;
   o.drain_grace = absl::Seconds(f.drain_grace_s);
+  o.service.structure_cache.capacity = f.structure_cache;
   if (!f.auth_token_file.empty()) {
     absl::StatusOr<std::string> token = cellflux::ReadFile(f.auth_token_file);
     if (!token.ok()) return token.status();
@@ -275,6 +277,11 @@ int main(int argc, char** argv) {
                  "poll --checkpoint every N seconds and reload when it names another checkpoint "
                  "(cellflux-tool promote flipping MODELS_DIR/current); 0 = off, reload with SIGHUP")
       ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option(
+         "--structure-cache", f.structure_cache,
+         "structure models: distinct (SMILES, dose) compounds kept resolved, least recently "
+         "used evicted first (each holds one fingerprint row on the device)")
       ->capture_default_str();
   app.set_config("--config", "", "TOML/INI file with the long flag names as keys (flags win)");
   try {

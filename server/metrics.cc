@@ -99,7 +99,19 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                              .Help("Predict calls failed with INTERNAL because the model produced "
                                    "a NaN/Inf sample.")
                              .Register(registry)
-                             .Add({})) {
+                             .Add({})),
+      structure_cache_hits_(BuildCounter()
+                                .Name("cellflux_structure_cache_hits_total")
+                                .Help("Predict calls by SMILES whose compound was in the "
+                                      "structure cache (no parse, no registration).")
+                                .Register(registry)
+                                .Add({})),
+      structure_cache_misses_(BuildCounter()
+                                  .Name("cellflux_structure_cache_misses_total")
+                                  .Help("Predict calls by SMILES whose SMILES had to be parsed "
+                                        "(not in the structure cache).")
+                                  .Register(registry)
+                                  .Add({})) {
   for (Priority p : {Priority::kInteractive, Priority::kBatch}) {
     const int c = static_cast<int>(p);
     const prometheus::Labels labels = {{"priority", PriorityName(p)}};
@@ -152,5 +164,7 @@ void ServerMetrics::SetModel(const std::string& model_id, int64_t step, double l
 void ServerMetrics::ReloadFailed() { reload_failures_.Increment(); }
 void ServerMetrics::SetGpuMemoryBytes(double bytes) { gpu_memory_bytes_.Set(bytes); }
 void ServerMetrics::NonFiniteOutput() { nonfinite_outputs_.Increment(); }
+void ServerMetrics::StructureCacheHit() { structure_cache_hits_.Increment(); }
+void ServerMetrics::StructureCacheMiss() { structure_cache_misses_.Increment(); }
 
 }  // namespace cellflux::server

@@ -21,6 +21,10 @@
 //   cellflux_gpu_memory_bytes                      gauge    CUDA memory allocated (CUDA only)
 //   cellflux_nonfinite_outputs_total               counter  Predict calls failed (INTERNAL)
 //                                                           because a sample came out NaN/Inf
+//   cellflux_structure_cache_hits_total            counter  smiles requests whose spelling and
+//                                                           dose were cached (no parse)
+//   cellflux_structure_cache_misses_total          counter  smiles requests parsed (first time
+//                                                           seen, or evicted since)
 //
 // The registry is passed in (no global); the exposer (the /metrics HTTP endpoint) is main's job.
 // Every method is thread-safe and lock-free for the caller (prometheus-cpp metrics are atomics),
@@ -64,6 +68,9 @@ class ServerMetrics {
   void SetGpuMemoryBytes(double bytes);
   // A Predict call failed because the model produced a NaN/Inf sample.
   void NonFiniteOutput();
+  // A smiles request found its compound in the structure cache / had to parse it.
+  void StructureCacheHit();
+  void StructureCacheMiss();
 
   // Bucket boundaries of the duration histograms: 1 ms … 600 s, roughly ×2.5 apart.
   static prometheus::Histogram::BucketBoundaries DurationBuckets();
@@ -85,6 +92,8 @@ class ServerMetrics {
   prometheus::Counter& reload_failures_;
   prometheus::Gauge& gpu_memory_bytes_;
   prometheus::Counter& nonfinite_outputs_;
+  prometheus::Counter& structure_cache_hits_;
+  prometheus::Counter& structure_cache_misses_;
 
   // Per class (index = Priority), created with the families.
   std::array<prometheus::Histogram*, kNumPriorities> queue_duration_by_class_{};

@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "common/checkpoint/checkpoint.h"
 #include "common/checkpoint/model_bundle.h"
+#include "common/chem/chem.h"
 #include "common/flow/sampler.h"
 #include "common/models/cellflux_model.h"
 #include "common/models/normalization.h"
@@ -47,7 +48,35 @@ ModelInfo InfoFrom(const CheckpointBundle& b) {
   info.sampling.max_steps = s.max_steps;
   info.sampling.max_samples = s.max_samples;
   info.sampling.max_guidance_scale = s.max_guidance;
+  info.condition = b.config.sit.condition;
+  info.fingerprint_bits = b.config.sit.fingerprint_bits;
   return info;
+}
+
+// Structure models: each vocabulary row's canonical SMILES (for matching a smiles request to it)
+// and the fingerprint the checkpoint holds for it (structure_embedder.fingerprints, what the model
+// was trained with; for the nearest-compound search).
+void AddVocabularyStructures(const CheckpointBundle& b, CellFluxModel& model, ModelInfo* info) {
+  torch::Tensor fp = model->sit()->structure_embedder->fingerprints.detach().to(torch::kCPU);
+  fp = (fp != 0).contiguous();  // [V, B] bool
+  const int64_t bits = fp.size(1);
+  int with_smiles = 0;
+  for (size_t r = 0; r < info->perturbations.size() && static_cast<int64_t>(r) < fp.size(0); ++r) {
+    PerturbationEntry& e = info->perturbations[r];
+    const bool* row = fp[r].data_ptr<bool>();
+    for (int64_t k = 0; k < bits; ++k) {
+      if (row[k]) e.bits.push_back(static_cast<int>(k));
+    }
+    if (b.perturbations[r].smiles.empty()) continue;
+    absl::StatusOr<chem::Structure> s = chem::ParseStructure(
+        b.perturbations[r].smiles, chem::kDefaultRadius, info->fingerprint_bits);
+    if (s.ok()) {
+      e.canonical_smiles = s->canonical_smiles;
+      ++with_smiles;
+    }
+  }
+  CF_LOG(INFO) << "structure encoder (" << info->condition << "): " << with_smiles << " of "
+               << info->perturbations.size() << " vocabulary compounds with a parsable SMILES";
 }
 
 class ModelBackend final : public Backend {
@@ -135,6 +164,16 @@ class ModelBackend final : public Backend {
     }
 #endif
     return 0;
+  }
+
+  absl::StatusOr<int64_t> RegisterStructure(int64_t slot, const std::vector<int>& bits,
+                                            double dose_um) override {
+    if (!info_.uses_structure()) return Backend::RegisterStructure(slot, bits, dose_um);
+    absl::StatusOr<int64_t> label;
+    CF_RETURN_IF_ERROR(TorchCall("registering a structure", [&] {
+      label = model_->sit()->structure_embedder->SetExtraStructure(slot, bits, dose_um);
+    }));
+    return label;
   }
 
   absl::StatusOr<ControlInput> BankControlInput(const ControlKey& key) const override {
@@ -241,6 +280,7 @@ absl::StatusOr<std::shared_ptr<Backend>> LoadModelBackend(const ModelBackendOpti
   const std::string& dir = loaded.dir;
   CellFluxModel model = loaded.model;
   ModelInfo info = InfoFrom(bundle);
+  if (info.uses_structure()) AddVocabularyStructures(bundle, model, &info);
   if (!info.gene_ids.empty()) {
     // The statistics validation bounds standardized expression with (validate.h).
     torch::Tensor mean = model->gene_ae()->gene_mean().to(torch::kFloat32).cpu().contiguous();

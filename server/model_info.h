@@ -35,6 +35,11 @@ struct PerturbationEntry {
   std::string id;    // Broad ID
   double dose = 0;   // µM, 0 if unknown
   std::string name;  // compound name or SMILES, may be empty
+  // Structure models only (ModelInfo::uses_structure): RDKit's canonical SMILES of the parent
+  // ("" when the vocabulary has no usable SMILES) and the Morgan fingerprint the model holds for
+  // this row (set-bit indices, ascending; empty = no structure).
+  std::string canonical_smiles;
+  std::vector<int> bits;
 };
 
 // Defaults applied to unset PredictOptions, and the inclusive limits.
@@ -60,6 +65,11 @@ struct ModelInfo {
   std::vector<PerturbationEntry> perturbations;  // row i = label i
   SamplingPolicy sampling;
   std::vector<ControlKey> controls;  // the control bank, sorted
+  // What the velocity network conditions on (SiTConfig::condition): "id", "structure" or
+  // "id+structure". Structure models accept PredictRequest.smiles.
+  std::string condition = "id";
+  int fingerprint_bits = 2048;  // structure models: Morgan fingerprint length (bits)
+  bool uses_structure() const { return condition != "id"; }
 
   // Label of `id` in the vocabulary, or nullopt. Needs BuildIndex() after `perturbations` is
   // filled.

@@ -41,6 +41,10 @@ absl::Status ServerOptions::Validate() const {
   if (service.response_threads < 1) {
     return absl::InvalidArgumentError("response_threads must be ≥ 1");
   }
+  if (service.structure_cache.capacity < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("structure cache capacity must be ≥ 1, got ",
+                                                   service.structure_cache.capacity));
+  }
   return scheduler.Validate();
 }
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "common/chem/chem.h"
 #include "common/util/logging.h"
 #include "common/util/status_macros.h"
 #include "server/grpc_status.h"
@@ -33,6 +34,16 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
 
 // For the log line: bounded and printable.
 std::string LogSafe(const std::string& s) { return absl::CEscape(s.substr(0, 128)); }
+
+// `perturbation="<id>"`, or `smiles="<SMILES>"` for a request by structure (both when a
+// malformed request set both).
+std::string Subject(const std::string& perturbation_id, const std::string& smiles) {
+  if (smiles.empty()) return absl::StrFormat("perturbation=\"%s\"", LogSafe(perturbation_id));
+  if (perturbation_id.empty()) return absl::StrFormat("smiles=\"%s\"", LogSafe(smiles));
+  return absl::StrFormat("perturbation=\"%s\" smiles=\"%s\"", LogSafe(perturbation_id),
+                         LogSafe(smiles));
+}
+std::string Subject(const ValidatedPredict& r) { return Subject(r.perturbation_id, r.smiles); }
 
 double Ms(double seconds) { return 1000.0 * seconds; }
 
@@ -98,6 +109,15 @@ absl::Status BuildResponse(const PredictResult& result, const ValidatedPredict& 
     p->set_seed(request.seed + k);
   }
   response->set_model_id(info.model_id);
+  if (request.structure != nullptr) {
+    const ResolvedStructure& s = *request.structure;
+    v1::StructureMatch* m = response->mutable_structure();
+    m->set_canonical_smiles(s.canonical_smiles);
+    m->set_in_vocabulary(s.in_vocabulary);
+    m->set_nearest_perturbation_id(s.nearest_id);
+    m->set_nearest_similarity(s.nearest_similarity);
+    m->set_dose_um(s.dose_um);
+  }
   return absl::OkStatus();
 }
 
@@ -148,13 +168,28 @@ CellFluxService::CellFluxService(const ServiceOptions& options, Scheduler* sched
 CellFluxService::~CellFluxService() = default;
 
 void CellFluxService::SetBackend(std::shared_ptr<Backend> backend) {
+  Serving serving;
+  if (backend != nullptr && backend->info().uses_structure()) {
+    const int bits = backend->info().fingerprint_bits;
+    serving.structures = std::make_shared<StructureCache>(
+        options_.structure_cache, &backend->info(),
+        [bits](const std::string& smiles) {
+          return chem::ParseStructure(smiles, chem::kDefaultRadius, bits);
+        },
+        // The cache keeps the backend (and so its ModelInfo) alive.
+        [backend](int slot, const std::vector<int>& fingerprint, double dose_um) {
+          return backend->RegisterStructure(slot, fingerprint, dose_um);
+        },
+        metrics_);
+  }
+  serving.backend = std::move(backend);
   absl::MutexLock lock(&mu_);
-  backend_ = std::move(backend);
+  serving_ = std::move(serving);
 }
 
 std::shared_ptr<Backend> CellFluxService::backend() const {
   absl::MutexLock lock(&mu_);
-  return backend_;
+  return serving_.backend;
 }
 
 void CellFluxService::StartDraining() { draining_.store(true); }
@@ -167,8 +202,7 @@ bool CellFluxService::WaitForCallsDone(absl::Time deadline) {
   return calls_mu_.AwaitWithDeadline(absl::Condition(&none), deadline);
 }
 
-absl::Status CellFluxService::Admit(grpc::CallbackServerContext* context,
-                                    std::shared_ptr<Backend>* backend) {
+absl::Status CellFluxService::Admit(grpc::CallbackServerContext* context, Serving* serving) {
   if (!options_.auth_token.empty()) {
     const auto& md = context->client_metadata();
     auto it = md.find("authorization");
@@ -182,8 +216,13 @@ absl::Status CellFluxService::Admit(grpc::CallbackServerContext* context,
   if (draining_.load()) {
     return absl::UnavailableError("server is shutting down; retry on another replica");
   }
-  *backend = this->backend();
-  if (*backend == nullptr) return absl::UnavailableError("no model loaded yet; retry shortly");
+  {
+    absl::MutexLock lock(&mu_);
+    *serving = serving_;
+  }
+  if (serving->backend == nullptr) {
+    return absl::UnavailableError("no model loaded yet; retry shortly");
+  }
   return absl::OkStatus();
 }
 
@@ -208,19 +247,22 @@ grpc::ServerUnaryReactor* CellFluxService::Predict(grpc::CallbackServerContext* 
                                                    const v1::PredictRequest* request,
                                                    v1::PredictResponse* response) {
   const absl::Time start = absl::Now();
-  std::shared_ptr<Backend> backend;
-  absl::Status status = Admit(context, &backend);
+  Serving serving;
+  absl::Status status = Admit(context, &serving);
   if (!status.ok()) return FinishNow(context, "Predict", start, status);
-  absl::StatusOr<ValidatedPredict> valid = ValidatePredict(*request, backend->info(), RandomSeed());
+  std::shared_ptr<Backend> backend = std::move(serving.backend);
+  absl::StatusOr<ValidatedPredict> valid =
+      ValidatePredict(*request, backend->info(), RandomSeed(), serving.structures.get());
   if (!valid.ok()) {
-    CF_LOG(INFO) << absl::StrFormat("rpc=Predict id=\"%s\" perturbation=\"%s\" code=%s msg=\"%s\"",
+    CF_LOG(INFO) << absl::StrFormat("rpc=Predict id=\"%s\" %s code=%s msg=\"%s\"",
                                     LogSafe(request->request_id()),
-                                    LogSafe(request->perturbation_id()),
+                                    Subject(request->perturbation_id(), request->smiles()),
                                     GrpcCodeName(ToGrpcStatus(valid.status()).error_code()),
                                     LogSafe(std::string(valid.status().message())));
     return FinishNow(context, "Predict", start, valid.status());
   }
   if (options_.max_queue_samples > 0 && valid->num_samples > options_.max_queue_samples) {
+    valid->structure.reset();  // unpinned before the client hears back
     return FinishNow(
         context, "Predict", start,
         absl::InvalidArgumentError(absl::StrFormat(
@@ -249,62 +291,67 @@ grpc::ServerUnaryReactor* CellFluxService::Predict(grpc::CallbackServerContext* 
   task->sampler = valid->sampler == v1::HEUN ? SamplerKind::kHeun : SamplerKind::kEuler;
   task->deadline = absl::FromChrono(context->deadline());
   task->cancelled = reactor->cancelled();
-  auto request_info = std::make_shared<const ValidatedPredict>(*std::move(valid));
+  // Not const: the response job drops request_info->structure (the structure cache pin) before
+  // it finishes the call, so a client's next request never finds its own finished one still
+  // holding a slot. Nothing else touches it after Schedule.
+  auto request_info = std::make_shared<ValidatedPredict>(*std::move(valid));
   const std::string request_id = request->request_id();
   const absl::Time deadline = task->deadline;
   task->done = [this, reactor, response, backend, request_info, request_id, start,
                 deadline](absl::StatusOr<PredictResult> result) {
     // Scheduler thread: hand off at once, encode and finish elsewhere.
     auto shared = std::make_shared<absl::StatusOr<PredictResult>>(std::move(result));
-    responses_.Submit([this, reactor, response, backend, request_info, request_id, start, deadline,
-                       shared] {
-      absl::Status status = DeadlineIfPassed(shared->status(), deadline);
-      double queue_s = 0, compute_s = 0, decode_s = 0;
-      if (status.ok()) {
-        queue_s = (*shared)->queue_seconds;
-        compute_s = (*shared)->compute_seconds;
-        decode_s = (*shared)->decode_seconds;
-        status = CheckFinite(**shared);
-        if (!status.ok()) {
-          CF_LOG(ERROR) << absl::StrFormat(
-              "rpc=Predict id=\"%s\" perturbation=\"%s\" non-finite: %s", LogSafe(request_id),
-              LogSafe(request_info->perturbation_id), status.message());
-          if (metrics_ != nullptr) metrics_->NonFiniteOutput();
-        }
-      }
-      if (status.ok()) {
-        status = BuildResponse(**shared, *request_info, backend->info(), response);
-      }
-      if (status.ok() && request_info->return_control) {
-        status = AddControl(*backend, *request_info, response);
-      }
-      const double total_s = absl::ToDoubleSeconds(absl::Now() - start);
-      if (status.ok()) {
-        v1::Timing* timing = response->mutable_timing();
-        timing->set_queue_seconds(queue_s);
-        timing->set_compute_seconds(compute_s);
-        timing->set_total_seconds(total_s);
-      } else {
-        response->Clear();
-      }
-      const grpc::Status wire = ToGrpcStatus(status);
-      CF_LOG(INFO) << absl::StrFormat(
-          "rpc=Predict id=\"%s\" perturbation=\"%s\" samples=%d steps=%d guidance=%g "
-          "queue_ms=%.1f compute_ms=%.1f decode_ms=%.1f total_ms=%.1f code=%s",
-          LogSafe(request_id), LogSafe(request_info->perturbation_id), request_info->num_samples,
-          request_info->num_steps, request_info->guidance, Ms(queue_s), Ms(compute_s), Ms(decode_s),
-          Ms(total_s), GrpcCodeName(wire.error_code()));
-      Record("Predict", start, wire);
-      reactor->Finish(wire);  // last touch of the reactor and the response
-    });
+    responses_.Submit(
+        [this, reactor, response, backend, request_info, request_id, start, deadline, shared] {
+          absl::Status status = DeadlineIfPassed(shared->status(), deadline);
+          double queue_s = 0, compute_s = 0, decode_s = 0;
+          if (status.ok()) {
+            queue_s = (*shared)->queue_seconds;
+            compute_s = (*shared)->compute_seconds;
+            decode_s = (*shared)->decode_seconds;
+            status = CheckFinite(**shared);
+            if (!status.ok()) {
+              CF_LOG(ERROR) << absl::StrFormat("rpc=Predict id=\"%s\" %s non-finite: %s",
+                                               LogSafe(request_id), Subject(*request_info),
+                                               status.message());
+              if (metrics_ != nullptr) metrics_->NonFiniteOutput();
+            }
+          }
+          if (status.ok()) {
+            status = BuildResponse(**shared, *request_info, backend->info(), response);
+          }
+          if (status.ok() && request_info->return_control) {
+            status = AddControl(*backend, *request_info, response);
+          }
+          const double total_s = absl::ToDoubleSeconds(absl::Now() - start);
+          if (status.ok()) {
+            v1::Timing* timing = response->mutable_timing();
+            timing->set_queue_seconds(queue_s);
+            timing->set_compute_seconds(compute_s);
+            timing->set_total_seconds(total_s);
+          } else {
+            response->Clear();
+          }
+          const grpc::Status wire = ToGrpcStatus(status);
+          CF_LOG(INFO) << absl::StrFormat(
+              "rpc=Predict id=\"%s\" %s samples=%d steps=%d guidance=%g "
+              "queue_ms=%.1f compute_ms=%.1f decode_ms=%.1f total_ms=%.1f code=%s",
+              LogSafe(request_id), Subject(*request_info), request_info->num_samples,
+              request_info->num_steps, request_info->guidance, Ms(queue_s), Ms(compute_s),
+              Ms(decode_s), Ms(total_s), GrpcCodeName(wire.error_code()));
+          Record("Predict", start, wire);
+          request_info->structure.reset();
+          reactor->Finish(wire);  // last touch of the reactor and the response
+        });
   };
   status = scheduler_->Schedule(&task);
   if (!status.ok()) {
     const grpc::Status wire = ToGrpcStatus(status);
-    CF_LOG(INFO) << absl::StrFormat("rpc=Predict id=\"%s\" perturbation=\"%s\" samples=%d code=%s",
-                                    LogSafe(request_id), LogSafe(request_info->perturbation_id),
+    CF_LOG(INFO) << absl::StrFormat("rpc=Predict id=\"%s\" %s samples=%d code=%s",
+                                    LogSafe(request_id), Subject(*request_info),
                                     request_info->num_samples, GrpcCodeName(wire.error_code()));
     Record("Predict", start, wire);
+    request_info->structure.reset();
     reactor->Finish(wire);
   }
   return reactor;
@@ -314,11 +361,11 @@ grpc::ServerUnaryReactor* CellFluxService::GetModelInfo(grpc::CallbackServerCont
                                                         const v1::GetModelInfoRequest*,
                                                         v1::GetModelInfoResponse* response) {
   const absl::Time start = absl::Now();
-  std::shared_ptr<Backend> backend;
-  if (absl::Status s = Admit(context, &backend); !s.ok()) {
+  Serving serving;
+  if (absl::Status s = Admit(context, &serving); !s.ok()) {
     return FinishNow(context, "GetModelInfo", start, s);
   }
-  const ModelInfo& info = backend->info();
+  const ModelInfo& info = serving.backend->info();
   response->set_model_id(info.model_id);
   response->set_step(info.step);
   for (const std::string& c : info.channel_names) response->add_channel_names(c);
@@ -332,6 +379,7 @@ grpc::ServerUnaryReactor* CellFluxService::GetModelInfo(grpc::CallbackServerCont
   response->mutable_limits()->set_max_samples(info.sampling.max_samples);
   response->mutable_limits()->set_max_guidance_scale(info.sampling.max_guidance_scale);
   response->set_num_controls(static_cast<int32_t>(info.controls.size()));
+  response->set_condition(info.condition);
   return FinishNow(context, "GetModelInfo", start, absl::OkStatus());
 }
 
@@ -339,11 +387,11 @@ grpc::ServerUnaryReactor* CellFluxService::ListPerturbations(
     grpc::CallbackServerContext* context, const v1::ListPerturbationsRequest* request,
     v1::ListPerturbationsResponse* response) {
   const absl::Time start = absl::Now();
-  std::shared_ptr<Backend> backend;
-  if (absl::Status s = Admit(context, &backend); !s.ok()) {
+  Serving serving;
+  if (absl::Status s = Admit(context, &serving); !s.ok()) {
     return FinishNow(context, "ListPerturbations", start, s);
   }
-  const ModelInfo& info = backend->info();
+  const ModelInfo& info = serving.backend->info();
   absl::StatusOr<Page> page = ValidatePageRequest(*request, info);
   if (!page.ok()) return FinishNow(context, "ListPerturbations", start, page.status());
   for (int64_t i = page->offset; i < page->offset + page->size; ++i) {

@@ -17,6 +17,12 @@
 // One structured log line per request:
 //   rpc=Predict id=<request_id> perturbation=<id> samples=N steps=N queue_ms=.. compute_ms=..
 //   total_ms=.. code=OK
+// (smiles="<SMILES>" instead of perturbation= for a request by structure; logged text is cut to
+// 128 characters and C-escaped.)
+//
+// Requests by structure (PredictRequest.smiles) to a structure model go through the serving
+// model's StructureCache (structure_cache.h), made by SetBackend with options.structure_cache;
+// each new model gets a new, empty cache (its extra-structure slots are the model's own).
 //
 // Thread-safety: all public methods are thread-safe. The model is swapped with SetBackend();
 // requests validated against the old model finish on it.
@@ -36,6 +42,7 @@
 #include "server/backend.h"
 #include "server/metrics.h"
 #include "server/scheduler.h"
+#include "server/structure_cache.h"
 #include "server/work_queue.h"
 
 namespace cellflux::server {
@@ -48,6 +55,8 @@ struct ServiceOptions {
   // The scheduler's max_queue (samples); a request for more samples can never be queued and gets
   // INVALID_ARGUMENT instead of a retryable RESOURCE_EXHAUSTED. 0 = no such check.
   int max_queue_samples = 0;
+  // The structure cache of a structure model (compounds by SMILES; capacity = extra slots).
+  StructureCacheOptions structure_cache;
 };
 
 class CellFluxService final : public v1::CellFlux::CallbackService {
@@ -56,7 +65,9 @@ class CellFluxService final : public v1::CellFlux::CallbackService {
   CellFluxService(const ServiceOptions& options, Scheduler* scheduler, ServerMetrics* metrics);
   ~CellFluxService() override;
 
-  // The model new requests use (null = none: UNAVAILABLE).
+  // The model new requests use (null = none: UNAVAILABLE), with a new structure cache when the
+  // model has a structure encoder (options.structure_cache.capacity must be ≥ 1:
+  // ServerOptions::Validate checks it).
   void SetBackend(std::shared_ptr<Backend> backend);
   std::shared_ptr<Backend> backend() const;
 
@@ -81,8 +92,13 @@ class CellFluxService final : public v1::CellFlux::CallbackService {
  private:
   class PredictReactor;
 
-  // OK, or UNAUTHENTICATED / UNAVAILABLE; on OK *backend is the model to use.
-  absl::Status Admit(grpc::CallbackServerContext* context, std::shared_ptr<Backend>* backend);
+  // The serving model and its structure cache (null for an "id" model).
+  struct Serving {
+    std::shared_ptr<Backend> backend;
+    std::shared_ptr<StructureCache> structures;
+  };
+  // OK, or UNAUTHENTICATED / UNAVAILABLE; on OK *serving holds the model to use.
+  absl::Status Admit(grpc::CallbackServerContext* context, Serving* serving);
   // Finishes a unary call with `status` right away (counts and logs it).
   grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const char* method,
                                       absl::Time start, const absl::Status& status);
@@ -94,7 +110,7 @@ class CellFluxService final : public v1::CellFlux::CallbackService {
   std::atomic<bool> draining_{false};
 
   mutable absl::Mutex mu_;
-  std::shared_ptr<Backend> backend_ ABSL_GUARDED_BY(mu_);
+  Serving serving_ ABSL_GUARDED_BY(mu_);
 
   WorkQueue responses_;
 

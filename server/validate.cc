@@ -257,6 +257,52 @@ absl::Status CheckExpressionRange(const std::vector<float>& values, const ModelI
   return absl::OkStatus();
 }
 
+// Which compound: exactly one of perturbation_id and smiles, smiles only for structure models,
+// and a dose only beside smiles.
+absl::Status CheckPerturbation(const v1::PredictRequest& request, const ModelInfo& info) {
+  const bool by_id = !request.perturbation_id().empty();
+  const bool by_smiles = !request.smiles().empty();
+  if (by_id && by_smiles) {
+    return Invalid(absl::StrFormat(
+        "set exactly one of perturbation_id and smiles, not both (got perturbation_id \"%s\" and "
+        "smiles \"%s\")",
+        Echo(request.perturbation_id()), Echo(request.smiles())));
+  }
+  if (!by_id && !by_smiles) {
+    return Invalid(
+        info.uses_structure()
+            ? "perturbation_id or smiles is required (a Broad ID from ListPerturbations, or a "
+              "compound's SMILES)"
+            : "perturbation_id is required (a Broad ID from ListPerturbations; smiles is not "
+              "set either)");
+  }
+  const double dose = request.dose_um();
+  if (by_id) {
+    if (dose != 0) {
+      return Invalid(absl::StrFormat(
+          "dose_um applies to smiles requests only (a vocabulary perturbation_id has its own "
+          "dose); got dose_um %g with perturbation_id \"%s\"",
+          dose, Echo(request.perturbation_id())));
+    }
+    return absl::OkStatus();
+  }
+  if (!info.uses_structure()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "smiles: model %s conditions on perturbation IDs only (GetModelInfo.condition \"%s\"); "
+        "send a perturbation_id from ListPerturbations, or serve a structure model",
+        info.model_id, info.condition));
+  }
+  if (request.smiles().size() > kMaxSmilesLength) {
+    return Invalid(absl::StrFormat("smiles is %d bytes; at most %d are accepted",
+                                   request.smiles().size(), kMaxSmilesLength));
+  }
+  if (!std::isfinite(dose) || dose < 0) {
+    return Invalid(
+        absl::StrFormat("dose_um must be a finite dose in µM > 0 (or 0 = unknown), got %g", dose));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string Echo(const std::string& text) {
@@ -272,20 +318,21 @@ std::string Echo(const std::string& text) {
 }
 
 absl::StatusOr<ValidatedPredict> ValidatePredict(const v1::PredictRequest& request,
-                                                 const ModelInfo& info, uint64_t random_seed) {
+                                                 const ModelInfo& info, uint64_t random_seed,
+                                                 StructureResolver* structures) {
   ValidatedPredict out;
-  if (request.perturbation_id().empty()) {
-    return Invalid("perturbation_id is required (a Broad ID from ListPerturbations)");
+  CF_RETURN_IF_ERROR(CheckPerturbation(request, info));
+  if (!request.perturbation_id().empty()) {
+    std::optional<int64_t> label = info.LabelOf(request.perturbation_id());
+    if (!label) {
+      return Invalid(absl::StrFormat(
+          "perturbation_id \"%s\" is not in the model's vocabulary (%d perturbations; see "
+          "ListPerturbations)",
+          Echo(request.perturbation_id()), info.perturbations.size()));
+    }
+    out.perturbation_id = request.perturbation_id();
+    out.label = *label;
   }
-  std::optional<int64_t> label = info.LabelOf(request.perturbation_id());
-  if (!label) {
-    return Invalid(absl::StrFormat(
-        "perturbation_id \"%s\" is not in the model's vocabulary (%d perturbations; see "
-        "ListPerturbations)",
-        Echo(request.perturbation_id()), info.perturbations.size()));
-  }
-  out.perturbation_id = request.perturbation_id();
-  out.label = *label;
   CF_RETURN_IF_ERROR(ValidateOptions(request.options(), info.sampling, &out));
   out.seed = request.options().has_seed() ? request.options().seed() : random_seed;
   if (request.request_id().size() > kMaxRequestIdLength) {
@@ -315,6 +362,15 @@ absl::StatusOr<ValidatedPredict> ValidatePredict(const v1::PredictRequest& reque
       return Invalid("control is required: set control.ref (a bank well) or control.data");
   }
   out.control = std::move(control);
+  if (!request.smiles().empty()) {
+    if (structures == nullptr) {
+      return absl::FailedPreconditionError(
+          "smiles: this server has no structure cache for the serving model");
+    }
+    CF_ASSIGN_OR_RETURN(out.structure, structures->Resolve(request.smiles(), request.dose_um()));
+    out.smiles = request.smiles();
+    out.label = out.structure->label;
+  }
   return out;
 }
 

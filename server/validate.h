@@ -2,7 +2,14 @@
 // checked request the scheduler can run, or an absl::Status a person can act on.
 //
 // Predict, in this order (the first problem found is reported):
-//   perturbation_id   empty or not in the vocabulary               INVALID_ARGUMENT
+//   perturbation_id,  both set, or neither set                     INVALID_ARGUMENT
+//   smiles
+//   smiles            smiles to a model without a structure encoder FAILED_PRECONDITION
+//                     (ModelInfo::condition "id")
+//                     smiles longer than kMaxSmilesLength           INVALID_ARGUMENT
+//   dose_um           not finite or < 0 (smiles); ≠ 0 with perturbation_id
+//                                                                  INVALID_ARGUMENT
+//   perturbation_id   not in the vocabulary                        INVALID_ARGUMENT
 //   options           num_steps ∉ [1, max_steps], num_samples ∉ [1, max_samples],
 //                     guidance_scale not finite or ∉ [0, max_guidance_scale], unknown
 //                     output_encoding, priority or sampler          INVALID_ARGUMENT
@@ -21,6 +28,10 @@
 //                     a value more than kMaxExpressionZ training standard deviations from its
 //                     gene's training mean (names the gene; needs ModelInfo.gene_mean/std)
 //                                                                  INVALID_ARGUMENT
+//   smiles            (last, so a bad request costs no parse) resolved through the structure
+//                     cache (structure_cache.h): unparsable         INVALID_ARGUMENT (names the
+//                     SMILES and RDKit's reason); every cache entry held by requests in flight
+//                                                                  RESOURCE_EXHAUSTED
 // Images larger than image_size are centre-cropped (offset ⌊(H−S)/2⌋, ⌊(W−S)/2⌋). 16-bit images
 // (bit_depth 16) are rescaled to the model's 12-bit scale: RescaleTo12Bit below. Decoding holds
 // one full-size channel at a time (its decoded plane and a copy, ≤ 2 × 128 MiB); after a large
@@ -39,6 +50,7 @@
 #include "absl/status/statusor.h"
 #include "cellflux/v1/cellflux.pb.h"
 #include "server/model_info.h"
+#include "server/structure_resolver.h"
 
 namespace cellflux::server {
 
@@ -58,12 +70,20 @@ inline constexpr double kMaxExpressionZ = 100;
 // Echoed request text in error messages is cut to this many characters + "…", so a huge field
 // cannot make the error itself too large to send (gRPC then reports RESOURCE_EXHAUSTED instead).
 inline constexpr size_t kMaxEchoedChars = 64;
+// Longest accepted PredictRequest.smiles (bytes): far above any drug-like compound's SMILES, and
+// it bounds what RDKit is asked to parse.
+inline constexpr size_t kMaxSmilesLength = 4096;
 // `text` cut to kMaxEchoedChars characters (whole UTF-8 sequences) followed by "…" when longer.
 std::string Echo(const std::string& text);
 
 struct ValidatedPredict {
-  std::string perturbation_id;
+  std::string perturbation_id;  // empty for a smiles request
+  std::string smiles;           // the request's smiles, as sent; empty for a perturbation_id
   int64_t label = 0;
+  // smiles requests: the compound as resolved (canonical SMILES, nearest training compound). It
+  // pins the label's slot in the structure cache while any copy is alive: keep it until the
+  // request is answered.
+  std::shared_ptr<const ResolvedStructure> structure;
   std::shared_ptr<const ControlInput> control;
   int num_steps = 0;
   double guidance = 1.0;
@@ -75,9 +95,12 @@ struct ValidatedPredict {
   v1::Sampler sampler = v1::EULER;          // options.sampler (unspecified → EULER)
 };
 
-// `random_seed` is used when options.seed is unset (the caller draws it).
+// `random_seed` is used when options.seed is unset (the caller draws it). `structures` resolves
+// smiles requests: the serving model's StructureCache (null for a model without a structure
+// encoder; a smiles request to a structure model without one is FAILED_PRECONDITION).
 absl::StatusOr<ValidatedPredict> ValidatePredict(const v1::PredictRequest& request,
-                                                 const ModelInfo& info, uint64_t random_seed);
+                                                 const ModelInfo& info, uint64_t random_seed,
+                                                 StructureResolver* structures = nullptr);
 
 // ListPerturbations paging. Tokens are opaque to clients: "<model_id>@<offset>".
 struct Page {

@@ -2,18 +2,28 @@
 // demos and load tests of the server.
 //
 //   cellflux-tool init-checkpoint --config configs/tiny.json --out DIR [--perturbations N]
-//                                 [--genes N] [--seed S]
+//                                 [--genes N] [--seed S] [--smiles-file FILE]
 //
 // Perturbation ids are synthetic Broad-style ids (BRD-K000000NN-001-01-1); genes are the first N
 // real L1000 landmark probes. --perturbations/--genes override the config's sizes.
+// --smiles-file (one SMILES per line, '#' comments and blank lines skipped): vocabulary row i gets
+// line i's compound (rows past the file have none). With a structure config
+// (sit.condition "structure" / "id+structure") each row's canonical SMILES and Morgan bits go
+// into the checkpoint (perturbations.tsv, structure_embedder.fingerprints), as training writes
+// them; without the file the fingerprints stay zero. An unparsable SMILES is INVALID_ARGUMENT
+// naming the line.
 #include <torch/torch.h>
 
+#include <fstream>
 #include <iostream>
 #include <memory>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/checkpoint/checkpoint.h"
 #include "common/checkpoint/model_bundle.h"
+#include "common/chem/chem.h"
 #include "common/data/landmark_genes.h"
 #include "common/tools/command.h"
 #include "common/util/status_macros.h"
@@ -27,7 +37,37 @@ struct InitOptions {
   int perturbations = 0;
   int genes = 0;
   uint64_t seed = 0;
+  std::string smiles_file;
 };
+
+// Fills vocab[i].smiles from the file's line i (canonical) and, for structure configs, the
+// structure encoder's vocabulary fingerprints.
+absl::Status AddStructures(const std::string& path, CellFluxModel& model,
+                           std::vector<PerturbationEntry>& vocab) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("--smiles-file ", path, ": cannot open"));
+  const SiTConfig& sit = model->config().sit;
+  std::vector<std::vector<int>> bits(vocab.size());
+  std::vector<double> doses;
+  for (const PerturbationEntry& e : vocab) doses.push_back(e.dose);
+  std::string line;
+  size_t row = 0;
+  for (int64_t n = 1; std::getline(in, line) && row < vocab.size(); ++n) {
+    const std::string smiles(absl::StripAsciiWhitespace(line));
+    if (smiles.empty() || smiles[0] == '#') continue;
+    absl::StatusOr<chem::Structure> s =
+        chem::ParseStructure(smiles, chem::kDefaultRadius, sit.fingerprint_bits);
+    if (!s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--smiles-file ", path, " line ", n, ": ", s.status().message()));
+    }
+    vocab[row].smiles = s->canonical_smiles;
+    bits[row] = s->bits;
+    ++row;
+  }
+  if (!sit.uses_structure()) return absl::OkStatus();
+  return model->sit()->structure_embedder->SetVocabularyStructures(bits, doses);
+}
 
 absl::Status InitCheckpoint(const InitOptions& o) {
   CF_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::Load(o.config));
@@ -51,6 +91,7 @@ absl::Status InitCheckpoint(const InitOptions& o) {
     e.name = absl::StrFormat("random-%d", i);
     vocab.push_back(e);
   }
+  if (!o.smiles_file.empty()) CF_RETURN_IF_ERROR(AddStructures(o.smiles_file, model, vocab));
   std::vector<GeneEntry> genes;
   for (int i = 0; i < config.gene_ae.num_genes; ++i)
     genes.push_back({landmarks[i].probe_id, landmarks[i].symbol});
@@ -70,6 +111,9 @@ RunFn SetupInitCheckpoint(CLI::App* app) {
                   "vocabulary size (default: the config's sit.num_classes)");
   app->add_option("--genes", o->genes, "number of genes (default: the config's gene_ae.num_genes)");
   app->add_option("--seed", o->seed, "weight initialisation seed")->capture_default_str();
+  app->add_option("--smiles-file", o->smiles_file,
+                  "one SMILES per line: vocabulary row i's compound (structure configs also get "
+                  "its fingerprint)");
   return [o]() -> int { return ReportStatus("init-checkpoint", InitCheckpoint(*o)); };
 }
 

@@ -48,7 +48,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "# TYPE cellflux_reload_failures_total counter", "cellflux_reload_failures_total 0",
                 "# TYPE cellflux_gpu_memory_bytes gauge", "cellflux_gpu_memory_bytes 0",
                 "# TYPE cellflux_nonfinite_outputs_total counter",
-                "cellflux_nonfinite_outputs_total 0"]
+                "cellflux_nonfinite_outputs_total 0",
+                "# TYPE cellflux_structure_cache_hits_total counter",
+                f"cellflux_structure_cache_hits_total {3 * n}",
+                "# TYPE cellflux_structure_cache_misses_total counter",
+                f"cellflux_structure_cache_misses_total {n}"]
         body = ("\n".join(out) + "\n").encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4")

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "cellflux/v1/cellflux.grpc.pb.h"
@@ -178,6 +179,16 @@ class FakeCellFlux final : public cellflux::v1::CellFlux::Service {
       for (int g = 0; g < expression.values_size(); ++g) control[g] = expression.values(g);
     } else if (!request->has_ref()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "control: not set");
+    }
+    if (!request->smiles().empty()) {
+      // Toy structure answer: the canonical SMILES is the upper-cased SMILES; "C" is in the
+      // vocabulary, anything else is 0.5 away from BRD-NEAR.
+      auto* s = response->mutable_structure();
+      s->set_canonical_smiles(absl::AsciiStrToUpper(request->smiles()));
+      s->set_in_vocabulary(s->canonical_smiles() == "C");
+      s->set_nearest_perturbation_id(s->in_vocabulary() ? "BRD-C" : "BRD-NEAR");
+      s->set_nearest_similarity(s->in_vocabulary() ? 1.0 : 0.5);
+      s->set_dose_um(request->dose_um());
     }
     const int samples = request->options().has_num_samples() ? request->options().num_samples() : 1;
     const uint64_t seed = request->options().has_seed() ? request->options().seed() : 777;

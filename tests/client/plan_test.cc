@@ -62,6 +62,59 @@ TEST(PlanTest, ErrorsNameLineAndColumn) {
   EXPECT_THAT(bad_seed.status().message(), HasSubstr("line 2 column seed"));
 }
 
+// A compound by structure: a smiles column (alone or beside perturbation_id) with dose_um.
+TEST(PlanTest, SmilesAndDoseColumns) {
+  auto plan = PlanFrom(
+      "perturbation_id,smiles,dose_um,control_ref\n"
+      "BRD-A,,,1:a01\n"
+      ",CN(C)C(=N)N=C(N)N.Cl,10,1:a01\n"
+      ",CCO,,1:a02\n");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_TRUE(plan->has_smiles);
+  ASSERT_EQ(plan->rows.size(), 3u);
+  EXPECT_EQ(plan->rows[0].perturbation_id, "BRD-A");
+  EXPECT_TRUE(plan->rows[0].smiles.empty());
+  EXPECT_EQ(RowSubject(plan->rows[0]), "BRD-A");
+  EXPECT_TRUE(plan->rows[1].perturbation_id.empty());
+  EXPECT_EQ(plan->rows[1].smiles, "CN(C)C(=N)N=C(N)N.Cl");
+  EXPECT_DOUBLE_EQ(plan->rows[1].dose_um, 10);
+  EXPECT_EQ(RowSubject(plan->rows[1]), "smiles CN(C)C(=N)N=C(N)N.Cl at 10 µM");
+  EXPECT_DOUBLE_EQ(plan->rows[2].dose_um, 0);  // empty = unknown
+  EXPECT_EQ(RowSubject(plan->rows[2]), "smiles CCO");
+
+  auto only_smiles = PlanFrom("smiles,control_ref\nCCO,1:a01\n");
+  ASSERT_TRUE(only_smiles.ok()) << only_smiles.status();
+  EXPECT_EQ(only_smiles->rows[0].smiles, "CCO");
+  auto id_plan = PlanFrom("perturbation_id,control_ref\nBRD-A,1:a01\n");
+  ASSERT_TRUE(id_plan.ok());
+  EXPECT_FALSE(id_plan->has_smiles);
+}
+
+TEST(PlanTest, SmilesErrorsNameLineAndColumn) {
+  auto both = PlanFrom("perturbation_id,smiles,control_ref\nBRD-A,CCO,1:a01\n");
+  ASSERT_FALSE(both.ok());
+  EXPECT_THAT(both.status().message(),
+              HasSubstr("line 2: set exactly one of perturbation_id and smiles, not both"));
+  auto neither = PlanFrom("perturbation_id,smiles,control_ref\n,,1:a01\n");
+  ASSERT_FALSE(neither.ok());
+  EXPECT_THAT(neither.status().message(), HasSubstr("line 2: perturbation_id and smiles are both"));
+  auto empty_smiles = PlanFrom("smiles,control_ref\nCCO,1:a01\n,1:a02\n");
+  ASSERT_FALSE(empty_smiles.ok());
+  EXPECT_THAT(empty_smiles.status().message(), HasSubstr("line 3 column smiles: empty"));
+  for (const char* dose : {"-1", "ten", "nan", "inf"}) {
+    auto bad = PlanFrom(std::string("smiles,dose_um,control_ref\nCCO,") + dose + ",1:a01\n");
+    ASSERT_FALSE(bad.ok()) << dose;
+    EXPECT_THAT(bad.status().message(), HasSubstr("line 2 column dose_um: '")) << dose;
+  }
+  auto dose_with_id = PlanFrom("perturbation_id,dose_um,control_ref\nBRD-A,10,1:a01\n");
+  ASSERT_FALSE(dose_with_id.ok());
+  EXPECT_THAT(dose_with_id.status().message(),
+              HasSubstr("line 2 column dose_um: a dose goes with a smiles row"));
+  auto no_compound = PlanFrom("compound,control_ref\nx,1:a01\n");
+  ASSERT_FALSE(no_compound.ok());
+  EXPECT_THAT(no_compound.status().message(), HasSubstr("no perturbation_id column and no smiles"));
+}
+
 TEST(PlanTest, ControlBitDepthColumn) {
   auto plan = PlanFrom("perturbation_id,control_dir,control_bit_depth\nBRD-A,d1,16\nBRD-B,d2,\n");
   ASSERT_TRUE(plan.ok()) << plan.status();

@@ -257,6 +257,52 @@ TEST_F(ScreenTest, PredictionsGctParsesBackWithShapeIdsAndValues) {
   EXPECT_EQ(gct->at(7, 9), testing::FakeCellFlux::Effect(Pert(5), 100 + 5 * 2 + 1, 7));
 }
 
+// Plans mixing perturbation_id and smiles rows: the request carries smiles + dose_um, and
+// results.csv, the GCT column metadata, the row records and the report carry what the server
+// said about the compound.
+TEST_F(ScreenTest, SmilesRowsCarryTheStructureFieldsIntoEveryOutput) {
+  FakeOptions fake;
+  fake.num_genes = 20;
+  Start(fake);
+  const std::string dir = testing::MakeTempDir("smiles");
+  testing::WriteText(dir + "/plan.csv",
+                     "perturbation_id,smiles,dose_um,control_ref\n" + Pert(1) +
+                         ",,,24277:a01:1\n,cco,2.5,24277:a01:1\n,c,,24277:a02:1\n");
+  auto plan = ReadPlan(dir + "/plan.csv");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  auto summary = RunScreen(*connection_, *plan, Options(dir + "/out"), nullptr);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_TRUE(summary->AllSucceeded());
+  EXPECT_EQ(server_->service().last_request().perturbation_id(), "");
+
+  auto record = ReadRowRecord(dir + "/out", 1);
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->smiles, "cco");
+  EXPECT_EQ(record->canonical_smiles, "CCO");
+  EXPECT_FALSE(record->in_vocabulary);
+  EXPECT_EQ(record->nearest_perturbation_id, "BRD-NEAR");
+  EXPECT_DOUBLE_EQ(record->nearest_similarity, 0.5);
+  EXPECT_DOUBLE_EQ(record->dose_um, 2.5);
+
+  auto gct = io::ReadGct(dir + "/out/predictions.gct");
+  ASSERT_TRUE(gct.ok()) << gct.status();
+  ASSERT_NE(gct->ColMeta("nearest_perturbation_id"), nullptr);
+  EXPECT_THAT(*gct->ColMeta("nearest_perturbation_id"),
+              ::testing::ElementsAre("-666", "BRD-NEAR", "BRD-C"));
+  EXPECT_THAT(*gct->ColMeta("smiles"), ::testing::ElementsAre("-666", "cco", "c"));
+  EXPECT_THAT(*gct->ColMeta("dose_um"), ::testing::ElementsAre("-666", "2.5", "-666"));
+  EXPECT_THAT(*gct->ColMeta("in_vocabulary"), ::testing::ElementsAre("-666", "false", "true"));
+
+  const std::string results = testing::ReadText(dir + "/out/results.csv");
+  EXPECT_THAT(results, HasSubstr("canonical_smiles,in_vocabulary,nearest_perturbation_id,"
+                                 "nearest_similarity,model_dose_um"));
+  EXPECT_THAT(results, HasSubstr("CCO,false,BRD-NEAR,0.5000,2.5"));
+  const std::string report = testing::ReadText(dir + "/out/report.html");
+  EXPECT_THAT(report, HasSubstr("smiles cco at 2.5 µM"));
+  EXPECT_THAT(report, HasSubstr("nearest training compound BRD-NEAR (Tanimoto 0.50)"));
+  EXPECT_THAT(report, HasSubstr("in the model's vocabulary (BRD-C)"));
+}
+
 TEST_F(ScreenTest, ControlDirRowsSendImageAndExpression) {
   FakeOptions fake;
   fake.image_size = 64;

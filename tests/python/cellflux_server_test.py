@@ -73,6 +73,13 @@ class ServerTest(unittest.TestCase):
         self.assertEqual(self.info.num_controls, SERVER.bank_sites)
         self.assertEqual(self.info.defaults.num_steps, 50)
 
+    def test_smiles_to_an_id_model_is_failed_precondition(self):
+        self.assertEqual(self.info.condition, "id")
+        with self.assertRaises(cellflux.CellFluxError) as caught:
+            self.client.predict(smiles="CCO", control=bank_ref(), steps=2)
+        self.assertEqual(caught.exception.code, grpc.StatusCode.FAILED_PRECONDITION)
+        self.assertIn("conditions on perturbation IDs only", caught.exception.message)
+
     def test_perturbations(self):
         vocab = self.client.perturbations()
         self.assertEqual([p.id for p in vocab], SERVER.vocabulary)

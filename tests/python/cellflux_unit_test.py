@@ -182,6 +182,86 @@ class RequestTest(unittest.TestCase):
             screen._parse_row(5, {"perturbation": "B"}, 1, None)
 
 
+class SmilesTest(unittest.TestCase):
+    def test_requests_by_structure(self):
+        request = client_module.build_request(info(), None, "p:a01", smiles="CCO", dose_um=2.5)
+        self.assertEqual((request.smiles, request.dose_um, request.perturbation_id),
+                         ("CCO", 2.5, ""))
+        request = client_module.build_request(info(), None, "p:a01", smiles="CCO")
+        self.assertEqual(request.dose_um, 0.0)  # unknown
+        with self.assertRaisesRegex(ValueError, "exactly one of perturbation"):
+            client_module.build_request(info(), "BRD-1", "p:a01", smiles="CCO")
+        with self.assertRaisesRegex(ValueError, "exactly one of perturbation"):
+            client_module.build_request(info(), None, "p:a01")
+        with self.assertRaisesRegex(ValueError, "dose_um goes with smiles"):
+            client_module.build_request(info(), "BRD-1", "p:a01", dose_um=3)
+        for bad in (-1, float("nan"), float("inf")):
+            with self.assertRaisesRegex(ValueError, "dose_um must be", msg=bad):
+                client_module.build_request(info(), None, "p:a01", smiles="CCO", dose_um=bad)
+        with self.assertRaisesRegex(ValueError, "control is required"):
+            client_module.build_request(info(), None, None, smiles="CCO")
+
+    def test_result_carries_the_structure_match(self):
+        r = RetryTest.response(None)
+        stub = FakeStub([r])
+        c = cellflux.Client("fake", _stub=stub, _sleep=lambda s: None)
+        c._info = info()
+        self.assertIsNone(c.predict("BRD-1", "p:a01").structure)
+        r.structure.CopyFrom(pb.StructureMatch(canonical_smiles="CCO", in_vocabulary=False,
+                                               nearest_perturbation_id="BRD-9",
+                                               nearest_similarity=0.25, dose_um=2.5))
+        stub.script = [r]
+        result = c.predict(smiles="OCC", dose_um=2.5, control="p:a01")
+        self.assertEqual(stub.calls[-1][0].smiles, "OCC")
+        self.assertEqual(result.structure,
+                         cellflux.StructureMatch("CCO", False, "BRD-9", 0.25, 2.5))
+
+    def test_plan_rows_with_smiles(self):
+        row = screen._parse_row(0, {"smiles": "CCO", "dose_um": 3.0, "control_ref": "p:a01",
+                                    "perturbation_id": float("nan")}, 1, None)
+        self.assertEqual((row["perturbation"], row["smiles"], row["dose_um"]), (None, "CCO", 3.0))
+        row = screen._parse_row(1, {"perturbation_id": "B", "smiles": None, "dose_um": float("nan"),
+                                    "control_ref": "p:a01"}, 1, None)
+        self.assertEqual((row["perturbation"], row["smiles"], row["dose_um"]), ("B", None, None))
+        with self.assertRaisesRegex(ValueError, "plan row 2: set exactly one"):
+            screen._parse_row(2, {"perturbation_id": "B", "smiles": "C", "control_ref": "p:a"},
+                              1, None)
+        with self.assertRaisesRegex(ValueError, "plan row 3: dose_um goes with a smiles row"):
+            screen._parse_row(3, {"perturbation_id": "B", "dose_um": 1, "control_ref": "p:a"},
+                              1, None)
+
+    def test_screen_table_has_the_structure_columns(self):
+        import pandas as pd
+        by_id = RetryTest.response(None)
+        by_smiles = RetryTest.response(None)
+        by_smiles.structure.CopyFrom(pb.StructureMatch(
+            canonical_smiles="CCO", in_vocabulary=False, nearest_perturbation_id="BRD-9",
+            nearest_similarity=0.25, dose_um=2.5))
+
+        class Stub(FakeStub):
+            def Predict(self, request, metadata=None, timeout=None):
+                self.calls.append((request, metadata, timeout))
+                return by_smiles if request.smiles else by_id
+
+            def ListPerturbations(self, request, metadata=None, timeout=None):
+                return pb.ListPerturbationsResponse(
+                    perturbations=[pb.Perturbation(id="BRD-1", dose=10)])
+
+        c = cellflux.Client("fake", _stub=Stub([]), _sleep=lambda s: None)
+        c.info = info
+        plan = pd.DataFrame({"perturbation_id": ["BRD-1", None], "smiles": [None, "OCC"],
+                             "dose_um": [None, 2.5], "control_ref": ["p:a01", "p:a02"]})
+        df = c.screen(plan, concurrency=1)
+        self.assertEqual(list(df["Metadata_smiles"]), ["", "OCC"])
+        self.assertEqual(list(df["Metadata_canonical_smiles"]), ["", "CCO"])
+        self.assertEqual(list(df["Metadata_nearest_perturbation"]), ["", "BRD-9"])
+        self.assertEqual(list(df["Metadata_perturbation"]), ["BRD-1", ""])
+        self.assertEqual(list(df["Metadata_dose"]), [10.0, 2.5])
+        self.assertEqual(df["Metadata_nearest_similarity"].iloc[1], 0.25)
+        no_smiles = c.screen(plan[["perturbation_id", "control_ref"]].iloc[:1], concurrency=1)
+        self.assertNotIn("Metadata_smiles", no_smiles.columns)
+
+
 class RetryTest(unittest.TestCase):
     def response(self):
         r = pb.PredictResponse(model_id="m")

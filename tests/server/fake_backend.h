@@ -29,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/chem/chem.h"
 #include "server/backend.h"
 
 namespace cellflux::server::testing {
@@ -52,6 +53,28 @@ inline ModelInfo FakeModelInfo(int image_size = 8, int num_genes = 4) {
   info.sampling.max_guidance_scale = 10;
   info.controls = {{"P1", "a01", 1}, {"P1", "a01", 2}, {"P2", "b03", 1}};
   info.BuildIndex();
+  return info;
+}
+
+// FakeModelInfo with a structure encoder: rows 0–2 are real drugs (canonical SMILES and Morgan
+// bits from common/chem, 2048 bits), the other rows have no structure.
+inline const std::vector<std::string>& FakeVocabularySmiles() {
+  static const std::vector<std::string> smiles = {
+      "CC(=O)Oc1ccccc1C(=O)O",         // aspirin
+      "CN1C=NC2=C1C(=O)N(C(=O)N2C)C",  // caffeine
+      "CN(C)C(=N)N=C(N)N",             // metformin
+  };
+  return smiles;
+}
+inline ModelInfo FakeStructureModelInfo(const std::string& condition = "structure") {
+  ModelInfo info = FakeModelInfo();
+  info.condition = condition;
+  for (size_t r = 0; r < FakeVocabularySmiles().size(); ++r) {
+    absl::StatusOr<chem::Structure> s = chem::ParseStructure(FakeVocabularySmiles()[r]);
+    if (!s.ok()) continue;  // the tests that need it fail on the empty canonical SMILES
+    info.perturbations[r].canonical_smiles = s->canonical_smiles;
+    info.perturbations[r].bits = s->bits;
+  }
   return info;
 }
 
@@ -259,6 +282,24 @@ class FakeBackend : public Backend {
     return batch_sizes_;
   }
   // The labels of the rows of each Step call, in call order.
+  // Structure models: records each registration; label = V + 1 + slot, as the real encoder.
+  absl::StatusOr<int64_t> RegisterStructure(int64_t slot, const std::vector<int>& bits,
+                                            double dose_um) override {
+    if (!info_.uses_structure()) return Backend::RegisterStructure(slot, bits, dose_um);
+    absl::MutexLock lock(&mu_);
+    if (slot < 0 || slot > registered_slots_) {
+      violations_.push_back(absl::StrCat("RegisterStructure slot ", slot, " with ",
+                                         registered_slots_, " registered"));
+    }
+    if (slot == registered_slots_) ++registered_slots_;
+    registrations_.push_back({slot, dose_um});
+    return info_.null_label() + 1 + slot;
+  }
+  std::vector<std::pair<int64_t, double>> registrations() {
+    absl::MutexLock lock(&mu_);
+    return registrations_;
+  }
+
   std::vector<std::vector<int64_t>> step_labels() {
     absl::MutexLock lock(&mu_);
     return step_labels_;
@@ -345,6 +386,8 @@ class FakeBackend : public Backend {
   int decode_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<int64_t> batch_sizes_ ABSL_GUARDED_BY(mu_);
   std::vector<std::vector<int64_t>> step_labels_ ABSL_GUARDED_BY(mu_);
+  int64_t registered_slots_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::pair<int64_t, double>> registrations_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace cellflux::server::testing

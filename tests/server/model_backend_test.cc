@@ -14,6 +14,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/checkpoint/checkpoint.h"
 #include "common/checkpoint/model_bundle.h"
+#include "common/chem/chem.h"
 #include "common/data/manifest.h"
 #include "common/flow/sampler.h"
 #include "common/models/cellflux_model.h"
@@ -181,6 +182,94 @@ TEST_F(ModelBackendTest, ReportsGeneStatisticsAndFlagsNonFiniteSamples) {
   EXPECT_TRUE(r[0]->samples[0].finite);
   ASSERT_TRUE(r[1].ok()) << r[1].status();
   EXPECT_FALSE(r[1]->samples[0].finite);
+}
+
+// A structure checkpoint (configs/tiny-chem.json) whose vocabulary has SMILES: ModelInfo reports
+// the encoder, each row's canonical SMILES and the fingerprint stored in the weights, and a
+// registered compound's label samples like any vocabulary label (and differently from it).
+TEST_F(ModelBackendTest, StructureModelReportsItsVocabularyAndRegistersCompounds) {
+  auto config = ModelConfig::Load("configs/tiny-chem.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  config->gene_ae.num_genes = kGenes;
+  config->sit.num_classes = 4;
+  torch::manual_seed(5);
+  CellFluxModel model(*config);
+  {
+    // adaLN-Zero starts with zero heads (a velocity that ignores the condition): perturb the
+    // weights so the condition shows in the samples. The vocabulary tables stay exact.
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->named_parameters()) {
+      if (p.key().find("fingerprints") != std::string::npos ||
+          p.key().find("log_doses") != std::string::npos) {
+        continue;
+      }
+      p.value().add_(0.05 * torch::randn_like(p.value()));
+    }
+  }
+  const std::vector<std::string> smiles = {"CC(=O)Oc1ccccc1C(=O)O", "CN(C)C(=N)N=C(N)N.Cl", "", ""};
+  std::vector<cellflux::PerturbationEntry> perts;
+  std::vector<std::vector<int>> bits(4);
+  for (int i = 0; i < 4; ++i) {
+    perts.push_back({"BRD-S" + std::to_string(i), 10.0, smiles[i], ""});
+    if (smiles[i].empty()) continue;
+    auto st = chem::ParseStructure(smiles[i]);
+    ASSERT_TRUE(st.ok()) << st.status();
+    bits[i] = st->bits;
+  }
+  ASSERT_TRUE(
+      model->sit()->structure_embedder->SetVocabularyStructures(bits, {10, 10, 10, 10}).ok());
+  std::vector<GeneEntry> genes;
+  for (int g = 0; g < kGenes; ++g) genes.push_back({"p" + std::to_string(g) + "_at", ""});
+  const std::string dir =
+      cellflux::testing::UniqueTempDir(::testing::TempDir(), "cellflux_server_chem_ckpt");
+  ASSERT_TRUE(WriteCheckpoint(dir, BundleFromModel(model, perts, genes, /*step=*/1)).ok());
+
+  auto backend = LoadModelBackend({dir});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  const ModelInfo& info = (*backend)->info();
+  EXPECT_EQ(info.condition, "structure");
+  EXPECT_TRUE(info.uses_structure());
+  EXPECT_EQ(info.fingerprint_bits, 2048);
+  EXPECT_EQ(info.perturbations[0].canonical_smiles, "CC(=O)Oc1ccccc1C(=O)O");
+  EXPECT_EQ(info.perturbations[1].canonical_smiles, "CN(C)C(=N)N=C(N)N");  // the salt dropped
+  EXPECT_EQ(info.perturbations[0].bits, bits[0]);
+  EXPECT_EQ(info.perturbations[1].bits, bits[1]);
+  EXPECT_TRUE(info.perturbations[2].canonical_smiles.empty());
+  EXPECT_TRUE(info.perturbations[2].bits.empty());
+
+  // Aspirin registered at its vocabulary dose conditions exactly like its vocabulary row.
+  auto label = (*backend)->RegisterStructure(0, bits[0], 10.0);
+  ASSERT_TRUE(label.ok()) << label.status();
+  EXPECT_EQ(*label, 5);  // V + 1 + slot
+  auto other = (*backend)->RegisterStructure(1, bits[1], 0.5);
+  ASSERT_TRUE(other.ok()) << other.status();
+  std::vector<std::unique_ptr<PredictTask>> tasks;
+  tasks.push_back(Task(1, 3, 7, 0, 1.5));
+  tasks.push_back(Task(1, 3, 7, *label, 1.5));
+  tasks.push_back(Task(1, 3, 7, *other, 1.5));
+  auto r = Run(*backend, std::move(tasks));
+  for (const auto& x : r) ASSERT_TRUE(x.ok()) << x.status();
+  // The same condition up to GEMM rounding (the rows may share forwards with different
+  // batchmates), another compound and dose clearly apart.
+  auto max_diff = [](const std::vector<uint16_t>& a, const std::vector<uint16_t>& b) {
+    int d = 0;
+    for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(int{a[i]} - int{b[i]}));
+    return d;
+  };
+  const int same = max_diff(r[0]->samples[0].pixels, r[1]->samples[0].pixels);
+  const int apart = max_diff(r[0]->samples[0].pixels, r[2]->samples[0].pixels);
+  EXPECT_LE(same, 2);
+  EXPECT_GT(apart, 10 * std::max(same, 1));
+  std::filesystem::remove_all(dir);
+}
+
+// An "id" model has no structure encoder to register with.
+TEST_F(ModelBackendTest, IdModelRefusesStructures) {
+  auto backend = LoadModelBackend({*dir_});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  EXPECT_EQ((*backend)->info().condition, "id");
+  EXPECT_EQ((*backend)->RegisterStructure(0, {1, 2}, 1.0).status().code(),
+            absl::StatusCode::kUnimplemented);
 }
 
 TEST_F(ModelBackendTest, MissingCheckpointIsNotFound) {

@@ -294,6 +294,86 @@ TEST_F(ServiceTest, ConcurrentRequestsEqualTheSameRequestAlone) {
   EXPECT_GT(*std::max_element(sizes.begin(), sizes.end()), 2);
 }
 
+// A compound by SMILES on a structure model: the label the cache registered reaches the backend,
+// the response says how far the compound is from the vocabulary, the pin is gone by the time the
+// client has its answer (a 1-entry cache serves one compound after another), and repeats hit.
+TEST_F(ServiceTest, SmilesRequestsResolveThroughTheStructureCache) {
+  backend_ = std::make_shared<FakeBackend>(testing::FakeStructureModelInfo());
+  ServerOptions options;
+  options.service.structure_cache.capacity = 1;
+  StartServer(options);
+  Serve();
+  {
+    grpc::ClientContext ctx;
+    v1::GetModelInfoResponse info;
+    ASSERT_TRUE(stub_->GetModelInfo(&ctx, {}, &info).ok());
+    EXPECT_EQ(info.condition(), "structure");
+  }
+  const int64_t null_label = backend_->info().null_label();
+  v1::PredictRequest r = GoodRequest(1, 1, 2);
+  r.clear_perturbation_id();
+  r.set_smiles("CC(C)Cc1ccc(cc1)C(C)C(=O)O");  // ibuprofen: not in the vocabulary
+  r.set_dose_um(25);
+  v1::PredictResponse resp;
+  grpc::Status s = Predict(r, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.predictions_size(), 1);
+  EXPECT_EQ(resp.structure().canonical_smiles(), "CC(C)Cc1ccc(C(C)C(=O)O)cc1");
+  EXPECT_FALSE(resp.structure().in_vocabulary());
+  EXPECT_FALSE(resp.structure().nearest_perturbation_id().empty());
+  EXPECT_GT(resp.structure().nearest_similarity(), 0.0);
+  EXPECT_LT(resp.structure().nearest_similarity(), 1.0);
+  EXPECT_DOUBLE_EQ(resp.structure().dose_um(), 25);
+  for (const auto& labels : backend_->step_labels()) {
+    EXPECT_THAT(labels, ::testing::Each(null_label + 1));
+  }
+
+  r.set_smiles("OC(=O)c1ccccc1O");  // salicylic acid: takes the only slot, the first is done
+  ASSERT_TRUE(Predict(r, &resp).ok());
+  EXPECT_EQ(resp.structure().canonical_smiles(), "O=C(O)c1ccccc1O");
+  ASSERT_TRUE(Predict(r, &resp).ok());  // a hit: no parse, no registration
+  const auto registrations = backend_->registrations();
+  ASSERT_EQ(registrations.size(), 2u);
+  EXPECT_EQ(registrations[0], std::make_pair(int64_t{0}, 25.0));
+  EXPECT_EQ(registrations[1], std::make_pair(int64_t{0}, 25.0));
+
+  r.set_smiles("CN1C=NC2=C1C(=O)N(C(=O)N2C)C");  // caffeine, vocabulary row 1
+  r.set_dose_um(0);
+  ASSERT_TRUE(Predict(r, &resp).ok());
+  EXPECT_TRUE(resp.structure().in_vocabulary());
+  EXPECT_EQ(resp.structure().nearest_perturbation_id(), backend_->info().perturbations[1].id);
+  EXPECT_EQ(backend_->step_labels().back(), std::vector<int64_t>{1});
+
+  r.set_smiles("C1CC(N");
+  s = Predict(r, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("C1CC(N"));
+  double hits = -1, misses = -1;
+  for (const auto& f : server_->registry().Collect()) {
+    if (f.name == "cellflux_structure_cache_hits_total") hits = f.metric[0].counter.value;
+    if (f.name == "cellflux_structure_cache_misses_total") misses = f.metric[0].counter.value;
+  }
+  EXPECT_EQ(hits, 1);
+  EXPECT_EQ(misses, 4);
+  EXPECT_THAT(backend_->violations(), ::testing::IsEmpty());
+}
+
+TEST_F(ServiceTest, SmilesToAnIdModelIsFailedPrecondition) {
+  StartServer();
+  Serve();
+  v1::PredictRequest r = GoodRequest(1, 1, 2);
+  r.clear_perturbation_id();
+  r.set_smiles("CCO");
+  v1::PredictResponse resp;
+  grpc::Status s = Predict(r, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("conditions on perturbation IDs only"));
+  grpc::ClientContext ctx;
+  v1::GetModelInfoResponse info;
+  ASSERT_TRUE(stub_->GetModelInfo(&ctx, {}, &info).ok());
+  EXPECT_EQ(info.condition(), "id");
+}
+
 TEST_F(ServiceTest, BadInputsGetTheirCodes) {
   StartServer();
   Serve();

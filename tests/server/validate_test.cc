@@ -151,6 +151,118 @@ TEST_F(ValidateTest, PerturbationErrors) {
               "\"BRD-NOPE\" is not in the model's vocabulary");
 }
 
+// Requests by structure, against a structure model whose cache uses the real parser (RDKit).
+class ValidateSmilesTest : public ::testing::Test {
+ protected:
+  ValidateSmilesTest() {
+    cache_ = *StructureCache::Create(
+        StructureCacheOptions{}, &info_,
+        [](const std::string& smiles) { return chem::ParseStructure(smiles); },
+        [this](int slot, const std::vector<int>&, double) -> absl::StatusOr<int64_t> {
+          ++registrations_;
+          return info_.null_label() + 1 + slot;
+        });
+  }
+  static v1::PredictRequest SmilesRequest(const std::string& smiles, double dose = 0) {
+    v1::PredictRequest r = ValidRequest();
+    r.clear_perturbation_id();
+    r.set_smiles(smiles);
+    r.set_dose_um(dose);
+    return r;
+  }
+  void ExpectError(const v1::PredictRequest& r, absl::StatusCode code, const std::string& text) {
+    auto v = ValidatePredict(r, info_, 1, cache_.get());
+    ASSERT_FALSE(v.ok());
+    EXPECT_EQ(v.status().code(), code) << v.status();
+    EXPECT_THAT(std::string(v.status().message()), HasSubstr(text));
+  }
+  ModelInfo info_ = testing::FakeStructureModelInfo();
+  std::shared_ptr<StructureCache> cache_;
+  int registrations_ = 0;
+};
+
+TEST_F(ValidateSmilesTest, CompoundOutsideTheVocabularyGetsARegisteredLabel) {
+  // Ibuprofen sodium: the salt is dropped.
+  auto v = ValidatePredict(SmilesRequest("CC(C)Cc1ccc(cc1)C(C)C(=O)[O-].[Na+]", 25), info_, 1,
+                           cache_.get());
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->label, info_.null_label() + 1);
+  EXPECT_TRUE(v->perturbation_id.empty());
+  EXPECT_EQ(v->smiles, "CC(C)Cc1ccc(cc1)C(C)C(=O)[O-].[Na+]");
+  ASSERT_NE(v->structure, nullptr);
+  EXPECT_EQ(v->structure->canonical_smiles, "CC(C)Cc1ccc(C(C)C(=O)[O-])cc1");
+  EXPECT_FALSE(v->structure->in_vocabulary);
+  EXPECT_DOUBLE_EQ(v->structure->dose_um, 25);
+  EXPECT_FALSE(v->structure->nearest_id.empty());
+  EXPECT_GT(v->structure->nearest_similarity, 0);
+  EXPECT_LT(v->structure->nearest_similarity, 1);
+  EXPECT_EQ(registrations_, 1);
+  EXPECT_EQ(cache_->pinned(), 1);  // held by the validated request
+  v = absl::InternalError("released");
+  EXPECT_EQ(cache_->pinned(), 0);
+}
+
+TEST_F(ValidateSmilesTest, VocabularyCompoundBySmilesUsesItsLabel) {
+  // Metformin hydrochloride = vocabulary row 2 (metformin).
+  auto v = ValidatePredict(SmilesRequest("CN(C)C(=N)N=C(N)N.Cl"), info_, 1, cache_.get());
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->label, 2);
+  EXPECT_TRUE(v->structure->in_vocabulary);
+  EXPECT_EQ(v->structure->nearest_id, info_.perturbations[2].id);
+  EXPECT_EQ(registrations_, 0);
+}
+
+TEST_F(ValidateSmilesTest, ExactlyOneOfPerturbationIdAndSmiles) {
+  auto both = SmilesRequest("CCO");
+  both.set_perturbation_id(info_.perturbations[0].id);
+  ExpectError(both, absl::StatusCode::kInvalidArgument,
+              "set exactly one of perturbation_id and smiles, not both");
+  auto neither = SmilesRequest("");
+  ExpectError(neither, absl::StatusCode::kInvalidArgument, "perturbation_id or smiles is required");
+}
+
+TEST_F(ValidateSmilesTest, UnparsableSmilesIsNamedWithRdkitsReason) {
+  ExpectError(SmilesRequest("C1CC(N"), absl::StatusCode::kInvalidArgument, "smiles: ");
+  ExpectError(SmilesRequest("C1CC(N"), absl::StatusCode::kInvalidArgument, "C1CC(N");
+  // Valence: a chemically impossible structure, rejected by RDKit's sanitization.
+  ExpectError(SmilesRequest("C(C)(C)(C)(C)C"), absl::StatusCode::kInvalidArgument, "valence");
+  EXPECT_EQ(cache_->size(), 0);
+}
+
+TEST_F(ValidateSmilesTest, DoseMustBeFinitePositiveOrUnset) {
+  ExpectError(SmilesRequest("CCO", -1), absl::StatusCode::kInvalidArgument,
+              "dose_um must be a finite dose in µM > 0 (or 0 = unknown), got -1");
+  ExpectError(SmilesRequest("CCO", std::nan("")), absl::StatusCode::kInvalidArgument, "dose_um");
+  ExpectError(SmilesRequest("CCO", INFINITY), absl::StatusCode::kInvalidArgument, "dose_um");
+  auto by_id = ValidRequest();
+  by_id.set_dose_um(10);
+  ExpectError(by_id, absl::StatusCode::kInvalidArgument, "dose_um applies to smiles requests only");
+}
+
+TEST_F(ValidateSmilesTest, SmilesLengthIsCapped) {
+  ExpectError(SmilesRequest(std::string(kMaxSmilesLength + 1, 'C')),
+              absl::StatusCode::kInvalidArgument, "at most 4096");
+}
+
+TEST_F(ValidateSmilesTest, OtherErrorsComeFirstAndCostNoParse) {
+  auto r = SmilesRequest("CCO");
+  r.mutable_options()->set_num_steps(0);
+  ExpectError(r, absl::StatusCode::kInvalidArgument, "options.num_steps");
+  EXPECT_EQ(cache_->size(), 0);
+}
+
+TEST(ValidateIdModelTest, SmilesToAnIdModelIsFailedPrecondition) {
+  const ModelInfo info = testing::FakeModelInfo();
+  v1::PredictRequest r = ValidRequest();
+  r.clear_perturbation_id();
+  r.set_smiles("CCO");
+  auto v = ValidatePredict(r, info, 1);
+  ASSERT_FALSE(v.ok());
+  EXPECT_EQ(v.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(v.status().message()),
+              HasSubstr("conditions on perturbation IDs only (GetModelInfo.condition \"id\")"));
+}
+
 TEST_F(ValidateTest, OptionLimits) {
   struct Case {
     std::function<void(v1::PredictOptions*)> set;

@@ -8,11 +8,11 @@
 Client (client.py), CellFluxError (errors.py), the screen table (screen.py), numpy ↔ wire images
 (images.py) and the generated stubs (cellflux.v1, from proto/cellflux/v1/cellflux.proto).
 """
-from cellflux.client import Client, Perturbation, PredictResult
+from cellflux.client import Client, Perturbation, PredictResult, StructureMatch
 from cellflux.errors import CellFluxError
 from cellflux.images import write_tiff
 from cellflux.screen import to_anndata
 
 __version__ = "0.1.0"
-__all__ = ["Client", "CellFluxError", "Perturbation", "PredictResult", "to_anndata",
-           "write_tiff"]
+__all__ = ["Client", "CellFluxError", "Perturbation", "PredictResult", "StructureMatch",
+           "to_anndata", "write_tiff"]

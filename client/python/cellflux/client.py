@@ -7,6 +7,9 @@
     result = client.predict("BRD-K...", control="24277:a01", num_samples=2, seed=7)
     result.images[0]                        # sample 0: C×H×W uint16, info.channel_names order
     result.expression[0]                    # sample 0: float32, one value per result.gene_ids
+    # structure models (info.condition "structure" / "id+structure"): a compound by SMILES
+    result = client.predict(smiles="CN(C)C(=N)N=C(N)N.Cl", dose_um=10, control="24277:a01")
+    result.structure.nearest_perturbation_id, result.structure.nearest_similarity
 
 Every failed call raises CellFluxError (its .code is the grpc.StatusCode, its .message the
 server's). Arguments that cannot make a valid request (a 2-D image, a float image) raise
@@ -28,6 +31,14 @@ from cellflux.v1 import cellflux_pb2_grpc as pb_grpc
 # One vocabulary entry of ListPerturbations: Broad ID, training dose in µM (0 = unknown), name.
 Perturbation = collections.namedtuple("Perturbation", ["id", "dose", "name"])
 
+# What the server said about a smiles request's compound (PredictResponse.structure): RDKit's
+# canonical SMILES of the parent, whether it is a vocabulary compound, the nearest vocabulary
+# compound by Tanimoto similarity of Morgan fingerprints, and the dose in µM the model was
+# conditioned on (0 = unknown).
+StructureMatch = collections.namedtuple(
+    "StructureMatch", ["canonical_smiles", "in_vocabulary", "nearest_perturbation_id",
+                       "nearest_similarity", "dose_um"])
+
 # Codes worth retrying with backoff: the queue was full, or the server is starting or draining.
 RETRYABLE = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
 
@@ -46,6 +57,8 @@ class PredictResult:
     timing:             server-side seconds: {"queue": ..., "compute": ..., "total": ...}.
     control_image:      with return_control=True: the C×H×W control the flow started from.
     control_expression: with return_control=True: its [G] float32 expression.
+    structure:          for a smiles request, a StructureMatch (how far the compound is from the
+                        model's training compounds); None for a perturbation ID.
     """
 
     def __init__(self, response, gene_ids):
@@ -70,6 +83,7 @@ class PredictResult:
         self.control_image = images.proto_to_array(response.control_image) if has_control else None
         self.control_expression = (np.array(response.control_expression, dtype=np.float32)
                                    if has_control else None)
+        self.structure = structure_match(response)
 
     def __len__(self):
         return len(self.seeds)
@@ -137,7 +151,8 @@ class Client:
 
     def info(self, timeout=30.0):
         """GetModelInfo: the loaded model's channel_names, image_size, gene_ids, defaults, limits,
-        num_perturbations and num_controls (a cellflux.v1.GetModelInfoResponse)."""
+        num_perturbations, num_controls and condition ("id", or "structure" / "id+structure" for
+        models that take smiles) (a cellflux.v1.GetModelInfoResponse)."""
         self._info = self._call(self._stub.GetModelInfo, pb.GetModelInfoRequest(), timeout)
         return self._info
 
@@ -154,12 +169,16 @@ class Client:
             if not token:
                 return out
 
-    def predict(self, perturbation, control, expression=None, *, num_samples=None, seed=None,
-                steps=None, guidance=None, return_control=False, timeout=600.0,
-                request_id="", bit_depth=None):
+    def predict(self, perturbation=None, control=None, expression=None, *, smiles=None,
+                dose_um=None, num_samples=None, seed=None, steps=None, guidance=None,
+                return_control=False, timeout=600.0, request_id="", bit_depth=None):
         """Predict: num_samples perturbed images + expression profiles from one control.
 
-        perturbation: a Broad ID from perturbations().
+        perturbation: a Broad ID from perturbations(); or, instead,
+        smiles: a compound by structure, for models with a structure encoder (info().condition
+            "structure" or "id+structure"; an "id" model answers FAILED_PRECONDITION), with
+        dose_um: its dose in µM (None or 0 = unknown). result.structure says how far the compound
+            is from the training compounds. Give exactly one of perturbation and smiles.
         control: a well of the server's control bank — "PLATE:WELL[:SITE]" or
             {"plate": ..., "well": ..., "site": ...} (site 0 or absent: the lowest site) — or the
             control's pixels: a C×H×W integer array in info().channel_names order, or a list of
@@ -180,7 +199,7 @@ class Client:
         request = build_request(info, perturbation, control, expression, num_samples=num_samples,
                                 seed=seed, steps=steps, guidance=guidance,
                                 return_control=return_control, request_id=request_id,
-                                bit_depth=bit_depth)
+                                bit_depth=bit_depth, smiles=smiles, dose_um=dose_um)
         response = self._call(self._stub.Predict, request, timeout)
         if response.model_id != info.model_id:  # the server swapped checkpoints: new gene list
             info = self.info()
@@ -213,11 +232,26 @@ class Client:
 
 def build_request(info, perturbation, control, expression=None, *, num_samples=None, seed=None,
                   steps=None, guidance=None, return_control=False, request_id="",
-                  bit_depth=None):
+                  bit_depth=None, smiles=None, dose_um=None):
     """The PredictRequest for Client.predict's arguments (ValueError/TypeError on bad ones)."""
-    if not isinstance(perturbation, str) or not perturbation:
-        raise ValueError(f"perturbation must be a Broad ID string, got {perturbation!r}")
-    request = pb.PredictRequest(perturbation_id=perturbation, request_id=request_id)
+    if (perturbation is None) == (smiles is None):
+        raise ValueError("give exactly one of perturbation (a Broad ID) and smiles (a structure)")
+    if smiles is None:
+        if not isinstance(perturbation, str) or not perturbation:
+            raise ValueError(f"perturbation must be a Broad ID string, got {perturbation!r}")
+        if dose_um:
+            raise ValueError("dose_um goes with smiles; a perturbation has its vocabulary dose")
+        request = pb.PredictRequest(perturbation_id=perturbation, request_id=request_id)
+    else:
+        if not isinstance(smiles, str) or not smiles:
+            raise ValueError(f"smiles must be a non-empty SMILES string, got {smiles!r}")
+        dose = 0.0 if dose_um is None else float(dose_um)
+        if not np.isfinite(dose) or dose < 0:
+            raise ValueError(f"dose_um must be a finite dose in µM ≥ 0 (0 = unknown), got "
+                             f"{dose_um!r}")
+        request = pb.PredictRequest(smiles=smiles, dose_um=dose, request_id=request_id)
+    if control is None:
+        raise ValueError("control is required: a bank well \"PLATE:WELL[:SITE]\", pixels or files")
     ref = parse_ref(control)
     if ref is not None:
         if expression is not None:
@@ -255,6 +289,15 @@ def build_request(info, perturbation, control, expression=None, *, num_samples=N
     if return_control:
         options.return_control = True
     return request
+
+
+def structure_match(response):
+    """The StructureMatch of a PredictResponse, or None when the request named a perturbation."""
+    if not response.HasField("structure"):
+        return None
+    s = response.structure
+    return StructureMatch(s.canonical_smiles, s.in_vocabulary, s.nearest_perturbation_id,
+                          s.nearest_similarity, s.dose_um)
 
 
 def parse_ref(control):

@@ -1,7 +1,9 @@
 """Client.screen: a plan of many predictions, run concurrently, as one expression table.
 
 The plan is a pandas DataFrame, one row per (perturbation, control):
-  perturbation (or perturbation_id)  a Broad ID                                      required
+  perturbation (or perturbation_id)  a Broad ID                          one of these two
+  smiles                             a compound by structure (structure models), with
+  dose_um                            its dose in µM (empty/0 = unknown)
   control_ref                        "PLATE:WELL[:SITE]" in the server's control bank
     or plate, well [, site]          the same as three columns
     or control [, expression]        any control Client.predict takes (an array, a list of files,
@@ -17,6 +19,10 @@ The result has one row per prediction (num_samples per plan row, in plan order),
   Metadata_seed (the seed the server used), then Metadata_<column> for the plan's other columns,
   then one float32 column per L1000 probe id in the model's gene order.
 Metadata_site is the site as requested (0 = the lowest site the bank holds for the well).
+Plans with a smiles column add Metadata_smiles, Metadata_canonical_smiles, Metadata_in_vocabulary,
+Metadata_nearest_perturbation and Metadata_nearest_similarity after Metadata_seed (the server's
+PredictResponse.structure; empty / NaN on perturbation rows), and a smiles row's Metadata_dose is
+the dose the model was conditioned on (NaN when unknown).
 df.attrs holds "model_id" and "failures" (a list of CellFluxError, each with .row, for
 on_error="skip").
 """
@@ -30,8 +36,10 @@ from cellflux.errors import CellFluxError
 
 METADATA = ["Metadata_perturbation", "Metadata_dose", "Metadata_plate", "Metadata_well",
             "Metadata_site", "Metadata_seed"]
+STRUCTURE_METADATA = ["Metadata_smiles", "Metadata_canonical_smiles", "Metadata_in_vocabulary",
+                      "Metadata_nearest_perturbation", "Metadata_nearest_similarity"]
 _CONSUMED = {"perturbation", "perturbation_id", "control_ref", "plate", "well", "site", "control",
-             "expression", "dose", "seed"}
+             "expression", "dose", "seed", "smiles", "dose_um"}
 
 
 def run_screen(client, plan, *, concurrency=4, num_samples=1, seed=None, steps=None,
@@ -64,7 +72,8 @@ def run_screen(client, plan, *, concurrency=4, num_samples=1, seed=None, steps=N
             requests.append(build_request(
                 info, row["perturbation"], row["control"], row["expression"],
                 num_samples=num_samples, seed=row["seed"], steps=steps, guidance=guidance,
-                request_id=f"screen-r{row['index']:06d}"))
+                request_id=f"screen-r{row['index']:06d}", smiles=row["smiles"],
+                dose_um=row["dose_um"]))
         except (ValueError, TypeError) as e:
             raise type(e)(f"plan row {row['index']}: {e}") from e
 
@@ -93,6 +102,7 @@ def run_screen(client, plan, *, concurrency=4, num_samples=1, seed=None, steps=N
     if len(model_ids) > 1:
         info = client.info()  # a checkpoint swap during the screen: label with the current model
     gene_ids = list(info.gene_ids)
+    with_structure = "smiles" in plan.columns
     index, meta, values = [], [], []
     for row in rows:
         response = responses.get(row["index"])
@@ -105,11 +115,20 @@ def run_screen(client, plan, *, concurrency=4, num_samples=1, seed=None, steps=N
                                     f"{len(gene_ids)} genes")
             index.append(f"r{row['index']:06d}_s{k}")
             dose = row["dose"] if row["dose"] is not None else doses.get(row["perturbation"])
-            meta.append([row["perturbation"], dose, row["plate"], row["well"], row["site"],
-                         p.seed] + [row["record"][c] for c in extra])
+            structure = []
+            if with_structure:
+                s = response.structure if response.HasField("structure") else None
+                if s is not None:
+                    dose = s.dose_um if s.dose_um > 0 else float("nan")
+                structure = [row["smiles"] or "", s.canonical_smiles if s else "",
+                             bool(s.in_vocabulary) if s else None,
+                             s.nearest_perturbation_id if s else "",
+                             s.nearest_similarity if s else float("nan")]
+            meta.append([row["perturbation"] or "", dose, row["plate"], row["well"], row["site"],
+                         p.seed] + structure + [row["record"][c] for c in extra])
             values.append(np.asarray(p.expression, dtype=np.float32))
-    columns = METADATA + [c if str(c).startswith("Metadata_") else f"Metadata_{c}"
-                          for c in extra]
+    columns = METADATA + (STRUCTURE_METADATA if with_structure else []) + [
+        c if str(c).startswith("Metadata_") else f"Metadata_{c}" for c in extra]
     df = pd.DataFrame(meta, columns=columns, index=pd.Index(index, name="prediction"))
     df["Metadata_seed"] = df["Metadata_seed"].astype(np.uint64)
     df["Metadata_dose"] = df["Metadata_dose"].astype(np.float64)
@@ -145,9 +164,16 @@ def _parse_row(index, record, num_samples, screen_seed):
         return value
 
     perturbation = get("perturbation") or get("perturbation_id")
-    if perturbation is None:
+    smiles = get("smiles")
+    if perturbation is None and smiles is None:
         raise ValueError(f"plan row {index}: no perturbation (columns perturbation or "
-                         "perturbation_id)")
+                         "perturbation_id) and no smiles")
+    if perturbation is not None and smiles is not None:
+        raise ValueError(f"plan row {index}: set exactly one of perturbation and smiles, not both")
+    dose_um = get("dose_um")
+    if dose_um is not None and smiles is None and float(dose_um) != 0:
+        raise ValueError(f"plan row {index}: dose_um goes with a smiles row (perturbation "
+                         f"{perturbation} has its vocabulary dose)")
     control, expression = get("control"), get("expression")
     plate, well, site = get("plate"), get("well"), get("site")
     if control is None and get("control_ref") is not None:
@@ -166,7 +192,9 @@ def _parse_row(index, record, num_samples, screen_seed):
     elif screen_seed is not None:
         row_seed = int(screen_seed) + index * int(num_samples)
     dose = get("dose")
-    return {"index": index, "perturbation": str(perturbation), "control": control,
+    return {"index": index, "perturbation": None if perturbation is None else str(perturbation),
+            "smiles": None if smiles is None else str(smiles),
+            "dose_um": None if dose_um is None else float(dose_um), "control": control,
             "expression": expression, "plate": "" if plate is None else str(plate),
             "well": "" if well is None else str(well), "site": int(site or 0), "seed": row_seed,
             "dose": None if dose is None else float(dose), "record": record}

@@ -13,7 +13,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x65llflux/v1/cellflux.proto\x12\x0b\x63\x65llflux.v1\"N\n\x07\x43hannel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x15.cellflux.v1.Encoding\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"a\n\x05Image\x12\x0e\n\x06height\x18\x01 \x01(\x05\x12\r\n\x05width\x18\x02 \x01(\x05\x12&\n\x08\x63hannels\x18\x03 \x03(\x0b\x32\x14.cellflux.v1.Channel\x12\x11\n\tbit_depth\x18\x04 \x01(\x05\".\n\nExpression\x12\x0e\n\x06values\x18\x01 \x03(\x02\x12\x10\n\x08gene_ids\x18\x02 \x03(\t\"7\n\nControlRef\x12\r\n\x05plate\x18\x01 \x01(\t\x12\x0c\n\x04well\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\x05\"]\n\x0b\x43ontrolData\x12!\n\x05image\x18\x01 \x01(\x0b\x32\x12.cellflux.v1.Image\x12+\n\nexpression\x18\x02 \x01(\x0b\x32\x17.cellflux.v1.Expression\"\x98\x03\n\x0ePredictOptions\x12\x16\n\tnum_steps\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x1b\n\x0eguidance_scale\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x03 \x01(\x04H\x02\x88\x01\x01\x12\x18\n\x0bnum_samples\x18\x04 \x01(\x05H\x03\x88\x01\x01\x12\x33\n\x0foutput_encoding\x18\x05 \x01(\x0e\x32\x15.cellflux.v1.EncodingH\x04\x88\x01\x01\x12\x1b\n\x0ereturn_control\x18\x06 \x01(\x08H\x05\x88\x01\x01\x12,\n\x08priority\x18\x07 \x01(\x0e\x32\x15.cellflux.v1.PriorityH\x06\x88\x01\x01\x12*\n\x07sampler\x18\x08 \x01(\x0e\x32\x14.cellflux.v1.SamplerH\x07\x88\x01\x01\x42\x0c\n\n_num_stepsB\x11\n\x0f_guidance_scaleB\x07\n\x05_seedB\x0e\n\x0c_num_samplesB\x12\n\x10_output_encodingB\x11\n\x0f_return_controlB\x0b\n\t_priorityB\n\n\x08_sampler\"\xc8\x01\n\x0ePredictRequest\x12\x17\n\x0fperturbation_id\x18\x01 \x01(\t\x12&\n\x03ref\x18\x02 \x01(\x0b\x32\x17.cellflux.v1.ControlRefH\x00\x12(\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x18.cellflux.v1.ControlDataH\x00\x12,\n\x07options\x18\x04 \x01(\x0b\x32\x1b.cellflux.v1.PredictOptions\x12\x12\n\nrequest_id\x18\x05 \x01(\tB\t\n\x07\x63ontrol\"Q\n\nPrediction\x12!\n\x05image\x18\x01 \x01(\x0b\x32\x12.cellflux.v1.Image\x12\x12\n\nexpression\x18\x02 \x03(\x02\x12\x0c\n\x04seed\x18\x03 \x01(\x04\"O\n\x06Timing\x12\x15\n\rqueue_seconds\x18\x01 \x01(\x01\x12\x17\n\x0f\x63ompute_seconds\x18\x02 \x01(\x01\x12\x15\n\rtotal_seconds\x18\x03 \x01(\x01\"\xbd\x01\n\x0fPredictResponse\x12,\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x17.cellflux.v1.Prediction\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12#\n\x06timing\x18\x03 \x01(\x0b\x32\x13.cellflux.v1.Timing\x12)\n\rcontrol_image\x18\x04 \x01(\x0b\x32\x12.cellflux.v1.Image\x12\x1a\n\x12\x63ontrol_expression\x18\x05 \x03(\x02\"\x15\n\x13GetModelInfoRequest\"R\n\x10SamplingDefaults\x12\x11\n\tnum_steps\x18\x01 \x01(\x05\x12\x16\n\x0eguidance_scale\x18\x02 \x01(\x01\x12\x13\n\x0bnum_samples\x18\x03 \x01(\x05\"T\n\x0eSamplingLimits\x12\x11\n\tmax_steps\x18\x01 \x01(\x05\x12\x13\n\x0bmax_samples\x18\x02 \x01(\x05\x12\x1a\n\x12max_guidance_scale\x18\x03 \x01(\x01\"\x82\x02\n\x14GetModelInfoResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12\x15\n\rchannel_names\x18\x03 \x03(\t\x12\x12\n\nimage_size\x18\x04 \x01(\x05\x12\x10\n\x08gene_ids\x18\x05 \x03(\t\x12\x19\n\x11num_perturbations\x18\x06 \x01(\x05\x12/\n\x08\x64\x65\x66\x61ults\x18\x07 \x01(\x0b\x32\x1d.cellflux.v1.SamplingDefaults\x12+\n\x06limits\x18\x08 \x01(\x0b\x32\x1b.cellflux.v1.SamplingLimits\x12\x14\n\x0cnum_controls\x18\t \x01(\x05\"A\n\x18ListPerturbationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"6\n\x0cPerturbation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x64ose\x18\x02 \x01(\x01\x12\x0c\n\x04name\x18\x03 \x01(\t\"z\n\x19ListPerturbationsResponse\x12\x30\n\rperturbations\x18\x01 \x03(\x0b\x32\x19.cellflux.v1.Perturbation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05*G\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x0e\n\nRAW_U16_LE\x10\x01\x12\x07\n\x03PNG\x10\x02\x12\x08\n\x04TIFF\x10\x03*@\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x0f\n\x0bINTERACTIVE\x10\x01\x12\t\n\x05\x42\x41TCH\x10\x02*7\n\x07Sampler\x12\x17\n\x13SAMPLER_UNSPECIFIED\x10\x00\x12\t\n\x05\x45ULER\x10\x01\x12\x08\n\x04HEUN\x10\x02\x32\x89\x02\n\x08\x43\x65llFlux\x12\x44\n\x07Predict\x12\x1b.cellflux.v1.PredictRequest\x1a\x1c.cellflux.v1.PredictResponse\x12S\n\x0cGetModelInfo\x12 .cellflux.v1.GetModelInfoRequest\x1a!.cellflux.v1.GetModelInfoResponse\x12\x62\n\x11ListPerturbations\x12%.cellflux.v1.ListPerturbationsRequest\x1a&.cellflux.v1.ListPerturbationsResponseBN\n\x0forg.cellflux.v1P\x01Z9github.com/cellflux/cellflux/proto/cellflux/v1;cellfluxv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x65llflux/v1/cellflux.proto\x12\x0b\x63\x65llflux.v1\"N\n\x07\x43hannel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x15.cellflux.v1.Encoding\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"a\n\x05Image\x12\x0e\n\x06height\x18\x01 \x01(\x05\x12\r\n\x05width\x18\x02 \x01(\x05\x12&\n\x08\x63hannels\x18\x03 \x03(\x0b\x32\x14.cellflux.v1.Channel\x12\x11\n\tbit_depth\x18\x04 \x01(\x05\".\n\nExpression\x12\x0e\n\x06values\x18\x01 \x03(\x02\x12\x10\n\x08gene_ids\x18\x02 \x03(\t\"7\n\nControlRef\x12\r\n\x05plate\x18\x01 \x01(\t\x12\x0c\n\x04well\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\x05\"]\n\x0b\x43ontrolData\x12!\n\x05image\x18\x01 \x01(\x0b\x32\x12.cellflux.v1.Image\x12+\n\nexpression\x18\x02 \x01(\x0b\x32\x17.cellflux.v1.Expression\"\x98\x03\n\x0ePredictOptions\x12\x16\n\tnum_steps\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x1b\n\x0eguidance_scale\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x03 \x01(\x04H\x02\x88\x01\x01\x12\x18\n\x0bnum_samples\x18\x04 \x01(\x05H\x03\x88\x01\x01\x12\x33\n\x0foutput_encoding\x18\x05 \x01(\x0e\x32\x15.cellflux.v1.EncodingH\x04\x88\x01\x01\x12\x1b\n\x0ereturn_control\x18\x06 \x01(\x08H\x05\x88\x01\x01\x12,\n\x08priority\x18\x07 \x01(\x0e\x32\x15.cellflux.v1.PriorityH\x06\x88\x01\x01\x12*\n\x07sampler\x18\x08 \x01(\x0e\x32\x14.cellflux.v1.SamplerH\x07\x88\x01\x01\x42\x0c\n\n_num_stepsB\x11\n\x0f_guidance_scaleB\x07\n\x05_seedB\x0e\n\x0c_num_samplesB\x12\n\x10_output_encodingB\x11\n\x0f_return_controlB\x0b\n\t_priorityB\n\n\x08_sampler\"\xe9\x01\n\x0ePredictRequest\x12\x17\n\x0fperturbation_id\x18\x01 \x01(\t\x12\x0e\n\x06smiles\x18\x06 \x01(\t\x12\x0f\n\x07\x64ose_um\x18\x07 \x01(\x01\x12&\n\x03ref\x18\x02 \x01(\x0b\x32\x17.cellflux.v1.ControlRefH\x00\x12(\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x18.cellflux.v1.ControlDataH\x00\x12,\n\x07options\x18\x04 \x01(\x0b\x32\x1b.cellflux.v1.PredictOptions\x12\x12\n\nrequest_id\x18\x05 \x01(\tB\t\n\x07\x63ontrol\"Q\n\nPrediction\x12!\n\x05image\x18\x01 \x01(\x0b\x32\x12.cellflux.v1.Image\x12\x12\n\nexpression\x18\x02 \x03(\x02\x12\x0c\n\x04seed\x18\x03 \x01(\x04\"O\n\x06Timing\x12\x15\n\rqueue_seconds\x18\x01 \x01(\x01\x12\x17\n\x0f\x63ompute_seconds\x18\x02 \x01(\x01\x12\x15\n\rtotal_seconds\x18\x03 \x01(\x01\"\xed\x01\n\x0fPredictResponse\x12,\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x17.cellflux.v1.Prediction\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12#\n\x06timing\x18\x03 \x01(\x0b\x32\x13.cellflux.v1.Timing\x12)\n\rcontrol_image\x18\x04 \x01(\x0b\x32\x12.cellflux.v1.Image\x12\x1a\n\x12\x63ontrol_expression\x18\x05 \x03(\x02\x12.\n\tstructure\x18\x06 \x01(\x0b\x32\x1b.cellflux.v1.StructureMatch\"\x8f\x01\n\x0eStructureMatch\x12\x18\n\x10\x63\x61nonical_smiles\x18\x01 \x01(\t\x12\x15\n\rin_vocabulary\x18\x02 \x01(\x08\x12\x1f\n\x17nearest_perturbation_id\x18\x03 \x01(\t\x12\x1a\n\x12nearest_similarity\x18\x04 \x01(\x01\x12\x0f\n\x07\x64ose_um\x18\x05 \x01(\x01\"\x15\n\x13GetModelInfoRequest\"R\n\x10SamplingDefaults\x12\x11\n\tnum_steps\x18\x01 \x01(\x05\x12\x16\n\x0eguidance_scale\x18\x02 \x01(\x01\x12\x13\n\x0bnum_samples\x18\x03 \x01(\x05\"T\n\x0eSamplingLimits\x12\x11\n\tmax_steps\x18\x01 \x01(\x05\x12\x13\n\x0bmax_samples\x18\x02 \x01(\x05\x12\x1a\n\x12max_guidance_scale\x18\x03 \x01(\x01\"\x95\x02\n\x14GetModelInfoResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12\x15\n\rchannel_names\x18\x03 \x03(\t\x12\x12\n\nimage_size\x18\x04 \x01(\x05\x12\x10\n\x08gene_ids\x18\x05 \x03(\t\x12\x19\n\x11num_perturbations\x18\x06 \x01(\x05\x12/\n\x08\x64\x65\x66\x61ults\x18\x07 \x01(\x0b\x32\x1d.cellflux.v1.SamplingDefaults\x12+\n\x06limits\x18\x08 \x01(\x0b\x32\x1b.cellflux.v1.SamplingLimits\x12\x14\n\x0cnum_controls\x18\t \x01(\x05\x12\x11\n\tcondition\x18\n \x01(\t\"A\n\x18ListPerturbationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"6\n\x0cPerturbation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x64ose\x18\x02 \x01(\x01\x12\x0c\n\x04name\x18\x03 \x01(\t\"z\n\x19ListPerturbationsResponse\x12\x30\n\rperturbations\x18\x01 \x03(\x0b\x32\x19.cellflux.v1.Perturbation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05*G\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x0e\n\nRAW_U16_LE\x10\x01\x12\x07\n\x03PNG\x10\x02\x12\x08\n\x04TIFF\x10\x03*@\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x0f\n\x0bINTERACTIVE\x10\x01\x12\t\n\x05\x42\x41TCH\x10\x02*7\n\x07Sampler\x12\x17\n\x13SAMPLER_UNSPECIFIED\x10\x00\x12\t\n\x05\x45ULER\x10\x01\x12\x08\n\x04HEUN\x10\x02\x32\x89\x02\n\x08\x43\x65llFlux\x12\x44\n\x07Predict\x12\x1b.cellflux.v1.PredictRequest\x1a\x1c.cellflux.v1.PredictResponse\x12S\n\x0cGetModelInfo\x12 .cellflux.v1.GetModelInfoRequest\x1a!.cellflux.v1.GetModelInfoResponse\x12\x62\n\x11ListPerturbations\x12%.cellflux.v1.ListPerturbationsRequest\x1a&.cellflux.v1.ListPerturbationsResponseBN\n\x0forg.cellflux.v1P\x01Z9github.com/cellflux/cellflux/proto/cellflux/v1;cellfluxv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cellflux.v1.cellflux_pb2', globals())
@@ -21,12 +21,12 @@ if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
   DESCRIPTOR._serialized_options = b'\n\017org.cellflux.v1P\001Z9github.com/cellflux/cellflux/proto/cellflux/v1;cellfluxv1'
-  _ENCODING._serialized_start=2093
-  _ENCODING._serialized_end=2164
-  _PRIORITY._serialized_start=2166
-  _PRIORITY._serialized_end=2230
-  _SAMPLER._serialized_start=2232
-  _SAMPLER._serialized_end=2287
+  _ENCODING._serialized_start=2339
+  _ENCODING._serialized_end=2410
+  _PRIORITY._serialized_start=2412
+  _PRIORITY._serialized_end=2476
+  _SAMPLER._serialized_start=2478
+  _SAMPLER._serialized_end=2533
   _CHANNEL._serialized_start=43
   _CHANNEL._serialized_end=121
   _IMAGE._serialized_start=123
@@ -40,27 +40,29 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _PREDICTOPTIONS._serialized_start=423
   _PREDICTOPTIONS._serialized_end=831
   _PREDICTREQUEST._serialized_start=834
-  _PREDICTREQUEST._serialized_end=1034
-  _PREDICTION._serialized_start=1036
-  _PREDICTION._serialized_end=1117
-  _TIMING._serialized_start=1119
-  _TIMING._serialized_end=1198
-  _PREDICTRESPONSE._serialized_start=1201
-  _PREDICTRESPONSE._serialized_end=1390
-  _GETMODELINFOREQUEST._serialized_start=1392
-  _GETMODELINFOREQUEST._serialized_end=1413
-  _SAMPLINGDEFAULTS._serialized_start=1415
-  _SAMPLINGDEFAULTS._serialized_end=1497
-  _SAMPLINGLIMITS._serialized_start=1499
-  _SAMPLINGLIMITS._serialized_end=1583
-  _GETMODELINFORESPONSE._serialized_start=1586
-  _GETMODELINFORESPONSE._serialized_end=1844
-  _LISTPERTURBATIONSREQUEST._serialized_start=1846
-  _LISTPERTURBATIONSREQUEST._serialized_end=1911
-  _PERTURBATION._serialized_start=1913
-  _PERTURBATION._serialized_end=1967
-  _LISTPERTURBATIONSRESPONSE._serialized_start=1969
-  _LISTPERTURBATIONSRESPONSE._serialized_end=2091
-  _CELLFLUX._serialized_start=2290
-  _CELLFLUX._serialized_end=2555
+  _PREDICTREQUEST._serialized_end=1067
+  _PREDICTION._serialized_start=1069
+  _PREDICTION._serialized_end=1150
+  _TIMING._serialized_start=1152
+  _TIMING._serialized_end=1231
+  _PREDICTRESPONSE._serialized_start=1234
+  _PREDICTRESPONSE._serialized_end=1471
+  _STRUCTUREMATCH._serialized_start=1474
+  _STRUCTUREMATCH._serialized_end=1617
+  _GETMODELINFOREQUEST._serialized_start=1619
+  _GETMODELINFOREQUEST._serialized_end=1640
+  _SAMPLINGDEFAULTS._serialized_start=1642
+  _SAMPLINGDEFAULTS._serialized_end=1724
+  _SAMPLINGLIMITS._serialized_start=1726
+  _SAMPLINGLIMITS._serialized_end=1810
+  _GETMODELINFORESPONSE._serialized_start=1813
+  _GETMODELINFORESPONSE._serialized_end=2090
+  _LISTPERTURBATIONSREQUEST._serialized_start=2092
+  _LISTPERTURBATIONSREQUEST._serialized_end=2157
+  _PERTURBATION._serialized_start=2159
+  _PERTURBATION._serialized_end=2213
+  _LISTPERTURBATIONSRESPONSE._serialized_start=2215
+  _LISTPERTURBATIONSRESPONSE._serialized_end=2337
+  _CELLFLUX._serialized_start=2536
+  _CELLFLUX._serialized_end=2801
 # @@protoc_insertion_point(module_scope)
