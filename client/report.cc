@@ -1,6 +1,7 @@
 #include "client/report.h"
 
 #include <algorithm>
+#include <cmath>
 #include <ctime>
 #include <numeric>
 #include <utility>
@@ -10,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/plan.h"
+#include "common/metrics/cell_profile.h"
 #include "common/util/files.h"
 #include "common/util/status_macros.h"
 
@@ -109,11 +111,80 @@ std::string GenesHtml(const RowRecord& record, const std::vector<double>& screen
                       note, "</div></div>");
 }
 
+// Per-feature spread of the screen's control profiles (each row's control once), the unit the
+// morphology changes are shown in. Empty when fewer than two rows carry a control profile.
+std::vector<double> ControlProfileSd(const std::vector<RowRecord>& records) {
+  std::vector<const std::vector<double>*> controls;
+  for (const RowRecord& r : records) {
+    if (!r.control_profile.empty() &&
+        (controls.empty() || r.control_profile.size() == controls[0]->size()))
+      controls.push_back(&r.control_profile);
+  }
+  if (controls.size() < 2) return {};
+  const size_t n = controls.size(), f = controls[0]->size();
+  std::vector<double> mean(f, 0.0), sd(f, 0.0);
+  for (const auto* c : controls)
+    for (size_t i = 0; i < f; ++i) mean[i] += (*c)[i] / n;
+  for (const auto* c : controls)
+    for (size_t i = 0; i < f; ++i) sd[i] += ((*c)[i] - mean[i]) * ((*c)[i] - mean[i]) / (n - 1);
+  for (double& v : sd) v = std::sqrt(v);
+  return sd;
+}
+
+// The compound's morphology story: for each row, the mean profile of its generated images minus
+// its control's profile; over rows, the mean of that in units of the screen's control spread, the
+// features that move most, and how many rows move each the same way.
+std::string MorphologyHtml(const std::vector<const RowRecord*>& rows,
+                           const std::vector<double>& control_sd, int top_features) {
+  const std::vector<std::string>& names = ProfileFeatureNames();
+  if (control_sd.size() != names.size()) return "";
+  std::vector<std::vector<double>> deltas;  // per row, in control SDs
+  for (const RowRecord* r : rows) {
+    if (r->control_profile.size() != names.size() || r->samples.empty()) continue;
+    std::vector<double> d(names.size(), 0.0);
+    bool complete = true;
+    for (const SampleRecord& s : r->samples) {
+      if (s.profile.size() != names.size()) complete = false;
+      for (size_t i = 0; complete && i < names.size(); ++i)
+        d[i] += s.profile[i] / r->samples.size();
+    }
+    if (!complete) continue;
+    for (size_t i = 0; i < names.size(); ++i) {
+      d[i] = control_sd[i] > 1e-9 ? (d[i] - r->control_profile[i]) / control_sd[i] : 0.0;
+    }
+    deltas.push_back(std::move(d));
+  }
+  if (deltas.empty()) return "";
+  std::vector<double> mean(names.size(), 0.0);
+  for (const auto& d : deltas)
+    for (size_t i = 0; i < mean.size(); ++i) mean[i] += d[i] / deltas.size();
+  std::vector<size_t> order(names.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return std::abs(mean[a]) > std::abs(mean[b]); });
+  order.resize(std::min<size_t>(order.size(), top_features));
+  std::string html =
+      "<table><tr><th colspan=3>morphology profile</th></tr><tr><th>feature</th><th>mean "
+      "&Delta; (control SDs)</th><th>rows agreeing</th></tr>";
+  for (size_t i : order) {
+    int agree = 0;
+    for (const auto& d : deltas) agree += (d[i] > 0) == (mean[i] > 0) && d[i] != 0;
+    absl::StrAppend(&html, "<tr><td>", HtmlEscape(names[i]), "</td><td class='num ",
+                    mean[i] > 0 ? "up" : "down", "'>", absl::StrFormat("%+.2f", mean[i]),
+                    "</td><td class=num>", agree, "/", deltas.size(), "</td></tr>");
+  }
+  return html +
+         "</table><div class=note>profile: CellProfiler-like features of the generated images "
+         "(intensity, nuclei on DNA, texture) minus the row's control, in units of the spread "
+         "of this screen's controls</div>";
+}
+
 // The compound's story across its rows: the mean Δ over rows (each row: another control), its top
 // up / down genes, and for each how many rows agree on the sign — a gene that moves one way from
 // one control and the other way from another is that control's noise, not the compound's effect.
 std::string CompoundHtml(const std::vector<const RowRecord*>& rows,
-                         const std::vector<double>& screen_mean, int top_genes) {
+                         const std::vector<double>& screen_mean,
+                         const std::vector<double>& control_sd, int top_genes) {
   std::vector<std::vector<double>> deltas;
   for (const RowRecord* r : rows) {
     std::vector<double> d = RowDelta(*r, screen_mean);
@@ -143,8 +214,8 @@ std::string CompoundHtml(const std::vector<const RowRecord*>& rows,
                       deltas.size() == 1 ? " row" : " rows", "</h3><div class=genes>",
                       table("up-regulated", "up", up), table("down-regulated", "down", down),
                       "<div class=note>each row's &Delta; is taken from its own control; rows "
-                      "agreeing: how many rows move the gene the same way as the mean</div></div>"
-                      "</div>\n");
+                      "agreeing: how many rows move the gene the same way as the mean</div>",
+                      MorphologyHtml(rows, control_sd, top_genes), "</div></div>\n");
 }
 
 // A smiles row: how far the compound is from what the model was trained on.
@@ -270,6 +341,7 @@ absl::Status WriteReport(const std::string& out_dir, const Plan& plan,
     it->second.push_back(&record);
   }
   const std::vector<double> screen_mean = ScreenMean(records);
+  const std::vector<double> control_sd = ControlProfileSd(records);
   int shown = 0;
   for (const std::string& perturbation : order) {
     if (shown >= options.max_rows) break;
@@ -277,7 +349,7 @@ absl::Status WriteReport(const std::string& out_dir, const Plan& plan,
     absl::StrAppend(&html, "<h2>", HtmlEscape(perturbation), " <small>(", rows.size(),
                     rows.size() == 1 ? " row" : " rows", ")</small></h2>\n",
                     StructureHtml(*rows.front()));
-    absl::StrAppend(&html, CompoundHtml(rows, screen_mean, options.top_genes));
+    absl::StrAppend(&html, CompoundHtml(rows, screen_mean, control_sd, options.top_genes));
     for (const RowRecord* record : rows) {
       if (shown >= options.max_rows) break;
       CF_ASSIGN_OR_RETURN(std::string row_html, RowHtml(out_dir, *record, screen_mean, options));

@@ -1,14 +1,34 @@
 #include "client/row_outputs.h"
 
+#include <array>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "client/image_output.h"
 #include "common/io/tiff.h"
+#include "common/metrics/cell_profile.h"
 #include "common/util/files.h"
 #include "common/util/status_macros.h"
 
 namespace cellflux::client {
+namespace {
+
+// The morphology profile (common/metrics/cell_profile.h) of 12-bit channels in any order: they are
+// put in the profile's canonical order by name and scaled to [0, 1]. Empty when a channel is
+// missing (a model with other channels), so the report simply has no morphology for the row.
+absl::StatusOr<std::vector<double>> Profile(const std::vector<NamedChannel>& channels) {
+  std::array<cv::Mat, kProfileChannels> ordered;
+  for (int c = 0; c < kProfileChannels; ++c) {
+    for (const NamedChannel& ch : channels) {
+      if (ch.name == CanonicalChannelNames()[c])
+        ch.pixels.convertTo(ordered[c], CV_32F, 1.0 / 4095);
+    }
+    if (ordered[c].empty()) return std::vector<double>();
+  }
+  return ComputeProfile(ordered);
+}
+
+}  // namespace
 
 std::string RowImageDir(int row) { return absl::StrCat("predictions/", RowName(row)); }
 
@@ -57,6 +77,7 @@ absl::StatusOr<RowRecord> WriteRowOutputs(const std::string& out_dir, const Plan
     record.control_composite = absl::StrCat(rel_dir, "/control_composite.png");
     CF_RETURN_IF_ERROR(
         io::WritePng(absl::StrCat(out_dir, "/", record.control_composite), composite));
+    CF_ASSIGN_OR_RETURN(record.control_profile, Profile(channels));
   } else if (response.has_control_image()) {  // a bank control, echoed by the server
     auto channels = DecodeImage(response.control_image(), absl::StrCat(name, " control"));
     if (!channels.ok()) return absl::InternalError(channels.status().message());
@@ -64,6 +85,7 @@ absl::StatusOr<RowRecord> WriteRowOutputs(const std::string& out_dir, const Plan
     record.control_composite = absl::StrCat(rel_dir, "/control_composite.png");
     CF_RETURN_IF_ERROR(
         io::WritePng(absl::StrCat(out_dir, "/", record.control_composite), composite));
+    CF_ASSIGN_OR_RETURN(record.control_profile, Profile(*channels));
     if (record.control_expression.empty()) {
       record.control_expression.assign(response.control_expression().begin(),
                                        response.control_expression().end());
@@ -92,6 +114,7 @@ absl::StatusOr<RowRecord> WriteRowOutputs(const std::string& out_dir, const Plan
     sample.seed = prediction.seed();
     sample.composite = absl::StrCat(rel_dir, "/s", k, "_composite.png");
     sample.expression.assign(prediction.expression().begin(), prediction.expression().end());
+    CF_ASSIGN_OR_RETURN(sample.profile, Profile(*channels));
     record.samples.push_back(std::move(sample));
   }
   CF_RETURN_IF_ERROR(WriteRowRecord(out_dir, record));

@@ -24,7 +24,8 @@ json ToJson(const RowRecord& r) {
     samples.push_back({{"sample", s.sample},
                        {"seed", s.seed},
                        {"composite", s.composite},
-                       {"expression", s.expression}});
+                       {"expression", s.expression},
+                       {"profile", s.profile}});
   }
   return {{"row", r.row},
           {"fingerprint", r.fingerprint},
@@ -38,6 +39,7 @@ json ToJson(const RowRecord& r) {
           {"control", r.control},
           {"control_composite", r.control_composite},
           {"control_expression", r.control_expression},
+          {"control_profile", r.control_profile},
           {"gene_ids", r.gene_ids},
           {"model_id", r.model_id},
           {"attempts", r.attempts},
@@ -62,6 +64,7 @@ RowRecord FromJson(const json& j) {
   r.control = j.at("control").get<std::string>();
   r.control_composite = j.at("control_composite").get<std::string>();
   r.control_expression = j.at("control_expression").get<std::vector<float>>();
+  r.control_profile = j.value("control_profile", std::vector<double>());
   r.gene_ids = j.at("gene_ids").get<std::vector<std::string>>();
   r.model_id = j.at("model_id").get<std::string>();
   r.attempts = j.at("attempts").get<int>();
@@ -74,6 +77,7 @@ RowRecord FromJson(const json& j) {
     sample.seed = s.at("seed").get<uint64_t>();
     sample.composite = s.at("composite").get<std::string>();
     sample.expression = s.at("expression").get<std::vector<float>>();
+    sample.profile = s.value("profile", std::vector<double>());
     r.samples.push_back(std::move(sample));
   }
   return r;

@@ -33,6 +33,9 @@ struct SampleRecord {
   uint64_t seed = 0;
   std::string composite;          // path relative to the out folder
   std::vector<float> expression;  // model gene order; empty for image-only models
+  // CellProfiler-like morphology profile of the generated image (common/metrics/cell_profile.h,
+  // raw feature values); empty in records written before profiles existed.
+  std::vector<double> profile;
 };
 
 struct RowRecord {
@@ -49,6 +52,7 @@ struct RowRecord {
   std::string control;                    // "ref 24277:a01:1" or the control folder
   std::string control_composite;          // relative path; empty for bank controls
   std::vector<float> control_expression;  // model gene order; empty when not sent
+  std::vector<double> control_profile;    // the control image's profile; empty when unknown
   std::vector<std::string> gene_ids;      // the model's gene order
   std::string model_id;
   int attempts = 1;

@@ -15,6 +15,7 @@
 #include "client/connection.h"
 #include "client/plan.h"
 #include "common/io/gct.h"
+#include "common/metrics/cell_profile.h"
 #include "common/util/logging.h"
 #include "tests/client/fake_cellflux_service.h"
 #include "tests/client/test_util.h"
@@ -385,6 +386,20 @@ TEST_F(ScreenTest, ReportShowsControlAndGeneratedPanels) {
   EXPECT_THAT(report, HasSubstr("compound: mean &Delta; over 1 row"));
   EXPECT_THAT(report, HasSubstr("rows agreeing"));
   EXPECT_THAT(report, ::testing::ContainsRegex("<td class=num>[12]/2</td>"));
+  // ... and the morphology profile's largest changes (issue 15): generated images minus each
+  // row's control, in units of the screen's control spread, before the rows.
+  const size_t morph = report.find("morphology profile", p1);
+  ASSERT_NE(morph, std::string::npos);
+  EXPECT_LT(morph, report.find(" &middot; control ", p1));
+  EXPECT_THAT(report.substr(morph, 2000),
+              ::testing::ContainsRegex("(DNA|RNA|ER|AGP|Mito|nuclei)_"));
+  // The profiles are kept in the row records (a resumed screen reports them too).
+  auto record = ReadRowRecord(dir + "/out", 0);
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->control_profile.size(), ProfileFeatureNames().size());
+  ASSERT_EQ(record->samples.size(), 2u);
+  EXPECT_EQ(record->samples[0].profile.size(), ProfileFeatureNames().size());
+  EXPECT_NE(record->samples[0].profile, record->control_profile);
 }
 
 TEST_F(ScreenTest, TokenIsSentAsBearerMetadata) {

@@ -57,8 +57,8 @@ class EvalStageTest : public ::testing::Test {
     // The same plates with whole compounds held out (issue 18): unseen by the model.
     p.out_dir = *root_ + "/prepared-unseen";
     p.split_level = "perturbation";
-    p.parse_structure = [](const std::string& smiles)
-        -> absl::StatusOr<data::PrepareOptions::StructureInfo> {
+    p.parse_structure =
+        [](const std::string& smiles) -> absl::StatusOr<data::PrepareOptions::StructureInfo> {
       CF_ASSIGN_OR_RETURN(chem::Structure st, chem::ParseStructure(smiles));
       return data::PrepareOptions::StructureInfo{st.canonical_smiles, st.scaffold};
     };
@@ -168,7 +168,6 @@ TEST_F(EvalStageTest, TrainedModelBeatsControlOnGenePearsonDeltaAndUntrainedDoes
   EXPECT_TRUE(trained["gene_mae"].contains("train_mean"));
   EXPECT_TRUE(trained["gene_mae"].contains("replicate"));
 }
-
 
 // Issue 18: held-out compounds are unseen; a structure model conditions them on their structure,
 // and the nearest_seen baseline (the most similar training compound's effect) sits beside it.
