@@ -99,21 +99,28 @@ phase flow "$LOGS/flow.log" "$TRAIN" flow --resume "${TRAIN_ARGS[@]}"
 # a short run (--set flow.steps=...) should show what it trained.
 phase eval "$LOGS/eval.log" "$TRAIN" eval "${TRAIN_ARGS[@]}" --checkpoint "$OUT/run/checkpoints"
 
-# Serve the checkpoint the eval stage scored (so the screen matches its metrics), with the
-# prepared data's DMSO wells as the control bank.
-CKPT=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run"]["checkpoint"])' \
-  "$OUT/run/eval/metrics.json")
-PORT=$(( 20000 + RANDOM % 20000 )); MPORT=$(( PORT + 1 ))
-echo "== serve (127.0.0.1:$PORT, metrics 127.0.0.1:$MPORT)"
-"$SERVER" --checkpoint "$CKPT" --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$MPORT" \
-  --controls "$OUT/data" --max-batch 32 > "$LOGS/server.log" 2>&1 &
-SERVER_PID=$!
-for i in $(seq 1 120); do
-  if "$CLIENT" info --server "127.0.0.1:$PORT" > "$LOGS/info.txt" 2>/dev/null; then break; fi
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then echo "demo: phase 'serve' failed; log: $LOGS/server.log" >&2; exit 1; fi
-  sleep 1
-done
-cat "$LOGS/info.txt"
+# serve NAME RUN DATA: starts cellflux-server on the checkpoint RUN/eval scored (so a screen matches
+# its metrics), with DATA's DMSO wells as the control bank, on a loopback PORT; waits until it answers.
+serve() {
+  local name=$1 run=$2 data=$3 ckpt
+  ckpt=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run"]["checkpoint"])' \
+    "$run/eval/metrics.json")
+  PORT=$(( 20000 + RANDOM % 20000 )); MPORT=$(( PORT + 1 ))
+  echo "== $name (127.0.0.1:$PORT, metrics 127.0.0.1:$MPORT)"
+  "$SERVER" --checkpoint "$ckpt" --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$MPORT" \
+    --controls "$data" --max-batch 32 > "$LOGS/$name.log" 2>&1 &
+  SERVER_PID=$!
+  for i in $(seq 1 120); do
+    if "$CLIENT" info --server "127.0.0.1:$PORT" > "$LOGS/info-$name.txt" 2>/dev/null; then return 0; fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      echo "demo: phase '$name' failed; log: $LOGS/$name.log" >&2; exit 1
+    fi
+    sleep 1
+  done
+  echo "demo: phase '$name' failed: no answer in 120 s; log: $LOGS/$name.log" >&2; exit 1
+}
+serve serve "$OUT/run" "$OUT/data"
+cat "$LOGS/info-serve.txt"
 
 # Screen plan: test perturbations on same-plate DMSO controls from the bank.
 /usr/bin/python3 scripts/demo_plan.py "$OUT/data" "$SCREEN_ROWS" > "$OUT/plan.csv"
@@ -148,20 +155,7 @@ if [ "$UNSEEN" = 1 ]; then
   phase eval-unseen "$LOGS/eval-unseen.log" "$TRAIN" eval "${UNSEEN_ARGS[@]}" \
     --checkpoint "$OUT/run-unseen/checkpoints"
   # Screen the held-out compounds given only by their SMILES (and dose) on the structure model.
-  CKPT=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run"]["checkpoint"])' \
-    "$OUT/run-unseen/eval/metrics.json")
-  PORT=$(( 20000 + RANDOM % 20000 )); MPORT=$(( PORT + 1 ))
-  echo "== serve-unseen (127.0.0.1:$PORT, metrics 127.0.0.1:$MPORT)"
-  "$SERVER" --checkpoint "$CKPT" --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$MPORT" \
-    --controls "$OUT/data-unseen" --max-batch 32 > "$LOGS/server-unseen.log" 2>&1 &
-  SERVER_PID=$!
-  for i in $(seq 1 120); do
-    if "$CLIENT" info --server "127.0.0.1:$PORT" > "$LOGS/info-unseen.txt" 2>/dev/null; then break; fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      echo "demo: phase 'serve-unseen' failed; log: $LOGS/server-unseen.log" >&2; exit 1
-    fi
-    sleep 1
-  done
+  serve serve-unseen "$OUT/run-unseen" "$OUT/data-unseen"
   /usr/bin/python3 scripts/demo_plan.py "$OUT/data-unseen" "$SCREEN_ROWS" --by-smiles > "$OUT/plan-unseen.csv"
   phase screen-unseen "$LOGS/screen-unseen.log" "$CLIENT" screen --server "127.0.0.1:$PORT" \
     --plan "$OUT/plan-unseen.csv" --out "$OUT/screen-unseen" --concurrency 8 --samples 1 --seed 7
