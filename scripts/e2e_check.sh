@@ -13,31 +13,8 @@
 #
 #   scripts/e2e_check.sh BUILD_DIR        exit 0 pass, 1 fail, 77 skip (binaries not built)
 set -euo pipefail
-build=$(cd "${1:?usage: e2e_check.sh BUILD_DIR}" && pwd)
-src=$(cd "$(dirname "$0")/.." && pwd)
-py=/usr/bin/python3
-tool=$build/common/tools/cellflux-tool
-train=$build/trainer/cellflux-train
-server=$build/server/cellflux-server
-client=$build/client/cellflux-client
-fixtures=$src/tests/fixtures
-
-say() { echo "[e2e] $*"; }
-fail() { say "FAIL: $*"; exit 1; }
-for b in "$tool" "$train" "$server" "$client"; do
-  [ -x "$b" ] || { say "SKIP: $b not built"; exit 77; }
-done
-
-tmp=$(mktemp -d -t cellflux-e2e.XXXXXX)
-server_pid=""
-cleanup() {
-  local rc=$?
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then kill -9 "$server_pid" 2>/dev/null || true; fi
-  if [ "$rc" != 0 ] && [ -f "$tmp/server.log" ]; then say "--- server.log (last 30 lines)"; tail -n 30 "$tmp/server.log"; fi
-  rm -rf "$tmp"
-  exit "$rc"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/e2e_lib.sh"
+e2e_init e2e "${1:?usage: e2e_check.sh BUILD_DIR}" tool train server client
 
 say "synthetic plates + prepare"
 "$tool" synth --out "$tmp/synth" --plates 1 --compounds 6 --image-size 96x96 --sites 2 \
@@ -52,17 +29,13 @@ for want in cellfluxmm-tiny "step" "perturbations" "genes"; do
   grep -q "$want" "$tmp/inspect.txt" || { cat "$tmp/inspect.txt"; fail "inspect output lacks '$want'"; }
 done
 
-port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 addr=127.0.0.1:$port
 say "cellflux-server on $addr with the control bank"
 "$server" --checkpoint "$tmp/ckpt" --listen "$addr" --metrics-listen "" --controls "$tmp/data" \
   --threads 1 --max-batch 8 --drain-grace-s 20 > "$tmp/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 1 240); do
-  "$client" info --server "$addr" > "$tmp/info.txt" 2>/dev/null && break
-  kill -0 "$server_pid" 2>/dev/null || fail "server exited during start-up"
-  sleep 0.5
-done
+await_server "$addr"
 cat "$tmp/info.txt"
 dmso_sites=$("$py" -c 'import csv,sys; print(sum(len(r["site_ids"].split(";")) for r in csv.DictReader(open(sys.argv[1]))))' "$tmp/data/controls_cp.csv")
 grep -q "control bank:   $dmso_sites DMSO sites" "$tmp/info.txt" || fail "info does not report $dmso_sites bank sites"
@@ -137,7 +110,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/key.pem" -out "$tmp/cert
   -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" > "$tmp/openssl.log" 2>&1 \
   || { cat "$tmp/openssl.log"; fail "openssl could not make a test certificate"; }
 echo "e2e-secret-token" > "$tmp/token"
-port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 addr=127.0.0.1:$port
 "$server" --checkpoint "$tmp/ckpt" --listen "$addr" --metrics-listen "" --threads 1 \
   --tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem" --auth-token-file "$tmp/token" \

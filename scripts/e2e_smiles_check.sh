@@ -14,31 +14,9 @@
 #
 #   scripts/e2e_smiles_check.sh BUILD_DIR     exit 0 pass, 1 fail, 77 skip (binaries not built)
 set -euo pipefail
-build=$(cd "${1:?usage: e2e_smiles_check.sh BUILD_DIR}" && pwd)
-src=$(cd "$(dirname "$0")/.." && pwd)
-py=/usr/bin/python3
-tool=$build/common/tools/cellflux-tool
-server=$build/server/cellflux-server
-client=$build/client/cellflux-client
-fixtures=$src/tests/fixtures
+source "$(dirname "$0")/e2e_lib.sh"
+e2e_init e2e-smiles "${1:?usage: e2e_smiles_check.sh BUILD_DIR}" tool server client
 expr="$fixtures/l1000/test_l1000.gct:LJP005_A375_24H_X1_B19:A03"
-
-say() { echo "[e2e-smiles] $*"; }
-fail() { say "FAIL: $*"; exit 1; }
-for b in "$tool" "$server" "$client"; do
-  [ -x "$b" ] || { say "SKIP: $b not built"; exit 77; }
-done
-
-tmp=$(mktemp -d -t cellflux-e2e-smiles.XXXXXX)
-server_pid=""
-cleanup() {
-  local rc=$?
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then kill -9 "$server_pid" 2>/dev/null || true; fi
-  if [ "$rc" != 0 ] && [ -f "$tmp/server.log" ]; then say "--- server.log (last 30 lines)"; tail -n 30 "$tmp/server.log"; fi
-  rm -rf "$tmp"
-  exit "$rc"
-}
-trap cleanup EXIT
 
 say "tiny-chem checkpoint: aspirin, caffeine, metformin HCl as vocabulary rows 0-2"
 printf '%s\n' '# vocabulary rows 0-2' 'CC(=O)Oc1ccccc1C(=O)O' 'CN1C=NC2=C1C(=O)N(C(=O)N2C)C' \
@@ -48,18 +26,13 @@ printf '%s\n' '# vocabulary rows 0-2' 'CC(=O)Oc1ccccc1C(=O)O' 'CN1C=NC2=C1C(=O)N
 grep -q "CN(C)C(=N)N=C(N)N	" "$tmp/ckpt/perturbations.tsv" \
   || { cat "$tmp/ckpt/perturbations.tsv"; fail "perturbations.tsv lacks metformin's canonical SMILES"; }
 
-free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 addr=127.0.0.1:$(free_port)
 metrics=127.0.0.1:$(free_port)
 say "cellflux-server on $addr (structure cache of 2 compounds)"
 "$server" --checkpoint "$tmp/ckpt" --listen "$addr" --metrics-listen "$metrics" --threads 1 \
   --max-batch 8 --structure-cache 2 --drain-grace-s 20 > "$tmp/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 1 240); do
-  "$client" info --server "$addr" > "$tmp/info.txt" 2>/dev/null && break
-  kill -0 "$server_pid" 2>/dev/null || fail "server exited during start-up"
-  sleep 0.5
-done
+await_server "$addr"
 cat "$tmp/info.txt"
 grep -q "conditions on:  structure" "$tmp/info.txt" || fail "info does not say the model takes structures"
 mkdir -p "$tmp/site"
