@@ -30,6 +30,7 @@
 // (with eval.extractor = Inception; otherwise the random-conv fallback, not a headline metric).
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <array>
 #include <filesystem>
 #include <iostream>
@@ -38,6 +39,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <set>
+#include <tuple>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -214,18 +217,20 @@ struct Accumulated {
   std::vector<Vec> gene, gene_control, gene_input, profile, profile_control, profile_input;
 };
 
-}  // namespace
+// One evaluation of a checkpoint: which split, at which guidance, written where.
+struct EvalPass {
+  std::string split;         // "" = test if the cache has it, else val, else train
+  double guidance = 1.2;
+  std::string out;           // directory for metrics.json, report.html, ...
+  nlohmann::json selection;  // how the guidance was chosen on val (null: it was configured)
+};
 
-absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint_arg) {
-  if (!ctx.dist->is_main()) return ctx.dist->Barrier();
+// Generates, scores and writes one pass; returns its metrics.json.
+absl::StatusOr<nlohmann::json> EvaluatePass(const StageContext& ctx, const std::string& checkpoint,
+                                            const EvalPass& pass) {
   const EvalStageConfig& c = ctx.config.eval;
-  const std::string out = StageDir(ctx, "eval");
-  std::string checkpoint = checkpoint_arg;
-  if (checkpoint.empty()) {
-    const std::string root = CheckpointsRoot(ctx);
-    absl::StatusOr<std::string> best = ReadCheckpointPointer(root, kBestPointer);
-    checkpoint = best.ok() ? absl::StrCat(root, "/", *best) : root;
-  }
+  const std::string& out = pass.out;
+  CF_RETURN_IF_ERROR(MakeDirs(out));
   CF_ASSIGN_OR_RETURN(Precision precision, ParsePrecision(c.precision));
   CF_ASSIGN_OR_RETURN(LoadedModel loaded, LoadCheckpointModel(checkpoint, ctx.device, precision));
   CF_LOG(INFO) << "eval: " << checkpoint << " in " << PrecisionName(loaded.model->precision());
@@ -260,7 +265,7 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
       if (st.ok()) structure_of.emplace(pert, *std::move(st));
     }
   }
-  const std::string split = SplitForEval(*cache);
+  const std::string split = pass.split.empty() ? SplitForEval(*cache) : pass.split;
   FlowExamples examples(
       cache.get(),
       FlowExampleOptions{split, ctx.config.seed, 0.0, model->null_label(),
@@ -323,7 +328,7 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   ProgressBar bar(n, po);
   SamplerOptions so;
   so.num_steps = static_cast<int>(c.num_steps);
-  so.guidance_scale = c.guidance;
+  so.guidance_scale = pass.guidance;
   so.sampler = c.sampler == "heun" ? SamplerKind::kHeun : SamplerKind::kEuler;
   auto centre_crop = [&](int64_t well) -> absl::StatusOr<torch::Tensor> {
     const CachedWell& w = index.wells[well];
@@ -355,10 +360,14 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
       c10::InferenceMode guard;
       JointLatent z = SampleFlow(model->velocity_fn(), b.z0, b.y, model->null_label(), so);
       gen = model->Decode(z);
-      source = model->Decode(b.z0);  // the controls through the same decoders
+      // The controls through the same decoders: their latents without the source noise, which
+      // only seeds the flow (decoded with it, the DNA background read ~5 SD darker and every
+      // model Δ gained that as an effect).
+      source = model->Decode(b.control);
       if (z.gene.defined()) {
         gen_expr = model->gene_ae()->DecodeStandardized(z.gene).cpu().to(torch::kFloat64);
-        source_expr = model->gene_ae()->DecodeStandardized(b.z0.gene).cpu().to(torch::kFloat64);
+        source_expr =
+            model->gene_ae()->DecodeStandardized(b.control.gene).cpu().to(torch::kFloat64);
       }
     }));
     std::vector<torch::Tensor> real_rgb, fake_rgb, control_rgb;
@@ -593,7 +602,8 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
   run["pairs"] = pairs;
   run["samples"] = n;
   run["num_steps"] = c.num_steps;
-  run["guidance"] = c.guidance;
+  run["guidance"] = pass.guidance;
+  if (!pass.selection.is_null()) run["guidance_selection"] = pass.selection;
   run["sampler"] = c.sampler;
   run["extractor"] = extractor->name();
   run["gene_units"] = "standardized per gene with the training statistics";
@@ -658,6 +668,72 @@ absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint
     }
     cv::imwrite(absl::StrCat(out, "/figure.png"), fig);
   }
+  return j;
+}
+
+// eval.guidance_candidates: each candidate evaluated on the val split (never on the split that is
+// reported); the best mean of gene and morphology Pearson-Δ wins (the first on a tie). Returns the
+// choice and the table, which metrics.json's run.guidance_selection keeps.
+absl::StatusOr<std::pair<double, nlohmann::json>> SelectGuidance(const StageContext& ctx,
+                                                                 const std::string& checkpoint) {
+  const EvalStageConfig& c = ctx.config.eval;
+  CF_ASSIGN_OR_RETURN(std::unique_ptr<LatentCache> cache,
+                      LatentCache::Open(StageDir(ctx, "latents")));
+  const auto& pairs = cache->index().pairs;
+  if (std::none_of(pairs.begin(), pairs.end(), [](const CachedPair& p) { return p.split == "val"; }))
+    return absl::FailedPreconditionError(absl::StrCat(
+        "eval.guidance_candidates: the latent cache of ", ctx.config.data_dir,
+        " has no val pairs to choose the guidance on (prepare with --val-fraction > 0, or set "
+        "eval.guidance and leave eval.guidance_candidates empty)"));
+  nlohmann::json table = nlohmann::json::array();
+  double best = c.guidance_candidates.front(), best_score = -std::numeric_limits<double>::infinity();
+  for (double g : c.guidance_candidates) {
+    EvalPass pass{"val", g, absl::StrFormat("%s/guidance/%g", StageDir(ctx, "eval"), g), {}};
+    CF_ASSIGN_OR_RETURN(nlohmann::json j, EvaluatePass(ctx, checkpoint, pass));
+    nlohmann::json row = {{"guidance", g}, {"compounds", j["run"]["compounds"]}};
+    double sum = 0;
+    int terms = 0;
+    for (const char* metric : {"gene_pearson_delta", "morph_pearson_delta"}) {
+      if (!j.contains(metric)) continue;
+      const double v = j[metric]["model"].get<double>();
+      row[metric] = v;
+      sum += v;
+      ++terms;
+    }
+    const double score = terms ? sum / terms : 0.0;
+    row["score"] = score;
+    CF_LOG(INFO) << "eval: guidance " << g << " on val: " << row.dump();
+    if (score > best_score) {
+      best_score = score;
+      best = g;
+    }
+    table.push_back(std::move(row));
+  }
+  CF_LOG(INFO) << "eval: guidance " << best << " chosen on val (mean of gene and morphology "
+               << "Pearson-Δ " << best_score << ")";
+  nlohmann::json selection = {{"split", "val"},
+                              {"criterion", "mean of gene and morph Pearson-Δ (model)"},
+                              {"chosen", best},
+                              {"candidates", std::move(table)}};
+  return std::make_pair(best, std::move(selection));
+}
+
+}  // namespace
+
+absl::Status RunEvalStage(const StageContext& ctx, const std::string& checkpoint_arg) {
+  if (!ctx.dist->is_main()) return ctx.dist->Barrier();
+  const EvalStageConfig& c = ctx.config.eval;
+  std::string checkpoint = checkpoint_arg;
+  if (checkpoint.empty()) {
+    const std::string root = CheckpointsRoot(ctx);
+    absl::StatusOr<std::string> best = ReadCheckpointPointer(root, kBestPointer);
+    checkpoint = best.ok() ? absl::StrCat(root, "/", *best) : root;
+  }
+  EvalPass pass{"", c.guidance, StageDir(ctx, "eval"), {}};
+  if (!c.guidance_candidates.empty()) {
+    CF_ASSIGN_OR_RETURN(std::tie(pass.guidance, pass.selection), SelectGuidance(ctx, checkpoint));
+  }
+  CF_ASSIGN_OR_RETURN(nlohmann::json j, EvaluatePass(ctx, checkpoint, pass));
   CF_LOG(INFO) << "eval: " << j.dump();
   std::cout << j.dump(2) << "\n";
   return absl::OkStatus();

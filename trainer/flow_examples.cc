@@ -117,6 +117,7 @@ FlowBatch FlowExamples::Build(const std::vector<std::pair<int64_t, uint64_t>>& i
     batch.z1.gene = g.index_select(0, torch::tensor(target_genes, torch::kInt64)).to(device);
     batch.z0.gene = g.index_select(0, torch::tensor(control_genes, torch::kInt64)).to(device);
   }
+  batch.control = batch.z0;  // shallow: the noise below builds new tensors
   if (options_.source_noise_sigma > 0) {
     // The model config's source noise, as DrawSource adds it at inference: one generator per
     // sample (from its own seed), so a row's noise never depends on its batch.

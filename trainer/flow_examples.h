@@ -23,7 +23,9 @@
 namespace cellflux::trainer {
 
 struct FlowBatch {
-  JointLatent z0;                          // control latents (source)
+  JointLatent z0;                          // control latents (source), with the source noise
+  JointLatent control;                     // the same control latents before the source noise:
+                                           // what the control looks like (eval's Δ reference)
   JointLatent z1;                          // perturbed latents (target)
   torch::Tensor y;                         // [n] int64 perturbation rows, dropped ones = null label
   torch::Tensor t;                         // [n] float in [0, 1)

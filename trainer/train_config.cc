@@ -16,7 +16,8 @@ namespace cellflux::trainer {
 namespace {
 
 using FieldPtr =
-    std::variant<int64_t*, uint64_t*, int*, double*, std::string*, std::vector<int64_t>*>;
+    std::variant<int64_t*, uint64_t*, int*, double*, std::string*, std::vector<int64_t>*,
+                 std::vector<double>*>;
 
 // Every configurable key, by its dotted path. The one table drives YAML loading, overrides and
 // dumping, so a key cannot be readable in one and missing in another.
@@ -38,6 +39,7 @@ std::map<std::string, FieldPtr> Fields(TrainConfig& c) {
       {"vae.batch_size", &c.vae.batch_size},
       {"vae.lr", &c.vae.lr},
       {"vae.kl_weight", &c.vae.kl_weight},
+      {"vae.loss", &c.vae.loss},
       {"encode.crops_per_site", &c.encode.crops_per_site},
       {"encode.batch_size", &c.encode.batch_size},
       {"flow.steps", &c.flow.steps},
@@ -59,6 +61,7 @@ std::map<std::string, FieldPtr> Fields(TrainConfig& c) {
       {"flow.precision", &c.flow.precision},
       {"eval.num_steps", &c.eval.num_steps},
       {"eval.guidance", &c.eval.guidance},
+      {"eval.guidance_candidates", &c.eval.guidance_candidates},
       {"eval.sampler", &c.eval.sampler},
       {"eval.max_pairs", &c.eval.max_pairs},
       {"eval.samples_per_pair", &c.eval.samples_per_pair},
@@ -124,6 +127,15 @@ absl::Status TrainConfig::Validate() const {
   CF_RETURN_IF_ERROR(PositiveInt("eval.num_steps", eval.num_steps));
   CF_RETURN_IF_ERROR(PositiveInt("eval.samples_per_pair", eval.samples_per_pair));
   CF_RETURN_IF_ERROR(PositiveInt("eval.crops_per_site", eval.crops_per_site));
+  for (double g : eval.guidance_candidates) {
+    if (!(g >= 0.0 && g <= 100.0))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config key 'eval.guidance_candidates' holds ", g, "; each must be in [0, 100]"));
+  }
+  if (vae.loss != "mse" && vae.loss != "l1") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config key 'vae.loss' must be mse or l1, got '", vae.loss, "'"));
+  }
   if (eval.sampler != "euler" && eval.sampler != "heun") {
     return absl::InvalidArgumentError(
         absl::StrCat("config key 'eval.sampler' must be euler or heun, got '", eval.sampler, "'"));

@@ -9,14 +9,14 @@
 //   threads: 0                        # intra-op threads, 0 = one per core
 //   on_bad_sample: error              # error | skip (count and report)
 //   gene_ae: {steps: 2000, batch_size: 256, lr: 1.0e-4, weight_decay: 0.0}
-//   vae: {pretrained: "", steps: 1000, batch_size: 16, lr: 1.0e-4, kl_weight: 1.0e-6}
+//   vae: {pretrained: "", steps: 1000, batch_size: 16, lr: 1.0e-4, kl_weight: 1.0e-6, loss: mse}
 //   encode: {crops_per_site: 4, batch_size: 32}
 //   flow: {steps: 2000, global_batch: 64, micro_batch: 64, lr: 1.0e-4, weight_decay: 1.0e-2,
 //          grad_clip: 1.0, condition_drop: 0.1, beta: 1.0, ema_decay: 0.9999, warmup_steps: 0,
 //          checkpoint_every: 500, keep_last: 3, val_every: 500, val_pairs: 64,
 //          val_num_steps: 10, log_every: 10, precision: auto}
-//   eval: {num_steps: 50, sampler: euler, guidance: 1.2, max_pairs: 5000, samples_per_pair: 1,
-//          extractor: "", sample_sizes: [1000, 2500, 5000], grid_perturbations: 8,
+//   eval: {num_steps: 50, sampler: euler, guidance: 1.2, guidance_candidates: [], max_pairs: 5000,
+//          samples_per_pair: 1, extractor: "", sample_sizes: [1000, 2500, 5000], grid_perturbations: 8,
 //          ground_truth: "", crops_per_site: 9, precision: auto}
 //
 // precision (flow, eval): auto | fp32 | tf32 | bf16, see common/models/precision.h; auto = bf16
@@ -48,6 +48,7 @@ struct VaeStageConfig {
   int64_t batch_size = 16;  // pseudo-RGB single-channel crops per step
   double lr = 1e-4;
   double kl_weight = 1e-6;
+  std::string loss = "mse";  // reconstruction loss: mse | l1 (Stable Diffusion's VAE: l1)
 };
 
 struct EncodeStageConfig {
@@ -79,6 +80,9 @@ struct EvalStageConfig {
   int64_t num_steps = 50;
   std::string sampler = "euler";  // euler | heun (two velocity evaluations per step)
   double guidance = 1.2;
+  // Non-empty: choose the guidance among these on the val split (best mean of gene and morphology
+  // Pearson-Δ), then evaluate with it; eval.guidance is then unused. Needs val pairs.
+  std::vector<double> guidance_candidates;
   int64_t max_pairs = 5000;
   // Draws per test pair, each from another control well and seed: > 1 gives a small split enough
   // samples for a usable FD (the demo's 12 test pairs × 8); the paper's protocol is 1.

@@ -153,8 +153,8 @@ absl::Status RunVaeStage(const StageContext& ctx) {
         VaePosterior post = ae->Encode(x);
         torch::Tensor z = post.mean + torch::exp(0.5 * post.logvar) * torch::randn_like(post.mean);
         torch::Tensor rec = ae->Decode(z);
-        torch::Tensor loss =
-            torch::mse_loss(rec, x) + c.kl_weight * KlDivergence(post.mean, post.logvar).mean();
+        torch::Tensor rec_loss = c.loss == "l1" ? torch::l1_loss(rec, x) : torch::mse_loss(rec, x);
+        torch::Tensor loss = rec_loss + c.kl_weight * KlDivergence(post.mean, post.logvar).mean();
         opt.zero_grad();
         loss.backward();
         opt.step();

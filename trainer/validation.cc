@@ -63,7 +63,7 @@ absl::StatusOr<ValidationMetrics> Validator::Run(CellFluxModel& model, int64_t s
     JointLatent gen = SampleEuler(model->velocity_fn(), b.z0, b.y, model->null_label(), so);
     auto fake = ComputeFeatureStats(LatentSummaryFeatures(gen.image));
     auto real = ComputeFeatureStats(LatentSummaryFeatures(b.z1.image));
-    auto control = ComputeFeatureStats(LatentSummaryFeatures(b.z0.image));
+    auto control = ComputeFeatureStats(LatentSummaryFeatures(b.control.image));
     auto fd_to_real = [&](const absl::StatusOr<FeatureStats>& s) {
       if (!s.ok() || !real.ok()) return std::numeric_limits<double>::infinity();
       auto fd = FrechetDistance(*s, *real);

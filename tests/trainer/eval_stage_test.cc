@@ -2,12 +2,15 @@
 // model's predicted gene Δ correlates with the real Δ of held-out replicates better than the
 // control-as-prediction baseline (whose Δ is 0), and an untrained model's does not. Also checks
 // the files and the metrics.json shape the demo and `cellflux-tool evaluate` read.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
+#include "absl/strings/str_format.h"
 #include "common/chem/chem.h"
 #include "common/data/prepare.h"
 #include "common/data/synth.h"
@@ -65,6 +68,12 @@ class EvalStageTest : public ::testing::Test {
     summary = data::PrepareDataset(p);
     ASSERT_TRUE(summary.ok()) << summary.status();
     ASSERT_TRUE(summary->without_structure.empty()) << summary->ToText();
+    // Pairs held out for validation too: what eval.guidance_candidates chooses on.
+    p.out_dir = *root_ + "/prepared-val";
+    p.split_level = "pair";
+    p.val_fraction = 0.25;
+    summary = data::PrepareDataset(p);
+    ASSERT_TRUE(summary.ok()) << summary.status();
   }
   static void TearDownTestSuite() {
     fs::remove_all(*root_);
@@ -78,7 +87,8 @@ class EvalStageTest : public ::testing::Test {
   nlohmann::json TrainAndEvaluate(const std::string& name, int64_t flow_steps, double lr,
                                   const std::string& reuse = "",
                                   const std::string& prepared = "prepared",
-                                  const std::string& model_config = "configs/tiny.json") {
+                                  const std::string& model_config = "configs/tiny.json",
+                                  const std::function<void(TrainConfig&)>& tweak = {}) {
     for (const char* stage : {"gene_ae", "vae", "latents"}) {
       if (reuse.empty()) break;
       fs::create_directories(*root_ + "/" + name);
@@ -112,6 +122,7 @@ class EvalStageTest : public ::testing::Test {
     c.eval.grid_perturbations = 2;
     c.eval.crops_per_site = 1;
     c.eval.ground_truth = *root_ + "/synth/ground_truth.json";
+    if (tweak) tweak(c);
     EXPECT_TRUE(c.Validate().ok()) << c.Validate();
     auto dist = Distributed::FromEnv(torch::kCPU);
     EXPECT_TRUE(dist.ok()) << dist.status();
@@ -124,8 +135,8 @@ class EvalStageTest : public ::testing::Test {
     }
     absl::Status s = RunFlowStage(*ctx, /*resume=*/false);
     EXPECT_TRUE(s.ok()) << s;
-    s = RunEvalStage(*ctx, CheckpointsRoot(*ctx));
-    EXPECT_TRUE(s.ok()) << s;
+    eval_status_ = RunEvalStage(*ctx, CheckpointsRoot(*ctx));
+    if (!eval_status_.ok()) return nlohmann::json();
     auto text = ReadFile(c.work_dir + "/eval/metrics.json");
     EXPECT_TRUE(text.ok()) << text.status();
     return text.ok() ? nlohmann::json::parse(*text) : nlohmann::json();
@@ -133,12 +144,14 @@ class EvalStageTest : public ::testing::Test {
 
   static std::string* root_;
   std::unique_ptr<Distributed> dist_;
+  absl::Status eval_status_;  // of the last TrainAndEvaluate
 };
 
 std::string* EvalStageTest::root_ = nullptr;
 
 TEST_F(EvalStageTest, TrainedModelBeatsControlOnGenePearsonDeltaAndUntrainedDoesNot) {
   const nlohmann::json trained = TrainAndEvaluate("trained", 500, 1e-3);
+  ASSERT_TRUE(eval_status_.ok()) << eval_status_;
   ASSERT_TRUE(trained.contains("gene_pearson_delta")) << trained.dump();
   const auto& g = trained["gene_pearson_delta"];
   EXPECT_EQ(g["control"].get<double>(), 0.0) << "the control's Δ is 0: no correlation";
@@ -151,6 +164,7 @@ TEST_F(EvalStageTest, TrainedModelBeatsControlOnGenePearsonDeltaAndUntrainedDoes
 
   // Same pipeline, flow weights left at their initialisation (lr 0).
   const nlohmann::json untrained = TrainAndEvaluate("untrained", 1, 0.0, "trained");
+  ASSERT_TRUE(eval_status_.ok()) << eval_status_;
   ASSERT_TRUE(untrained.contains("gene_pearson_delta")) << untrained.dump();
   EXPECT_LT(untrained["gene_pearson_delta"]["model"].get<double>(), 0.1) << untrained.dump();
   EXPECT_LT(untrained["gene_pearson_delta"]["model"].get<double>(), g["model"].get<double>() - 0.1);
@@ -174,6 +188,7 @@ TEST_F(EvalStageTest, TrainedModelBeatsControlOnGenePearsonDeltaAndUntrainedDoes
 TEST_F(EvalStageTest, UnseenCompoundsGetTheirStructureAndTheNearestSeenBaseline) {
   const nlohmann::json j =
       TrainAndEvaluate("unseen-chem", 100, 1e-3, "", "prepared-unseen", "configs/tiny-chem.json");
+  ASSERT_TRUE(eval_status_.ok()) << eval_status_;
   ASSERT_TRUE(j.contains("run")) << j.dump();
   EXPECT_EQ(j["run"]["condition"], "structure");
   const int64_t unseen = j["run"]["unseen_compounds"].get<int64_t>();
@@ -195,6 +210,52 @@ TEST_F(EvalStageTest, UnseenCompoundsGetTheirStructureAndTheNearestSeenBaseline)
     EXPECT_GT(c["nearest_similarity"].get<double>(), 0.0) << c["key"];
     EXPECT_LE(c["nearest_similarity"].get<double>(), 1.0) << c["key"];
   }
+}
+
+// eval.guidance_candidates: the guidance is chosen on the val split (each candidate scored there,
+// the best mean of gene and morphology Pearson-Δ wins), and the test split is evaluated with it;
+// the choice and its table are in run.guidance_selection. Without val pairs it is an error that
+// says what to do, not a silent fallback to eval.guidance.
+TEST_F(EvalStageTest, GuidanceIsChosenOnTheValSplit) {
+  const std::vector<double> candidates = {0.0, 1.0, 4.0};
+  const nlohmann::json j =
+      TrainAndEvaluate("guidance", 100, 1e-3, "", "prepared-val", "configs/tiny.json",
+                       [&](TrainConfig& c) {
+                         c.eval.guidance = 7.5;  // unused when candidates are given
+                         c.eval.guidance_candidates = candidates;
+                       });
+  ASSERT_TRUE(eval_status_.ok()) << eval_status_;
+  ASSERT_TRUE(j["run"].contains("guidance_selection")) << j["run"].dump();
+  const nlohmann::json& sel = j["run"]["guidance_selection"];
+  EXPECT_EQ(j["run"]["split"], "test");
+  EXPECT_EQ(sel["split"], "val");
+  ASSERT_EQ(sel["candidates"].size(), candidates.size()) << sel.dump();
+  double best = -1e9, best_g = -1;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const nlohmann::json& row = sel["candidates"][i];
+    EXPECT_EQ(row["guidance"].get<double>(), candidates[i]);
+    const double mean = 0.5 * (row["gene_pearson_delta"].get<double>() +
+                               row["morph_pearson_delta"].get<double>());
+    EXPECT_NEAR(row["score"].get<double>(), mean, 1e-12);
+    if (mean > best) best = mean, best_g = candidates[i];
+    // Each candidate's own evaluation, on val, is kept beside the test one.
+    auto text = ReadFile(absl::StrFormat("%s/guidance/eval/guidance/%g/metrics.json", *root_,
+                                         candidates[i]));
+    ASSERT_TRUE(text.ok()) << text.status();
+    const nlohmann::json val = nlohmann::json::parse(*text);
+    EXPECT_EQ(val["run"]["split"], "val");
+    EXPECT_EQ(val["run"]["guidance"].get<double>(), candidates[i]);
+    EXPECT_NEAR(val["gene_pearson_delta"]["model"].get<double>(),
+                row["gene_pearson_delta"].get<double>(), 1e-12);
+  }
+  EXPECT_EQ(sel["chosen"].get<double>(), best_g);
+  EXPECT_EQ(j["run"]["guidance"].get<double>(), best_g);
+
+  // The first dataset has no val pairs.
+  TrainAndEvaluate("guidance-noval", 1, 0.0, "", "prepared", "configs/tiny.json",
+                   [&](TrainConfig& c) { c.eval.guidance_candidates = candidates; });
+  EXPECT_EQ(eval_status_.code(), absl::StatusCode::kFailedPrecondition) << eval_status_;
+  EXPECT_THAT(std::string(eval_status_.message()), ::testing::HasSubstr("no val pairs"));
 }
 
 }  // namespace

@@ -286,5 +286,22 @@ TEST_F(FlowTrainerTest, SourceNoiseOfTheModelConfigIsTrainedOn) {
   EXPECT_NE(first_loss(0.0), first_loss(0.5));
 }
 
+// The eval's Δ reference is the control as it is (its latents without the source noise, which
+// only seeds the flow). Decoding the noisy source darkened the DNA background by ~5 SD of the
+// control wells, and every predicted Δ counted that as an effect of the compound.
+TEST_F(FlowTrainerTest, BatchKeepsTheControlWithoutTheSourceNoise) {
+  FlowExampleOptions plain{
+      "train", 5, 0.0, 4, /*sample_posterior=*/false, /*centre_crop_only=*/true};
+  FlowExampleOptions noisy = plain;
+  noisy.source_noise_sigma = 0.3;
+  FlowBatch a = FlowExamples(cache_.get(), plain).DrawsBatch({{0, 0}, {1, 2}}, 7, torch::kCPU);
+  FlowBatch b = FlowExamples(cache_.get(), noisy).DrawsBatch({{0, 0}, {1, 2}}, 7, torch::kCPU);
+  ASSERT_TRUE(b.control.image.defined());
+  EXPECT_TRUE(torch::equal(b.control.image, a.z0.image));
+  EXPECT_TRUE(torch::equal(b.control.gene, a.z0.gene));
+  EXPECT_TRUE(torch::equal(a.control.image, a.z0.image));  // no noise: the source itself
+  EXPECT_FALSE(torch::equal(b.z0.image, b.control.image));
+}
+
 }  // namespace
 }  // namespace cellflux::trainer

@@ -39,6 +39,25 @@ TEST(TrainConfigTest, OverridesAndRoundTrip) {
   EXPECT_EQ(back->device, "cuda:1");
 }
 
+TEST(TrainConfigTest, GuidanceCandidatesAndVaeLoss) {
+  TrainConfig c;
+  EXPECT_TRUE(c.eval.guidance_candidates.empty());
+  EXPECT_EQ(c.vae.loss, "mse");
+  ASSERT_TRUE(c.Set("eval.guidance_candidates=[1.0, 1.5, 2]").ok());
+  ASSERT_TRUE(c.Set("vae.loss=l1").ok());
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+  auto back = TrainConfig::FromYamlString(c.ToYaml(), "dump");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->eval.guidance_candidates, (std::vector<double>{1.0, 1.5, 2.0}));
+  EXPECT_EQ(back->vae.loss, "l1");
+  c.vae.loss = "lpips";
+  EXPECT_NE(std::string(c.Validate().message()).find("vae.loss"), std::string::npos);
+  c.vae.loss = "l1";
+  c.eval.guidance_candidates = {1.0, -2.0};
+  EXPECT_NE(std::string(c.Validate().message()).find("eval.guidance_candidates"),
+            std::string::npos);
+}
+
 TEST(TrainConfigTest, ValidateRejectsBadValues) {
   TrainConfig c;
   c.on_bad_sample = "ignore";
