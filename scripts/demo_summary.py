@@ -42,6 +42,13 @@ def metrics_table(ev, run, what):
     print(f"{what:17s}{run.get('compounds', '?')} {run.get('split', '')} treatments x "
           f"{int(run.get('samples', 0)) // max(1, int(run.get('pairs', 1)))} draws; mean over treatments "
           f"[95% bootstrap CI]; units: genes standardized, profiles z-scored on controls")
+    sel = run.get("guidance_selection")
+    if sel:  # eval.guidance_candidates: chosen on the val split, before the reported split was scored
+        print(f"{'':17s}guidance {run.get('guidance')} chosen on val: " + ", ".join(
+            f"{c['guidance']:g} -> {c['score']:.3f}" for c in sel.get("candidates", []))
+            + " (mean of gene and morph Pearson-Δ)")
+    else:
+        print(f"{'':17s}guidance {run.get('guidance')} (configured)")
     print(f"{'':24s}" + "".join(f"{('replicate (ceiling)' if p == 'replicate' else p):>22s}" for p in shown))
     for key, label in ROWS:
         if key not in ev:

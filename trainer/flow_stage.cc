@@ -17,6 +17,7 @@
 #include "common/util/files.h"
 #include "common/util/logging.h"
 #include "common/util/status_macros.h"
+#include "nlohmann/json.hpp"
 #include "trainer/components.h"
 #include "trainer/flow_trainer.h"
 #include "trainer/stages.h"
@@ -73,6 +74,35 @@ absl::Status RefuseExistingCheckpoints(const std::string& root) {
       "them away to start over"));
 }
 
+// The latent cache's stamp ("inputs" of latents/stamp.json: the VAE, data and encode settings it
+// was built from); "" when it has none.
+std::string StampInputs(const std::string& stage_dir) {
+  absl::StatusOr<std::string> text = ReadFile(absl::StrCat(stage_dir, "/stamp.json"));
+  if (!text.ok()) return "";
+  nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
+  return !j.is_discarded() && j.is_object() ? j.value("inputs", "") : "";
+}
+
+// checkpoints/latents.json names the latent cache the checkpoints were trained on. --resume over
+// checkpoints of another cache is refused: after the VAE or encode stage re-ran (e.g. more VAE
+// steps), resuming kept training — or, with the steps done, kept serving — a flow on latents the
+// new VAE does not decode, and nothing said so.
+absl::Status CheckCheckpointsMatchLatents(const std::string& root, const std::string& latents_dir,
+                                          bool existing_checkpoints, bool write) {
+  const std::string current = StampInputs(latents_dir);
+  const std::string recorded = StampInputs(absl::StrCat(root, "/latents"));
+  if (existing_checkpoints && !recorded.empty() && !current.empty() && recorded != current) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "flow --resume: the checkpoints under '", root, "' were trained on latent cache ",
+        recorded, ", but '", latents_dir, "' is now ", current,
+        " (the vae or encode stage ran again); move the checkpoints away to train on the new "
+        "latents"));
+  }
+  if (current.empty() || !write) return absl::OkStatus();
+  CF_RETURN_IF_ERROR(MakeDirs(absl::StrCat(root, "/latents")));
+  return WriteStamp(absl::StrCat(root, "/latents"), current);
+}
+
 }  // namespace
 
 absl::Status RunFlowStage(const StageContext& ctx, bool resume) {
@@ -114,6 +144,9 @@ absl::Status RunFlowStage(const StageContext& ctx, bool resume) {
       CF_ASSIGN_OR_RETURN(FlowTrainerState fs, FromTrainerState(ts, dir));
       return trainer.Restore(fs);
     };
+    CF_RETURN_IF_ERROR(CheckCheckpointsMatchLatents(root, StageDir(ctx, "latents"),
+                                                    !RefuseExistingCheckpoints(root).ok(),
+                                                    ctx.dist->is_main()));
     CF_ASSIGN_OR_RETURN(ResumeChoice from, ChooseResumeCheckpoint(root, restore));
     for (const std::string& note : from.notes) CF_LOG(WARNING) << "flow --resume: " << note;
     if (from.dir.empty()) {
@@ -123,6 +156,8 @@ absl::Status RunFlowStage(const StageContext& ctx, bool resume) {
     }
   } else {
     CF_RETURN_IF_ERROR(RefuseExistingCheckpoints(root));
+    CF_RETURN_IF_ERROR(
+        CheckCheckpointsMatchLatents(root, StageDir(ctx, "latents"), false, ctx.dist->is_main()));
   }
 
   std::vector<GeneEntry> genes = GeneEntries(manifest);

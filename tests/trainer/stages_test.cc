@@ -212,6 +212,36 @@ TEST_F(StagesTest, FlowResumeNeverDiscardsProgress) {
   EXPECT_FALSE(fs::exists(root + "/step-0000008"));
 }
 
+// After the VAE (and so the latent cache) changed, --resume must not continue — or, with the steps
+// done, silently keep — a flow trained on the old latents (the demo did, after vae.steps changed).
+TEST_F(StagesTest, FlowResumeRefusesCheckpointsOfAnotherLatentCache) {
+  const std::string work = *root_ + "/relatent_run";
+  StageContext ctx = Context(work);
+  ctx.config.gene_ae.steps = 5;
+  ctx.config.flow.steps = 2;
+  ctx.config.flow.val_every = 1000;
+  for (auto* stage : {&RunGeneAeStage, &RunVaeStage, &RunEncodeStage}) {
+    ASSERT_TRUE((*stage)(ctx).ok());
+  }
+  ASSERT_TRUE(RunFlowStage(ctx, /*resume=*/true).ok());
+  const std::string root = CheckpointsRoot(ctx);
+  ASSERT_TRUE(fs::exists(root + "/latents/stamp.json"));
+  // Same latents: resuming (steps already done) is fine.
+  ASSERT_TRUE(RunFlowStage(ctx, /*resume=*/true).ok());
+
+  ctx.config.vae.steps = 4;  // a new VAE, a new latent cache
+  ASSERT_TRUE(RunVaeStage(ctx).ok());
+  ASSERT_TRUE(RunEncodeStage(ctx).ok());
+  absl::Status s = RunFlowStage(ctx, /*resume=*/true);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("latent cache"));
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr(root));
+
+  // Moved away: a fresh run on the new latents.
+  fs::rename(root, work + "/old-checkpoints");
+  EXPECT_TRUE(RunFlowStage(ctx, /*resume=*/true).ok());
+}
+
 // Issue 19.1's audit of the stamps: a stage that starts redoing its work drops its stamp first,
 // so an interrupted redo cannot leave the old stamp beside half-new outputs.
 TEST_F(StagesTest, AnInterruptedRedoLeavesNoStaleStamp) {
