@@ -219,7 +219,7 @@ struct Accumulated {
 
 // One evaluation of a checkpoint: which split, at which guidance, written where.
 struct EvalPass {
-  std::string split;         // "" = test if the cache has it, else val, else train
+  std::string split;  // "" = test if the cache has it, else val, else train
   double guidance = 1.2;
   std::string out;           // directory for metrics.json, report.html, ...
   nlohmann::json selection;  // how the guidance was chosen on val (null: it was configured)
@@ -680,13 +680,15 @@ absl::StatusOr<std::pair<double, nlohmann::json>> SelectGuidance(const StageCont
   CF_ASSIGN_OR_RETURN(std::unique_ptr<LatentCache> cache,
                       LatentCache::Open(StageDir(ctx, "latents")));
   const auto& pairs = cache->index().pairs;
-  if (std::none_of(pairs.begin(), pairs.end(), [](const CachedPair& p) { return p.split == "val"; }))
+  if (std::none_of(pairs.begin(), pairs.end(),
+                   [](const CachedPair& p) { return p.split == "val"; }))
     return absl::FailedPreconditionError(absl::StrCat(
         "eval.guidance_candidates: the latent cache of ", ctx.config.data_dir,
         " has no val pairs to choose the guidance on (prepare with --val-fraction > 0, or set "
         "eval.guidance and leave eval.guidance_candidates empty)"));
   nlohmann::json table = nlohmann::json::array();
-  double best = c.guidance_candidates.front(), best_score = -std::numeric_limits<double>::infinity();
+  double best = c.guidance_candidates.front(),
+         best_score = -std::numeric_limits<double>::infinity();
   for (double g : c.guidance_candidates) {
     EvalPass pass{"val", g, absl::StrFormat("%s/guidance/%g", StageDir(ctx, "eval"), g), {}};
     CF_ASSIGN_OR_RETURN(nlohmann::json j, EvaluatePass(ctx, checkpoint, pass));

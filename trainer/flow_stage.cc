@@ -93,8 +93,8 @@ absl::Status CheckCheckpointsMatchLatents(const std::string& root, const std::st
   const std::string recorded = StampInputs(absl::StrCat(root, "/latents"));
   if (existing_checkpoints && !recorded.empty() && !current.empty() && recorded != current) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "flow --resume: the checkpoints under '", root, "' were trained on latent cache ",
-        recorded, ", but '", latents_dir, "' is now ", current,
+        "flow --resume: the checkpoints under '", root, "' were trained on latent cache ", recorded,
+        ", but '", latents_dir, "' is now ", current,
         " (the vae or encode stage ran again); move the checkpoints away to train on the new "
         "latents"));
   }

@@ -15,9 +15,8 @@
 namespace cellflux::trainer {
 namespace {
 
-using FieldPtr =
-    std::variant<int64_t*, uint64_t*, int*, double*, std::string*, std::vector<int64_t>*,
-                 std::vector<double>*>;
+using FieldPtr = std::variant<int64_t*, uint64_t*, int*, double*, std::string*,
+                              std::vector<int64_t>*, std::vector<double>*>;
 
 // Every configurable key, by its dotted path. The one table drives YAML loading, overrides and
 // dumping, so a key cannot be readable in one and missing in another.
@@ -129,8 +128,8 @@ absl::Status TrainConfig::Validate() const {
   CF_RETURN_IF_ERROR(PositiveInt("eval.crops_per_site", eval.crops_per_site));
   for (double g : eval.guidance_candidates) {
     if (!(g >= 0.0 && g <= 100.0))
-      return absl::InvalidArgumentError(absl::StrCat(
-          "config key 'eval.guidance_candidates' holds ", g, "; each must be in [0, 100]"));
+      return absl::InvalidArgumentError(absl::StrCat("config key 'eval.guidance_candidates' holds ",
+                                                     g, "; each must be in [0, 100]"));
   }
   if (vae.loss != "mse" && vae.loss != "l1") {
     return absl::InvalidArgumentError(

@@ -218,12 +218,11 @@ TEST_F(EvalStageTest, UnseenCompoundsGetTheirStructureAndTheNearestSeenBaseline)
 // says what to do, not a silent fallback to eval.guidance.
 TEST_F(EvalStageTest, GuidanceIsChosenOnTheValSplit) {
   const std::vector<double> candidates = {0.0, 1.0, 4.0};
-  const nlohmann::json j =
-      TrainAndEvaluate("guidance", 100, 1e-3, "", "prepared-val", "configs/tiny.json",
-                       [&](TrainConfig& c) {
-                         c.eval.guidance = 7.5;  // unused when candidates are given
-                         c.eval.guidance_candidates = candidates;
-                       });
+  const nlohmann::json j = TrainAndEvaluate(
+      "guidance", 100, 1e-3, "", "prepared-val", "configs/tiny.json", [&](TrainConfig& c) {
+        c.eval.guidance = 7.5;  // unused when candidates are given
+        c.eval.guidance_candidates = candidates;
+      });
   ASSERT_TRUE(eval_status_.ok()) << eval_status_;
   ASSERT_TRUE(j["run"].contains("guidance_selection")) << j["run"].dump();
   const nlohmann::json& sel = j["run"]["guidance_selection"];
@@ -234,13 +233,13 @@ TEST_F(EvalStageTest, GuidanceIsChosenOnTheValSplit) {
   for (size_t i = 0; i < candidates.size(); ++i) {
     const nlohmann::json& row = sel["candidates"][i];
     EXPECT_EQ(row["guidance"].get<double>(), candidates[i]);
-    const double mean = 0.5 * (row["gene_pearson_delta"].get<double>() +
-                               row["morph_pearson_delta"].get<double>());
+    const double mean =
+        0.5 * (row["gene_pearson_delta"].get<double>() + row["morph_pearson_delta"].get<double>());
     EXPECT_NEAR(row["score"].get<double>(), mean, 1e-12);
     if (mean > best) best = mean, best_g = candidates[i];
     // Each candidate's own evaluation, on val, is kept beside the test one.
-    auto text = ReadFile(absl::StrFormat("%s/guidance/eval/guidance/%g/metrics.json", *root_,
-                                         candidates[i]));
+    auto text = ReadFile(
+        absl::StrFormat("%s/guidance/eval/guidance/%g/metrics.json", *root_, candidates[i]));
     ASSERT_TRUE(text.ok()) << text.status();
     const nlohmann::json val = nlohmann::json::parse(*text);
     EXPECT_EQ(val["run"]["split"], "val");
