@@ -17,7 +17,6 @@
 #include "common/util/files.h"
 #include "common/util/logging.h"
 #include "common/util/status_macros.h"
-#include "nlohmann/json.hpp"
 #include "trainer/components.h"
 #include "trainer/flow_trainer.h"
 #include "trainer/stages.h"
@@ -74,16 +73,7 @@ absl::Status RefuseExistingCheckpoints(const std::string& root) {
       "them away to start over"));
 }
 
-// The latent cache's stamp ("inputs" of latents/stamp.json: the VAE, data and encode settings it
-// was built from); "" when it has none.
-std::string StampInputs(const std::string& stage_dir) {
-  absl::StatusOr<std::string> text = ReadFile(absl::StrCat(stage_dir, "/stamp.json"));
-  if (!text.ok()) return "";
-  nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
-  return !j.is_discarded() && j.is_object() ? j.value("inputs", "") : "";
-}
-
-// checkpoints/latents.json names the latent cache the checkpoints were trained on. --resume over
+// checkpoints/latents/stamp.json names the latent cache the checkpoints were trained on. --resume over
 // checkpoints of another cache is refused: after the VAE or encode stage re-ran (e.g. more VAE
 // steps), resuming kept training — or, with the steps done, kept serving — a flow on latents the
 // new VAE does not decode, and nothing said so.

@@ -29,11 +29,16 @@ std::string HashStrings(std::initializer_list<std::string> parts) {
   return absl::StrFormat("%016x", h);
 }
 
-bool StampMatches(const std::string& stage_dir, const std::string& hash) {
+std::string StampInputs(const std::string& stage_dir) {
   absl::StatusOr<std::string> text = ReadFile(absl::StrCat(stage_dir, "/stamp.json"));
-  if (!text.ok()) return false;
+  if (!text.ok()) return "";
   nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
-  return !j.is_discarded() && j.is_object() && j.value("inputs", "") == hash;
+  return !j.is_discarded() && j.is_object() ? j.value("inputs", "") : "";
+}
+
+bool StampMatches(const std::string& stage_dir, const std::string& hash) {
+  const std::string inputs = StampInputs(stage_dir);
+  return !inputs.empty() && inputs == hash;
 }
 
 absl::Status WriteStamp(const std::string& stage_dir, const std::string& hash) {

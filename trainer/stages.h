@@ -55,7 +55,9 @@ std::string CheckpointsRoot(const StageContext& ctx);
 // Stamps: a stage is fresh when <stage>/stamp.json holds `hash`. A stage that redoes its work
 // calls RemoveStamp before touching any output and WriteStamp after the last one, so an
 // interrupted redo never leaves an old stamp beside half-new outputs (which a later run with the
-// old inputs would take as up to date).
+// old inputs would take as up to date). StampInputs: the hash a stamp holds, "" when there is
+// none (or it is unreadable).
+std::string StampInputs(const std::string& stage_dir);
 bool StampMatches(const std::string& stage_dir, const std::string& hash);
 absl::Status WriteStamp(const std::string& stage_dir, const std::string& hash);
 absl::Status RemoveStamp(const std::string& stage_dir);

@@ -84,7 +84,9 @@ absl::Status RunVaeStage(const StageContext& ctx) {
   const std::string hash = HashStrings(
       {"vae/v1", ctx.model.vae.ToJson().dump(), ctx.model.normalization.ToJson().dump(), summary,
        absl::StrCat(ctx.model.image_size, "/", c.steps, "/", c.batch_size, "/", c.lr, "/",
-                    c.kl_weight, "/", ctx.config.seed),
+                    c.kl_weight, "/", ctx.config.seed,
+                    // vae.loss came later: mse (the default) keeps the stamps written before it
+                    c.loss == "mse" ? "" : absl::StrCat("/", c.loss)),
        c.pretrained.empty() ? "" : FileFingerprint(c.pretrained)});
   if (!ctx.force && StampMatches(dir, hash)) {
     CF_LOG(INFO) << "vae: up to date (" << dir << ")";

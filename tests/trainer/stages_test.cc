@@ -242,6 +242,20 @@ TEST_F(StagesTest, FlowResumeRefusesCheckpointsOfAnotherLatentCache) {
   EXPECT_TRUE(RunFlowStage(ctx, /*resume=*/true).ok());
 }
 
+// vae.loss is one of the VAE's inputs: changing it trains the VAE again (it kept the old one).
+TEST_F(StagesTest, VaeLossIsPartOfTheVaeStamp) {
+  const std::string work = *root_ + "/vae_loss_run";
+  StageContext ctx = Context(work);
+  ASSERT_TRUE(RunVaeStage(ctx).ok());
+  const std::string mse = StampInputs(work + "/vae");
+  ASSERT_FALSE(mse.empty());
+  ASSERT_TRUE(RunVaeStage(ctx).ok());
+  EXPECT_EQ(StampInputs(work + "/vae"), mse) << "same inputs: up to date";
+  ctx.config.vae.loss = "l1";
+  ASSERT_TRUE(RunVaeStage(ctx).ok());
+  EXPECT_NE(StampInputs(work + "/vae"), mse);
+}
+
 // Issue 19.1's audit of the stamps: a stage that starts redoing its work drops its stamp first,
 // so an interrupted redo cannot leave the old stamp beside half-new outputs.
 TEST_F(StagesTest, AnInterruptedRedoLeavesNoStaleStamp) {
