@@ -119,6 +119,11 @@ class FakeCellFlux final : public cellflux::v1::CellFlux::Service {
     absl::MutexLock lock(&mu_);
     return last_request_;
   }
+  // Every Predict request in arrival order (rows of a screen arrive in any order).
+  std::vector<cellflux::v1::PredictRequest> requests() const {
+    absl::MutexLock lock(&mu_);
+    return requests_;
+  }
 
   grpc::Status GetModelInfo(grpc::ServerContext* context, const cellflux::v1::GetModelInfoRequest*,
                             cellflux::v1::GetModelInfoResponse* response) override {
@@ -146,6 +151,7 @@ class FakeCellFlux final : public cellflux::v1::CellFlux::Service {
       ++calls_;
       ++calls_by_request_[request->request_id()];
       last_request_ = *request;
+      requests_.push_back(*request);
       if (unavailable_left_ > 0) {
         --unavailable_left_;
         return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake: warming up");
@@ -262,6 +268,7 @@ class FakeCellFlux final : public cellflux::v1::CellFlux::Service {
   std::map<std::string, int64_t> calls_by_request_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> successes_by_request_ ABSL_GUARDED_BY(mu_);
   cellflux::v1::PredictRequest last_request_ ABSL_GUARDED_BY(mu_);
+  std::vector<cellflux::v1::PredictRequest> requests_ ABSL_GUARDED_BY(mu_);
   std::function<void(int64_t)> on_success_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -274,7 +274,17 @@ TEST_F(ScreenTest, SmilesRowsCarryTheStructureFieldsIntoEveryOutput) {
   auto summary = RunScreen(*connection_, *plan, Options(dir + "/out"), nullptr);
   ASSERT_TRUE(summary.ok()) << summary.status();
   EXPECT_TRUE(summary->AllSucceeded());
-  EXPECT_EQ(server_->service().last_request().perturbation_id(), "");
+  // The screen sends rows concurrently: look at every request, not the last one to arrive.
+  int smiles_requests = 0;
+  for (const auto& request : server_->service().requests()) {
+    if (request.smiles().empty()) {
+      EXPECT_EQ(request.perturbation_id(), Pert(1));
+      continue;
+    }
+    ++smiles_requests;
+    EXPECT_EQ(request.perturbation_id(), "") << request.smiles();
+  }
+  EXPECT_EQ(smiles_requests, 2);
 
   auto record = ReadRowRecord(dir + "/out", 1);
   ASSERT_TRUE(record.ok()) << record.status();
