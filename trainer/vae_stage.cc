@@ -82,7 +82,8 @@ absl::Status RunVaeStage(const StageContext& ctx) {
   CF_ASSIGN_OR_RETURN(std::string summary,
                       ReadFile(absl::StrCat(ctx.config.data_dir, "/summary.json")));
   const std::string hash = HashStrings(
-      {"vae/v1", ctx.model.vae.ToJson().dump(), ctx.model.normalization.ToJson().dump(), summary,
+      // v2: the KL weighted as LDM does (VaeTrainingLoss); v1 VAEs were near their prior.
+      {"vae/v2", ctx.model.vae.ToJson().dump(), ctx.model.normalization.ToJson().dump(), summary,
        absl::StrCat(ctx.model.image_size, "/", c.steps, "/", c.batch_size, "/", c.lr, "/",
                     c.kl_weight, "/", ctx.config.seed,
                     // vae.loss came later: mse (the default) keeps the stamps written before it
@@ -155,8 +156,8 @@ absl::Status RunVaeStage(const StageContext& ctx) {
         VaePosterior post = ae->Encode(x);
         torch::Tensor z = post.mean + torch::exp(0.5 * post.logvar) * torch::randn_like(post.mean);
         torch::Tensor rec = ae->Decode(z);
-        torch::Tensor rec_loss = c.loss == "l1" ? torch::l1_loss(rec, x) : torch::mse_loss(rec, x);
-        torch::Tensor loss = rec_loss + c.kl_weight * KlDivergence(post.mean, post.logvar).mean();
+        torch::Tensor loss =
+            VaeTrainingLoss(rec, x, post.mean, post.logvar, c.kl_weight, c.loss == "l1");
         opt.zero_grad();
         loss.backward();
         opt.step();

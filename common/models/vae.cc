@@ -60,6 +60,15 @@ torch::Tensor KlDivergence(const torch::Tensor& mean, const torch::Tensor& logva
   return 0.5 * per_element.flatten(1).sum(1);                             // [N]
 }
 
+torch::Tensor VaeTrainingLoss(const torch::Tensor& rec, const torch::Tensor& x,
+                              const torch::Tensor& mean, const torch::Tensor& logvar,
+                              double kl_weight, bool l1) {
+  const torch::Tensor err = l1 ? (rec - x).abs() : (rec - x).pow(2);
+  const double pixels = static_cast<double>(err[0].numel());
+  const torch::Tensor per_sample = err.flatten(1).sum(1) + kl_weight * KlDivergence(mean, logvar);
+  return per_sample.mean() / pixels;
+}
+
 AutoencoderKLImpl::AutoencoderKLImpl(const VaeConfig& config)
     : config_(config),
       encoder_(register_module("encoder", VaeEncoder(config))),

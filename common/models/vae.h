@@ -51,6 +51,17 @@ struct VaePosterior {
 // dims. mean, logvar: [N, ...] -> [N].
 torch::Tensor KlDivergence(const torch::Tensor& mean, const torch::Tensor& logvar);
 
+// The VAE's training objective with the latent-diffusion weighting (LDM's LPIPSWithDiscriminator
+// without its perceptual and GAN terms): per sample, the reconstruction error summed over every
+// pixel plus kl_weight · KL summed over every latent, averaged over the batch, and divided by the
+// pixels per sample so that it reads as a per-pixel error. `l1` chooses |rec − x| over (rec − x)².
+// A per-pixel mean error beside a per-sample KL sum instead weights the KL ~C·H·W times more than
+// LDM does (12,288× at 3×64×64): the posterior stays near the prior and the decoder blurs.
+// rec, x: [N, C, H, W]; mean, logvar: [N, ...] -> scalar.
+torch::Tensor VaeTrainingLoss(const torch::Tensor& rec, const torch::Tensor& x,
+                              const torch::Tensor& mean, const torch::Tensor& logvar,
+                              double kl_weight, bool l1);
+
 class AutoencoderKLImpl : public torch::nn::Module {
  public:
   explicit AutoencoderKLImpl(const VaeConfig& config);

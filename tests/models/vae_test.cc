@@ -119,6 +119,28 @@ TEST(AutoencoderKLTest, KlDivergenceIsZeroForStandardNormal) {
   EXPECT_NEAR(kl[0].item<double>(), 0.0, 1e-7);
 }
 
+// LDM's weighting: per sample Σ_pixels err + w · Σ_latents KL, over the pixels per sample. The
+// stage used to add w · KL-sum to a per-pixel *mean* error, 12 (here) to 12,288 (3×64×64) times the
+// KL's weight in the SD VAE's objective.
+TEST(AutoencoderKLTest, TrainingLossWeightsTheKlAsLatentDiffusionDoes) {
+  torch::Tensor x = torch::zeros({2, 3, 2, 2});  // 12 pixels per sample
+  torch::Tensor rec = torch::zeros({2, 3, 2, 2});
+  rec[0][1][0][0] = 2.0;  // sample 0: squared error 4, absolute error 2
+  rec[1][2][1][1] = -1.0;  // sample 1: squared error 1, absolute error 1
+  torch::Tensor mean = torch::zeros({2, 4, 1, 1});
+  torch::Tensor logvar = torch::zeros({2, 4, 1, 1});
+  mean[1].fill_(1.0);  // sample 1: KL 4 · 0.5 = 2
+  const double w = 0.5;
+  // ((4 + w·0) + (1 + w·2)) / 2 samples / 12 pixels
+  EXPECT_NEAR(VaeTrainingLoss(rec, x, mean, logvar, w, /*l1=*/false).item<double>(),
+              (4.0 + 1.0 + w * 2.0) / 2.0 / 12.0, 1e-7);
+  EXPECT_NEAR(VaeTrainingLoss(rec, x, mean, logvar, w, /*l1=*/true).item<double>(),
+              (2.0 + 1.0 + w * 2.0) / 2.0 / 12.0, 1e-7);
+  // A perfect reconstruction leaves the KL over the pixels, not the KL itself.
+  EXPECT_NEAR(VaeTrainingLoss(x, x, mean, logvar, w, /*l1=*/false).item<double>(),
+              w * 2.0 / 2.0 / 12.0, 1e-7);
+}
+
 TEST(AutoencoderKLTest, DefaultConfigHasDiffusersNamesAndSdParameterCount) {
   AutoencoderKL vae{VaeConfig{}};
   TensorMap state = StateDict(*vae);
