@@ -102,6 +102,10 @@ absl::Status SiTConfig::Validate() const {
         "config: sit.condition must be id, structure or id+structure, got '", condition, "'"));
   }
   CF_RETURN_IF_ERROR(Positive("sit.fingerprint_bits", fingerprint_bits));
+  if (!(fingerprint_dropout >= 0.0 && fingerprint_dropout < 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config: sit.fingerprint_dropout must be in [0, 1), got ", fingerprint_dropout));
+  }
   return absl::OkStatus();
 }
 
@@ -122,6 +126,7 @@ json SiTConfig::ToJson() const {
   if (condition != "id") {
     j["condition"] = condition;
     j["fingerprint_bits"] = fingerprint_bits;
+    if (fingerprint_dropout > 0) j["fingerprint_dropout"] = fingerprint_dropout;
   }
   return j;
 }
@@ -150,6 +155,7 @@ absl::StatusOr<SiTConfig> SiTConfig::FromJson(const json& j) {
   CF_RETURN_IF_ERROR(Field(j, "sit", "gene_tokens", &c.gene_tokens));
   CF_RETURN_IF_ERROR(Field(j, "sit", "condition", &c.condition));
   CF_RETURN_IF_ERROR(Field(j, "sit", "fingerprint_bits", &c.fingerprint_bits));
+  CF_RETURN_IF_ERROR(Field(j, "sit", "fingerprint_dropout", &c.fingerprint_dropout));
   return c;
 }
 

@@ -33,6 +33,10 @@ struct SiTConfig {
   // sum of both; a compound outside the vocabulary gets the id part's null row).
   std::string condition = "id";
   int fingerprint_bits = 2048;  // structure encoders: Morgan fingerprint length
+  // Structure encoders: in training, each fingerprint bit is dropped with this probability (the
+  // rest scaled by 1/(1−p)), so the embedding cannot key on one compound's unique bits and has to
+  // use the substructures compounds share; 0 = off. Never applied at sampling. In [0, 1).
+  double fingerprint_dropout = 0.0;
 
   bool uses_id() const { return condition != "structure"; }
   bool uses_structure() const { return condition != "id"; }

@@ -103,8 +103,9 @@ double LogDose(double dose_um) {
   return std::isfinite(dose_um) && dose_um > 0 ? std::log10(dose_um) : 0.0;
 }
 
-StructureEmbedderImpl::StructureEmbedderImpl(int64_t num_classes, int64_t bits, int64_t hidden_size)
-    : num_classes_(num_classes), bits_(bits) {
+StructureEmbedderImpl::StructureEmbedderImpl(int64_t num_classes, int64_t bits, int64_t hidden_size,
+                                             double bit_dropout)
+    : bit_dropout_(bit_dropout), num_classes_(num_classes), bits_(bits) {
   mlp =
       register_module("mlp", torch::nn::Sequential(MakeLinear(bits, hidden_size), torch::nn::SiLU(),
                                                    MakeLinear(hidden_size, hidden_size)));
@@ -142,6 +143,7 @@ torch::Tensor StructureEmbedderImpl::forward(const torch::Tensor& y) {
         log_dose);
   }
   const torch::ScalarType dtype = fingerprints.scalar_type();
+  if (is_training() && bit_dropout_ > 0) bits = torch::dropout(bits, bit_dropout_, /*train=*/true);
   torch::Tensor emb =
       mlp->forward(bits) +
       dose_mlp->forward(TimestepFrequencyEmbedding(log_dose.to(torch::kFloat32), kDoseFrequencies)
@@ -321,7 +323,8 @@ SiTImpl::SiTImpl(const SiTConfig& config) : config_(config) {
   }
   if (config.uses_structure()) {
     structure_embedder = register_module(
-        "structure_embedder", StructureEmbedder(config.num_classes, config.fingerprint_bits, d));
+        "structure_embedder", StructureEmbedder(config.num_classes, config.fingerprint_bits, d,
+                                            config.fingerprint_dropout));
   }
   // Frozen parameter (not a buffer) so it sits in the state dict exactly like the reference's.
   pos_embed =

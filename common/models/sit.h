@@ -117,9 +117,12 @@ TORCH_MODULE(LabelEmbedder);
 class StructureEmbedderImpl : public torch::nn::Module {
  public:
   static constexpr int64_t kDoseFrequencies = 32;
-  StructureEmbedderImpl(int64_t num_classes, int64_t bits, int64_t hidden_size);
+  // bit_dropout: training-time probability of dropping each fingerprint bit (SiTConfig).
+  StructureEmbedderImpl(int64_t num_classes, int64_t bits, int64_t hidden_size,
+                        double bit_dropout = 0.0);
   // y: [N] int64 in [0, V + 1 + extra rows) → [N, hidden]. Labels past the registered rows read
-  // the last one (callers hand out only registered labels).
+  // the last one (callers hand out only registered labels). In train mode the bits go through
+  // the bit dropout.
   torch::Tensor forward(const torch::Tensor& y);
 
   // rows.size() must be V; each entry the ascending set-bit indices (< B) of one vocabulary
@@ -140,6 +143,7 @@ class StructureEmbedderImpl : public torch::nn::Module {
   torch::Tensor log_doses;                  // [V], requires_grad = false
 
  private:
+  double bit_dropout_ = 0.0;
   struct Extra {
     torch::Tensor bits;       // [E, B]
     torch::Tensor log_doses;  // [E]

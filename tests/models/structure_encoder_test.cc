@@ -5,6 +5,7 @@
 
 #include "common/models/cellflux_model.h"
 #include "common/models/config.h"
+#include "common/models/sit.h"
 #include "gtest/gtest.h"
 #include "tests/testing/small_model_config.h"
 
@@ -148,6 +149,45 @@ TEST(StructureEncoderTest, BadInputsNameWhatIsWrong) {
   EXPECT_FALSE(slot.ok());
   EXPECT_NE(slot.status().message().find("structure slot 3 is outside [0, 0]"), std::string::npos)
       << slot.status();
+}
+
+// sit.fingerprint_dropout: bits are dropped in training only; sampling stays deterministic and
+// equal to the undropped embedding; the value round-trips and is validated.
+TEST(StructureEncoderTest, FingerprintDropoutActsInTrainingOnly) {
+  ModelConfig c = StructureConfig("structure");
+  c.sit.fingerprint_dropout = 0.5;
+  ASSERT_TRUE(c.Validate().ok());
+  auto back = ModelConfig::FromJson(c.ToJson());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_DOUBLE_EQ(back->sit.fingerprint_dropout, 0.5);
+  EXPECT_FALSE(StructureConfig("structure").sit.ToJson().contains("fingerprint_dropout"));
+  c.sit.fingerprint_dropout = 1.0;
+  absl::Status bad = c.Validate();
+  EXPECT_NE(bad.message().find("sit.fingerprint_dropout"), std::string::npos) << bad;
+
+  torch::manual_seed(5);
+  StructureEmbedder with(/*num_classes=*/2, /*bits=*/64, /*hidden_size=*/8, /*bit_dropout=*/0.5);
+  torch::manual_seed(5);
+  StructureEmbedder without(/*num_classes=*/2, /*bits=*/64, /*hidden_size=*/8);
+  std::vector<int> many;
+  for (int b = 0; b < 64; b += 2) many.push_back(b);
+  for (StructureEmbedder* e : {&with, &without}) {
+    ASSERT_TRUE((*e)->SetVocabularyStructures({many, {1, 3}}, {1.0, 1.0}).ok());
+  }
+  torch::NoGradGuard no_grad;
+  const torch::Tensor y = torch::tensor({0}, torch::kInt64);
+  with->eval();
+  without->eval();
+  EXPECT_TRUE(torch::equal(with->forward(y), without->forward(y)));
+  EXPECT_TRUE(torch::equal(with->forward(y), with->forward(y)));
+  with->train();
+  without->train();
+  EXPECT_TRUE(torch::equal(without->forward(y), without->forward(y)));  // no dropout configured
+  torch::manual_seed(1);
+  const torch::Tensor a = with->forward(y);
+  const torch::Tensor b = with->forward(y);
+  EXPECT_FALSE(torch::equal(a, b));  // another draw of the 32 set bits
+  EXPECT_FALSE(torch::equal(a, without->forward(y)));
 }
 
 }  // namespace
