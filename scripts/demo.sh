@@ -159,9 +159,9 @@ if [ "$UNSEEN" = 1 ]; then
                --set "eval.ground_truth=$OUT/synth/ground_truth.json"
                --set "vae.pretrained=$OUT/run/vae/image_vae.safetensors"
                --set "flow.steps=$UNSEEN_FLOW_STEPS" --set eval.guidance=1.0 "${SETS[@]}")
-  # eval.guidance 1.0: chosen on this part's val split (eval.guidance_candidates [1.0, 1.5, 2.0,
-  # 3.0], 2026-12-04 03:36, 15 val compounds: 0.154, 0.154, 0.149, 0.145), like the first part's in
-  # configs/demo.yaml.
+  # eval.guidance 1.0: chosen on this part's val split (15 compounds, mean of gene and morphology
+  # Pearson-Δ; 2026-12-04 with configs/tiny-chem.json's fingerprint dropout 0.25: 1.0 0.235,
+  # 2.0 0.221), like the first part's in configs/demo.yaml.
   for stage in gene-ae vae encode; do
     phase "$stage-unseen" "$LOGS/$stage-unseen.log" "$TRAIN" "$stage" "${UNSEEN_ARGS[@]}"
   done
