@@ -324,7 +324,7 @@ SiTImpl::SiTImpl(const SiTConfig& config) : config_(config) {
   if (config.uses_structure()) {
     structure_embedder = register_module(
         "structure_embedder", StructureEmbedder(config.num_classes, config.fingerprint_bits, d,
-                                            config.fingerprint_dropout));
+                                                config.fingerprint_dropout));
   }
   // Frozen parameter (not a buffer) so it sits in the state dict exactly like the reference's.
   pos_embed =

@@ -125,7 +125,7 @@ TEST(AutoencoderKLTest, KlDivergenceIsZeroForStandardNormal) {
 TEST(AutoencoderKLTest, TrainingLossWeightsTheKlAsLatentDiffusionDoes) {
   torch::Tensor x = torch::zeros({2, 3, 2, 2});  // 12 pixels per sample
   torch::Tensor rec = torch::zeros({2, 3, 2, 2});
-  rec[0][1][0][0] = 2.0;  // sample 0: squared error 4, absolute error 2
+  rec[0][1][0][0] = 2.0;   // sample 0: squared error 4, absolute error 2
   rec[1][2][1][1] = -1.0;  // sample 1: squared error 1, absolute error 1
   torch::Tensor mean = torch::zeros({2, 4, 1, 1});
   torch::Tensor logvar = torch::zeros({2, 4, 1, 1});
