@@ -25,6 +25,8 @@ each mode's closed-loop sweep. Prints a markdown table; --json writes raw number
       [--screen-seconds 0] [--screen-concurrency 64] [--interactive-rate 1] [--json out.json]
 
 --device (cpu, cuda:0, ...) goes to the servers and to the offline reference alike.
+--modes takes batching modes (step, request), each optionally suffixed -nohelp / -help to start
+its server with --help-decode-in-flight false / true (e.g. --modes step-help,step-nohelp,request).
 Every request has a deadline; servers are stopped (SIGTERM) on exit.
 """
 import argparse
@@ -66,11 +68,18 @@ class Server:
         self.port = free_port()
         self.metrics_port = free_port()
         self.log = open(log_path, "w")
+        # A mode is a --batching value, optionally with a suffix: "-nohelp" starts the server with
+        # --help-decode-in-flight false, "-help" with true (the step loop decoding between forwards).
+        batching, extra = mode, []
+        for suffix, value in (("-nohelp", "false"), ("-help", "true")):
+            if mode.endswith(suffix):
+                batching, extra = mode[:-len(suffix)], ["--help-decode-in-flight", value]
+                break
         self.proc = subprocess.Popen(
             [binary, "--checkpoint", checkpoint, "--listen", f"127.0.0.1:{self.port}",
              "--metrics-listen", f"127.0.0.1:{self.metrics_port}", "--device", device, "--threads", str(threads),
-             "--max-batch", str(max_batch), "--max-queue", "4096", "--batching", mode,
-             "--max-queue-delay-ms", "10"],
+             "--max-batch", str(max_batch), "--max-queue", "4096", "--batching", batching,
+             "--max-queue-delay-ms", "10"] + extra,
             stdout=self.log, stderr=subprocess.STDOUT)
 
     def forwards(self):

@@ -115,13 +115,13 @@ void CodecStage::Work() {
   }
 }
 
-bool CodecStage::Help() {
+bool CodecStage::Help(bool decodes) {
   Sample row;
   bool have_row = false;
   {
     absl::MutexLock lock(&mu_);
     if (busy_ < static_cast<int>(workers_.size()) || finishing_) return false;
-    if (!decodes_.empty()) {
+    if (decodes && !decodes_.empty()) {
       row = std::move(decodes_.front());
       decodes_.pop_front();
       have_row = true;

@@ -73,7 +73,8 @@ class CodecStage {
 
   void NotifyEncodeWork();
   void SubmitDecode(std::vector<Sample> rows);
-  bool Help();
+  // decodes = false: help only with an encode (rows in flight would wait for a decode).
+  bool Help(bool decodes = true);
   void Abort();
   void Finish();
 

@@ -59,6 +59,7 @@ struct Flags {
       static_cast<int>(absl::ToInt64Milliseconds(kSchedulerDefaults.max_queue_delay));
   int batch_turn = kSchedulerDefaults.batch_turn;
   int codec_threads = kSchedulerDefaults.codec_threads;
+  bool help_decode_in_flight = kSchedulerDefaults.help_decode_in_flight;
   std::string device = kBackendDefaults.device;
   int threads = 0;
   std::string tls_cert;
@@ -85,6 +86,7 @@ absl::StatusOr<cellflux::server::ServerOptions> ToOptions(const Flags& f) {
   o.scheduler.max_queue_delay = absl::Milliseconds(f.max_queue_delay_ms);
   o.scheduler.batch_turn = f.batch_turn;
   o.scheduler.codec_threads = f.codec_threads;
+  o.scheduler.help_decode_in_flight = f.help_decode_in_flight;
   o.tls_cert_file = f.tls_cert;
   o.tls_key_file = f.tls_key;
   o.drain_grace = absl::Seconds(f.drain_grace_s);
@@ -261,6 +263,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--codec-threads", f.codec_threads,
                  "codec stage workers (encoders and decoders beside the step loop)")
+      ->capture_default_str();
+  app.add_option("--help-decode-in-flight", f.help_decode_in_flight,
+                 "when the codec stage is behind, the step loop may decode between two forwards "
+                 "while rows are in flight (they wait for it); it always may with an empty batch")
       ->capture_default_str();
   app.add_option("--device", f.device, "cpu, cuda, cuda:N or auto")->capture_default_str();
   app.add_option("--threads", f.threads,

@@ -204,7 +204,7 @@ void Scheduler::Run() {
 
 bool Scheduler::Iterate() {
   const int free_rows = options_.max_batch - static_cast<int>(active_.size());
-  if (free_rows > 0) codec_->Help();
+  if (free_rows > 0) codec_->Help(/*decodes=*/active_.empty() || options_.help_decode_in_flight);
   Admission admission = queue_.Admit(free_rows, /*idle=*/active_.empty());
   for (auto& [task, status] : admission.failed) Fail(task, status);
   if (admission.exit) {

@@ -105,7 +105,11 @@ struct SchedulerOptions {
   // While both classes wait, at least one of every batch_turn admitted samples (and encoded
   // tasks) is batch; ≥ 1 (1 = batch first, 2 = alternate, ...).
   int batch_turn = 4;
-  int codec_threads = 1;   // codec stage workers; ≥ 1
+  int codec_threads = 1;  // codec stage workers; ≥ 1
+  // Whether the step loop, when the codec stage is behind, may run a decode between two forwards
+  // while rows are in flight (they wait for it). With an empty batch it always may; encodes it
+  // always may (they bring waiting samples into free rows).
+  bool help_decode_in_flight = true;
   Clock* clock = nullptr;  // nullptr = real time; not owned, must outlive the scheduler
 
   absl::Status Validate() const;

@@ -263,6 +263,45 @@ TEST_F(SchedulerTest, BatchThreadDecodesWhileTheCodecIsBusy) {
   EXPECT_EQ(c.result.status().code(), absl::StatusCode::kCancelled);
 }
 
+// help_decode_in_flight = false: the same interleaving, but the step loop must not make C wait
+// for B's decode. With the worker held inside A's decode before C's fourth forward, that forward
+// starts with B still queued behind A (with the option on, the step loop decodes B before it);
+// B is done once the worker is free.
+TEST_F(SchedulerTest, StepLoopLeavesDecodesToTheCodecWhileRowsAreInFlight) {
+  SchedulerOptions o;
+  o.max_batch = 4;
+  o.help_decode_in_flight = false;
+  auto s = Make(o);
+  backend_->CloseGate();
+  Outcome a, b, c;
+  auto tc = Task(&c, 1, 1000000, 3);  // outlives the test: keeps the batch busy
+  auto cancel_c = tc->cancelled;
+  ASSERT_TRUE(s->Schedule(&tc).ok());
+  backend_->AwaitInStep(1);  // C alone in the first forward, held there
+  backend_->HoldNextDecodeOn("cf-codec");
+  auto ta = Task(&a, 1, 1, 1);
+  auto tb = Task(&b, 1, 1, 2);
+  ASSERT_TRUE(s->Schedule(&ta).ok());
+  ASSERT_TRUE(s->Schedule(&tb).ok());
+  AwaitReady(*s, 2);
+  backend_->AllowSteps(2);  // C's first forward, then C + A + B; A and B retire
+  backend_->AwaitInStep(3);  // C's third forward, held at the gate
+  ASSERT_TRUE(backend_->AwaitDecodeHeld(absl::Seconds(60)));  // the worker is inside A's decode
+  backend_->AllowSteps(1);
+  backend_->AwaitInStep(4);  // past the iteration where, with the option on, the step loop helps
+  EXPECT_FALSE(b.done.HasBeenNotified()) << "the step loop decoded B while C was in flight";
+  EXPECT_FALSE(a.done.HasBeenNotified());
+  EXPECT_EQ(backend_->decode_calls(), 0) << "A's decode is held on the worker, B's waits behind";
+  backend_->ReleaseHeldDecode();
+  a.done.WaitForNotification();
+  b.done.WaitForNotification();
+  EXPECT_TRUE(a.result.ok() && b.result.ok());
+  backend_->OpenGate();
+  cancel_c->store(true);
+  c.done.WaitForNotification();
+  EXPECT_EQ(c.result.status().code(), absl::StatusCode::kCancelled);
+}
+
 TEST_F(SchedulerTest, RequestModeWaitsForDelayOrFullBatch) {
   SchedulerOptions o;
   o.mode = BatchingMode::kRequest;
