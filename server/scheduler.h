@@ -23,7 +23,8 @@
 //  2. the step loop (this file, thread "cf-batch"): the rows of the batch, one guided velocity
 //     forward over all of them per iteration;
 //  3. the codec stage (codec_stage.h, threads "cf-codec"): encodes queued tasks ahead of
-//     admission and decodes retired rows; the step loop lends it a hand when it falls behind.
+//     admission and decodes retired rows; the step loop lends it a hand when it falls behind
+//     (encodes; decodes only with an empty batch unless help_decode_in_flight).
 // A sample moves through them as sample.h's state machine says.
 //
 // Two batching modes:
@@ -108,8 +109,10 @@ struct SchedulerOptions {
   int codec_threads = 1;  // codec stage workers; ≥ 1
   // Whether the step loop, when the codec stage is behind, may run a decode between two forwards
   // while rows are in flight (they wait for it). With an empty batch it always may; encodes it
-  // always may (they bring waiting samples into free rows).
-  bool help_decode_in_flight = true;
+  // always may (they bring waiting samples into free rows). Off by default: on the 2-core CPU at
+  // half load it cost every in-flight row a decode (open-loop p95 0.31 s on vs 0.25 s off,
+  // bench/RESULTS.md).
+  bool help_decode_in_flight = false;
   Clock* clock = nullptr;  // nullptr = real time; not owned, must outlive the scheduler
 
   absl::Status Validate() const;

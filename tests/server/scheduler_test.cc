@@ -227,8 +227,9 @@ TEST_F(SchedulerTest, StepsGoOnWhileFinishedRowsAreDecoded) {
   EXPECT_DOUBLE_EQ(a.result->compute_seconds, 2.0);
 }
 
-// When the codec worker is stuck in a long decode and another finished sample waits, the step
-// loop (with free rows) decodes it between forwards instead of leaving it behind. (Without that,
+// With help_decode_in_flight, when the codec worker is stuck in a long decode and another finished
+// sample waits, the step loop (with free rows) decodes it between forwards instead of leaving it
+// behind. (Without that,
 // neither A nor B is done while the worker is held.) The interleaving is fixed by the gates: A
 // and B are encoded while the step loop is held inside C's first forward, so the worker is idle
 // when they retire; it takes A (the first retired) and is held there, and the step loop may only
@@ -236,6 +237,7 @@ TEST_F(SchedulerTest, StepsGoOnWhileFinishedRowsAreDecoded) {
 TEST_F(SchedulerTest, BatchThreadDecodesWhileTheCodecIsBusy) {
   SchedulerOptions o;
   o.max_batch = 4;
+  o.help_decode_in_flight = true;
   auto s = Make(o);
   backend_->CloseGate();
   Outcome a, b, c;
@@ -284,7 +286,7 @@ TEST_F(SchedulerTest, StepLoopLeavesDecodesToTheCodecWhileRowsAreInFlight) {
   ASSERT_TRUE(s->Schedule(&ta).ok());
   ASSERT_TRUE(s->Schedule(&tb).ok());
   AwaitReady(*s, 2);
-  backend_->AllowSteps(2);  // C's first forward, then C + A + B; A and B retire
+  backend_->AllowSteps(2);   // C's first forward, then C + A + B; A and B retire
   backend_->AwaitInStep(3);  // C's third forward, held at the gate
   ASSERT_TRUE(backend_->AwaitDecodeHeld(absl::Seconds(60)));  // the worker is inside A's decode
   backend_->AllowSteps(1);
