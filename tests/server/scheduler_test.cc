@@ -85,6 +85,25 @@ class SchedulerTest : public ::testing::Test {
     ASSERT_EQ(s.NumReadySamples(), n);
   }
 
+  // The decode-help scene: C (10⁶ steps: keeps the batch busy) is held inside its first forward,
+  // A and B (one step each) are encoded and ready, and the codec worker's next decode will be
+  // held. Returns C's cancel flag.
+  std::shared_ptr<std::atomic<bool>> StartDecodeHelpScene(Scheduler* s, Outcome* a, Outcome* b,
+                                                          Outcome* c) {
+    backend_->CloseGate();
+    auto tc = Task(c, 1, 1000000, 3);
+    auto cancel_c = tc->cancelled;
+    EXPECT_TRUE(s->Schedule(&tc).ok());
+    backend_->AwaitInStep(1);
+    backend_->HoldNextDecodeOn("cf-codec");
+    auto ta = Task(a, 1, 1, 1);
+    auto tb = Task(b, 1, 1, 2);
+    EXPECT_TRUE(s->Schedule(&ta).ok());
+    EXPECT_TRUE(s->Schedule(&tb).ok());
+    AwaitReady(*s, 2);  // the worker has encoded both and is idle (invariant in codec_stage.h)
+    return cancel_c;
+  }
+
   absl::StatusOr<PredictResult> RunAlone(int samples, int steps, uint64_t seed, int64_t label,
                                          double guidance,
                                          SamplerKind sampler = SamplerKind::kEuler) {
@@ -229,28 +248,17 @@ TEST_F(SchedulerTest, StepsGoOnWhileFinishedRowsAreDecoded) {
 
 // With help_decode_in_flight, when the codec worker is stuck in a long decode and another finished
 // sample waits, the step loop (with free rows) decodes it between forwards instead of leaving it
-// behind. (Without that,
-// neither A nor B is done while the worker is held.) The interleaving is fixed by the gates: A
-// and B are encoded while the step loop is held inside C's first forward, so the worker is idle
-// when they retire; it takes A (the first retired) and is held there, and the step loop may only
-// help a busy worker, so B is decoded by the step loop.
+// behind (without that, neither A nor B is done while the worker is held). The interleaving is
+// fixed by the gates: A and B are encoded while the step loop is held inside C's first forward,
+// so the worker is idle when they retire; it takes A (the first retired) and is held there, and
+// the step loop may only help a busy worker, so B is decoded by the step loop.
 TEST_F(SchedulerTest, BatchThreadDecodesWhileTheCodecIsBusy) {
   SchedulerOptions o;
   o.max_batch = 4;
   o.help_decode_in_flight = true;
   auto s = Make(o);
-  backend_->CloseGate();
   Outcome a, b, c;
-  auto tc = Task(&c, 1, 1000000, 3);  // outlives the test: keeps the batch busy
-  auto cancel_c = tc->cancelled;
-  ASSERT_TRUE(s->Schedule(&tc).ok());
-  backend_->AwaitInStep(1);  // C alone in the first forward, held there
-  backend_->HoldNextDecodeOn("cf-codec");
-  auto ta = Task(&a, 1, 1, 1);
-  auto tb = Task(&b, 1, 1, 2);
-  ASSERT_TRUE(s->Schedule(&ta).ok());
-  ASSERT_TRUE(s->Schedule(&tb).ok());
-  AwaitReady(*s, 2);     // the worker has encoded both and is idle (invariant in codec_stage.h)
+  auto cancel_c = StartDecodeHelpScene(s.get(), &a, &b, &c);
   backend_->OpenGate();  // A and B join C's second forward and retire together
   ASSERT_TRUE(backend_->AwaitDecodeHeld(absl::Seconds(60)));
   ASSERT_TRUE(b.done.WaitForNotificationWithTimeout(absl::Seconds(60)))
@@ -274,18 +282,8 @@ TEST_F(SchedulerTest, StepLoopLeavesDecodesToTheCodecWhileRowsAreInFlight) {
   o.max_batch = 4;
   o.help_decode_in_flight = false;
   auto s = Make(o);
-  backend_->CloseGate();
   Outcome a, b, c;
-  auto tc = Task(&c, 1, 1000000, 3);  // outlives the test: keeps the batch busy
-  auto cancel_c = tc->cancelled;
-  ASSERT_TRUE(s->Schedule(&tc).ok());
-  backend_->AwaitInStep(1);  // C alone in the first forward, held there
-  backend_->HoldNextDecodeOn("cf-codec");
-  auto ta = Task(&a, 1, 1, 1);
-  auto tb = Task(&b, 1, 1, 2);
-  ASSERT_TRUE(s->Schedule(&ta).ok());
-  ASSERT_TRUE(s->Schedule(&tb).ok());
-  AwaitReady(*s, 2);
+  auto cancel_c = StartDecodeHelpScene(s.get(), &a, &b, &c);
   backend_->AllowSteps(2);   // C's first forward, then C + A + B; A and B retire
   backend_->AwaitInStep(3);  // C's third forward, held at the gate
   ASSERT_TRUE(backend_->AwaitDecodeHeld(absl::Seconds(60)));  // the worker is inside A's decode
