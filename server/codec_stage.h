@@ -74,7 +74,7 @@ class CodecStage {
   void NotifyEncodeWork();
   void SubmitDecode(std::vector<Sample> rows);
   // decodes = false: help only with an encode (rows in flight would wait for a decode).
-  bool Help(bool decodes = true);
+  bool Help(bool decodes);
   void Abort();
   void Finish();
 

@@ -53,8 +53,8 @@ absl::StatusOr<FlowTrainerState> FromTrainerState(const TrainerState& t, const s
   return s;
 }
 
-// A fresh run (no --resume) would overwrite the step directories of an earlier one: refuse.
-absl::Status RefuseExistingCheckpoints(const std::string& root) {
+// The checkpoint directories under root (step-N or holding a config), sorted.
+std::vector<std::string> ExistingCheckpoints(const std::string& root) {
   std::vector<std::string> found;
   std::error_code ec;
   for (const std::filesystem::directory_entry& e : std::filesystem::directory_iterator(root, ec)) {
@@ -65,8 +65,14 @@ absl::Status RefuseExistingCheckpoints(const std::string& root) {
       found.push_back(name);
     }
   }
-  if (found.empty()) return absl::OkStatus();
   std::sort(found.begin(), found.end());
+  return found;
+}
+
+// A fresh run (no --resume) would overwrite the step directories of an earlier one: refuse.
+absl::Status RefuseExistingCheckpoints(const std::string& root) {
+  const std::vector<std::string> found = ExistingCheckpoints(root);
+  if (found.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
       "flow: '", root, "' already holds checkpoints (", absl::StrJoin(found, ", "),
       ") that a fresh run would overwrite; pass --resume to continue from the newest, or move "
@@ -134,9 +140,8 @@ absl::Status RunFlowStage(const StageContext& ctx, bool resume) {
       CF_ASSIGN_OR_RETURN(FlowTrainerState fs, FromTrainerState(ts, dir));
       return trainer.Restore(fs);
     };
-    CF_RETURN_IF_ERROR(CheckCheckpointsMatchLatents(root, StageDir(ctx, "latents"),
-                                                    !RefuseExistingCheckpoints(root).ok(),
-                                                    ctx.dist->is_main()));
+    CF_RETURN_IF_ERROR(CheckCheckpointsMatchLatents(
+        root, StageDir(ctx, "latents"), !ExistingCheckpoints(root).empty(), ctx.dist->is_main()));
     CF_ASSIGN_OR_RETURN(ResumeChoice from, ChooseResumeCheckpoint(root, restore));
     for (const std::string& note : from.notes) CF_LOG(WARNING) << "flow --resume: " << note;
     if (from.dir.empty()) {
