@@ -21,11 +21,18 @@
 //  * Encode and Decode: on a codec worker ("cf-codec") or on the step loop's thread between two
 //    Steps (lending the codec stage a hand). They overlap each other and a running Step: at most
 //    codec_threads + 1 Encode/Decode calls at once, at most codec_threads while a Step runs.
+//  * HandOffForDecode: only on the step loop's thread, after the Step (and the scheduler's own ops)
+//    that wrote the rows it retires, before their Decode is called.
 //  * No call begins after Scheduler::Stop() has returned.
 //  * Every calling thread has c10::InferenceMode set. Each call may block as long as the model
 //  runs.
 // So Encode, Step and Decode must not share mutable state except behind the implementation's
 // own locks (the model's weights are only read).
+//
+// Device streams: the latents Encode returns and Step takes live on the backend's device. A
+// backend may run Encode/Decode on device streams other than the step loop's, provided Encode's
+// result may be read by the step loop as soon as Encode returns and Decode waits for the writes
+// handed off before it (ModelBackend on CUDA, device_streams.h).
 #ifndef CELLFLUX_SERVER_BACKEND_H_
 #define CELLFLUX_SERVER_BACKEND_H_
 
@@ -71,7 +78,15 @@ class Backend {
   virtual absl::StatusOr<JointLatent> Step(const StepBatch& batch) = 0;
 
   // Decodes N finished rows into N samples in the request scale (12-bit pixels, raw expression).
+  // The rows were handed off (HandOffForDecode) after their last write.
   virtual absl::StatusOr<std::vector<SampleOutput>> Decode(const JointLatent& z) = 0;
+
+  // Called on the step loop's thread after the last operation that wrote the rows it is about to
+  // retire for decoding (their last Step and, for Heun rows, the scheduler's average), before
+  // they reach Decode. A backend whose Decode runs on a device stream of its own (ModelBackend
+  // on CUDA, device_streams.h) records here what Decode must wait for. Default: nothing. An error
+  // fails the tasks of those rows (they are not decoded).
+  virtual absl::Status HandOffForDecode() { return absl::OkStatus(); }
 
   // Bytes the device's caching allocator holds for this process (cellflux_gpu_memory_bytes); 0 on
   // CPU and for backends that do not know. Any thread.

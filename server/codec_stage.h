@@ -23,6 +23,9 @@
 // Results go to the CodecClient (the scheduler): Encoded(task, latents or error) and
 // Decoded(row, output or error), on the thread that ran the job, with no codec lock held.
 //
+// Device streams: on CUDA the backend runs each codec thread's jobs on a stream of that thread's
+// own (device_streams.h), so they overlap the step loop's forwards on the GPU as well.
+//
 // Thread-safety: every method is thread-safe. One mutex, never held while calling the backend
 // or the client.
 //

@@ -16,6 +16,9 @@
 // the VAE and the gene autoencoder run one sample per call (fixed shapes); the SiT's GEMMs have
 // M = rows × tokens ≥ the sizes where the kernel choice settles (tested down to one row).
 // CUDA libraries choose kernels by shape too: re-run the row-wise test on a GPU build.
+//
+// Streams (CUDA): Encode and Decode run on the calling codec thread's own stream, Step on the
+// default stream; device_streams.h orders the two where a latent crosses (HandOffForDecode).
 #ifndef CELLFLUX_SERVER_MODEL_BACKEND_H_
 #define CELLFLUX_SERVER_MODEL_BACKEND_H_
 

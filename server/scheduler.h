@@ -72,6 +72,8 @@
 //  * at most max_batch rows are in the batch, and each forward holds rows of one backend;
 //  * Backend::Step never overlaps another Step; Encode/Decode run on at most codec_threads + 1
 //    threads at once; no backend call begins after Stop() returns;
+//  * a retired row reaches Decode only after Backend::HandOffForDecode, called on the step loop
+//    after the row's last write (a failed hand-off fails its task instead);
 //  * queued samples per class ≤ max_queue.
 //
 // Implementation details follow; API users need not read.

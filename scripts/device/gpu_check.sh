@@ -11,7 +11,9 @@
 #   b  cellflux-server --device cuda:0 with a control bank: health SERVING, a prediction with the
 #      Python client (client/python/examples/cellflux_example.py on the cellflux package), /metrics
 #      cellflux_gpu_memory_bytes > 0
-#   c  the same seeded request on a CPU server and the CUDA server: max |difference|
+#   c  the same seeded request on a CPU server and the CUDA server: max |difference|; and on the
+#      CUDA server alone vs amid 15 concurrent requests (codec streams + batching: a stream race
+#      shows as large differences; cuBLAS choosing kernels by batch size as small ones)
 #   d  offline_sampler_bench on the device, batch 16 and 64 (tiny config): samples/s
 #   e  bench/server_load_bench.py against servers on the device (short sweep)
 #   f  cellflux-train on the device: synth → prepare → gene-ae, vae, encode, flow (a few steps)
@@ -254,6 +256,12 @@ if [ -n "$CUDA_PID" ] && [ "$PY_OK" = 1 ] && enough 60; then
        timeout "$(limit 120)" $PYC predict "$ADDR" "$WORK/pred_cpu.json" "${req[@]}"; then
       diff=$($PYC compare "$WORK/pred_cpu.json" "$WORK/pred_cuda.json")
       result c PASS "$DEV vs cpu, seed 7, 20 steps, 2 samples: $diff"
+      if timeout "$(limit 120)" $PYC concurrent "$CUDA_ADDR" "$WORK/pred_cuda_busy.json" "${req[@]}" --n 16; then
+        diff=$($PYC compare "$WORK/pred_cuda.json" "$WORK/pred_cuda_busy.json")
+        result c PASS "$DEV alone vs amid 15 concurrent requests, seed 7: $diff"
+      else
+        result c FAIL "the concurrent requests on $DEV failed"
+      fi
     else
       result c FAIL "a seeded prediction failed"
     fi

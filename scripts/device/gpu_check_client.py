@@ -7,6 +7,10 @@ predict) and grpcio.
                       [--seed 7] [--steps 20] [--samples 1]
                                                     one Predict of a bank control, raw 16-bit
                                                     output; writes expression and pixels as JSON
+  gpu_check_client.py concurrent ADDR OUT.json --perturbation ID --plate P --well W [--n 16] ...
+                                                    the same request as predict, sent with n - 1
+                                                    others (seeds seed+1 ...) at once; writes the
+                                                    seed's own output (streams/batching check)
   gpu_check_client.py compare A.json B.json         max |A - B| of expression and pixels
   gpu_check_client.py metric URL NAME               the value of a /metrics sample (sum over labels)
 """
@@ -30,16 +34,17 @@ def health(addr):
     return reply == b"\x08\x01"
 
 
-def predict(args):
+def request(args, seed):
+    """One Predict of args' bank control with `seed`; the output as predict writes it."""
     from cellflux.v1 import cellflux_pb2 as pb
     from cellflux.v1 import cellflux_pb2_grpc as pb_grpc
     with grpc.insecure_channel(args.addr) as channel:
         stub = pb_grpc.CellFluxStub(channel)
-        req = pb.PredictRequest(perturbation_id=args.perturbation, request_id=f"gpu-check-{args.seed}")
+        req = pb.PredictRequest(perturbation_id=args.perturbation, request_id=f"gpu-check-{seed}")
         req.ref.plate, req.ref.well, req.ref.site = args.plate, args.well, args.site
         req.options.num_steps = args.steps
         req.options.num_samples = args.samples
-        req.options.seed = args.seed
+        req.options.seed = seed
         req.options.output_encoding = pb.RAW_U16_LE
         t0 = time.perf_counter()
         resp = stub.Predict(req, timeout=300)
@@ -51,6 +56,23 @@ def predict(args):
         for ch in p.image.channels:
             pixels.append(list(struct.unpack(f"<{len(ch.data) // 2}H", ch.data)))
         out["samples"].append({"seed": p.seed, "expression": list(p.expression), "pixels": pixels})
+    return out
+
+
+def concurrent(args):
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=args.n) as pool:
+        futures = [pool.submit(request, args, args.seed + k) for k in range(args.n)]
+        outs = [f.result() for f in futures]
+    with open(args.out, "w") as f:
+        json.dump(outs[0], f)
+    walls = sorted(o["seconds"] for o in outs)
+    print(f"concurrent {args.addr}: {args.n} requests, slowest {walls[-1]:.3f} s")
+
+
+def predict(args):
+    out = request(args, args.seed)
+    wall = out["seconds"]
     with open(args.out, "w") as f:
         json.dump(out, f)
     s = out["samples"][0]
@@ -87,16 +109,19 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     h = sub.add_parser("health")
     h.add_argument("addr")
-    p = sub.add_parser("predict")
-    p.add_argument("addr")
-    p.add_argument("out")
-    p.add_argument("--perturbation", required=True)
-    p.add_argument("--plate", required=True)
-    p.add_argument("--well", required=True)
-    p.add_argument("--site", type=int, default=0)
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--samples", type=int, default=1)
+    for name in ("predict", "concurrent"):
+        p = sub.add_parser(name)
+        p.add_argument("addr")
+        p.add_argument("out")
+        p.add_argument("--perturbation", required=True)
+        p.add_argument("--plate", required=True)
+        p.add_argument("--well", required=True)
+        p.add_argument("--site", type=int, default=0)
+        p.add_argument("--seed", type=int, default=7)
+        p.add_argument("--steps", type=int, default=20)
+        p.add_argument("--samples", type=int, default=1)
+        if name == "concurrent":
+            p.add_argument("--n", type=int, default=16)
     c = sub.add_parser("compare")
     c.add_argument("a")
     c.add_argument("b")
@@ -112,6 +137,8 @@ def main():
         return 0 if ok else 1
     if args.cmd == "predict":
         predict(args)
+    elif args.cmd == "concurrent":
+        concurrent(args)
     elif args.cmd == "compare":
         compare(args.a, args.b)
     elif args.cmd == "metric":

@@ -12,7 +12,8 @@
 //
 // Contract checker: every call checks backend.h's concurrency contract (Step only on "cf-batch"
 // and never two at once; Encode/Decode only on "cf-codec" or "cf-batch", at most
-// codec_threads + 1 at once and at most codec_threads beside a Step; no call after
+// codec_threads + 1 at once and at most codec_threads beside a Step; HandOffForDecode only on
+// "cf-batch"; no Decode of a Step's output before a HandOffForDecode after that Step; no call after
 // MarkStopped()). A breach is recorded, not thrown; tests assert violations() is empty.
 #ifndef CELLFLUX_TESTS_SERVER_FAKE_BACKEND_H_
 #define CELLFLUX_TESTS_SERVER_FAKE_BACKEND_H_
@@ -21,6 +22,7 @@
 #include <pthread.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <string>
@@ -155,13 +157,33 @@ class FakeBackend : public Backend {
       images.push_back(zi + dt * velocity(zi));
       genes.push_back(gi + dt * velocity(gi));
     }
-    return JointLatent{torch::cat(images), torch::cat(genes)};
+    JointLatent out{torch::cat(images), torch::cat(genes)};
+    absl::MutexLock lock(&mu_);
+    not_handed_off_.push_back(out.image.storage().data());
+    return out;
+  }
+
+  // Every Step output so far counts as handed off (the contract's "Decode after HandOffForDecode").
+  absl::Status HandOffForDecode() override {
+    absl::MutexLock lock(&mu_);
+    if (ThreadName() != "cf-batch") ViolationLocked("HandOffForDecode outside the step loop");
+    if (stopped_) ViolationLocked("HandOffForDecode after Stop returned");
+    hand_offs_ += 1;
+    if (fail_hand_off_) return absl::InternalError("fake hand-off failure");
+    not_handed_off_.clear();
+    return absl::OkStatus();
   }
 
   absl::StatusOr<std::vector<SampleOutput>> Decode(const JointLatent& z) override {
     CodecCall call(this, "Decode");
     {
       absl::MutexLock lock(&mu_);
+      // z is alive, so no later tensor shares its storage: a match is one of the Steps since the
+      // last hand-off (a Heun row's final z is the scheduler's own tensor and never matches).
+      if (std::find(not_handed_off_.begin(), not_handed_off_.end(), z.image.storage().data()) !=
+          not_handed_off_.end()) {
+        ViolationLocked("Decode of rows no HandOffForDecode handed off after their Step");
+      }
       mu_.Await(absl::Condition(&decode_gate_open_));
       if (hold_next_decode_ && hold_thread_ == ThreadName()) {
         hold_next_decode_ = false;
@@ -265,6 +287,14 @@ class FakeBackend : public Backend {
   }
   void set_fail_encode(bool v) { fail_encode_ = v; }
   void set_fail_step(bool v) { fail_step_ = v; }
+  void set_fail_hand_off(bool v) {
+    absl::MutexLock lock(&mu_);
+    fail_hand_off_ = v;
+  }
+  int hand_offs() {
+    absl::MutexLock lock(&mu_);
+    return hand_offs_;
+  }
   int step_calls() {
     absl::MutexLock lock(&mu_);
     return step_calls_;
@@ -375,6 +405,9 @@ class FakeBackend : public Backend {
   int in_step_now_ ABSL_GUARDED_BY(mu_) = 0;
   int in_codec_now_ ABSL_GUARDED_BY(mu_) = 0;
   int max_codec_overlap_ ABSL_GUARDED_BY(mu_) = 0;
+  bool fail_hand_off_ ABSL_GUARDED_BY(mu_) = false;
+  int hand_offs_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<const void*> not_handed_off_ ABSL_GUARDED_BY(mu_);  // storages of Step outputs
   std::vector<std::string> violations_ ABSL_GUARDED_BY(mu_);
   bool decode_gate_open_ ABSL_GUARDED_BY(mu_) = true;
   bool hold_next_decode_ ABSL_GUARDED_BY(mu_) = false;

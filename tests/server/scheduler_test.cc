@@ -10,6 +10,7 @@
 #include <prometheus/registry.h>
 #include <pthread.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -461,6 +462,30 @@ TEST_F(SchedulerTest, BackendErrorFailsItsTasksAndServingGoesOn) {
   EXPECT_TRUE(c.result.ok());
 }
 
+// Rows reach Decode only after the step loop handed them off (backend.h: a backend whose Decode
+// runs on its own device stream waits there); a failed hand-off fails the task, undecoded, and
+// the next request is served.
+TEST_F(SchedulerTest, RetiredRowsAreHandedOffBeforeTheirDecode) {
+  auto s = Make({});
+  backend_->set_fail_hand_off(true);
+  Outcome a;
+  auto ta = Task(&a, 2, 3, 1);
+  ASSERT_TRUE(s->Schedule(&ta).ok());
+  a.done.WaitForNotification();
+  EXPECT_EQ(a.result.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(a.result.status().message(), ::testing::HasSubstr("hand-off"));
+  EXPECT_EQ(backend_->decode_calls(), 0);
+  backend_->set_fail_hand_off(false);
+  Outcome b;
+  auto tb = Task(&b, 2, 3, 1);
+  ASSERT_TRUE(s->Schedule(&tb).ok());
+  b.done.WaitForNotification();
+  ASSERT_TRUE(b.result.ok()) << b.result.status();
+  EXPECT_GE(backend_->hand_offs(), 2);
+  EXPECT_EQ(backend_->decode_calls(), 2);
+  // TearDown: no Decode of a Step's output without a hand-off after that Step.
+}
+
 TEST_F(SchedulerTest, TasksOnTwoModelsRunSideBySide) {
   auto alone = RunAlone(1, 4, 9, 1, 1.5);
   ASSERT_TRUE(alone.ok());
@@ -585,6 +610,36 @@ TEST_F(SchedulerTest, ContractCheckerCatchesForbiddenOverlaps) {
               ::testing::ElementsAre(::testing::HasSubstr("two Steps at once"),
                                      ::testing::HasSubstr("Decode outside the scheduler's threads"),
                                      ::testing::HasSubstr("Step after Stop returned")));
+}
+
+// The checker's hand-off rule: a Step's output decoded with no HandOffForDecode after that Step
+// (or a hand-off off the step loop) is caught; after a hand-off on the step loop it passes.
+TEST_F(SchedulerTest, ContractCheckerCatchesADecodeBeforeItsHandOff) {
+  FakeBackend checked;
+  StepBatch batch;
+  batch.z = JointLatent{torch::zeros({1, 5, 8, 8}), torch::zeros({1, 4})};
+  batch.t = torch::zeros({1});
+  batch.dt = torch::full({1}, 0.5f);
+  batch.guidance = torch::ones({1});
+  batch.labels = torch::zeros({1}, torch::kInt64);
+  JointLatent stepped;
+  auto on = [](const char* thread, const std::function<void()>& fn) {
+    std::thread t([&] {
+      pthread_setname_np(pthread_self(), thread);
+      fn();
+    });
+    t.join();
+  };
+  on("cf-batch", [&] { stepped = checked.Step(batch).value(); });
+  on("cf-codec", [&] { EXPECT_TRUE(checked.Decode(stepped).ok()); });
+  on("cf-codec", [&] { EXPECT_TRUE(checked.HandOffForDecode().ok()); });
+  EXPECT_EQ(checked.violations().size(), 2u);
+  on("cf-batch", [&] { EXPECT_TRUE(checked.HandOffForDecode().ok()); });
+  on("cf-codec", [&] { EXPECT_TRUE(checked.Decode(stepped).ok()); });
+  EXPECT_THAT(
+      checked.violations(),
+      ::testing::ElementsAre(::testing::HasSubstr("Decode of rows no HandOffForDecode"),
+                             ::testing::HasSubstr("HandOffForDecode outside the step loop")));
 }
 
 // A busy mix (several codec workers, partial admissions, retirements every forward, a failure,

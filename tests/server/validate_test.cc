@@ -12,6 +12,7 @@
 
 #include "common/io/tiff.h"
 #include "server/image_codec.h"
+#include "server/structure_cache.h"
 #include "tests/server/fake_backend.h"
 
 namespace cellflux::server {
