@@ -37,7 +37,7 @@ void DeviceStreams::HandOff() {
 }
 
 void DeviceStreams::WaitForHandOff(const CodecScope& scope) {
-  if (!enabled_ || !scope.stream()) return;
+  if (!scope.stream()) return;  // disabled
   std::shared_ptr<const c10::Event> event;
   {
     absl::MutexLock lock(&mu_);
@@ -47,7 +47,7 @@ void DeviceStreams::WaitForHandOff(const CodecScope& scope) {
 }
 
 void DeviceStreams::HandToStep(const CodecScope& scope, const std::vector<at::Tensor>& tensors) {
-  if (!enabled_ || !scope.stream()) return;
+  if (!scope.stream()) return;  // disabled
   const c10::impl::VirtualGuardImpl impl(device_.type());
   impl.synchronizeStream(*scope.stream());
   const c10::Stream step = impl.getDefaultStream(device_);

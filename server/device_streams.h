@@ -26,7 +26,8 @@
 //    memory of a decoded row is freed after Decode's copy to the host, which waits for the codec
 //    stream, so the allocator needs no hint there.
 //  * Bank latents and the weights are written on the default stream at load time;
-//    SynchronizeStep() (end of LoadModelBackend) waits for them before the first codec call.
+//    SynchronizeStep() (LoadModelBackend, before the warm-up) waits for them before the first
+//    codec call.
 //
 // Disabled (CPU, or enabled = false), every call is a no-op and no c10 stream API is touched.
 // Written against c10's device-generic stream API (c10::impl::VirtualGuardImpl, c10::Event,

@@ -299,21 +299,15 @@ void Scheduler::RetireFinished() {
   active_.erase(done_end, active_.end());
   // Their last writes (Step, Heun's average) are queued: each backend orders its Decodes after
   // them. Rows of a backend that cannot fail their tasks here instead of being decoded.
-  std::vector<std::pair<Backend*, absl::Status>> hand_offs;
-  for (auto& [backend, rows] : RowsByBackend(retired)) {
-    hand_offs.push_back({backend, backend->HandOffForDecode()});
-  }
   std::vector<Sample> to_decode;
-  for (Sample& row : retired) {
-    Backend* backend = row.task->task->backend.get();
-    const absl::Status& handed =
-        std::find_if(hand_offs.begin(), hand_offs.end(), [&](const auto& h) {
-          return h.first == backend;
-        })->second;
-    if (handed.ok()) {
-      to_decode.push_back(std::move(row));
-    } else {
-      Decoded(std::move(row), handed);
+  for (auto& [backend, rows] : RowsByBackend(retired)) {
+    const absl::Status handed = backend->HandOffForDecode();
+    for (Sample* row : rows) {
+      if (handed.ok()) {
+        to_decode.push_back(std::move(*row));
+      } else {
+        Decoded(std::move(*row), handed);
+      }
     }
   }
   if (!to_decode.empty()) codec_->SubmitDecode(std::move(to_decode));
